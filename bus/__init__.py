@@ -1,0 +1,37 @@
+"""NATS for Ymera: the connection, the YMERA stream, consumers and the embedded server."""
+
+from ._connection import BLOB_BUCKET, Bus, connect
+from ._errors import BusError, BusUnavailable, ConsumerConfigError, ServerStartError
+from ._pull import PullBatches
+from ._server import EmbeddedServer, find_binary, free_port, running_server
+from ._stream import (
+    STREAM,
+    ConsumerPolicy,
+    StreamPolicy,
+    check_consumer,
+    consumer_config,
+    ensure_stream,
+    redelivery_span,
+)
+
+__all__ = [
+    "BLOB_BUCKET",
+    "STREAM",
+    "Bus",
+    "BusError",
+    "BusUnavailable",
+    "ConsumerConfigError",
+    "ConsumerPolicy",
+    "EmbeddedServer",
+    "PullBatches",
+    "ServerStartError",
+    "StreamPolicy",
+    "check_consumer",
+    "connect",
+    "consumer_config",
+    "ensure_stream",
+    "find_binary",
+    "free_port",
+    "redelivery_span",
+    "running_server",
+]

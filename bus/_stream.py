@@ -1,0 +1,113 @@
+"""The YMERA stream and the rules its consumers must keep.
+
+Every handler is idempotent because its outputs have ids derived from its input and are
+published with `Nats-Msg-Id`. That only holds while a redelivered input arrives inside the
+stream's duplicate window, so a consumer whose redeliveries could outlast the window is
+refused at start, not discovered in production.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from events import ALL_SUBJECTS
+
+from ._errors import ConsumerConfigError
+
+__all__ = [
+    "STREAM",
+    "ConsumerPolicy",
+    "StreamPolicy",
+    "check_consumer",
+    "consumer_config",
+    "ensure_stream",
+    "redelivery_span",
+]
+
+STREAM = "YMERA"
+
+
+class StreamPolicy(msgspec.Struct, frozen=True):
+    name: str = STREAM
+    duplicate_window: float = 120.0
+    storage: str = "file"
+    replicas: int = 1
+    max_msg_size: int = 1024 * 1024
+
+
+class ConsumerPolicy(msgspec.Struct, frozen=True):
+    """How a durable consumer redelivers what it was given and did not ack."""
+
+    ack_wait: float = 30.0
+    max_deliver: int = 4
+    backoff: tuple[float, ...] = ()
+    max_ack_pending: int = 10_000
+
+
+def redelivery_span(policy: ConsumerPolicy) -> float:
+    """Seconds from a message's first delivery to its last possible redelivery."""
+    if policy.max_deliver < 1:
+        return float("inf")
+    waits = []
+    for attempt in range(policy.max_deliver - 1):
+        if policy.backoff:
+            waits.append(policy.backoff[min(attempt, len(policy.backoff) - 1)])
+        else:
+            waits.append(policy.ack_wait)
+    return float(sum(waits))
+
+
+def check_consumer(name: str, policy: ConsumerPolicy, stream: StreamPolicy) -> None:
+    span = redelivery_span(policy)
+    if span >= stream.duplicate_window:
+        raise ConsumerConfigError(name, span, stream.duplicate_window)
+
+
+async def ensure_stream(js: JetStreamContext, policy: StreamPolicy) -> None:
+    """Create the stream, or bring an existing one to `policy`. Safe to call from every process."""
+    config = StreamConfig(
+        name=policy.name,
+        subjects=[ALL_SUBJECTS],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE if policy.storage == "file" else StorageType.MEMORY,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=policy.duplicate_window,
+        num_replicas=policy.replicas,
+        max_msg_size=policy.max_msg_size,
+    )
+    try:
+        info = await js.stream_info(policy.name)
+    except NotFoundError:
+        await js.add_stream(config)
+        return
+    current = info.config
+    if (current.duplicate_window != config.duplicate_window
+            or current.max_msg_size != config.max_msg_size
+            or current.subjects != config.subjects):
+        await js.update_stream(config)
+
+
+def consumer_config(durable: str, policy: ConsumerPolicy, *, filter_subject: str = ALL_SUBJECTS,
+                    start_seq: int | None = None, ack_all: bool = False) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
+        opt_start_seq=start_seq,
+        ack_policy=AckPolicy.ALL if ack_all else AckPolicy.EXPLICIT,
+        ack_wait=policy.ack_wait,
+        max_deliver=policy.max_deliver,
+        backoff=list(policy.backoff) or None,
+        max_ack_pending=policy.max_ack_pending,
+        filter_subject=filter_subject,
+    )

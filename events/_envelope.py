@@ -1,0 +1,72 @@
+"""The envelope every event carries, and the identifiers it is built from.
+
+An event caused by another gets an id derived from its cause, so a handler that sees the
+same input twice emits the same output ids and JetStream's duplicate window (and the
+store's unique id) drop the copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar
+
+import msgspec
+
+__all__ = ["NO_WORKFLOW", "BlobRef", "EventBase", "Name", "WorkflowId", "derive_id", "new_id", "now"]
+
+# Workflow and task ids become NATS subject tokens, so they may not hold '.', '*', '>' or
+# spaces. '_' alone is reserved for events that belong to no workflow.
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")]
+NO_WORKFLOW = "_"
+WorkflowId = Annotated[str, msgspec.Meta(pattern=r"^(_|[A-Za-z0-9][A-Za-z0-9_-]{0,127})$")]
+
+# A fixed namespace makes derived ids stable across processes, hosts and releases.
+_NAMESPACE = uuid.UUID("6f1c3f0e-8a51-4b55-9b7c-3c1d2f3a9e10")
+
+
+def new_id() -> str:
+    """A fresh id for an event that has no cause (a submission, a command)."""
+    return str(uuid.uuid4())
+
+
+def derive_id(cause_id: str, kind: str, *parts: object) -> str:
+    """The id of the event of `kind` caused by `cause_id`, the same on every redelivery."""
+    key = "\x1f".join([cause_id, kind, *(str(p) for p in parts)])
+    return str(uuid.uuid5(_NAMESPACE, key))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BlobRef(msgspec.Struct, frozen=True):
+    """A value stored once, by content, in the blob bucket; the event keeps only this."""
+
+    digest: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    size: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True,
+                omit_defaults=True):
+    """Fields shared by every event.
+
+    Unknown fields are ignored, so a reader keeps working when a newer writer adds an
+    optional field (schema evolution: add optional fields, never reuse a tag).
+
+    `blobs` maps a field name to the blob that holds its value when the value was too large
+    to travel inline; the field itself then holds its default. See `events.resolve`.
+    """
+
+    # Subclasses set these: the subject domain and the last subject token.
+    domain: ClassVar[str]
+    verb: ClassVar[str]
+    # Fields whose values may be moved to a blob when the event would be too large.
+    blob_fields: ClassVar[tuple[str, ...]] = ()
+
+    id: str
+    ts: datetime
+    workflow_id: WorkflowId
+    causation_id: str | None = None
+    actor: str = "client"
+    blobs: dict[str, BlobRef] = {}

@@ -1,0 +1,49 @@
+"""The root of every error Ymera raises, and the errors of the event vocabulary.
+
+    YmeraError
+    ├── MalformedEvent        bytes that are not a valid event         (events)
+    ├── EventTooLarge         an event over the limit even after blobs (events)
+    ├── BlobError             a blob missing, or not matching its digest (events, store)
+    ├── BusError                                                       (bus)
+    │   ├── BusUnavailable    no NATS server answers at the URL
+    │   ├── ServerStartError  the embedded nats-server did not start
+    │   └── ConsumerConfigError  redelivery could outlast the duplicate window
+    └── StoreError                                                     (store)
+        └── StoreLocked       another writer holds the event log
+
+Each message reads as one line a user can act on; each error keeps its facts as fields.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BlobError", "EventTooLarge", "MalformedEvent", "YmeraError"]
+
+
+class YmeraError(Exception):
+    """Base of every error Ymera raises on purpose."""
+
+
+class MalformedEvent(YmeraError, ValueError):
+    """Bytes that are not a valid event. `reason` is the sentence a user reads."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EventTooLarge(YmeraError):
+    def __init__(self, event_type: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{event_type} is {size} bytes after moving its large fields to blobs, "
+            f"over the {limit}-byte event limit"
+        )
+        self.event_type = event_type
+        self.size = size
+        self.limit = limit
+
+
+class BlobError(YmeraError):
+    def __init__(self, digest: str, reason: str) -> None:
+        super().__init__(f"blob {digest[:12]}…: {reason}")
+        self.digest = digest
+        self.reason = reason

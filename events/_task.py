@@ -1,0 +1,104 @@
+"""The life of one task attempt: released, started, alive, ended, checked, scored."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+
+from ._envelope import EventBase, Name
+from ._workflow import TaskSpec
+
+__all__ = [
+    "OutcomeChecked",
+    "TaskAssessed",
+    "TaskFailed",
+    "TaskHeartbeat",
+    "TaskReady",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskSucceeded",
+]
+
+Attempt = Annotated[int, msgspec.Meta(ge=1)]
+Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class _TaskEvent(EventBase, frozen=True, kw_only=True):
+    domain: ClassVar[str] = "task"
+
+    task_id: Name
+
+
+class TaskReady(_TaskEvent, frozen=True, kw_only=True):
+    """The distributor releases one attempt of a task; `inputs` are its dependencies' outputs."""
+
+    verb: ClassVar[str] = "ready"
+    blob_fields: ClassVar[tuple[str, ...]] = ("inputs", "spec")
+
+    attempt: Attempt
+    spec: TaskSpec | None = None
+    inputs: dict[str, Any] = {}
+
+
+class TaskStarted(_TaskEvent, frozen=True, kw_only=True):
+    verb: ClassVar[str] = "started"
+
+    attempt: Attempt
+    executor: str
+
+
+class TaskHeartbeat(_TaskEvent, frozen=True, kw_only=True):
+    verb: ClassVar[str] = "heartbeat"
+
+    attempt: Attempt
+    executor: str
+    beat: int = 0
+
+
+class TaskSucceeded(_TaskEvent, frozen=True, kw_only=True):
+    verb: ClassVar[str] = "succeeded"
+    blob_fields: ClassVar[tuple[str, ...]] = ("output",)
+
+    attempt: Attempt
+    output: Any = None
+    duration_ms: float = 0.0
+    model: str | None = None
+    cost_usd: float | None = None
+
+
+class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
+    verb: ClassVar[str] = "failed"
+
+    attempt: Attempt
+    error: str
+    retryable: bool = True
+    duration_ms: float = 0.0
+
+
+class TaskSkipped(_TaskEvent, frozen=True, kw_only=True):
+    """A task that will not run, because a dependency ended without success."""
+
+    verb: ClassVar[str] = "skipped"
+
+    reason: str
+
+
+class OutcomeChecked(_TaskEvent, frozen=True, kw_only=True):
+    verb: ClassVar[str] = "outcome_checked"
+
+    attempt: Attempt
+    passed: bool
+    problems: list[str] = []
+
+
+class TaskAssessed(_TaskEvent, frozen=True, kw_only=True):
+    verb: ClassVar[str] = "assessed"
+
+    attempt: Attempt
+    accuracy: Score
+    completeness: Score
+    consistency: Score
+    efficiency: Score
+    maintainability: Score
+    overall: Score

@@ -1,0 +1,159 @@
+"""A workflow as submitted, and the events of its life: admission, validation, the end."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+
+from ._envelope import EventBase, Name
+
+__all__ = [
+    "CancelRequested",
+    "Priority",
+    "Problem",
+    "RetryPolicy",
+    "TaskResult",
+    "TaskSpec",
+    "WorkflowAdmitted",
+    "WorkflowCancelled",
+    "WorkflowCompleted",
+    "WorkflowFailed",
+    "WorkflowInvalid",
+    "WorkflowRefused",
+    "WorkflowSubmitted",
+    "WorkflowValidated",
+]
+
+Priority = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """How the distributor retries a failed attempt: exponential backoff with jitter."""
+
+    max_attempts: int = 3
+    initial_delay_seconds: float = 1.0
+    backoff_multiplier: float = 2.0
+    max_delay_seconds: float = 60.0
+
+
+class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One task of a submitted workflow.
+
+    `type` is the kind of work (`noop`, `echo`, `llm`, an agent task type, ...). It is a
+    plain string here so the validator can report an unknown type together with every
+    other problem, instead of the decoder stopping at the first. Unknown fields are refused:
+    a misspelt `dependencies` must not be silently ignored.
+    """
+
+    id: Name
+    type: str
+    agent: str | None = None
+    description: str = ""
+    parameters: dict[str, Any] = {}
+    dependencies: list[str] = []
+    priority: Priority = "MEDIUM"
+    timeout_seconds: float | None = None
+    retry: RetryPolicy = RetryPolicy()
+
+
+class WorkflowSubmitted(EventBase, frozen=True, kw_only=True):
+    """A client asks Ymera to run a workflow. Any NATS client may publish this."""
+
+    domain: ClassVar[str] = "wf"
+    verb: ClassVar[str] = "submitted"
+    blob_fields: ClassVar[tuple[str, ...]] = ("tasks",)
+
+    name: str = ""
+    principal: str = "anonymous"
+    tasks: list[TaskSpec] = []
+    metadata: dict[str, str] = {}
+
+
+class WorkflowAdmitted(EventBase, frozen=True, kw_only=True):
+    domain: ClassVar[str] = "wf"
+    verb: ClassVar[str] = "admitted"
+
+    principal: str
+
+
+class WorkflowRefused(EventBase, frozen=True, kw_only=True):
+    domain: ClassVar[str] = "wf"
+    verb: ClassVar[str] = "refused"
+
+    principal: str
+    reason: str
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One thing wrong with a workflow, naming where it is."""
+
+    message: str
+    task_id: str | None = None
+    field: str | None = None
+
+
+class WorkflowValidated(EventBase, frozen=True, kw_only=True):
+    """The workflow is runnable; `levels` are the groups of tasks that may run in parallel."""
+
+    domain: ClassVar[str] = "wf"
+    verb: ClassVar[str] = "validated"
+    blob_fields: ClassVar[tuple[str, ...]] = ("levels", "critical_path")
+
+    levels: list[list[str]] = []
+    critical_path: list[str] = []
+    estimated_parallel_speedup: float = 1.0
+
+
+class WorkflowInvalid(EventBase, frozen=True, kw_only=True):
+    domain: ClassVar[str] = "wf"
+    verb: ClassVar[str] = "invalid"
+    blob_fields: ClassVar[tuple[str, ...]] = ("problems",)
+
+    problems: list[Problem] = []
+
+
+class CancelRequested(EventBase, frozen=True, kw_only=True):
+    domain: ClassVar[str] = "wf"
+    verb: ClassVar[str] = "cancel_requested"
+
+    reason: str = ""
+
+
+class WorkflowCancelled(EventBase, frozen=True, kw_only=True):
+    domain: ClassVar[str] = "wf"
+    verb: ClassVar[str] = "cancelled"
+
+    reason: str = ""
+
+
+class TaskResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """How one task ended, as reported in the workflow's last event."""
+
+    task_id: str
+    status: Literal["succeeded", "failed", "skipped", "cancelled"]
+    attempts: int = 0
+    quality: float | None = None
+    error: str | None = None
+
+
+Quality = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class WorkflowCompleted(EventBase, frozen=True, kw_only=True):
+    domain: ClassVar[str] = "wf"
+    verb: ClassVar[str] = "completed"
+    blob_fields: ClassVar[tuple[str, ...]] = ("results",)
+
+    results: list[TaskResult] = []
+    overall_quality: Quality | None = None
+
+
+class WorkflowFailed(EventBase, frozen=True, kw_only=True):
+    domain: ClassVar[str] = "wf"
+    verb: ClassVar[str] = "failed"
+    blob_fields: ClassVar[tuple[str, ...]] = ("results",)
+
+    reason: str
+    results: list[TaskResult] = []
+    overall_quality: Quality | None = None

@@ -1,0 +1,29 @@
+"""The append-only, hash-chained event log, its writer, replay, projections and audit."""
+
+from ._audit import AuditReport, Break, check_row, verify
+from ._chain import GENESIS, StoredEvent, link
+from ._errors import StoreError, StoreLocked
+from ._projection import LiveProjection, Projection, rebuild
+from ._projections import EventCounts, WorkflowStatus
+from ._sqlite import NewEvent, SqliteEventLog
+from ._writer import StoreWriter
+
+__all__ = [
+    "GENESIS",
+    "AuditReport",
+    "Break",
+    "EventCounts",
+    "LiveProjection",
+    "NewEvent",
+    "Projection",
+    "SqliteEventLog",
+    "StoreError",
+    "StoreLocked",
+    "StoreWriter",
+    "StoredEvent",
+    "WorkflowStatus",
+    "check_row",
+    "link",
+    "rebuild",
+    "verify",
+]

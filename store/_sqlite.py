@@ -1,0 +1,189 @@
+"""The event log in one SQLite file (aiosqlite, WAL): append in order, read in order.
+
+Idempotency is a unique key, not a lock: `seq` is the primary key and `id` is unique, so
+a second copy of an event can never be stored. A writer still takes an OS lock on the file
+so two writers cannot interleave their hash chains.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+import msgspec
+
+from ._chain import GENESIS, StoredEvent, link
+from ._errors import StoreError, StoreLocked
+
+__all__ = ["NewEvent", "SqliteEventLog"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT    NOT NULL UNIQUE,
+    type        TEXT    NOT NULL,
+    subject     TEXT    NOT NULL,
+    workflow_id TEXT    NOT NULL,
+    ts          REAL    NOT NULL,
+    data        BLOB    NOT NULL,
+    prev_hash   BLOB    NOT NULL,
+    hash        BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_workflow ON events (workflow_id, seq);
+CREATE TABLE IF NOT EXISTS blobs (
+    digest TEXT    PRIMARY KEY,
+    size   INTEGER NOT NULL,
+    data   BLOB    NOT NULL
+);
+"""
+_COLUMNS = "seq, id, type, subject, workflow_id, ts, data, prev_hash, hash"
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    """An event to append; the log assigns its place in the chain."""
+
+    seq: int
+    id: str
+    type: str
+    subject: str
+    workflow_id: str
+    ts: float
+    data: bytes
+
+
+class SqliteEventLog:
+    """Open with `async with SqliteEventLog(path) as log`; `readonly=True` for readers."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._db: aiosqlite.Connection | None = None
+        self._lock_fd: int | None = None
+        self.head_seq = 0
+        self.head_hash = GENESIS
+
+    async def __aenter__(self) -> SqliteEventLog:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._db is not None:
+            raise StoreError(f"event log {self.path} is already open")
+        if self.readonly:
+            if not self.path.exists():
+                raise StoreError(f"no event log at {self.path}")
+            self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            self._db = await aiosqlite.connect(self.path)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL: a crash of the process loses nothing committed; a power loss may lose
+            # the last transactions, which the writer then reads again from the stream.
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.executescript(_SCHEMA)
+            await self._db.commit()
+        async with self._db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1") as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            self.head_seq, self.head_hash = row[0], row[1]
+
+    def _take_lock(self) -> None:
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLocked(self.path) from None
+        self._lock_fd = fd
+
+    async def close(self) -> None:
+        """Close the file and release the writer lock. Safe to call twice."""
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError(f"event log {self.path} is not open")
+        return self._db
+
+    async def known_ids(self, ids: Iterable[str]) -> set[str]:
+        wanted = list(ids)
+        found: set[str] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self.db.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk) as cur:
+                found.update(row[0] for row in await cur.fetchall())
+        return found
+
+    async def known_blobs(self, digests: Iterable[str]) -> set[str]:
+        wanted = list(digests)
+        if not wanted:
+            return set()
+        marks = ",".join("?" * len(wanted))
+        async with self.db.execute(f"SELECT digest FROM blobs WHERE digest IN ({marks})", wanted) as cur:
+            return {row[0] for row in await cur.fetchall()}
+
+    async def append(self, new: Sequence[NewEvent], blobs: Mapping[str, bytes] | None = None) -> None:
+        """Append events (in ascending seq, after the head) and blobs in one transaction."""
+        rows = []
+        prev, head = self.head_hash, self.head_seq
+        for e in new:
+            if e.seq <= head:
+                raise StoreError(f"seq {e.seq} is not after the log's head {head}")
+            h = link(prev, e.seq, e.id, e.data)
+            rows.append((e.seq, e.id, e.type, e.subject, e.workflow_id, e.ts, e.data, prev, h))
+            prev, head = h, e.seq
+        try:
+            await self.db.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            if blobs:
+                await self.db.executemany(
+                    "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?,?,?)",
+                    [(d, len(b), b) for d, b in blobs.items()])
+            await self.db.commit()
+        except sqlite3.Error as exc:
+            await self.db.rollback()
+            raise StoreError(f"append to {self.path} failed: {exc}") from exc
+        self.head_hash, self.head_seq = prev, head
+
+    async def read(self, from_seq: int = 0, *, workflow_id: str | None = None,
+                   batch: int = 5000) -> AsyncGenerator[StoredEvent, None]:
+        """Rows with seq >= from_seq, in seq order; a snapshot of the log as it is now.
+
+        Leaving the loop early? Close the generator (`contextlib.aclosing`) before the log.
+        """
+        args: tuple[object, ...]
+        if workflow_id is None:
+            sql, args = f"SELECT {_COLUMNS} FROM events WHERE seq >= ? ORDER BY seq", (from_seq,)
+        else:
+            sql = f"SELECT {_COLUMNS} FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq"
+            args = (workflow_id, from_seq)
+        async with self.db.execute(sql, args) as cur:
+            while rows := await cur.fetchmany(batch):
+                for row in rows:
+                    yield StoredEvent(*row)
+
+    async def blob(self, digest: str) -> bytes | None:
+        async with self.db.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def count(self) -> int:
+        async with self.db.execute("SELECT count(*) FROM events") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,148 @@
+"""The store writer: the one process that appends the whole YMERA stream to the event log.
+
+Listens to: every subject (`ymera.>`), through the durable consumer `store`, in stream order.
+Emits: `MessageRejected` for a message that is not a valid event on its own subject.
+Decides: nothing about workflows. It resumes at the log's head + 1 (the consumer is
+recreated there on start), appends each fetched batch in one transaction, copies the blobs
+its events name into the log, and acks only after the commit. A second copy of an event
+that slipped past the duplicate window is recognised by its id and not stored again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.msg import Msg
+
+from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config
+from events import (
+    NO_WORKFLOW,
+    BlobError,
+    BlobRef,
+    MalformedEvent,
+    MessageRejected,
+    decode_message,
+    derive_id,
+    excerpt,
+    now,
+)
+
+from ._sqlite import NewEvent, SqliteEventLog
+
+__all__ = ["StoreWriter"]
+
+_log = structlog.get_logger("ymera.store")
+# An idle writer re-polls this often; it bounds how long a stop request waits.
+POLL_SECONDS = 0.1
+
+
+class StoreWriter:
+    name = "store"
+
+    def __init__(self, bus: Bus, log: SqliteEventLog, *, durable: str = "store",
+                 batch: int = 1000, policy: ConsumerPolicy | None = None) -> None:
+        self.bus = bus
+        self.log = log
+        self.durable = durable
+        self.batch = batch
+        # The writer resumes from its own head, not from redelivery, so acks only report
+        # progress; a long ack_wait keeps a slow commit from causing needless redelivery.
+        self.policy = policy or ConsumerPolicy(ack_wait=60.0, max_deliver=2)
+        check_consumer(durable, self.policy, bus.stream)
+        # The last stream seq handled: stored, rejected, or dropped as a copy. The log's head
+        # can be behind it when the newest messages left no row.
+        self.position = log.head_seq
+        self.stored = 0
+        self.rejected = 0
+        self.duplicates = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Append until `stop` is set; then finish the batch in hand and return."""
+        batches = await self._subscribe()
+        _log.info("store writer started", log=str(self.log.path), resume_at=self.log.head_seq + 1)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await batches.next()
+                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                    await asyncio.sleep(0.2)
+                    continue
+                if msgs:
+                    await self.write(msgs)
+        finally:
+            await batches.stop()
+
+    async def _subscribe(self) -> PullBatches:
+        js, stream = self.bus.js, self.bus.stream.name
+        try:
+            await js.delete_consumer(stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            pass
+        config = consumer_config(self.durable, self.policy, start_seq=self.log.head_seq + 1, ack_all=True)
+        await js.add_consumer(stream, config)
+        batches = PullBatches(self.bus.nc, stream, self.durable, batch=self.batch, poll=POLL_SECONDS)
+        await batches.start()
+        return batches
+
+    async def write(self, msgs: Sequence[Msg]) -> None:
+        """Append one fetched batch and ack it."""
+        new: list[NewEvent] = []
+        blobs: dict[str, bytes] = {}
+        rejections: list[MessageRejected] = []
+        seen: set[str] = set()
+        head = self.log.head_seq
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            if seq <= head:
+                continue  # redelivered after we stored it
+            head = seq
+            try:
+                event = decode_message(msg.subject, msg.data)
+                if event.blobs:
+                    await self._fetch_blobs(event.blobs.values(), blobs)
+            except (MalformedEvent, BlobError) as exc:
+                rejections.append(self._rejection(msg, seq, str(exc)))
+                continue
+            if event.id in seen:
+                self.duplicates += 1
+                continue
+            seen.add(event.id)
+            new.append(NewEvent(seq, event.id, type(event).__name__, msg.subject,
+                                event.workflow_id, event.ts.timestamp(), msg.data))
+        if rejections:
+            await self.bus.publish_many(rejections)
+            self.rejected += len(rejections)
+            for r in rejections:
+                _log.warning("message rejected", subject=r.subject, reason=r.reason, seq=r.stream_seq)
+        known = await self.log.known_ids(seen) if seen else set()
+        if known:
+            self.duplicates += len(known)
+            new = [e for e in new if e.id not in known]
+        if new or blobs:
+            await self.log.append(new, blobs)
+            self.stored += len(new)
+        if msgs:
+            await msgs[-1].ack()
+        self.position = max(self.position, head)
+
+    def _rejection(self, msg: Msg, seq: int, reason: str) -> MessageRejected:
+        # Derived from the stream position, so re-reading the same bad message after a
+        # crash re-emits the same rejection, which the duplicate window and the log drop.
+        return MessageRejected(
+            id=derive_id(f"{self.bus.stream.name}:{seq}", "rejected"), ts=now(),
+            workflow_id=NO_WORKFLOW, causation_id=None, actor=self.name,
+            subject=msg.subject, reason=reason, excerpt=excerpt(msg.data),
+            size=len(msg.data), stream_seq=seq,
+        )
+
+    async def _fetch_blobs(self, refs: Iterable[BlobRef], into: dict[str, bytes]) -> None:
+        """Copy the blobs an event names from the bucket into `into`, unless the log has them."""
+        wanted = [r for r in refs if r.digest not in into]
+        have = await self.log.known_blobs(r.digest for r in wanted)
+        for ref in wanted:
+            if ref.digest not in have:
+                into[ref.digest] = await self.bus.get_blob(ref)

@@ -1,0 +1,55 @@
+"""Helpers shared by tests: building events, waiting on a log, running the writer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import bus
+import events
+import store
+
+
+def started(workflow_id: str = "wf", task_id: str = "t", n: int = 0) -> events.TaskStarted:
+    return events.TaskStarted(id=events.new_id(), ts=events.now(), workflow_id=workflow_id,
+                              task_id=task_id, attempt=1, executor=f"ex-{n}")
+
+
+def stored_count(path: Path) -> int:
+    """Rows in the log, read through a separate plain sqlite3 connection."""
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        try:
+            return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+async def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running_writer(connection: bus.Bus, log: store.SqliteEventLog) -> AsyncIterator[store.StoreWriter]:
+    """A store writer running in this process for the duration of the block."""
+    writer = store.StoreWriter(connection, log)
+    stop = asyncio.Event()
+    task = asyncio.create_task(writer.run(stop))
+    try:
+        yield writer
+    finally:
+        stop.set()
+        await task
+
+
+async def stored_events(log: store.SqliteEventLog) -> list[events.Event]:
+    return [events.decode(r.data) async for r in log.read()]
