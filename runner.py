@@ -224,10 +224,11 @@ def _describe(seq: int, subject: str, data: bytes, args: argparse.Namespace) -> 
     if args.type and kind not in args.type:
         return None
     fields = {k: v for k, v in msgspec.structs.asdict(event).items()
-              if k not in ("id", "ts", "workflow_id", "causation_id", "actor", "blobs")}
+              if k not in ("id", "ts", "workflow_id", "task_id", "causation_id", "actor", "blobs")}
     detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items())
     task = getattr(event, "task_id", "")
-    return f"{seq:>8}  {event.ts:%H:%M:%S.%f}"[:-3] + f"  {kind:<18} {event.workflow_id} {task}  {detail}".rstrip()
+    clock = event.ts.strftime("%H:%M:%S.%f")[:-3]  # milliseconds
+    return f"{seq:>8}  {clock}  {kind:<18} {event.workflow_id} {task}  {detail}".rstrip()
 
 
 def _short(value: object, limit: int = 60) -> str:

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 import bus
+import events
 
 from .conftest import spawn_ymera, ymera, ymera_env
+from .support import started
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "design_review.yaml"
 
@@ -100,6 +102,31 @@ def test_a_killed_runner_leaves_no_orphan_nats_server(tmp_path: Path) -> None:
     runner.send_signal(signal.SIGKILL)
     runner.wait(10)
     assert _wait_dead(server_pid), f"nats-server {server_pid} outlived its SIGKILLed parent"
+
+
+async def test_tail_filters_by_workflow_and_type(tmp_path: Path, nats_server: bus.EmbeddedServer) -> None:
+    connection = await bus.connect(nats_server.url)
+    try:
+        await connection.publish_many([started("wf-a", "t1"), started("wf-b", "t2"), started("wf-a", "t3")])
+        await connection.publish(events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf-a"))
+        await connection.js.publish("ymera.wf.x.submitted", b"garbage")
+    finally:
+        await connection.close()
+    env = ymera_env(tmp_path, nats_server.url)
+
+    by_workflow = ymera("events", "tail", "--from-start", "--workflow", "wf-a", "--limit", "3", env=env)
+    lines = by_workflow.stdout.splitlines()
+    assert [line.split()[2:4] for line in lines] == [["TaskStarted", "wf-a"], ["TaskStarted", "wf-a"],
+                                                     ["WorkflowSubmitted", "wf-a"]]
+    assert lines[0].split()[0] == "1"
+    assert "t1  attempt=1 executor=ex-0" in lines[0]
+
+    by_type = ymera("events", "tail", "--from-start", "--type", "WorkflowSubmitted", "--limit", "1", env=env)
+    assert by_type.stdout.split()[2:4] == ["WorkflowSubmitted", "wf-a"]
+
+    everything = ymera("events", "tail", "--from-start", "--limit", "5", env=env)
+    assert everything.stdout.splitlines()[4].split(None, 2) == [
+        "5", "(malformed)", "ymera.wf.x.submitted  not valid JSON: JSON is malformed: invalid character (byte 0)"]
 
 
 def test_an_unreachable_nats_server_is_one_line(tmp_path: Path) -> None:
