@@ -10,72 +10,28 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import msgspec
 import structlog
 
+import actors
 import bus
 import events
 import store
+from actors import Settings, load_settings
 
-__all__ = ["Settings", "load_settings", "main", "open_bus"]
-
-
-class Settings(msgspec.Struct, frozen=True):
-    env: str = "development"
-    nats_url: str | None = None
-    data_dir: Path = Path(".ymera")
-    log_level: str = "info"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "events.db"
+__all__ = ["main", "open_bus"]
 
 
-def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
-    """Settings from `.env` (if present) overlaid by the real environment."""
-    values: dict[str, str] = {}
-    if dotenv is not None and dotenv.is_file():
-        for line in dotenv.read_text().splitlines():
-            key, sep, value = line.strip().partition("=")
-            if sep and not key.startswith("#"):
-                values[key.strip()] = value.strip().strip("'\"")
-    values.update(os.environ if environ is None else environ)
-    return Settings(
-        env=values.get("YMERA_ENV", "development"),
-        nats_url=values.get("NATS_URL") or None,
-        data_dir=Path(values.get("YMERA_DATA_DIR") or ".ymera"),
-        log_level=values.get("YMERA_LOG_LEVEL", "info").lower(),
-    )
+def open_bus(settings: Settings, name: str = "ymera") -> contextlib.AbstractAsyncContextManager[bus.Bus]:
+    """NATS_URL if set; else this data dir's embedded server, joined or started."""
+    return bus.open_bus(settings.nats_url, settings.data_dir, name)
 
 
-@contextlib.asynccontextmanager
-async def open_bus(settings: Settings, name: str = "ymera") -> AsyncIterator[bus.Bus]:
-    """Connect to NATS_URL; without it, join this data dir's embedded server or start one."""
-    server = None
-    url = settings.nats_url or bus.running_server(settings.data_dir)
-    if url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        server = bus.EmbeddedServer(settings.data_dir / "nats", announce_in=settings.data_dir)
-        server.start()
-        url = server.url
-    try:
-        connection = await bus.connect(url, name=name)
-        try:
-            yield connection
-        finally:
-            await connection.close()
-    finally:
-        if server is not None:
-            server.stop()
-
-
-def _stop_on_signals() -> asyncio.Event:
+def stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,77 +47,12 @@ def cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the store writer until SIGINT/SIGTERM."""
-    stop = _stop_on_signals()
-    async with open_bus(settings, "ymera-store") as connection, \
-            store.SqliteEventLog(settings.log_path) as log:
-        await store.StoreWriter(connection, log).run(stop)
+async def cmd_actor(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one actor until SIGINT/SIGTERM, restarting it after a crash."""
+    stop = stop_on_signals()
+    async with open_bus(settings, f"ymera-{args.name}") as connection:
+        await actors.run_named(args.name, settings, connection, stop)
     return 0
-
-
-async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
-    """Publish a workflow file as WorkflowSubmitted and wait until the log has it."""
-    submission = _read_workflow(Path(args.file))
-    async with open_bus(settings, "ymera-submit") as connection:
-        stop = asyncio.Event()
-        writer_task = None
-        log = None
-        if args.with_store:
-            log = store.SqliteEventLog(settings.log_path)
-            await log.open()
-            writer_task = asyncio.create_task(store.StoreWriter(connection, log).run(stop))
-        try:
-            ack = await connection.publish(submission)
-            print(f"submitted {submission.workflow_id} ({len(submission.tasks)} tasks) "
-                  f"as event {submission.id}, stream seq {ack.seq}")
-            if log is not None:
-                await _wait_stored(log, ack.seq)
-                print(f"stored in {settings.log_path} at seq {ack.seq}, head hash {log.head_hash.hex()[:16]}…")
-        finally:
-            stop.set()
-            if writer_task is not None:
-                await writer_task
-            if log is not None:
-                await log.close()
-    return 0
-
-
-async def _wait_stored(log: store.SqliteEventLog, seq: int, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while log.head_seq < seq:
-        if asyncio.get_running_loop().time() > deadline:
-            raise store.StoreError(f"event at seq {seq} not stored within {timeout:g}s")
-        await asyncio.sleep(0.02)
-
-
-def _read_workflow(path: Path) -> events.WorkflowSubmitted:
-    """A workflow file: {"workflow_id", "name"?, "tasks": [...]} in JSON or YAML."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise events.YmeraError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            doc = msgspec.yaml.decode(raw, type=_WorkflowFile)
-        else:
-            doc = msgspec.json.decode(raw, type=_WorkflowFile)
-    except msgspec.DecodeError as exc:
-        # YAML parser errors span lines; a user reads one.
-        parts = [line.strip().replace('in "<byte string>", ', "") for line in str(exc).splitlines()]
-        raise events.YmeraError(f"{path}: {': '.join(p for p in parts if p)}") from None
-    return events.WorkflowSubmitted(
-        id=events.new_id(), ts=events.now(), workflow_id=doc.workflow_id, name=doc.name,
-        principal=doc.principal, tasks=doc.tasks, metadata=doc.metadata,
-    )
-
-
-class _WorkflowFile(msgspec.Struct, forbid_unknown_fields=True):
-    workflow_id: events.Name
-    tasks: list[events.TaskSpec]
-    name: str = ""
-    principal: str = "anonymous"
-    metadata: dict[str, str] = {}
 
 
 async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -192,7 +83,7 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     async with open_bus(settings, "ymera-tail") as connection:
         start = 1 if args.from_start else (await connection.js.stream_info(connection.stream.name)).state.last_seq + 1
         subject = events.ALL_SUBJECTS
@@ -245,14 +136,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the JSON Schema of every event").set_defaults(fn=cmd_schema)
 
     actor = sub.add_parser("actor", help="run one actor until SIGTERM")
-    actor.add_argument("name", choices=["store"], help="which actor")
-    actor.set_defaults(fn=cmd_store)
+    actor.add_argument("name", choices=actors.ACTOR_NAMES, help="which actor")
+    actor.set_defaults(fn=cmd_actor)
 
-    submit = sub.add_parser("submit", help="publish a workflow file (JSON or YAML)")
-    submit.add_argument("file")
-    submit.add_argument("--with-store", action="store_true",
-                        help="also run a store writer in this process until the submission is stored")
-    submit.set_defaults(fn=cmd_submit)
+    from ymera._cli import add_workflow_commands  # the workflow commands need the whole engine
+
+    add_workflow_commands(sub)
 
     audit = sub.add_parser("audit", help="audit the event log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")

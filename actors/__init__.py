@@ -1,5 +1,22 @@
 """Ymera's actors. Each reads events from the bus and publishes events; none calls another.
 
-The store writer lives in `store/`; the workflow actors (security, validator, distributor,
-executor, assessor, monitor) arrive with the workflow engine.
+security, validator, distributor, executor, assessor, monitor; the store writer lives in
+`store/`. `run_named` and `run_all` run them, restarted after a crash.
 """
+
+from ._runtime import Actor, rebuild, run_actor
+from ._settings import LLMSettings, Settings, SettingsError, load_settings
+from ._supervisor import ACTOR_NAMES, run_all, run_named
+
+__all__ = [
+    "ACTOR_NAMES",
+    "Actor",
+    "LLMSettings",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "rebuild",
+    "run_actor",
+    "run_all",
+    "run_named",
+]

@@ -2,6 +2,7 @@
 
 from ._connection import BLOB_BUCKET, Bus, connect
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, ServerStartError
+from ._local import open_bus, open_local
 from ._pull import PullBatches
 from ._server import EmbeddedServer, find_binary, free_port, running_server
 from ._stream import (
@@ -32,6 +33,8 @@ __all__ = [
     "ensure_stream",
     "find_binary",
     "free_port",
+    "open_bus",
+    "open_local",
     "redelivery_span",
     "running_server",
 ]

@@ -48,10 +48,14 @@ class PullBatches:
         if sub is not None and not self.nc.is_closed:
             await sub.unsubscribe()
 
-    async def next(self) -> list[Msg]:
-        """What has arrived, waiting up to `poll` seconds for something; [] when idle."""
+    async def next(self, limit: int | None = None) -> list[Msg]:
+        """What has arrived, waiting up to `poll` seconds for something; [] when idle.
+
+        `limit` caps a new pull request, for a reader that must not hold more messages than
+        it can start at once (an executor with free slots); without it, `batch`.
+        """
         if not self._buffer:
-            await self._request()
+            await self._request(limit or self.batch)
             try:
                 await asyncio.wait_for(self._arrived.wait(), self.poll)
             except TimeoutError:
@@ -60,14 +64,14 @@ class PullBatches:
         self._arrived.clear()
         return msgs
 
-    async def _request(self) -> None:
+    async def _request(self, batch: int) -> None:
         # A request lost to a reconnect never ends on its own; its expiry retires it.
         if self._left > 0 and time.monotonic() < self._expires_at:
             return
-        self._left = self.batch
+        self._left = batch
         expires = max(self.poll * 10, 1.0)
         self._expires_at = time.monotonic() + expires + 0.5
-        body = json.dumps({"batch": self.batch, "expires": int(expires * 1e9)}).encode()
+        body = json.dumps({"batch": batch, "expires": int(expires * 1e9)}).encode()
         await self.nc.publish(self._next_subject, body, reply=self._inbox)
 
     async def _on_msg(self, msg: Msg) -> None:

@@ -8,6 +8,8 @@ refused at start, not discovered in production.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -98,16 +100,19 @@ async def ensure_stream(js: JetStreamContext, policy: StreamPolicy) -> None:
         await js.update_stream(config)
 
 
-def consumer_config(durable: str, policy: ConsumerPolicy, *, filter_subject: str = ALL_SUBJECTS,
-                    start_seq: int | None = None, ack_all: bool = False) -> ConsumerConfig:
+def consumer_config(durable: str, policy: ConsumerPolicy, *, subjects: Sequence[str] = (ALL_SUBJECTS,),
+                    start_seq: int | None = None, new_only: bool = False, ack_all: bool = False) -> ConsumerConfig:
+    """A durable consumer over `subjects`, from `start_seq`, or only new messages, or from the start."""
+    deliver = DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.NEW if new_only else DeliverPolicy.ALL
     return ConsumerConfig(
         durable_name=durable,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
+        deliver_policy=deliver,
         opt_start_seq=start_seq,
         ack_policy=AckPolicy.ALL if ack_all else AckPolicy.EXPLICIT,
         ack_wait=policy.ack_wait,
         max_deliver=policy.max_deliver,
         backoff=list(policy.backoff) or None,
         max_ack_pending=policy.max_ack_pending,
-        filter_subject=filter_subject,
+        filter_subject=subjects[0] if len(subjects) == 1 else None,
+        filter_subjects=list(subjects) if len(subjects) > 1 else None,
     )

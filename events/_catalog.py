@@ -11,9 +11,11 @@ from ._task import (
     TaskFailed,
     TaskHeartbeat,
     TaskReady,
+    TaskRetryScheduled,
     TaskSkipped,
     TaskStarted,
     TaskSucceeded,
+    TaskTimedOut,
 )
 from ._workflow import (
     CancelRequested,
@@ -44,6 +46,8 @@ Event: TypeAlias = (
     | TaskHeartbeat
     | TaskSucceeded
     | TaskFailed
+    | TaskTimedOut
+    | TaskRetryScheduled
     | TaskSkipped
     | OutcomeChecked
     | TaskAssessed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
 import msgspec
@@ -15,9 +16,11 @@ __all__ = [
     "TaskFailed",
     "TaskHeartbeat",
     "TaskReady",
+    "TaskRetryScheduled",
     "TaskSkipped",
     "TaskStarted",
     "TaskSucceeded",
+    "TaskTimedOut",
 ]
 
 Attempt = Annotated[int, msgspec.Meta(ge=1)]
@@ -39,6 +42,8 @@ class TaskReady(_TaskEvent, frozen=True, kw_only=True):
     attempt: Attempt
     spec: TaskSpec | None = None
     inputs: dict[str, Any] = {}
+    # The attempt's time limit, seconds: the task's own or TASK_TIMEOUT_SECONDS.
+    timeout_seconds: float | None = None
 
 
 class TaskStarted(_TaskEvent, frozen=True, kw_only=True):
@@ -65,6 +70,7 @@ class TaskSucceeded(_TaskEvent, frozen=True, kw_only=True):
     duration_ms: float = 0.0
     model: str | None = None
     cost_usd: float | None = None
+    usage: dict[str, int] = {}
 
 
 class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
@@ -74,6 +80,29 @@ class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
     error: str
     retryable: bool = True
     duration_ms: float = 0.0
+    # e.g. "timeout", "rate_limited", "server_error", "bad_request", "error"
+    kind: str = "error"
+    # A provider's Retry-After: the distributor waits at least this long before retrying.
+    retry_after_seconds: float | None = None
+
+
+class TaskTimedOut(_TaskEvent, frozen=True, kw_only=True):
+    """The distributor gave up on an attempt: past its time limit, or its heartbeats stopped."""
+
+    verb: ClassVar[str] = "timed_out"
+
+    attempt: Attempt
+    reason: str
+
+
+class TaskRetryScheduled(_TaskEvent, frozen=True, kw_only=True):
+    """The distributor will release `attempt` (the next one) once `not_before` has passed."""
+
+    verb: ClassVar[str] = "retry_scheduled"
+
+    attempt: Attempt
+    not_before: datetime
+    reason: str
 
 
 class TaskSkipped(_TaskEvent, frozen=True, kw_only=True):

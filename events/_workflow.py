@@ -10,6 +10,7 @@ from ._envelope import EventBase, Name
 
 __all__ = [
     "CancelRequested",
+    "Expectations",
     "Priority",
     "Problem",
     "RetryPolicy",
@@ -37,6 +38,17 @@ class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_
     max_delay_seconds: float = 60.0
 
 
+class Expectations(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What a task's output must satisfy; the validator checks each outcome against it."""
+
+    contains: list[str] = []
+    not_contains: list[str] = []
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    json: bool = False
+
+
 class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """One task of a submitted workflow.
 
@@ -55,6 +67,7 @@ class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
     priority: Priority = "MEDIUM"
     timeout_seconds: float | None = None
     retry: RetryPolicy = RetryPolicy()
+    expect: Expectations | None = None
 
 
 class WorkflowSubmitted(EventBase, frozen=True, kw_only=True):
@@ -68,6 +81,8 @@ class WorkflowSubmitted(EventBase, frozen=True, kw_only=True):
     principal: str = "anonymous"
     tasks: list[TaskSpec] = []
     metadata: dict[str, str] = {}
+    # At most this many of the workflow's tasks run at once; None: as many as are ready.
+    max_parallel_tasks: int | None = None
 
 
 class WorkflowAdmitted(EventBase, frozen=True, kw_only=True):
@@ -135,6 +150,9 @@ class TaskResult(msgspec.Struct, frozen=True, omit_defaults=True):
     attempts: int = 0
     quality: float | None = None
     error: str | None = None
+    duration_ms: float | None = None
+    model: str | None = None
+    cost_usd: float | None = None
 
 
 Quality = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
@@ -147,6 +165,7 @@ class WorkflowCompleted(EventBase, frozen=True, kw_only=True):
 
     results: list[TaskResult] = []
     overall_quality: Quality | None = None
+    duration_ms: float | None = None
 
 
 class WorkflowFailed(EventBase, frozen=True, kw_only=True):
@@ -157,3 +176,4 @@ class WorkflowFailed(EventBase, frozen=True, kw_only=True):
     reason: str
     results: list[TaskResult] = []
     overall_quality: Quality | None = None
+    duration_ms: float | None = None

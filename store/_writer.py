@@ -11,6 +11,7 @@ that slipped past the duplicate window is recognised by its id and not stored ag
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable, Sequence
 
 import nats.errors
@@ -134,7 +135,7 @@ class StoreWriter:
         # crash re-emits the same rejection, which the duplicate window and the log drop.
         return MessageRejected(
             id=derive_id(f"{self.bus.stream.name}:{seq}", "rejected"), ts=now(),
-            workflow_id=NO_WORKFLOW, causation_id=None, actor=self.name,
+            workflow_id=_workflow_of(msg.subject), causation_id=None, actor=self.name,
             subject=msg.subject, reason=reason, excerpt=excerpt(msg.data),
             size=len(msg.data), stream_seq=seq,
         )
@@ -146,3 +147,15 @@ class StoreWriter:
         for ref in wanted:
             if ref.digest not in have:
                 into[ref.digest] = await self.bus.get_blob(ref)
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+def _workflow_of(subject: str) -> str:
+    """The workflow a rejected message was meant for, read off its subject, so those who
+    follow that workflow see the rejection; `_` when the subject names none."""
+    tokens = subject.split(".")
+    if len(tokens) >= 4 and _TOKEN.match(tokens[2]):
+        return tokens[2]
+    return NO_WORKFLOW

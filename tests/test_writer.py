@@ -58,6 +58,7 @@ async def test_a_bad_message_is_recorded_as_message_rejected_and_the_writer_goes
     assert isinstance(rejection, events.MessageRejected)
     assert rejection.reason == reason
     assert (rejection.subject, rejection.stream_seq, rejection.size) == (subject, bad.seq, len(data))
+    assert rejection.workflow_id == subject.split(".")[2]  # followers of that workflow see it
     assert rejection.excerpt == events.excerpt(data)
     assert len(rejection.excerpt) <= 201
     assert writer.rejected == 1

@@ -1,0 +1,184 @@
+"""How an actor runs: rebuild its state from the stream, reconcile, then handle events as they come.
+
+An actor is a fold with reactions. `apply(event)` updates its state and nothing else;
+`react(event)` returns the events that one input causes; `reconcile(now)` returns every
+event its state says should exist and may not yet: a ready task not released, a retry
+that is due, a workflow whose last task ended. Reconciling is what makes a crash at any
+moment harmless: after a restart the state is folded again from the stream (the log every
+host can read), `reconcile` re-emits whatever the dead process had decided but not yet
+published, and deterministic ids make anything it had published a dropped duplicate.
+
+Single-instance actors (everything but the executor) read through their own durable
+consumer, recreated on start just past what the rebuild folded, and ack a batch only after
+the events it caused are published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import ClassVar, TypeVar
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config
+from events import Event, MalformedEvent, decode_message, now, resolve
+
+from ._settings import Settings
+
+__all__ = ["Actor", "rebuild", "run_actor"]
+
+_log = structlog.get_logger("ymera.actor")
+E = TypeVar("E", bound=Event)
+POLL_SECONDS = 0.05
+
+
+class Actor:
+    """Base of the single-instance actors. Subclasses set `name` and `subjects`."""
+
+    name: ClassVar[str]
+    # NATS subject filters of the events this actor folds and reacts to.
+    subjects: ClassVar[tuple[str, ...]]
+    # How often `reconcile` runs while live (timers: retries, timeouts); None: only at start.
+    tick_seconds: ClassVar[float | None] = None
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bus: Bus | None = None  # set by run_actor; for reading blobs
+
+    async def resolve(self, event: E) -> E:
+        """The event with its blob-held fields back in place."""
+        if not event.blobs or self.bus is None:
+            return event
+        resolved: E = await resolve(event, self.bus.get_blob)  # type: ignore[assignment]
+        return resolved
+
+    def apply(self, event: Event) -> None:
+        """Fold one event into the state. Deterministic: no I/O, no clock."""
+
+    async def react(self, event: Event) -> list[Event]:
+        """The events this input causes, decided on the state after `apply(event)`."""
+        return []
+
+    async def reconcile(self, at: datetime) -> list[Event]:
+        """Every event the state says should exist by `at` and may not yet."""
+        return []
+
+
+async def rebuild(actor: Actor, bus: Bus) -> int:
+    """Fold every stored event on the actor's subjects; return the stream seq folded through."""
+    js, stream = bus.js, bus.stream.name
+    last = (await js.stream_info(stream)).state.last_seq
+    if last == 0:
+        return 0
+    name = f"{actor.name}-rebuild-{uuid.uuid4().hex[:12]}"
+    subjects = list(actor.subjects)
+    await js.add_consumer(stream, ConsumerConfig(
+        name=name, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
+        filter_subject=subjects[0] if len(subjects) == 1 else None,
+        filter_subjects=subjects if len(subjects) > 1 else None,
+        inactive_threshold=30.0, mem_storage=True,
+    ))
+    batches = PullBatches(bus.nc, stream, name, batch=2000, poll=0.2)
+    await batches.start()
+    folded = 0
+    try:
+        while True:
+            msgs = await batches.next()
+            if not msgs:
+                # Nothing pending on our subjects below `last`: we are through.
+                info = await js.consumer_info(stream, name)
+                if info.num_pending == 0:
+                    break
+                continue
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq > last:
+                    return last
+                event = _decode(msg)
+                if event is not None:
+                    actor.apply(event)
+                    folded += 1
+                if msg.metadata.num_pending == 0:
+                    return last
+    finally:
+        await batches.stop()
+        try:
+            await js.delete_consumer(stream, name)
+        except nats.js.errors.NotFoundError:
+            pass
+        _log.info("rebuilt", actor=actor.name, events=folded, through_seq=last)
+    return last
+
+
+async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set; finish the batch in hand, publish, ack, return."""
+    policy = ConsumerPolicy(ack_wait=30.0, max_deliver=3)
+    check_consumer(actor.name, policy, bus.stream)
+    actor.bus = bus
+    through = await rebuild(actor, bus)
+    await _publish(bus, await actor.reconcile(now()))
+    js, stream = bus.js, bus.stream.name
+    try:
+        await js.delete_consumer(stream, actor.name)
+    except nats.js.errors.NotFoundError:
+        pass
+    await js.add_consumer(stream, consumer_config(
+        actor.name, policy, subjects=actor.subjects, start_seq=through + 1, ack_all=True))
+    batches = PullBatches(bus.nc, stream, actor.name, batch=500, poll=POLL_SECONDS)
+    await batches.start()
+    if ready is not None:
+        ready.set()
+    _log.info("actor started", actor=actor.name, resume_at=through + 1)
+    applied = through
+    next_tick = time.monotonic() + (actor.tick_seconds or 0)
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await batches.next()
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                await asyncio.sleep(0.2)
+                continue
+            if msgs:
+                applied = await _handle(actor, bus, msgs, applied)
+            if actor.tick_seconds is not None and time.monotonic() >= next_tick:
+                await _publish(bus, await actor.reconcile(now()))
+                next_tick = time.monotonic() + actor.tick_seconds
+    finally:
+        await batches.stop()
+
+
+async def _handle(actor: Actor, bus: Bus, msgs: Sequence[Msg], applied: int) -> int:
+    outputs: list[Event] = []
+    for msg in msgs:
+        seq = msg.metadata.sequence.stream
+        if seq <= applied:
+            continue  # folded already (a redelivery)
+        applied = seq
+        event = _decode(msg)
+        if event is None:
+            continue
+        actor.apply(event)
+        outputs.extend(await actor.react(event))
+    await _publish(bus, outputs)
+    await msgs[-1].ack()
+    return applied
+
+
+async def _publish(bus: Bus, events: list[Event]) -> None:
+    if events:
+        await bus.publish_many(events)
+
+
+def _decode(msg: Msg) -> Event | None:
+    try:
+        return decode_message(msg.subject, msg.data)
+    except MalformedEvent:
+        return None  # the store writer records it as MessageRejected

@@ -1,0 +1,143 @@
+"""Ymera's settings: read once at start, from the environment over a `.env` file, and handed down.
+
+Nothing else in Ymera reads the environment. Names follow the original guide
+(`RATE_LIMIT_PER_HOUR`, `QUALITY_THRESHOLD`, ...) plus `NATS_URL` and `YMERA_*`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from events import YmeraError
+
+__all__ = ["LLMSettings", "Settings", "SettingsError", "load_settings"]
+
+
+class SettingsError(YmeraError):
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        super().__init__(f"setting {name}={value!r} is not {expected}")
+        self.name = name
+        self.value = value
+
+
+class LLMSettings(msgspec.Struct, frozen=True):
+    """One OpenAI-compatible chat-completions endpoint (OpenAI, Ollama, llama.cpp, vLLM, ...)."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_keys: tuple[str, ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+class Settings(msgspec.Struct, frozen=True):
+    env: str = "development"
+    nats_url: str | None = None
+    data_dir: Path = Path(".ymera")
+    log_level: str = "info"
+    enable_security_validation: bool = True
+    enable_audit_logging: bool = True
+    enable_continuous_monitoring: bool = True
+    rate_limit_per_hour: int = 1000
+    quality_threshold: float = 0.7
+    alert_on_quality_degradation: bool = True
+    max_concurrent_workflows: int = 100
+    max_tasks_per_workflow: int = 100_000
+    task_timeout_seconds: float = 300.0
+    heartbeat_seconds: float = 5.0
+    executor_concurrency: int = 32
+    python_modules: tuple[str, ...] = ()
+    llm: LLMSettings = LLMSettings()
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "events.db"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
+    """Settings from `.env` (if present) overlaid by the real environment."""
+    values: dict[str, str] = {}
+    if dotenv is not None and dotenv.is_file():
+        for line in dotenv.read_text().splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep and not key.startswith("#"):
+                values[key.strip()] = value.strip().strip("'\"")
+    values.update(os.environ if environ is None else environ)
+    env = _Reader(values)
+    keys = [v for k, v in sorted(values.items()) if _is_key(k, "YMERA_LLM_API_KEY") and v]
+    return Settings(
+        env=env.text("YMERA_ENV", "development"),
+        nats_url=env.text("NATS_URL", "") or None,
+        data_dir=Path(env.text("YMERA_DATA_DIR", "") or ".ymera"),
+        log_level=env.text("YMERA_LOG_LEVEL", "info").lower(),
+        enable_security_validation=env.flag("ENABLE_SECURITY_VALIDATION", True),
+        enable_audit_logging=env.flag("ENABLE_AUDIT_LOGGING", True),
+        enable_continuous_monitoring=env.flag("ENABLE_CONTINUOUS_MONITORING", True),
+        rate_limit_per_hour=env.integer("RATE_LIMIT_PER_HOUR", 1000),
+        quality_threshold=env.number("QUALITY_THRESHOLD", 0.7),
+        alert_on_quality_degradation=env.flag("ALERT_ON_QUALITY_DEGRADATION", True),
+        max_concurrent_workflows=env.integer("MAX_CONCURRENT_WORKFLOWS", 100),
+        max_tasks_per_workflow=env.integer("YMERA_MAX_TASKS_PER_WORKFLOW", 100_000),
+        task_timeout_seconds=env.number("TASK_TIMEOUT_SECONDS", 300.0),
+        heartbeat_seconds=env.number("YMERA_HEARTBEAT_SECONDS", 5.0),
+        executor_concurrency=env.integer("YMERA_EXECUTOR_CONCURRENCY", 32),
+        python_modules=tuple(m.strip() for m in env.text("YMERA_PYTHON_MODULES", "").split(",") if m.strip()),
+        llm=LLMSettings(
+            base_url=env.text("YMERA_LLM_BASE_URL", "") or None,
+            model=env.text("YMERA_LLM_MODEL", "") or None,
+            api_keys=tuple(keys),
+        ),
+    )
+
+
+def _is_key(name: str, prefix: str) -> bool:
+    """`YMERA_LLM_API_KEY` or `YMERA_LLM_API_KEY_<n>`."""
+    return name == prefix or (name.startswith(prefix + "_") and name[len(prefix) + 1 :].isdigit())
+
+
+class _Reader:
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+
+    def text(self, name: str, default: str) -> str:
+        return self.values.get(name, default)
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.values.get(name)
+        if raw is None or raw == "":
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(name, raw, "a boolean (true/false)")
+
+    def integer(self, name: str, default: int) -> int:
+        raw = self.values.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(name, raw, "an integer") from None
+        if value < 1:
+            raise SettingsError(name, raw, "a positive integer")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.values.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(name, raw, "a number") from None
+        if value < 0:
+            raise SettingsError(name, raw, "a number >= 0")
+        return value

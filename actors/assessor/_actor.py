@@ -1,0 +1,93 @@
+"""The assessor: scores every checked task outcome (issue "quality" deepens the heuristics).
+
+Listens to: WorkflowSubmitted (the task specs), TaskSucceeded (output, duration),
+OutcomeChecked, its own TaskAssessed, and workflow ends (to forget).
+Emits: TaskAssessed, once per task, with the scores of `_scoring.score`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from actors._runtime import Actor
+from actors._settings import Settings
+from events import (
+    Event,
+    OutcomeChecked,
+    TaskAssessed,
+    TaskSpec,
+    TaskSucceeded,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowSubmitted,
+    derive_id,
+    now,
+)
+
+from ._scoring import score
+
+__all__ = ["Assessor"]
+
+
+class Assessor(Actor):
+    name: ClassVar[str] = "assessor"
+    subjects: ClassVar[tuple[str, ...]] = (
+        "ymera.wf.*.submitted", "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled",
+        "ymera.task.*.*.succeeded", "ymera.task.*.*.outcome_checked", "ymera.task.*.*.assessed",
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.specs: dict[str, dict[str, TaskSpec]] = {}
+        self.succeeded: dict[tuple[str, str], TaskSucceeded] = {}
+        self.to_assess: dict[tuple[str, str], OutcomeChecked] = {}
+        self.assessed: dict[str, set[str]] = {}
+
+    def apply(self, event: Event) -> None:
+        wf = event.workflow_id
+        if isinstance(event, WorkflowSubmitted):
+            self.specs.setdefault(wf, {t.id: t for t in event.tasks})
+        elif isinstance(event, TaskSucceeded):
+            self.succeeded.setdefault((wf, event.task_id), event)
+        elif isinstance(event, OutcomeChecked):
+            if event.task_id not in self.assessed.get(wf, ()):
+                self.to_assess.setdefault((wf, event.task_id), event)
+        elif isinstance(event, TaskAssessed):
+            self.assessed.setdefault(wf, set()).add(event.task_id)
+            self.to_assess.pop((wf, event.task_id), None)
+        elif isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)):
+            tasks = self.specs.pop(wf, {})
+            self.assessed.pop(wf, None)
+            for task_id in tasks:
+                self.succeeded.pop((wf, task_id), None)
+                self.to_assess.pop((wf, task_id), None)
+
+    async def react(self, event: Event) -> list[Event]:
+        if isinstance(event, OutcomeChecked):
+            return await self._assess([(event.workflow_id, event.task_id)], now())
+        return []
+
+    async def reconcile(self, at: datetime) -> list[Event]:
+        return await self._assess(list(self.to_assess), at)
+
+    async def _assess(self, keys: list[tuple[str, str]], at: datetime) -> list[Event]:
+        out: list[Event] = []
+        for key in keys:
+            checked, succeeded = self.to_assess.get(key), self.succeeded.get(key)
+            spec = self.specs.get(key[0], {}).get(key[1])
+            if checked is None or succeeded is None or spec is None:
+                continue
+            succeeded = await self.resolve(succeeded)
+            s = score(spec, succeeded.output, duration_ms=succeeded.duration_ms,
+                      timeout_seconds=spec.timeout_seconds or self.settings.task_timeout_seconds,
+                      outcome_passed=checked.passed, outcome_problems=checked.problems)
+            assessed = TaskAssessed(
+                id=derive_id(key[0], "TaskAssessed", key[1]), ts=at, workflow_id=key[0], causation_id=checked.id,
+                actor=self.name, task_id=key[1], attempt=succeeded.attempt, accuracy=s.accuracy,
+                completeness=s.completeness, consistency=s.consistency, efficiency=s.efficiency,
+                maintainability=s.maintainability, overall=s.overall)
+            self.apply(assessed)
+            out.append(assessed)
+        return out

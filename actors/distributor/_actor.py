@@ -1,0 +1,85 @@
+"""The distributor: the one owner of each workflow's state machine and the only retry authority.
+
+Listens to: workflow submissions, validations, cancellations and ends; every task event.
+Emits: TaskReady (by priority, within the workflow and workflow-count caps),
+TaskRetryScheduled (exponential backoff with jitter), TaskTimedOut (past the time limit, or
+heartbeats stopped), TaskSkipped (a dependency failed), WorkflowCompleted / WorkflowFailed /
+WorkflowCancelled, each exactly once.
+Decides: from its folded state only (`_decide.py`); the clock is read only on timer passes.
+Its own decisions are folded in as soon as they are published, so a decision is never
+taken twice while its event is on its way back through the stream; folding them again when
+they arrive changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from actors._runtime import Actor
+from actors._settings import Settings
+from events import Event, WorkflowCancelled, WorkflowCompleted, WorkflowFailed, WorkflowValidated
+
+from ._decide import activate_queued, decide
+from ._state import DistributorState
+
+__all__ = ["Distributor"]
+
+# A decision can enable another in the same instant (a failure skips its dependents, and then
+# the workflow can end): deciding again after folding reaches that in a round or two.
+_MAX_ROUNDS = 4
+
+
+class Distributor(Actor):
+    name: ClassVar[str] = "distributor"
+    subjects: ClassVar[tuple[str, ...]] = (
+        "ymera.wf.*.submitted", "ymera.wf.*.refused", "ymera.wf.*.validated", "ymera.wf.*.invalid",
+        "ymera.wf.*.cancel_requested", "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled",
+        "ymera.task.>",
+    )
+    tick_seconds: ClassVar[float | None] = 0.25
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.state = DistributorState()
+
+    def apply(self, event: Event) -> None:
+        self.state.apply(event)
+
+    async def react(self, event: Event) -> list[Event]:
+        out = self._settle(event.workflow_id, None, event.id)
+        if isinstance(event, (WorkflowValidated, WorkflowCompleted, WorkflowFailed, WorkflowCancelled)) or any(
+                isinstance(e, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)) for e in out):
+            started = activate_queued(self.state, self.settings, None)
+            self._fold(started)
+            out.extend(started)
+        return out
+
+    async def reconcile(self, at: datetime) -> list[Event]:
+        out: list[Event] = []
+        for workflow_id in list(self.state.workflows):
+            out.extend(self._settle(workflow_id, at, None))
+        started = activate_queued(self.state, self.settings, at)
+        self._fold(started)
+        out.extend(started)
+        return out
+
+    def _settle(self, workflow_id: str, at: datetime | None, cause: str | None) -> list[Event]:
+        """Decide and fold until nothing new follows (a skip leads to a skip, then to the end)."""
+        out: list[Event] = []
+        seen: set[str] = set()
+        for _ in range(_MAX_ROUNDS):
+            wf = self.state.workflows.get(workflow_id)
+            if wf is None:
+                break
+            fresh = [e for e in decide(self.state, wf, self.settings, at, cause) if e.id not in seen]
+            if not fresh:
+                break
+            seen.update(e.id for e in fresh)
+            self._fold(fresh)
+            out.extend(fresh)
+        return out
+
+    def _fold(self, decided: list[Event]) -> None:
+        for event in decided:
+            self.state.apply(event)

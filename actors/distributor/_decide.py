@@ -1,0 +1,212 @@
+"""What the distributor emits, decided from its state alone (and, for timers, the clock).
+
+Every id is derived from the workflow's submission and the decision's identity (task,
+attempt), never from whichever event prompted it: deciding the same thing twice, before and
+after a crash, emits the same ids, so the copy is dropped by the stream and by the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from actors._settings import Settings
+from events import (
+    Event,
+    TaskReady,
+    TaskResult,
+    TaskRetryScheduled,
+    TaskSkipped,
+    TaskTimedOut,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    derive_id,
+    now,
+)
+
+from ._state import FINAL, PRIORITY_RANK, DistributorState, TaskState, WorkflowState
+
+__all__ = ["activate_queued", "decide", "retry_delay", "timers"]
+
+ACTOR = "distributor"
+# A started attempt is lost when no heartbeat came for this many heartbeat intervals.
+LOST_AFTER_BEATS = 3
+# Grace past an attempt's own time limit before the distributor gives up on it.
+GRACE_SECONDS = 5.0
+
+
+def can_retry(task: TaskState) -> bool:
+    return task.retryable and task.attempt < task.spec.retry.max_attempts
+
+
+def finally_failed(task: TaskState) -> bool:
+    return task.status == "failed" or (task.status == "attempt_failed" and not can_retry(task))
+
+
+def retry_delay(wf: WorkflowState, task: TaskState) -> float:
+    """Exponential backoff with jitter in [50%, 100%], the jitter fixed by (workflow, task, attempt)."""
+    policy = task.spec.retry
+    base = min(policy.max_delay_seconds,
+               policy.initial_delay_seconds * policy.backoff_multiplier ** (task.attempt - 1))
+    digest = hashlib.sha256(f"{wf.submission_id}/{task.spec.id}/{task.attempt}".encode()).digest()
+    jitter = 0.5 + 0.5 * int.from_bytes(digest[:4], "big") / 0xFFFFFFFF
+    return max(base * jitter, task.retry_after or 0.0)
+
+
+def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: datetime | None,
+           cause: str | None) -> list[Event]:
+    """Events one workflow needs now. `at` is given only on timer passes (retries due, timeouts)."""
+    if wf.cancel_reason is not None:
+        return [_end(wf, cause, "cancelled")]
+    if not wf.activated:
+        return []
+    out: list[Event] = []
+    for task in wf.tasks.values():
+        if task.status == "attempt_failed" and can_retry(task):
+            assert task.failed_at is not None
+            not_before = task.failed_at + timedelta(seconds=retry_delay(wf, task))
+            out.append(TaskRetryScheduled(
+                id=derive_id(wf.submission_id, "TaskRetryScheduled", task.spec.id, task.attempt + 1),
+                ts=_now(at), workflow_id=wf.workflow_id, causation_id=cause, actor=ACTOR,
+                task_id=task.spec.id, attempt=task.attempt + 1, not_before=not_before,
+                reason=task.error or "attempt failed"))
+        elif finally_failed(task):
+            out.extend(_skip_dependents(wf, task, cause, at))
+    out.extend(_release(wf, settings, at, cause))
+    if at is not None:
+        out.extend(timers(wf, settings, at, cause))
+    end = _maybe_end(wf, cause, at)
+    if end is not None:
+        out.append(end)
+    return out
+
+
+def activate_queued(state: DistributorState, settings: Settings, at: datetime | None) -> list[Event]:
+    """Start validated workflows, oldest first, while workflow slots are free."""
+    free = settings.max_concurrent_workflows - state.active_slots
+    out: list[Event] = []
+    if free <= 0:
+        return out
+    queued = sorted((w for w in state.workflows.values() if w.validated_seq is not None and not w.activated
+                     and w.cancel_reason is None), key=lambda w: w.validated_seq or 0)
+    for wf in queued[:free]:
+        released = _release(wf, settings, at, None, activating=True)
+        out.extend(released)
+    return out
+
+
+def _release(wf: WorkflowState, settings: Settings, at: datetime | None, cause: str | None,
+             activating: bool = False) -> list[Event]:
+    if not (wf.activated or activating) or wf.validated_seq is None:
+        return []
+    candidates = [t for t in wf.tasks.values()
+                  if (t.status == "waiting" and t.remaining_deps == 0)
+                  or (t.status == "retry_wait" and at is not None and t.retry_at is not None and t.retry_at <= at)]
+    if not candidates:
+        return []
+    candidates.sort(key=lambda t: (PRIORITY_RANK[t.spec.priority], t.index))
+    room = len(candidates) if wf.max_parallel is None else max(0, wf.max_parallel - wf.running)
+    out: list[Event] = []
+    for task in candidates[:room]:
+        attempt = task.attempt + 1
+        out.append(TaskReady(
+            id=derive_id(wf.submission_id, "TaskReady", task.spec.id, attempt), ts=_now(at),
+            workflow_id=wf.workflow_id, causation_id=cause, actor=ACTOR, task_id=task.spec.id,
+            attempt=attempt, spec=task.spec, inputs=_inputs(wf, task),
+            timeout_seconds=task.spec.timeout_seconds or settings.task_timeout_seconds))
+    return out
+
+
+def _inputs(wf: WorkflowState, task: TaskState) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for dep in task.spec.dependencies:
+        source = wf.tasks[dep]
+        # An output too large to travel inline stays a blob; the executor resolves it.
+        inputs[dep] = {"$blob": source.output_ref.digest, "size": source.output_ref.size} \
+            if source.output_ref is not None else source.output
+    return inputs
+
+
+def timers(wf: WorkflowState, settings: Settings, at: datetime, cause: str | None) -> list[Event]:
+    """Attempts to give up on: past their time limit, or silent for too long once started."""
+    out: list[Event] = []
+    lost_after = timedelta(seconds=settings.heartbeat_seconds * LOST_AFTER_BEATS)
+    for task in wf.tasks.values():
+        if task.status != "running" or task.released_at is None:
+            continue
+        limit = task.spec.timeout_seconds or settings.task_timeout_seconds
+        reason = None
+        if task.last_seen is not None and at - task.last_seen > lost_after:
+            reason = f"executor lost: no heartbeat for {lost_after.total_seconds():g}s"
+        elif at - task.released_at > timedelta(seconds=limit + GRACE_SECONDS):
+            reason = f"no result within the {limit:g}s time limit"
+        if reason is not None:
+            out.append(TaskTimedOut(
+                id=derive_id(wf.submission_id, "TaskTimedOut", task.spec.id, task.attempt), ts=at,
+                workflow_id=wf.workflow_id, causation_id=cause, actor=ACTOR, task_id=task.spec.id,
+                attempt=task.attempt, reason=reason))
+    return out
+
+
+def _skip_dependents(wf: WorkflowState, failed: TaskState, cause: str | None, at: datetime | None) -> list[Event]:
+    """Skip every waiting task downstream of `failed`, each naming the dependency that stopped it."""
+    out: list[Event] = []
+    frontier, skipped = [failed.spec.id], set()
+    while frontier:
+        parent = frontier.pop()
+        for child_id in wf.dependents.get(parent, ()):
+            if child_id in skipped or wf.tasks[child_id].status != "waiting":
+                continue
+            skipped.add(child_id)
+            frontier.append(child_id)
+            out.append(TaskSkipped(
+                id=derive_id(wf.submission_id, "TaskSkipped", child_id), ts=_now(at), workflow_id=wf.workflow_id,
+                causation_id=cause, actor=ACTOR, task_id=child_id, reason=f"dependency {parent} did not succeed"))
+    return out
+
+
+def _settled(task: TaskState) -> bool:
+    if task.status == "succeeded":
+        return task.quality is not None  # wait for the assessor's score
+    return task.status in FINAL or finally_failed(task)
+
+
+def _maybe_end(wf: WorkflowState, cause: str | None, at: datetime | None) -> Event | None:
+    if not all(_settled(t) for t in wf.tasks.values()):
+        return None
+    failed = [t for t in wf.tasks.values() if t.status != "succeeded"]
+    return _end(wf, cause, "failed" if failed else "completed", at)
+
+
+def _end(wf: WorkflowState, cause: str | None, how: str, at: datetime | None = None) -> Event:
+    # One id for every way a workflow can end: it ends exactly once.
+    common: dict[str, Any] = {
+        "id": derive_id(wf.submission_id, "WorkflowEnded"), "ts": _now(at), "workflow_id": wf.workflow_id,
+        "causation_id": cause, "actor": ACTOR, "results": [_result(t) for t in wf.tasks.values()],
+    }
+    qualities = [t.quality for t in wf.tasks.values() if t.quality is not None]
+    quality = round(sum(qualities) / len(qualities), 4) if qualities else None
+    elapsed = (_now(at) - wf.submitted_at).total_seconds() * 1000
+    if how == "cancelled":
+        return WorkflowCancelled(id=common["id"], ts=common["ts"], workflow_id=wf.workflow_id, causation_id=cause,
+                                 actor=ACTOR, reason=wf.cancel_reason or "")
+    if how == "completed":
+        return WorkflowCompleted(**common, overall_quality=quality, duration_ms=elapsed)
+    first = min((t for t in wf.tasks.values() if t.status != "succeeded" and t.status != "skipped"),
+                key=lambda t: t.index, default=None)
+    reason = f"task {first.spec.id} failed: {first.error}" if first else "tasks did not succeed"
+    return WorkflowFailed(**common, reason=reason, overall_quality=quality, duration_ms=elapsed)
+
+
+def _result(task: TaskState) -> TaskResult:
+    status: Literal["succeeded", "failed", "skipped"] = (
+        "succeeded" if task.status == "succeeded" else "skipped" if task.status == "skipped" else "failed")
+    return TaskResult(task_id=task.spec.id, status=status, attempts=task.attempt, quality=task.quality,
+                      error=task.error if status != "succeeded" else None, duration_ms=task.duration_ms,
+                      model=task.model, cost_usd=task.cost_usd)
+
+
+def _now(at: datetime | None) -> datetime:
+    return at or now()

@@ -1,0 +1,182 @@
+"""The distributor's state: every active workflow and its tasks, folded from events.
+
+Only `apply` changes it, and only from event fields, so a restarted distributor folds the
+stream and arrives at exactly the state the dead one had, concurrency slots included:
+a slot is a released attempt without an end, and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from events import (
+    BlobRef,
+    CancelRequested,
+    Event,
+    OutcomeChecked,
+    TaskAssessed,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskReady,
+    TaskRetryScheduled,
+    TaskSkipped,
+    TaskSpec,
+    TaskStarted,
+    TaskSucceeded,
+    TaskTimedOut,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowInvalid,
+    WorkflowRefused,
+    WorkflowSubmitted,
+    WorkflowValidated,
+)
+
+__all__ = ["PRIORITY_RANK", "DistributorState", "TaskState", "WorkflowState"]
+
+PRIORITY_RANK = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}
+
+TaskStatus = Literal["waiting", "running", "attempt_failed", "retry_wait", "checking", "succeeded", "failed",
+                     "skipped"]
+FINAL = frozenset({"succeeded", "failed", "skipped"})
+
+
+@dataclass
+class TaskState:
+    spec: TaskSpec
+    index: int
+    remaining_deps: int
+    status: TaskStatus = "waiting"
+    attempt: int = 0
+    released_at: datetime | None = None
+    last_seen: datetime | None = None  # TaskStarted or the latest TaskHeartbeat
+    retry_at: datetime | None = None
+    failed_at: datetime | None = None
+    retryable: bool = True
+    retry_after: float | None = None
+    error: str | None = None
+    output: Any = None
+    output_ref: BlobRef | None = None
+    duration_ms: float | None = None
+    model: str | None = None
+    cost_usd: float | None = None
+    checked: bool = False
+    quality: float | None = None
+
+
+@dataclass
+class WorkflowState:
+    workflow_id: str
+    submission_id: str
+    submitted_at: datetime
+    tasks: dict[str, TaskState]
+    dependents: dict[str, list[str]]
+    max_parallel: int | None
+    validated_seq: int | None = None  # queue position among validated workflows
+    activated: bool = False  # has released a task: it holds a workflow slot
+    cancel_reason: str | None = None
+
+    @property
+    def running(self) -> int:
+        """Tasks holding one of the workflow's slots: released, and not yet through the outcome check."""
+        return sum(1 for t in self.tasks.values() if t.status in ("running", "checking"))
+
+
+@dataclass
+class DistributorState:
+    workflows: dict[str, WorkflowState] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+    _validations: int = 0
+
+    @property
+    def active_slots(self) -> int:
+        return sum(1 for w in self.workflows.values() if w.activated)
+
+    def apply(self, event: Event) -> WorkflowState | None:
+        """Fold one event; return the workflow it touched, if it is still active."""
+        if isinstance(event, WorkflowSubmitted):
+            if event.workflow_id in self.workflows or event.workflow_id in self.ended:
+                return None  # a second submission under a used id: security refuses it
+            self.workflows[event.workflow_id] = _new_workflow(event)
+            return self.workflows[event.workflow_id]
+        wf = self.workflows.get(event.workflow_id)
+        if wf is None:
+            return None
+        if isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)):
+            del self.workflows[event.workflow_id]
+            self.ended.add(event.workflow_id)
+            return None
+        if isinstance(event, (WorkflowInvalid, WorkflowRefused)):
+            if event.causation_id in (None, wf.submission_id):
+                del self.workflows[event.workflow_id]
+                self.ended.add(event.workflow_id)
+            return None
+        if isinstance(event, WorkflowValidated):
+            if wf.validated_seq is None:
+                self._validations += 1
+                wf.validated_seq = self._validations
+        elif isinstance(event, CancelRequested):
+            wf.cancel_reason = event.reason or "cancelled on request"
+        else:
+            task_id = getattr(event, "task_id", None)
+            task = wf.tasks.get(task_id) if task_id is not None else None
+            if task is not None:
+                _apply_task(wf, task, event)
+        return wf
+
+
+def _new_workflow(event: WorkflowSubmitted) -> WorkflowState:
+    tasks: dict[str, TaskState] = {}
+    dependents: dict[str, list[str]] = {}
+    for i, spec in enumerate(event.tasks):
+        tasks[spec.id] = TaskState(spec=spec, index=i, remaining_deps=len(set(spec.dependencies)))
+        for dep in set(spec.dependencies):
+            dependents.setdefault(dep, []).append(spec.id)
+    return WorkflowState(event.workflow_id, event.id, event.ts, tasks, dependents, event.max_parallel_tasks)
+
+
+def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
+    if task.status in FINAL:
+        if isinstance(event, TaskAssessed):
+            task.quality = event.overall
+        return
+    if isinstance(event, TaskReady):
+        if event.attempt >= task.attempt:
+            task.status, task.attempt = "running", event.attempt
+            task.released_at, task.last_seen, task.retry_at = event.ts, None, None
+            wf.activated = True
+    elif isinstance(event, (TaskStarted, TaskHeartbeat)):
+        if event.attempt == task.attempt and task.status == "running":
+            task.last_seen = event.ts
+    elif isinstance(event, TaskSucceeded):
+        # The first success of any attempt counts; a task succeeds once (its id says so).
+        if task.status in ("running", "attempt_failed", "retry_wait"):
+            task.status = "checking"
+            task.output, task.output_ref = event.output, event.blobs.get("output")
+            task.duration_ms, task.model, task.cost_usd = event.duration_ms, event.model, event.cost_usd
+    elif isinstance(event, (TaskFailed, TaskTimedOut)):
+        if event.attempt == task.attempt and task.status == "running":
+            task.status, task.failed_at = "attempt_failed", event.ts
+            if isinstance(event, TaskFailed):
+                task.error, task.retryable, task.retry_after = event.error, event.retryable, event.retry_after_seconds
+            else:
+                task.error, task.retryable, task.retry_after = event.reason, True, None
+    elif isinstance(event, TaskRetryScheduled):
+        if task.status == "attempt_failed":
+            task.status, task.retry_at = "retry_wait", event.not_before
+    elif isinstance(event, OutcomeChecked):
+        if task.status == "checking":
+            task.checked = True
+            if event.passed:
+                task.status = "succeeded"
+                for child in wf.dependents.get(task.spec.id, ()):
+                    wf.tasks[child].remaining_deps -= 1
+            else:
+                task.status, task.error = "failed", "outcome check failed: " + "; ".join(event.problems)
+    elif isinstance(event, TaskSkipped):
+        task.status, task.error = "skipped", event.reason
+    elif isinstance(event, TaskAssessed):
+        task.quality = event.overall

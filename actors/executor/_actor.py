@@ -1,0 +1,180 @@
+"""The executor: runs one attempt of one task, and reports it. Many may run side by side.
+
+Listens to: TaskReady, through the consumer `executor` that every executor process shares,
+so adding processes scales execution out.
+Emits: TaskStarted (then acks the TaskReady), TaskHeartbeat while the attempt runs,
+TaskSucceeded or TaskFailed.
+Decides: nothing about retries. A failure is reported with its kind and whether a retry
+could help; the distributor alone decides. A task succeeds once: TaskSucceeded's id names
+the task, not the attempt, so a late second success is a duplicate the log drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import httpx
+import msgspec
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.msg import Msg
+
+from actors._settings import Settings
+from bus import Bus, BusError, ConsumerPolicy, PullBatches, check_consumer, consumer_config
+from events import (
+    BlobRef,
+    Event,
+    MalformedEvent,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskReady,
+    TaskStarted,
+    TaskSucceeded,
+    decode_message,
+    derive_id,
+    now,
+    resolve,
+)
+
+from ._kinds import TaskError, run_task
+
+__all__ = ["Executor"]
+
+_log = structlog.get_logger("ymera.executor")
+CONSUMER = "executor"
+SUBJECT = "ymera.task.*.*.ready"
+# Bounded error text: a stack trace must not make the event too large to publish.
+MAX_ERROR_CHARS = 2000
+
+
+class Executor:
+    name = "executor"
+
+    def __init__(self, settings: Settings, executor_id: str) -> None:
+        self.settings = settings
+        self.executor_id = executor_id
+        self.running: set[asyncio.Task[None]] = set()
+
+    async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Take attempts until `stop`; then finish the ones running (graceful shutdown)."""
+        policy = ConsumerPolicy(ack_wait=30.0, max_deliver=3)
+        check_consumer(CONSUMER, policy, bus.stream)
+        try:
+            await bus.js.add_consumer(bus.stream.name, consumer_config(
+                CONSUMER, policy, subjects=(SUBJECT,), new_only=True))
+        except nats.js.errors.BadRequestError:
+            pass  # it exists: executors share it
+        batches = PullBatches(bus.nc, bus.stream.name, CONSUMER, batch=self.settings.executor_concurrency, poll=0.05)
+        await batches.start()
+        if ready is not None:
+            ready.set()
+        _log.info("executor started", executor=self.executor_id, concurrency=self.settings.executor_concurrency)
+        async with httpx.AsyncClient() as http:
+            try:
+                while not stop.is_set():
+                    free = self.settings.executor_concurrency - len(self.running)
+                    if free <= 0:
+                        await asyncio.wait(self.running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    try:
+                        msgs = await batches.next(limit=free)
+                    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                        await asyncio.sleep(0.2)
+                        continue
+                    for msg in msgs:
+                        task = asyncio.create_task(self._attempt(bus, http, msg))
+                        self.running.add(task)
+                        task.add_done_callback(self.running.discard)
+            finally:
+                await batches.stop()
+                if self.running:
+                    await asyncio.gather(*self.running, return_exceptions=True)
+
+    async def _attempt(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
+        try:
+            await self._attempt_once(bus, http, msg)
+        except BusError as exc:
+            # Unacked, the TaskReady comes back; started, the attempt is timed out and retried.
+            _log.warning("attempt not reported", error=str(exc))
+
+    async def _attempt_once(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
+        try:
+            ready = decode_message(msg.subject, msg.data)
+        except MalformedEvent:
+            await msg.ack()  # the store writer records it
+            return
+        if not isinstance(ready, TaskReady):
+            await msg.ack()
+            return
+        if ready.blobs:
+            resolved = await resolve(ready, bus.get_blob)
+            assert isinstance(resolved, TaskReady)
+            ready = resolved
+        started = TaskStarted(id=derive_id(ready.workflow_id, "TaskStarted", ready.task_id, ready.attempt),
+                              ts=now(), workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name,
+                              task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id)
+        await bus.publish(started)
+        await msg.ack()
+        beating = asyncio.create_task(self._heartbeat(bus, ready))
+        try:
+            result = await self._run(bus, http, ready)
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        await bus.publish(result)
+
+    async def _run(self, bus: Bus, http: httpx.AsyncClient, ready: TaskReady) -> Event:
+        assert ready.spec is not None
+        t0 = time.perf_counter()
+        common: dict[str, Any] = {"ts": now(), "workflow_id": ready.workflow_id, "causation_id": ready.id,
+                                  "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt}
+        try:
+            inputs = await self._inputs(bus, ready.inputs)
+            outcome = await run_task(ready.spec, inputs, self.settings,
+                                     timeout=ready.timeout_seconds or self.settings.task_timeout_seconds, http=http)
+        except TaskError as exc:
+            return self._failed(common, ready, t0, str(exc), exc.kind, exc.retryable, exc.retry_after)
+        except BusError as exc:
+            return self._failed(common, ready, t0, f"could not read an input: {exc}", "error", True, None)
+        except Exception as exc:  # a bug in a task kind must not take the executor down
+            _log.exception("task kind crashed", task=ready.task_id, workflow=ready.workflow_id)
+            return self._failed(common, ready, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
+        common["ts"] = now()
+        return TaskSucceeded(id=derive_id(ready.workflow_id, "TaskSucceeded", ready.task_id), **common,
+                             output=outcome.output, duration_ms=(time.perf_counter() - t0) * 1000,
+                             model=outcome.model, cost_usd=outcome.cost_usd, usage=outcome.usage)
+
+    def _failed(self, common: dict[str, Any], ready: TaskReady, t0: float, error: str, kind: str,
+                retryable: bool, retry_after: float | None) -> TaskFailed:
+        common["ts"] = now()
+        return TaskFailed(id=derive_id(ready.workflow_id, "TaskFailed", ready.task_id, ready.attempt), **common,
+                          error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
+                          retry_after_seconds=retry_after, duration_ms=(time.perf_counter() - t0) * 1000)
+
+    async def _inputs(self, bus: Bus, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Dependency outputs; one too large to travel inline arrives as a blob reference."""
+        out: dict[str, Any] = {}
+        for task_id, value in inputs.items():
+            if isinstance(value, dict) and set(value) == {"$blob", "size"}:
+                data = await bus.get_blob(BlobRef(digest=value["$blob"], size=value["size"]))
+                value = msgspec.json.decode(data)
+            out[task_id] = value
+        return out
+
+    async def _heartbeat(self, bus: Bus, ready: TaskReady) -> None:
+        beat = 0
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            beat += 1
+            try:
+                await bus.publish(TaskHeartbeat(
+                    id=derive_id(ready.workflow_id, "TaskHeartbeat", ready.task_id, ready.attempt, beat), ts=now(),
+                    workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name, task_id=ready.task_id,
+                    attempt=ready.attempt, executor=self.executor_id, beat=beat))
+            except BusError as exc:
+                _log.warning("heartbeat not published", task=ready.task_id, error=str(exc))

@@ -1,0 +1,94 @@
+"""One attempt of one task, by kind: noop, sleep, echo, python, llm and the agent task types.
+
+`run_task` makes exactly one attempt (at most one HTTP request, one subprocess); retrying is
+the distributor's decision, informed by `TaskError.kind`, `retryable` and `retry_after`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+import msgspec
+
+from events import TaskSpec, YmeraError
+
+from .._settings import Settings
+from ..registry import TASK_KINDS
+
+if TYPE_CHECKING:
+    from ._llm import KeyPool
+
+__all__ = ["ErrorKind", "Outcome", "TaskError", "run_task"]
+
+ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "error"]
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """What a successful attempt produced, and what it cost."""
+
+    output: Any
+    model: str | None = None
+    usage: dict[str, int] = {}
+    cost_usd: float | None = None
+
+
+class TaskError(YmeraError):
+    """An attempt that failed. The message is one line; `detail` may hold a traceback."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, retryable: bool, retry_after: float | None = None,
+                 detail: str | None = None) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.detail = detail
+
+
+async def run_task(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, *, timeout: float,
+                   http: httpx.AsyncClient | None = None, keys: KeyPool | None = None) -> Outcome:
+    """Run one attempt of `spec` within `timeout` seconds; `inputs` are its dependencies' outputs.
+
+    `http` and `keys` are the caller's to share across attempts; without them a client is made
+    for the one request and the process's key pool for `settings.llm.api_keys` is used.
+    """
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            return await _dispatch(spec, inputs, settings, http, keys)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise TaskError("timeout", f"timed out after {timeout:g}s", retryable=True) from None
+
+
+async def _dispatch(spec: TaskSpec, inputs: dict[str, Any], settings: Settings,
+                    http: httpx.AsyncClient | None, keys: KeyPool | None) -> Outcome:
+    # Imported here: these modules import Outcome and TaskError from this one.
+    from . import _llm, _python, _templates
+
+    if spec.type == "noop":
+        return Outcome(output=None)
+    if spec.type == "sleep":
+        seconds = spec.parameters.get("seconds", 0)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise TaskError("bad_request", f"parameters.seconds must be a number >= 0, not {seconds!r}",
+                            retryable=False)
+        await asyncio.sleep(seconds)
+        return Outcome(output={"slept": seconds})
+    if spec.type == "echo":
+        if "text" in spec.parameters:
+            return Outcome(output=_templates.render(spec.parameters["text"], inputs, "parameters.text"))
+        return Outcome(output=_templates.render_text(spec.description, inputs, "description"))
+    if spec.type == "python":
+        return await _python.run_python(spec, inputs, settings)
+    kind = TASK_KINDS.get(spec.type)
+    if kind is not None and kind.llm:
+        if http is not None:
+            return await _llm.run_llm(spec, inputs, settings, http, keys)
+        # The attempt's time limit bounds the request; httpx's own timeouts would only race it.
+        async with httpx.AsyncClient(timeout=None) as client:
+            return await _llm.run_llm(spec, inputs, settings, client, keys)
+    raise TaskError("bad_request", f"unknown task type {spec.type!r}", retryable=False)

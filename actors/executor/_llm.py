@@ -1,0 +1,235 @@
+"""`llm` and agent tasks: one OpenAI-compatible chat completion over httpx.
+
+This module is the boundary for httpx and the provider: every transport error and HTTP
+status is translated here, once, into a `TaskError` whose kind tells the distributor
+whether and when to retry.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from events import TaskSpec
+
+from .._settings import Settings
+from ..registry import AGENTS, TASK_KINDS
+from ._kinds import Outcome, TaskError
+from ._templates import render, render_text
+
+__all__ = ["DEFAULT_SYSTEM", "KeyPool", "key_pool", "retry_after_seconds", "run_llm"]
+
+DEFAULT_SYSTEM = "You are a helpful assistant. Answer precisely and completely."
+# How long a key rests after a 429 that does not say how long.
+DEFAULT_COOLDOWN_SECONDS = 10.0
+MESSAGE_CHARS = 200
+# Parameters that shape the request rather than describe the work; the rest reach an agent's prompt.
+_REQUEST_PARAMS = frozenset({"prompt", "system", "model", "base_url", "temperature", "max_tokens",
+                             "cost_per_1k_tokens"})
+
+
+class KeyPool:
+    """API keys used in turn, one per request; a key answered with 429 rests until `cooldown_until[key]`."""
+
+    def __init__(self, keys: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:
+        self.keys = tuple(keys)
+        self.cooldown_until: dict[str, float] = {}
+        self._clock = clock
+        self._next = 0
+
+    def take(self) -> str | None:
+        """The next key not cooling down; if all are, the one free soonest. None without keys."""
+        if not self.keys:
+            return None
+        now = self._clock()
+        count = len(self.keys)
+        order = [(self._next + i) % count for i in range(count)]
+        ready = [i for i in order if self.cooldown_until.get(self.keys[i], 0.0) <= now]
+        index = ready[0] if ready else min(order, key=lambda i: self.cooldown_until[self.keys[i]])
+        self._next = (index + 1) % count
+        return self.keys[index]
+
+    def cool_down(self, key: str, seconds: float) -> None:
+        until = self._clock() + seconds
+        self.cooldown_until[key] = max(until, self.cooldown_until.get(key, 0.0))
+
+
+_pools: dict[tuple[str, ...], KeyPool] = {}
+
+
+def key_pool(keys: Sequence[str]) -> KeyPool:
+    """The process's pool for these keys, so rotation and cooldowns carry across attempts."""
+    return _pools.setdefault(tuple(keys), KeyPool(keys))
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_Choice]
+    model: str | None = None
+    usage: _Usage | None = None
+
+
+async def run_llm(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, http: httpx.AsyncClient,
+                  keys: KeyPool | None = None) -> Outcome:
+    """One chat completion for `spec`; the key comes from `keys`, else the process's pool."""
+    params = spec.parameters
+    base_url = str(params.get("base_url") or settings.llm.base_url or "").rstrip("/")
+    model = str(params.get("model") or settings.llm.model or "")
+    if not (base_url and model):
+        raise TaskError("bad_request", f"{spec.type} task needs a model: set YMERA_LLM_BASE_URL and "
+                        "YMERA_LLM_MODEL, or the task's base_url and model parameters", retryable=False)
+    body: dict[str, Any] = {"model": model, "messages": _messages(spec, inputs)}
+    for name in ("temperature", "max_tokens"):
+        if name in params:
+            body[name] = params[name]
+    # The configured keys go only to the configured endpoint: a task's own base_url must not receive them.
+    configured = (settings.llm.base_url or "").rstrip("/")
+    pool = (keys or key_pool(settings.llm.api_keys)) if base_url == configured else None
+    key = pool.take() if pool is not None else None
+    url = f"{base_url}/chat/completions"
+    completion = await _complete(http, url, body, key, pool)
+    usage = {}
+    if completion.usage is not None:
+        usage = {"prompt_tokens": completion.usage.prompt_tokens,
+                 "completion_tokens": completion.usage.completion_tokens,
+                 "total_tokens": completion.usage.total_tokens}
+    rate = params.get("cost_per_1k_tokens")
+    cost = None
+    if isinstance(rate, int | float) and not isinstance(rate, bool) and usage:
+        cost = round(usage["total_tokens"] * rate / 1000, 8)
+    content = completion.choices[0].message.content
+    return Outcome(output=content, model=completion.model or model, usage=usage, cost_usd=cost)
+
+
+def _messages(spec: TaskSpec, inputs: dict[str, Any]) -> list[dict[str, str]]:
+    params = spec.parameters
+    if "prompt" in params:
+        request = _text(render(params["prompt"], inputs, "parameters.prompt"))
+    else:
+        request = render_text(spec.description, inputs, "description")
+    extra = _text(render(params["system"], inputs, "parameters.system")) if "system" in params else None
+    kind = TASK_KINDS.get(spec.type)
+    if kind is None or not kind.agent:
+        return [{"role": "system", "content": extra or DEFAULT_SYSTEM}, {"role": "user", "content": request}]
+    agent = AGENTS.get(spec.agent or "")
+    if agent is None:
+        known = ", ".join(sorted(AGENTS))
+        raise TaskError("bad_request", f"{spec.type} task needs an agent, one of: {known}; got {spec.agent!r}",
+                        retryable=False)
+    system = f"{agent.role}\n\nYour task is {spec.type}: {kind.description}"
+    if extra:
+        system = f"{system}\n\n{extra}"
+    parts = [request] if request else []
+    details = {name: render(value, inputs, f"parameters.{name}") for name, value in params.items()
+               if name not in _REQUEST_PARAMS}
+    if details:
+        parts.append("Parameters:\n" + "\n".join(f"- {name}: {_text(value)}" for name, value in details.items()))
+    parts.extend(f"Output of task {task_id}:\n{_text(output)}" for task_id, output in inputs.items())
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+async def _complete(http: httpx.AsyncClient, url: str, body: dict[str, Any], key: str | None,
+                    pool: KeyPool | None) -> _Completion:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = await http.post(url, json=body, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise TaskError("timeout", f"{url} did not answer in time ({type(exc).__name__})", retryable=True) from exc
+    except httpx.InvalidURL as exc:
+        raise TaskError("bad_request", f"invalid LLM URL {url!r}: {exc}", retryable=False) from exc
+    except httpx.RequestError as exc:
+        detail = _one_line(str(exc)) or type(exc).__name__
+        raise TaskError("server_error", f"connection failed: {url}: {detail}", retryable=True) from exc
+    status = response.status_code
+    if status == 429:
+        wait = retry_after_seconds(response.headers.get("retry-after-ms"), milliseconds=True)
+        if wait is None:
+            wait = retry_after_seconds(response.headers.get("retry-after"))
+        if pool is not None and key is not None:
+            pool.cool_down(key, DEFAULT_COOLDOWN_SECONDS if wait is None else wait)
+        after = "" if wait is None else f"; retry after {wait:g}s"
+        raise TaskError("rate_limited", f"{url} rate limited the request (HTTP 429): {_provider_message(response)}"
+                        f"{after}", retryable=True, retry_after=wait)
+    if status >= 500:
+        raise TaskError("server_error", f"{url} failed with HTTP {status}: {_provider_message(response)}",
+                        retryable=True)
+    if status == 408:
+        raise TaskError("timeout", f"{url} timed out the request (HTTP 408)", retryable=True)
+    if 400 <= status < 500:
+        raise TaskError("bad_request", f"{url} refused the request with HTTP {status}: "
+                        f"{_provider_message(response)}", retryable=False)
+    if status != 200:
+        raise TaskError("server_error", f"{url} answered with unexpected HTTP {status}", retryable=True)
+    try:
+        completion = msgspec.json.decode(response.content, type=_Completion)
+    except msgspec.DecodeError as exc:
+        raise TaskError("server_error", f"{url} sent a malformed completion: {_one_line(str(exc))}",
+                        retryable=True) from exc
+    if not completion.choices or completion.choices[0].message.content is None:
+        raise TaskError("server_error", f"{url} sent a malformed completion: no choices with message content",
+                        retryable=True)
+    return completion
+
+
+def retry_after_seconds(value: str | None, *, milliseconds: bool = False, now: datetime | None = None,
+                        ) -> float | None:
+    """A `Retry-After` header as seconds from now: delay-seconds or an HTTP-date. None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value) / (1000 if milliseconds else 1)
+    except ValueError:
+        if milliseconds:
+            return None
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _provider_message(response: httpx.Response) -> str:
+    """The provider's own explanation: OpenAI's `error.message`, or what else the body says."""
+    try:
+        body = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        body = response.text
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            error = error.get("message")
+        body = error or body.get("message") or body.get("detail") or ""
+    text = _one_line(body if isinstance(body, str) else msgspec.json.encode(body).decode())
+    text = text or response.reason_phrase or "no explanation given"
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,41 @@
+"""`{{ tasks.<id>.output }}` references in a task's description and parameters, filled from its inputs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from ..registry import TEMPLATE_REFERENCE
+from ._kinds import TaskError
+
+__all__ = ["render", "render_text"]
+
+
+def render_text(text: str, inputs: dict[str, Any], where: str) -> str:
+    """`text` with each reference replaced: a string output as-is, anything else as compact JSON."""
+
+    def replace(match: re.Match[str]) -> str:
+        task_id = match.group(1)
+        if task_id not in inputs:
+            raise TaskError(
+                "bad_request",
+                f"{where}: {match.group(0)} refers to task {task_id!r}, which is not a dependency of this task",
+                retryable=False,
+            )
+        output = inputs[task_id]
+        return output if isinstance(output, str) else msgspec.json.encode(output).decode()
+
+    return TEMPLATE_REFERENCE.sub(replace, text) if "{{" in text else text
+
+
+def render(value: Any, inputs: dict[str, Any], where: str) -> Any:
+    """`value` with every string inside it (lists and dicts included) rendered; `where` names it in errors."""
+    if isinstance(value, str):
+        return render_text(value, inputs, where)
+    if isinstance(value, list):
+        return [render(item, inputs, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: render(item, inputs, f"{where}.{key}") for key, item in value.items()}
+    return value

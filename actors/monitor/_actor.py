@@ -1,0 +1,51 @@
+"""The monitor: folds every event into live metrics and raises alerts on them.
+
+Listens to: everything on `ymera.>`.
+Emits: AlertRaised when an alert starts firing (once, until it clears and fires again).
+Decides: on a timer, with `evaluate` over the folded metrics (`_metrics.py`, `_alerts.py`);
+the thresholds are documented in docs/quality.md. (Issue "quality" deepens it.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from actors._runtime import Actor
+from actors._settings import Settings
+from events import NO_WORKFLOW, AlertRaised, Event, derive_id
+
+from ._alerts import evaluate
+from ._metrics import Metrics, MetricsState
+
+__all__ = ["Monitor"]
+
+
+class Monitor(Actor):
+    name: ClassVar[str] = "monitor"
+    subjects: ClassVar[tuple[str, ...]] = ("ymera.>",)
+    tick_seconds: ClassVar[float | None] = 1.0
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.metrics = Metrics()
+        self.state: MetricsState = self.metrics.initial()
+        self.raises: dict[str, int] = {}  # alert key -> times raised, folded from AlertRaised
+
+    def apply(self, event: Event) -> None:
+        self.state = self.metrics.apply(self.state, event)
+        if isinstance(event, AlertRaised):
+            key = f"{event.alert}/{event.severity}"
+            self.raises[key] = self.raises.get(key, 0) + 1
+
+    async def reconcile(self, at: datetime) -> list[Event]:
+        if not self.settings.enable_continuous_monitoring:
+            return []
+        out: list[Event] = []
+        for alert in evaluate(self.state, self.settings):
+            n = self.raises.get(alert.key, 0) + 1
+            out.append(AlertRaised(
+                id=derive_id("monitor", alert.key, n), ts=at, workflow_id=NO_WORKFLOW, actor=self.name,
+                alert=alert.alert, severity=alert.severity, message=alert.message, metric=alert.metric,
+                value=alert.value, threshold=alert.threshold))
+        return out

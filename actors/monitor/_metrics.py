@@ -1,0 +1,241 @@
+"""The monitor's view of the system: a projection folding every event into bounded metrics.
+
+Deterministic (event fields only, never the clock). Memory is bounded: windows are fixed-size
+deques; only counters, per-model totals and the workflows that have not ended yet grow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from events import (
+    AlertRaised,
+    Event,
+    MessageRejected,
+    TaskAssessed,
+    TaskFailed,
+    TaskReady,
+    TaskRetryScheduled,
+    TaskSkipped,
+    TaskStarted,
+    TaskSucceeded,
+    TaskTimedOut,
+    WorkflowAdmitted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowInvalid,
+    WorkflowRefused,
+    WorkflowSubmitted,
+    WorkflowValidated,
+)
+
+__all__ = [
+    "ALERTS_KEPT",
+    "ENDS_WINDOW",
+    "LATENCY_WINDOW",
+    "QUALITY_WINDOW",
+    "Metrics",
+    "MetricsState",
+    "ModelStats",
+    "RecentAlert",
+    "percentile",
+    "report",
+]
+
+QUALITY_WINDOW = 50  # last TaskAssessed overall scores
+LATENCY_WINDOW = 500  # last TaskSucceeded durations
+ENDS_WINDOW = 50  # last task attempt ends: succeeded, failed or timed_out
+ALERTS_KEPT = 20  # last AlertRaised events shown in the report
+
+# Workflow events counted by type; the reported name of each.
+_WORKFLOW_COUNTS: dict[type, str] = {
+    WorkflowSubmitted: "submitted",
+    WorkflowAdmitted: "admitted",
+    WorkflowRefused: "refused",
+    WorkflowValidated: "validated",
+    WorkflowInvalid: "invalid",
+    WorkflowCompleted: "completed",
+    WorkflowFailed: "failed",
+    WorkflowCancelled: "cancelled",
+}
+_ENDED = (WorkflowRefused, WorkflowInvalid, WorkflowCompleted, WorkflowFailed, WorkflowCancelled)
+_TASK_COUNTS: dict[type, str] = {
+    TaskStarted: "started",
+    TaskSucceeded: "succeeded",
+    TaskFailed: "failed",
+    TaskTimedOut: "timed_out",
+    TaskSkipped: "skipped",
+    TaskRetryScheduled: "retried",
+    MessageRejected: "rejected_messages",
+}
+
+
+@dataclass
+class ModelStats:
+    """Totals over one model's successful calls (a TaskFailed names no model)."""
+
+    calls: int = 0
+    total_duration_ms: float = 0.0
+    total_cost_usd: float = 0.0
+    total_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class RecentAlert:
+    id: str
+    alert: str
+    severity: str
+    message: str
+
+
+@dataclass
+class MetricsState:
+    workflows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_WORKFLOW_COUNTS.values(), 0))
+    # workflow_id -> "submitted" | "admitted" | "validated" | "running", until the workflow ends.
+    active: dict[str, str] = field(default_factory=dict)
+    tasks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TASK_COUNTS.values(), 0))
+    models: dict[str, ModelStats] = field(default_factory=dict)
+    assessed: int = 0
+    overall_sum: float = 0.0
+    recent_quality: deque[float] = field(default_factory=lambda: deque(maxlen=QUALITY_WINDOW))
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    # (workflow_id, task_id, attempt) -> "succeeded" | "failed" | "timed_out"; one entry per attempt.
+    ends: deque[tuple[tuple[str, str, int], str]] = field(default_factory=lambda: deque(maxlen=ENDS_WINDOW))
+    alerts: deque[RecentAlert] = field(default_factory=lambda: deque(maxlen=ALERTS_KEPT))
+    # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
+    # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
+    raised: set[str] = field(default_factory=set)
+
+    @property
+    def failure_rate(self) -> float:
+        """Share of the recent task ends that were not successes; 0.0 with none."""
+        if not self.ends:
+            return 0.0
+        return sum(outcome != "succeeded" for _, outcome in self.ends) / len(self.ends)
+
+    @property
+    def recent_timeouts(self) -> int:
+        return sum(outcome == "timed_out" for _, outcome in self.ends)
+
+    @property
+    def recent_quality_mean(self) -> float | None:
+        return sum(self.recent_quality) / len(self.recent_quality) if self.recent_quality else None
+
+
+class Metrics:
+    """Projection "metrics": every event folded into a `MetricsState`, updated in place."""
+
+    name = "metrics"
+
+    def initial(self) -> MetricsState:
+        return MetricsState()
+
+    def apply(self, state: MetricsState, event: Event) -> MetricsState:
+        kind = type(event)
+        if kind in _WORKFLOW_COUNTS:
+            state.workflows[_WORKFLOW_COUNTS[kind]] += 1
+            _track_workflow(state, event)
+        if kind in _TASK_COUNTS:
+            state.tasks[_TASK_COUNTS[kind]] += 1
+        match event:
+            case TaskReady() | TaskStarted() if event.workflow_id in state.active:
+                state.active[event.workflow_id] = "running"
+            case TaskSucceeded():
+                state.latencies.append(event.duration_ms)
+                _end(state, (event.workflow_id, event.task_id, event.attempt), "succeeded")
+                if event.model is not None:
+                    _count_call(state.models.setdefault(event.model, ModelStats()), event)
+            case TaskFailed():
+                _end(state, (event.workflow_id, event.task_id, event.attempt), "failed")
+            case TaskTimedOut():
+                _end(state, (event.workflow_id, event.task_id, event.attempt), "timed_out")
+            case TaskAssessed():
+                state.assessed += 1
+                state.overall_sum += event.overall
+                state.recent_quality.append(event.overall)
+            case AlertRaised():
+                # The monitor folds its own alerts; a second copy of one changes nothing.
+                if all(seen.id != event.id for seen in state.alerts):
+                    state.alerts.append(RecentAlert(event.id, event.alert, event.severity, event.message))
+                state.raised.add(f"{event.alert}/{event.severity}")
+            case _:
+                pass
+        return state
+
+
+def _track_workflow(state: MetricsState, event: Event) -> None:
+    if isinstance(event, _ENDED):
+        state.active.pop(event.workflow_id, None)
+    elif isinstance(event, WorkflowSubmitted):
+        state.active.setdefault(event.workflow_id, "submitted")
+    elif event.workflow_id in state.active and state.active[event.workflow_id] != "running":
+        state.active[event.workflow_id] = _WORKFLOW_COUNTS[type(event)]
+
+
+def _end(state: MetricsState, attempt: tuple[str, str, int], outcome: str) -> None:
+    # An attempt ends once in the window: a late TaskFailed after its TaskTimedOut is not a second end.
+    if all(key != attempt for key, _ in state.ends):
+        state.ends.append((attempt, outcome))
+
+
+def _count_call(stats: ModelStats, event: TaskSucceeded) -> None:
+    stats.calls += 1
+    stats.total_duration_ms += event.duration_ms
+    stats.total_cost_usd += event.cost_usd or 0.0
+    usage = event.usage
+    if "total_tokens" in usage:
+        stats.total_tokens += usage["total_tokens"]
+    else:
+        stats.total_tokens += sum(usage.get(k, 0) for k in ("prompt_tokens", "completion_tokens",
+                                                            "input_tokens", "output_tokens"))
+
+
+def percentile(values: deque[float] | list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1) of `values`; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def report(state: MetricsState, *, active: bool = True) -> dict[str, Any]:
+    """The monitoring report: totals, current gauges, quality, latency, models and recent alerts.
+
+    Workflow counts are totals of each event, except `running` and `active`, which are how
+    many workflows are in that state now.
+    """
+    running = sum(status == "running" for status in state.active.values())
+    recent = state.recent_quality_mean
+    p50, p95 = percentile(state.latencies, 0.5), percentile(state.latencies, 0.95)
+    return {
+        "monitoring_status": "active" if active else "inactive",
+        "workflows": {**state.workflows, "running": running, "active": len(state.active)},
+        "tasks": dict(state.tasks),
+        "quality": {
+            "assessed": state.assessed,
+            "mean_overall": round(state.overall_sum / state.assessed, 4) if state.assessed else None,
+            "recent_mean": round(recent, 4) if recent is not None else None,
+        },
+        "latency_ms": {
+            "p50": round(p50, 3) if p50 is not None else None,
+            "p95": round(p95, 3) if p95 is not None else None,
+        },
+        "failure_rate": round(state.failure_rate, 4),
+        "models": {
+            name: {
+                "calls": stats.calls,
+                "total_duration_ms": round(stats.total_duration_ms, 3),
+                "mean_duration_ms": round(stats.total_duration_ms / stats.calls, 3) if stats.calls else None,
+                "cost_usd": round(stats.total_cost_usd, 6),
+                "tokens": stats.total_tokens,
+            }
+            for name, stats in sorted(state.models.items())
+        },
+        "alerts": [
+            {"alert": a.alert, "severity": a.severity, "message": a.message} for a in state.alerts
+        ],
+    }

@@ -1,0 +1,199 @@
+"""Which task types and agents exist, and the parameters each task type takes.
+
+The one place that says so: the validator checks submissions against it, the executor
+dispatches on it and uses an agent's `role` as its system prompt.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "AGENTS",
+    "MAX_TIMEOUT_SECONDS",
+    "TASK_KINDS",
+    "TEMPLATE_REFERENCE",
+    "Agent",
+    "Param",
+    "TaskKind",
+    "module_allowed",
+    "template_references",
+]
+
+ParamType = Literal["any", "string", "number", "integer", "object"]
+
+# A task may ask for at most a day; anything longer is a mistake or belongs outside Ymera.
+MAX_TIMEOUT_SECONDS = 86_400.0
+
+# `{{ tasks.<id>.output }}` in a description or a string parameter: the output of a task
+# this one depends on, directly or transitively.
+TEMPLATE_REFERENCE = re.compile(r"\{\{\s*tasks\.([^\s.{}]+)\.output\s*\}\}")
+
+_ARTICLE = {"any": "", "string": "a ", "number": "a ", "integer": "an ", "object": "an "}
+
+
+class Param(msgspec.Struct, frozen=True):
+    """One parameter of a task type: its JSON type, whether it is required, its bounds."""
+
+    name: str
+    type: ParamType
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    # A string parameter must match this in full; `example` shows the shape to a user.
+    pattern: str | None = None
+    example: str | None = None
+
+    def expected(self) -> str:
+        """What a valid value is, as a user reads it: 'a number between 0 and 2'."""
+        if self.type == "any":
+            return "any JSON value"
+        if self.example is not None:
+            return f"a {self.type} like {self.example}"
+        text = _ARTICLE[self.type] + self.type
+        low, high = _fmt(self.minimum), _fmt(self.maximum)
+        if self.minimum is not None and self.maximum is not None:
+            return f"{text} between {low} and {high}"
+        if self.minimum is not None:
+            return f"{text} >= {low}"
+        if self.maximum is not None:
+            return f"{text} <= {high}"
+        return text
+
+    def accepts(self, value: Any) -> bool:
+        kind = self.type
+        if kind == "any":
+            return True
+        if kind == "string":
+            return isinstance(value, str) and (self.pattern is None or re.fullmatch(self.pattern, value) is not None)
+        if kind == "object":
+            return isinstance(value, dict)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if kind == "integer" and not isinstance(value, int):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+
+
+class TaskKind(msgspec.Struct, frozen=True):
+    """A task type. `agent`: runs as an agent's LLM call and needs `agent` set; `llm`: needs a model."""
+
+    name: str
+    description: str
+    params: tuple[Param, ...] = ()
+    agent: bool = False
+    llm: bool = False
+
+    @property
+    def param_names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.params)
+
+
+class Agent(msgspec.Struct, frozen=True):
+    """A role an agent task runs as; `role` is the system prompt the executor sends."""
+
+    name: str
+    role: str
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+_LLM_PARAMS = (
+    Param("prompt", "string"),
+    Param("system", "string"),
+    Param("model", "string"),
+    Param("base_url", "string"),
+    Param("temperature", "number", minimum=0, maximum=2),
+    Param("max_tokens", "integer", minimum=1),
+)
+
+_DIRECT = (
+    TaskKind("noop", "Does nothing and succeeds; a join point or a placeholder."),
+    TaskKind("sleep", "Waits `seconds`, then succeeds.", (Param("seconds", "number", required=True, minimum=0),)),
+    TaskKind("echo", "Returns `text`, or the task's description when `text` is absent.", (Param("text", "any"),)),
+    TaskKind(
+        "python",
+        "Calls an allowed Python function with `args` as keyword arguments and returns its result.",
+        (
+            Param("function", "string", required=True,
+                  pattern=r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", example="package.module:function"),
+            Param("args", "object"),
+        ),
+    ),
+    TaskKind("llm", "One chat completion: `prompt` (or the description) to the configured model.",
+             _LLM_PARAMS, llm=True),
+)
+
+_AGENT_TYPES = {
+    "code_generation": "Write the code the task describes: complete, runnable, with brief comments where needed.",
+    "code_review": "Review the code given: name each defect, risk and improvement, most important first.",
+    "analysis": "Analyse the subject given: its parts, what matters, and the conclusions it supports.",
+    "summarization": "Summarise the material given: its main points, faithfully and briefly.",
+    "testing": "Write tests for what is given: the cases that matter, edge cases, and what each checks.",
+    "documentation": "Write documentation for what is given: purpose, usage, examples, caveats.",
+    "design": "Design what the task asks for: components, their responsibilities, interfaces, trade-offs.",
+    "research": "Research the question: what is known, from which sources, and what remains uncertain.",
+}
+
+TASK_KINDS: Mapping[str, TaskKind] = {
+    kind.name: kind
+    for kind in (
+        *_DIRECT,
+        *(TaskKind(name, text, (*_LLM_PARAMS, Param("language", "string")), agent=True, llm=True)
+          for name, text in _AGENT_TYPES.items()),
+    )
+}
+
+AGENTS: Mapping[str, Agent] = {
+    agent.name: agent
+    for agent in (
+        Agent("architect", (
+            "You are a software architect. You turn requirements into a structure: components, their "
+            "responsibilities and the interfaces between them. You weigh trade-offs (simplicity, performance, "
+            "cost, operability) explicitly, prefer designs that are easy to change, and state the assumptions "
+            "and risks your design rests on.")),
+        Agent("developer", (
+            "You are a senior software developer. You write correct, readable, idiomatic code that does exactly "
+            "what is asked, handles errors and edge cases, and follows the conventions of the language and "
+            "project at hand. You return complete code, not fragments, and explain only what is not obvious.")),
+        Agent("tester", (
+            "You are a software tester. You find out how things break: you derive test cases from the "
+            "requirements and the code, cover edge cases and failure paths, and write tests that are "
+            "deterministic, independent and named after the behaviour they check.")),
+        Agent("reviewer", (
+            "You are a meticulous code reviewer. You read for correctness first, then security, clarity and "
+            "maintainability. You name each problem precisely, say why it matters and how to fix it, rank "
+            "findings by severity, and acknowledge what is already good without padding.")),
+        Agent("analyst", (
+            "You are an analyst. You break a subject into its parts, separate facts from assumptions, quantify "
+            "where you can, and draw conclusions that follow from the evidence. You state the limits of your "
+            "analysis and what further information would change it.")),
+        Agent("writer", (
+            "You are a technical writer. You explain clearly and accurately for the intended reader, lead with "
+            "what they need most, use concrete examples, and keep structure and terminology consistent. You "
+            "prefer short sentences and plain words over jargon.")),
+        Agent("researcher", (
+            "You are a researcher. You gather what is known about a question, compare sources and their "
+            "reliability, distinguish established findings from open questions, and summarise the state of "
+            "knowledge with its uncertainties, citing where each claim comes from.")),
+    )
+}
+
+
+def module_allowed(module: str, allowed: Iterable[str]) -> bool:
+    """Whether `module` is one of `allowed` or a sub-module of one (`pkg.sub` under `pkg`)."""
+    return any(module == a or module.startswith(a + ".") for a in allowed)
+
+
+def template_references(text: str) -> list[str]:
+    """The task ids that `text` refers to with `{{ tasks.<id>.output }}`, in order of appearance."""
+    return TEMPLATE_REFERENCE.findall(text) if "{{" in text else []

@@ -1,0 +1,241 @@
+"""Everything that can be wrong with a submitted workflow, found in one linear pass.
+
+`validate_workflow` reports every problem at once, each naming its task and field, so a user
+fixes a submission in one round instead of one error at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from actors import registry
+from actors._settings import Settings
+from events import Problem, RetryPolicy, TaskSpec, WorkflowSubmitted
+
+from ._plan import cycles, levels
+
+__all__ = ["NO_LLM", "validate_workflow"]
+
+NO_LLM = ("no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. "
+          "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
+          "or give the task both base_url and model parameters")
+_KNOWN_TYPES = ", ".join(sorted(registry.TASK_KINDS))
+_KNOWN_AGENTS = ", ".join(sorted(registry.AGENTS))
+_DEFAULT_RETRY = RetryPolicy()
+_NAMES = {kind.name: kind.param_names for kind in registry.TASK_KINDS.values()}
+_REQUIRED = {kind.name: any(p.required for p in kind.params) for kind in registry.TASK_KINDS.values()}
+_WORKFLOW = -1  # the position of problems that belong to no task: they come first
+
+# (position of the task in the submission, field, problem); sorted by the first two at the end.
+_Found = list[tuple[int, str, Problem]]
+
+
+def validate_workflow(submission: WorkflowSubmitted, settings: Settings) -> list[Problem]:
+    """Every problem of `submission`, ordered by task (as submitted), then field; [] if it is runnable."""
+    tasks = submission.tasks
+    found: _Found = []
+    _check_workflow(submission, settings, found)
+    # Each id names its first task; later tasks with the same id are reported, not looked up.
+    first = {tasks[i].id: i for i in range(len(tasks) - 1, -1, -1)}
+    templated: list[int] = []
+    for i, task in enumerate(tasks):
+        if first[task.id] != i:
+            _add(found, i, task, "id", f"duplicate task id {task.id!r}: task ids must be unique")
+        _check_task(task, i, settings, found)
+        ds = task.dependencies
+        if ds and (task.id in ds or not all(map(first.__contains__, ds))):
+            _check_dependencies(task, i, first, found)
+        if "{{" in task.description or (task.parameters and any(map(_has_template, task.parameters.values()))):
+            templated.append(i)
+    level = levels(tasks, first)
+    if level is None:
+        for start, path in cycles(tasks, first):
+            found.append((start, "dependencies", Problem(f"cycle: {path}", tasks[start].id, "dependencies")))
+    for i in templated:
+        _check_references(tasks, i, first, level, found)
+    found.sort(key=lambda f: (f[0], f[1]))
+    return [problem for _, _, problem in found]
+
+
+def _add(found: _Found, i: int, task: TaskSpec, field: str, message: str) -> None:
+    found.append((i, field, Problem(message, task.id, field)))
+
+
+def _check_workflow(submission: WorkflowSubmitted, settings: Settings, found: _Found) -> None:
+    count, limit = len(submission.tasks), settings.max_tasks_per_workflow
+    if count == 0:
+        found.append((_WORKFLOW, "tasks", Problem("workflow has no tasks", None, "tasks")))
+    if count > limit:
+        message = f"workflow has {count} tasks, more than the limit of {limit} (YMERA_MAX_TASKS_PER_WORKFLOW)"
+        found.append((_WORKFLOW, "tasks", Problem(message, None, "tasks")))
+    parallel = submission.max_parallel_tasks
+    if parallel is not None and parallel < 1:
+        message = f"max_parallel_tasks must be at least 1, got {parallel}"
+        found.append((_WORKFLOW, "max_parallel_tasks", Problem(message, None, "max_parallel_tasks")))
+
+
+def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found) -> None:
+    kind = registry.TASK_KINDS.get(task.type)
+    if kind is None:
+        _add(found, i, task, "type", f"unknown task type {task.type!r}; known types: {_KNOWN_TYPES}")
+    else:
+        if kind.agent and task.agent is None:
+            _add(found, i, task, "agent", f"task type {task.type!r} needs an agent; known agents: {_KNOWN_AGENTS}")
+        elif kind.agent and task.agent not in registry.AGENTS:
+            _add(found, i, task, "agent", f"unknown agent {task.agent!r}; known agents: {_KNOWN_AGENTS}")
+        if task.parameters or _REQUIRED[kind.name]:
+            _check_parameters(task, i, kind, found)
+        if kind.llm:
+            params = task.parameters
+            if not ((params.get("base_url") or settings.llm.base_url) and (params.get("model") or settings.llm.model)):
+                _add(found, i, task, "type", NO_LLM)
+        if kind.name == "python":
+            _check_python(task, i, settings, found)
+    timeout = task.timeout_seconds
+    if timeout is not None and not 0 < timeout <= registry.MAX_TIMEOUT_SECONDS:
+        _add(found, i, task, "timeout_seconds", f"timeout_seconds must be greater than 0 and at most "
+                                                f"{registry.MAX_TIMEOUT_SECONDS:g} (24 hours), got {timeout:g}")
+    if task.retry != _DEFAULT_RETRY:
+        _check_retry(task, i, found)
+    if task.expect is not None:
+        _check_expectations(task, i, found)
+
+
+def _check_parameters(task: TaskSpec, i: int, kind: registry.TaskKind, found: _Found) -> None:
+    params = task.parameters
+    for spec in kind.params:
+        field = f"parameters.{spec.name}"
+        if spec.name not in params:
+            if spec.required:
+                _add(found, i, task, field, f"missing required parameter {spec.name!r} ({spec.expected()})")
+        elif not spec.accepts(params[spec.name]):
+            _add(found, i, task, field,
+                 f"parameter {spec.name!r} must be {spec.expected()}, got {_show(params[spec.name])}")
+    names = _NAMES[kind.name]
+    if params.keys() - names:
+        takes = "takes no parameters" if not kind.params else "takes: " + ", ".join(p.name for p in kind.params)
+        for name in params:
+            if name not in names:
+                _add(found, i, task, f"parameters.{name}",
+                     f"unknown parameter {name!r}: task type {kind.name!r} {takes}")
+
+
+def _check_python(task: TaskSpec, i: int, settings: Settings, found: _Found) -> None:
+    function = task.parameters.get("function")
+    if not isinstance(function, str) or ":" not in function:
+        return  # reported as ill-typed or missing
+    module = function.partition(":")[0]
+    allowed = settings.python_modules
+    if not allowed:
+        _add(found, i, task, "parameters.function", f"python tasks are disabled: no module is allowed; "
+                                                    f"set YMERA_PYTHON_MODULES=pkg1,pkg2 to allow {module!r} "
+                                                    f"or its package")
+    elif not registry.module_allowed(module, allowed):
+        _add(found, i, task, "parameters.function", f"module {module!r} is not allowed for python tasks; allowed: "
+                                                    f"{', '.join(allowed)} and their sub-modules "
+                                                    f"(YMERA_PYTHON_MODULES)")
+
+
+def _check_retry(task: TaskSpec, i: int, found: _Found) -> None:
+    retry = task.retry
+    if not 1 <= retry.max_attempts <= 10:
+        _add(found, i, task, "retry.max_attempts",
+             f"retry.max_attempts must be between 1 and 10, got {retry.max_attempts}")
+    for field, value, low in (("initial_delay_seconds", retry.initial_delay_seconds, 0),
+                              ("max_delay_seconds", retry.max_delay_seconds, 0),
+                              ("backoff_multiplier", retry.backoff_multiplier, 1)):
+        if not value >= low:
+            _add(found, i, task, f"retry.{field}", f"retry.{field} must be >= {low}, got {value:g}")
+
+
+def _check_expectations(task: TaskSpec, i: int, found: _Found) -> None:
+    expect = task.expect
+    assert expect is not None
+    low, high = expect.min_length, expect.max_length
+    if low is not None and low < 0:
+        _add(found, i, task, "expect.min_length", f"expect.min_length must be >= 0, got {low}")
+    if high is not None and high < 0:
+        _add(found, i, task, "expect.max_length", f"expect.max_length must be >= 0, got {high}")
+    if low is not None and high is not None and low > high:
+        _add(found, i, task, "expect.min_length",
+             f"expect.min_length ({low}) is greater than expect.max_length ({high})")
+    if expect.pattern is not None:
+        try:
+            re.compile(expect.pattern)
+        except re.error as exc:
+            _add(found, i, task, "expect.pattern",
+                 f"expect.pattern {expect.pattern!r} is not a valid regular expression: {exc}")
+
+
+def _check_dependencies(task: TaskSpec, i: int, first: dict[str, int], found: _Found) -> None:
+    for dep in dict.fromkeys(task.dependencies):
+        if dep == task.id:
+            _add(found, i, task, "dependencies", "depends on itself")
+        elif dep not in first:
+            _add(found, i, task, "dependencies", f"depends on unknown task {dep!r}")
+
+
+def _check_references(tasks: Sequence[TaskSpec], i: int, first: dict[str, int], level: list[int] | None,
+                      found: _Found) -> None:
+    """Each `{{ tasks.<id>.output }}` in task i must name one of its (transitive) dependencies."""
+    task = tasks[i]
+    texts = [("description", task.description)]
+    texts += [(f"parameters.{name}", s) for name, value in task.parameters.items() for s in _strings(value)]
+    for field, text in texts:
+        for ref in dict.fromkeys(registry.template_references(text)):
+            template = "{{ tasks.%s.output }}" % ref  # noqa: UP031 - an f-string would need {{{{ }}}}
+            target = first.get(ref)
+            if target is None:
+                message = f"{template} refers to unknown task {ref!r}"
+            elif ref == task.id:
+                message = f"{template} refers to this task's own output"
+            elif not _reaches(i, target, tasks, first, level):
+                message = (f"{template} refers to task {ref!r}, which is not a dependency of this task; "
+                           "add it to dependencies")
+            else:
+                continue
+            _add(found, i, task, field, message)
+
+
+def _reaches(start: int, target: int, tasks: Sequence[TaskSpec], first: dict[str, int],
+             level: list[int] | None) -> bool:
+    """Whether `target` is a transitive dependency of `start`; levels prune what cannot lead there."""
+    floor = -1 if level is None else level[target]
+    seen = {start}
+    stack = [start]
+    while stack:
+        for j in map(first.get, tasks[stack.pop()].dependencies):
+            if j == target:
+                return True
+            if j is not None and j not in seen and (level is None or level[j] > floor):
+                seen.add(j)
+                stack.append(j)
+    return False
+
+
+def _has_template(value: Any) -> bool:
+    return any("{{" in s for s in _strings(value))
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside a parameter value (a JSON value), nested ones included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _show(value: Any) -> str:
+    """A parameter value as JSON, bounded, for a message."""
+    try:
+        text = msgspec.json.encode(value).decode()
+    except (TypeError, msgspec.EncodeError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"

@@ -1,0 +1,95 @@
+"""Running the whole engine for a test: `ymera up --processes` against the test's nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats.js.errors
+
+import bus
+import events
+from actors import Settings, load_settings
+
+from .conftest import ymera_env
+
+SINGLETONS = ("security", "validator", "distributor", "assessor", "monitor", "store")
+
+
+def engine_env(data_dir: Path, url: str, **extra: str) -> dict[str, str]:
+    env = ymera_env(data_dir, url)
+    env.update({"YMERA_HEARTBEAT_SECONDS": "0.5", "YMERA_LOG_LEVEL": "warning"})
+    env.update(extra)
+    return env
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return load_settings(env, dotenv=None)
+
+
+@contextlib.contextmanager
+def engine_processes(env: dict[str, str], log: Path, executors: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+    """Every actor in its own OS process (supervised by `ymera up --processes`)."""
+    with open(log, "ab") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "runner", "up", "--processes", "--executors", str(executors)],
+                                env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_for_actors(connection: bus.Bus, names: tuple[str, ...] = (*SINGLETONS[:-1], "executor"),
+                          timeout: float = 60) -> None:
+    """Until every actor's durable consumer exists: they create it once rebuilt."""
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while True:
+            try:
+                await connection.js.consumer_info(connection.stream.name, name)
+                break
+            except nats.js.errors.NotFoundError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"actor {name} did not start within {timeout:g}s") from None
+                await asyncio.sleep(0.05)
+
+
+async def all_events(connection: bus.Bus, subject: str = "ymera.>") -> list[events.Event]:
+    """Every valid event in the stream on `subject`, in stream order."""
+    info = await connection.js.stream_info(connection.stream.name)
+    out: list[events.Event] = []
+    if info.state.messages == 0:
+        return out
+    sub = await connection.follow(1, subject)
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except TimeoutError:
+                return out
+            with contextlib.suppress(events.MalformedEvent):
+                out.append(events.decode_message(msg.subject, msg.data))
+            if msg.metadata.num_pending == 0:
+                return out
+    finally:
+        await sub.unsubscribe()
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[bus.Bus]:
+    connection = await bus.connect(url)
+    try:
+        yield connection
+    finally:
+        await connection.close()

@@ -1,0 +1,50 @@
+"""Functions that `python` tasks call in the tests; the allow-list names this module."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def add(a: int, b: int) -> int:
+    print("printed output must not corrupt the answer")
+    return a + b
+
+
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+def slow(seconds: float, pid_file: str) -> str:
+    """Writes this process's id to `pid_file`, then sleeps: the tests check the executor killed it."""
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return "finished"
+
+
+def crash(code: int) -> None:
+    """Ends the process at once, as a segfault or an OOM kill would: no answer, no traceback."""
+    print("about to crash", file=sys.stderr)
+    os._exit(code)
+
+
+class Widget:
+    pass
+
+
+def returns_object() -> Widget:
+    return Widget()
+
+
+async def shout(text: str) -> str:
+    await asyncio.sleep(0)
+    return text.upper()
+
+
+def with_inputs(inputs: dict[str, Any], key: str) -> Any:
+    """Receives the outputs of the task's dependencies as `inputs`."""
+    return inputs[key]

@@ -1,0 +1,272 @@
+"""LLM and agent tasks against a real local server speaking OpenAI's wire format, and one request shape."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from actors._settings import LLMSettings, Settings
+from actors.executor import KeyPool, Outcome, TaskError, run_task
+from actors.executor._llm import DEFAULT_SYSTEM, retry_after_seconds
+from actors.registry import AGENTS, TASK_KINDS
+from events import TaskSpec
+from tests.openai_server import OpenAIServer
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    with OpenAIServer() as srv:
+        yield srv
+
+
+def settings_for(base_url: str, *keys: str, model: str = "gpt-test") -> Settings:
+    return Settings(llm=LLMSettings(base_url=base_url, model=model, api_keys=keys))
+
+
+def llm(prompt: str = "Say hello", **parameters: Any) -> TaskSpec:
+    return TaskSpec(id="t", type="llm", parameters={"prompt": prompt, **parameters})
+
+
+async def failure(spec: TaskSpec, settings: Settings, *, timeout: float = 10.0, http: httpx.AsyncClient | None = None,
+                  keys: KeyPool | None = None) -> TaskError:
+    with pytest.raises(TaskError) as caught:
+        await run_task(spec, {}, settings, timeout=timeout, http=http, keys=keys)
+    return caught.value
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_completion_gives_the_content_the_model_and_the_token_usage(server: OpenAIServer) -> None:
+    server.reply("Hello there, friend")
+    outcome = await run_task(llm(), {}, settings_for(server.base_url, "k1"), timeout=10)
+    assert outcome == Outcome(output="Hello there, friend", model="gpt-test",
+                              usage={"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14})
+    [request] = server.requests
+    assert (request.method, request.path) == ("POST", "/v1/chat/completions")
+    assert request.headers["authorization"] == "Bearer k1"
+    assert request.body == {"model": "gpt-test", "messages": [
+        {"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": "Say hello"}]}
+
+
+async def test_an_llm_task_uses_its_own_system_model_and_sampling_parameters(server: OpenAIServer) -> None:
+    spec = TaskSpec(id="t", type="llm", description="Name {{ tasks.a.output }}",
+                    parameters={"system": "Be terse.", "model": "other", "temperature": 0, "max_tokens": 5})
+    outcome = await run_task(spec, {"a": "a colour"}, settings_for(server.base_url), timeout=10)
+    assert (outcome.output, outcome.model) == ("ok: Name a colour", "other")
+    assert server.requests[0].body == {
+        "model": "other", "temperature": 0, "max_tokens": 5,
+        "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Name a colour"}]}
+    assert "authorization" not in server.requests[0].headers
+
+
+async def test_cost_is_computed_from_usage_only_when_a_price_is_given(server: OpenAIServer) -> None:
+    settings = settings_for(server.base_url)
+    priced = await run_task(llm(cost_per_1k_tokens=2.0), {}, settings, timeout=10)
+    unpriced = await run_task(llm(), {}, settings, timeout=10)
+    assert priced.cost_usd == priced.usage["total_tokens"] * 2.0 / 1000
+    assert unpriced.cost_usd is None
+
+
+async def test_the_configured_keys_are_never_sent_to_a_tasks_own_base_url(server: OpenAIServer) -> None:
+    settings = settings_for("https://configured.example/v1", "secret-key")
+    await run_task(llm(base_url=server.base_url, model="m"), {}, settings, timeout=10)
+    assert "authorization" not in server.requests[0].headers
+
+
+async def test_429_is_rate_limited_and_retryable_after_the_servers_retry_after(server: OpenAIServer) -> None:
+    server.rate_limit(retry_after="7")
+    error = await failure(llm(), settings_for(server.base_url, "k1"), keys=KeyPool(["k1"]))
+    assert (error.kind, error.retryable, error.retry_after) == ("rate_limited", True, 7.0)
+    assert str(error) == (f"{server.base_url}/chat/completions rate limited the request (HTTP 429): "
+                          "Rate limit reached for requests; retry after 7s")
+
+
+async def test_a_retry_after_given_as_an_http_date_is_read_as_seconds_from_now(server: OpenAIServer) -> None:
+    server.rate_limit(retry_after=format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True))
+    error = await failure(llm(), settings_for(server.base_url))
+    assert error.kind == "rate_limited"
+    assert error.retry_after is not None
+    assert 115 <= error.retry_after <= 120
+
+
+async def test_a_429_without_retry_after_leaves_the_wait_to_the_distributor(server: OpenAIServer) -> None:
+    server.rate_limit(retry_after=None, message="Slow down")
+    pool = KeyPool(["k1"], clock=lambda: 100.0)
+    error = await failure(llm(), settings_for(server.base_url, "k1"), keys=pool)
+    assert (error.kind, error.retry_after) == ("rate_limited", None)
+    assert str(error) == f"{server.base_url}/chat/completions rate limited the request (HTTP 429): Slow down"
+    assert pool.cooldown_until == {"k1": 110.0}
+
+
+async def test_keys_rotate_per_request_and_a_rate_limited_key_rests_until_its_retry_after(
+        server: OpenAIServer) -> None:
+    now = [1000.0]
+    pool = KeyPool(["k1", "k2"], clock=lambda: now[0])
+    settings = settings_for(server.base_url, "k1", "k2")
+
+    async def attempt() -> None:
+        await run_task(llm(), {}, settings, timeout=10, keys=pool)
+
+    for _ in range(3):
+        await attempt()
+    server.rate_limit(retry_after="30")
+    error = await failure(llm(), settings, keys=pool)
+    assert error.kind == "rate_limited"
+    assert pool.cooldown_until == {"k2": 1030.0}
+    await attempt()
+    await attempt()
+    now[0] = 1031.0
+    await attempt()
+    used = [request.headers["authorization"].removeprefix("Bearer ") for request in server.requests]
+    assert used == ["k1", "k2", "k1", "k2", "k1", "k1", "k2"]
+
+
+def test_when_every_key_rests_the_one_free_soonest_is_used() -> None:
+    pool = KeyPool(["k1", "k2"], clock=lambda: 0.0)
+    pool.cool_down("k1", 50)
+    pool.cool_down("k2", 20)
+    assert [pool.take(), pool.take()] == ["k2", "k2"]
+    assert KeyPool([]).take() is None
+
+
+def test_retry_after_reads_seconds_and_http_dates_and_ignores_garbage() -> None:
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("1.5") == 1.5
+    assert retry_after_seconds("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30.0
+    assert retry_after_seconds("Wed, 01 Jan 2025 11:00:00 GMT", now=now) == 0.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("1500", milliseconds=True) == 1.5
+
+
+async def test_a_server_error_is_retryable(server: OpenAIServer) -> None:
+    server.error(500)
+    error = await failure(llm(), settings_for(server.base_url))
+    assert (error.kind, error.retryable, error.retry_after) == ("server_error", True, None)
+    assert str(error) == (f"{server.base_url}/chat/completions failed with HTTP 500: "
+                          "The server had an error while processing your request.")
+
+
+async def test_a_refused_request_is_not_retryable_and_quotes_the_provider(server: OpenAIServer) -> None:
+    server.error(400, "This model's maximum context length is 8192 tokens.")
+    error = await failure(llm(), settings_for(server.base_url))
+    assert (error.kind, error.retryable) == ("bad_request", False)
+    assert str(error) == (f"{server.base_url}/chat/completions refused the request with HTTP 400: "
+                          "This model's maximum context length is 8192 tokens.")
+
+
+async def test_a_wrong_api_key_is_a_bad_request() -> None:
+    with OpenAIServer(api_keys={"right"}) as srv:
+        error = await failure(llm(), settings_for(srv.base_url, "wrong"))
+    assert (error.kind, error.retryable) == ("bad_request", False)
+    assert str(error) == (f"{srv.base_url}/chat/completions refused the request with HTTP 401: "
+                          "Incorrect API key provided.")
+
+
+async def test_a_long_provider_message_is_cut_to_200_characters_on_one_line(server: OpenAIServer) -> None:
+    server.error(422, "bad\nvalue " * 100)
+    error = await failure(llm(), settings_for(server.base_url))
+    quoted = str(error).split("HTTP 422: ", 1)[1]
+    assert len(quoted) == 200
+    assert quoted.startswith("bad value bad value")
+    assert quoted.endswith("…")
+    assert "\n" not in str(error)
+
+
+async def test_a_server_that_does_not_answer_within_the_clients_timeout_is_a_retryable_timeout(
+        server: OpenAIServer) -> None:
+    server.hang()
+    async with httpx.AsyncClient(timeout=0.3) as http:
+        error = await failure(llm(), settings_for(server.base_url), http=http)
+    assert (error.kind, error.retryable) == ("timeout", True)
+    assert str(error) == f"{server.base_url}/chat/completions did not answer in time (ReadTimeout)"
+
+
+async def test_a_server_that_does_not_answer_within_the_task_time_limit_is_a_timeout(server: OpenAIServer) -> None:
+    server.hang()
+    error = await failure(llm(), settings_for(server.base_url), timeout=0.3)
+    assert (error.kind, error.retryable, str(error)) == ("timeout", True, "timed out after 0.3s")
+
+
+async def test_a_refused_connection_is_a_retryable_server_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    error = await failure(llm(), settings_for(url))
+    assert (error.kind, error.retryable) == ("server_error", True)
+    assert str(error) == f"connection failed: {url}/chat/completions: All connection attempts failed"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"id": "chatcmpl-broken", "choices": [', "Input data was truncated"),
+        (b'{"id": "chatcmpl-1", "object": "chat.completion"}', "Object missing required field `choices`"),
+        (b'{"choices": []}', "no choices with message content"),
+        (b'{"choices": [{"message": {"role": "assistant", "content": null}}]}', "no choices with message content"),
+    ],
+)
+async def test_a_malformed_completion_is_a_retryable_server_error(
+        server: OpenAIServer, payload: bytes, reason: str) -> None:
+    server.raw(payload)
+    error = await failure(llm(), settings_for(server.base_url))
+    assert (error.kind, error.retryable) == ("server_error", True)
+    assert str(error) == f"{server.base_url}/chat/completions sent a malformed completion: {reason}"
+
+
+async def test_an_agent_task_sends_its_role_task_parameters_and_dependency_outputs() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "gpt-test-2025",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "LGTM"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 90, "completion_tokens": 1, "total_tokens": 91}})
+
+    spec = TaskSpec(id="review", type="code_review", agent="reviewer",
+                    description="Review {{ tasks.write.output }} for bugs.",
+                    parameters={"language": "python", "temperature": 0.2, "max_tokens": 500},
+                    dependencies=["write", "plan"])
+    inputs = {"write": "def add(a, b):\n    return a - b", "plan": {"functions": ["add"]}}
+    settings = settings_for("https://llm.example/v1/", "k1", "k2")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        outcome = await run_task(spec, inputs, settings, timeout=10, http=http, keys=KeyPool(["k1", "k2"]))
+
+    assert outcome == Outcome(output="LGTM", model="gpt-test-2025",
+                              usage={"prompt_tokens": 90, "completion_tokens": 1, "total_tokens": 91})
+    [request] = seen
+    assert (request.method, str(request.url)) == ("POST", "https://llm.example/v1/chat/completions")
+    assert request.headers["authorization"] == "Bearer k1"
+    assert request.headers["content-type"] == "application/json"
+    system = f"{AGENTS['reviewer'].role}\n\nYour task is code_review: {TASK_KINDS['code_review'].description}"
+    assert json.loads(request.content) == {
+        "model": "gpt-test",
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user",
+             "content": "Review def add(a, b):\n    return a - b for bugs.\n\n"
+                        "Parameters:\n- language: python\n\n"
+                        "Output of task write:\ndef add(a, b):\n    return a - b\n\n"
+                        'Output of task plan:\n{"functions":["add"]}'},
+        ],
+        "temperature": 0.2,
+        "max_tokens": 500,
+    }
+
+
+async def test_an_agent_task_without_a_known_agent_is_a_bad_request() -> None:
+    spec = TaskSpec(id="t", type="analysis", agent="wizard", description="Analyse")
+    error = await failure(spec, settings_for("https://llm.example/v1"))
+    assert (error.kind, error.retryable) == ("bad_request", False)
+    assert str(error) == ("analysis task needs an agent, one of: analyst, architect, developer, researcher, "
+                          "reviewer, tester, writer; got 'wizard'")

@@ -1,0 +1,131 @@
+"""The Python API, shaped like the original guide's: `WorkflowOrchestrator`, `Task`, `TaskPriority`.
+
+`WorkflowOrchestrator` is a client: it publishes a submission and follows the workflow's
+events. With nothing configured (no NATS_URL, no Ymera running for the data dir) it starts
+the embedded nats-server and every actor in this process, and stops them on `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from actors import Settings, load_settings
+from actors._supervisor import run_all
+from actors.monitor import Metrics, MetricsState, report
+from bus import Bus, EmbeddedServer, open_local
+from events import TaskSpec, WorkflowSubmitted, YmeraError, new_id, now
+from store import LiveProjection
+
+from ._client import WorkflowClient, result_of
+
+__all__ = ["Task", "TaskPriority", "WorkflowMonitor", "WorkflowOrchestrator"]
+
+
+class TaskPriority(enum.StrEnum):
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+
+
+@dataclass
+class Task:
+    task_id: str
+    workflow_id: str = ""
+    agent_name: str | None = None
+    task_type: str = "noop"
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    dependencies: list[str] = field(default_factory=list)
+    priority: TaskPriority | str = TaskPriority.MEDIUM
+    timeout_seconds: float | None = None
+
+    def spec(self) -> TaskSpec:
+        priority = self.priority.value if isinstance(self.priority, TaskPriority) else str(self.priority).upper()
+        return TaskSpec(id=self.task_id, type=self.task_type, agent=self.agent_name, description=self.description,
+                        parameters=self.parameters, dependencies=list(self.dependencies),
+                        priority=priority, timeout_seconds=self.timeout_seconds)  # type: ignore[arg-type]
+
+
+class WorkflowMonitor:
+    """Live metrics folded from the stream; `get_monitoring_report()` as in the guide."""
+
+    def __init__(self) -> None:
+        self._live: LiveProjection[MetricsState] | None = None
+
+    def get_monitoring_report(self) -> dict[str, Any]:
+        if self._live is None:
+            return report(Metrics().initial(), active=False)
+        return report(self._live.state, active=True)
+
+
+class WorkflowOrchestrator:
+    def __init__(self, settings: Settings | None = None, *, run_actors: bool | None = None) -> None:
+        """`run_actors`: start every actor in this process (default: only when nothing else runs them)."""
+        self.settings = settings or load_settings()
+        self.run_actors = run_actors
+        self.monitor = WorkflowMonitor()
+        self._bus: Bus | None = None
+        self._server: EmbeddedServer | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    async def __aenter__(self) -> WorkflowOrchestrator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._closed:
+            raise YmeraError("this WorkflowOrchestrator is closed; create a new one")
+        if self._bus is not None:
+            return
+        self._bus, self._server = await open_local(self.settings.nats_url, self.settings.data_dir, "ymera-api")
+        run_actors = self.run_actors if self.run_actors is not None else self._server is not None
+        if run_actors:
+            ready = asyncio.Event()
+            self._tasks.append(asyncio.create_task(run_all(self.settings, self._bus, self._stop, ready)))
+            await asyncio.wait_for(ready.wait(), 60)
+        start = (await self._bus.js.stream_info(self._bus.stream.name)).state.last_seq + 1
+        live = LiveProjection(Metrics(), self._bus, start)
+        self.monitor._live = live
+        self._tasks.append(asyncio.create_task(live.run(self._stop)))
+
+    async def execute_workflow(self, workflow_id: str, tasks: list[Task], enable_monitoring: bool = True,
+                               timeout: float | None = None, principal: str = "api",
+                               max_parallel_tasks: int | None = None) -> dict[str, Any]:
+        """Submit and wait for the end; the result dict has status, overall_quality and per-task results."""
+        await self.start()
+        assert self._bus is not None
+        submission = WorkflowSubmitted(id=new_id(), ts=now(), workflow_id=workflow_id, principal=principal,
+                                       tasks=[t.spec() for t in tasks], max_parallel_tasks=max_parallel_tasks)
+        client = WorkflowClient(self._bus)
+        seq = await client.submit(submission)
+        end, seen = await client.wait(workflow_id, seq, timeout=timeout)
+        result = result_of(end, seen)
+        if enable_monitoring:
+            result["monitoring"] = self.monitor.get_monitoring_report()
+        return result
+
+    async def close(self) -> None:
+        """Stop the actors this orchestrator started, then the server. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._bus is not None:
+            await self._bus.close()
+        if self._server is not None:
+            self._server.stop()
