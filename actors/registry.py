@@ -114,6 +114,8 @@ _LLM_PARAMS = (
     Param("base_url", "string"),
     Param("temperature", "number", minimum=0, maximum=2),
     Param("max_tokens", "integer", minimum=1),
+    # The price the executor uses to report `cost_usd` from the token usage.
+    Param("cost_per_1k_tokens", "number", minimum=0),
 )
 
 _DIRECT = (

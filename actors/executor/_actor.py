@@ -47,6 +47,9 @@ __all__ = ["Executor"]
 _log = structlog.get_logger("ymera.executor")
 CONSUMER = "executor"
 SUBJECT = "ymera.task.*.*.ready"
+# An executor acks a TaskReady as soon as it has published TaskStarted, so an unacked one
+# belongs to an executor that died before starting it: hand it to another one soon.
+POLICY = ConsumerPolicy(ack_wait=5.0, max_deliver=10)
 # Bounded error text: a stack trace must not make the event too large to publish.
 MAX_ERROR_CHARS = 2000
 
@@ -61,11 +64,10 @@ class Executor:
 
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Take attempts until `stop`; then finish the ones running (graceful shutdown)."""
-        policy = ConsumerPolicy(ack_wait=30.0, max_deliver=3)
-        check_consumer(CONSUMER, policy, bus.stream)
+        check_consumer(CONSUMER, POLICY, bus.stream)
         try:
             await bus.js.add_consumer(bus.stream.name, consumer_config(
-                CONSUMER, policy, subjects=(SUBJECT,), new_only=True))
+                CONSUMER, POLICY, subjects=(SUBJECT,), new_only=True))
         except nats.js.errors.BadRequestError:
             pass  # it exists: executors share it
         batches = PullBatches(bus.nc, bus.stream.name, CONSUMER, batch=self.settings.executor_concurrency, poll=0.05)
@@ -73,7 +75,8 @@ class Executor:
         if ready is not None:
             ready.set()
         _log.info("executor started", executor=self.executor_id, concurrency=self.settings.executor_concurrency)
-        async with httpx.AsyncClient() as http:
+        # No client-wide timeout: each attempt is bounded by its own time limit in run_task.
+        async with httpx.AsyncClient(timeout=None) as http:
             try:
                 while not stop.is_set():
                     free = self.settings.executor_concurrency - len(self.running)

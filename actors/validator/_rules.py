@@ -1,4 +1,4 @@
-"""Everything that can be wrong with a submitted workflow, found in one linear pass.
+"""Everything that can be wrong with a submitted workflow, found in a few linear passes.
 
 `validate_workflow` reports every problem at once, each naming its task and field, so a user
 fixes a submission in one round instead of one error at a time.

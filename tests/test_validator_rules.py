@@ -1,0 +1,274 @@
+"""The validator's rules: every problem a user can see, with its exact text, task and field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import events
+from actors import registry
+from actors._settings import LLMSettings, Settings
+from actors.validator import check_outcome, validate_workflow
+from events import Expectations, RetryPolicy, TaskSpec
+
+LLM = LLMSettings(base_url="http://localhost:11434/v1", model="m")
+SETTINGS = Settings(llm=LLM, python_modules=("json", "mypkg.tools"))
+TYPES = ("analysis, code_generation, code_review, design, documentation, echo, llm, noop, python, research, "
+         "sleep, summarization, testing")
+AGENTS = "analyst, architect, developer, researcher, reviewer, tester, writer"
+NO_LLM = ("no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. "
+          "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
+          "or give the task both base_url and model parameters")
+NOT_A_DEPENDENCY = "which is not a dependency of this task; add it to dependencies"
+
+
+def task(id: str = "a", type: str = "noop", **fields: Any) -> TaskSpec:
+    return TaskSpec(id=id, type=type, **fields)
+
+
+def submit(*tasks: TaskSpec, **fields: Any) -> events.WorkflowSubmitted:
+    return events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf", tasks=list(tasks),
+                                    **fields)
+
+
+Found = list[tuple[str, str | None, str | None]]
+
+
+def problems(*tasks: TaskSpec, settings: Settings = SETTINGS, **fields: Any) -> Found:
+    found = validate_workflow(submit(*tasks, **fields), settings)
+    return [(p.message, p.task_id, p.field) for p in found]
+
+
+def sleep(seconds: Any) -> TaskSpec:
+    return task(type="sleep", parameters={"seconds": seconds})
+
+
+def llm(**parameters: Any) -> TaskSpec:
+    return task(type="llm", parameters=parameters)
+
+
+def ref(id: str) -> str:
+    return "{{ tasks.%s.output }}" % id  # noqa: UP031
+
+
+CASES: list[tuple[str, list[TaskSpec], dict[str, Any], Settings, tuple[str, str | None, str | None]]] = [
+    ("no tasks", [], {}, SETTINGS, ("workflow has no tasks", None, "tasks")),
+    ("too many tasks", [task("a"), task("b"), task("c")], {}, Settings(llm=LLM, max_tasks_per_workflow=2),
+     ("workflow has 3 tasks, more than the limit of 2 (YMERA_MAX_TASKS_PER_WORKFLOW)", None, "tasks")),
+    ("max_parallel_tasks below 1", [task()], {"max_parallel_tasks": 0}, SETTINGS,
+     ("max_parallel_tasks must be at least 1, got 0", None, "max_parallel_tasks")),
+    ("duplicate id", [task("a"), task("a")], {}, SETTINGS,
+     ("duplicate task id 'a': task ids must be unique", "a", "id")),
+    ("unknown dependency", [task(dependencies=["ghost"])], {}, SETTINGS,
+     ("depends on unknown task 'ghost'", "a", "dependencies")),
+    ("self dependency", [task(dependencies=["a"])], {}, SETTINGS, ("depends on itself", "a", "dependencies")),
+    ("cycle", [task("a", dependencies=["b"]), task("b", dependencies=["c"]), task("c", dependencies=["a"])], {},
+     SETTINGS, ("cycle: a -> b -> c -> a", "a", "dependencies")),
+    ("unknown type", [task(type="magic")], {}, SETTINGS,
+     (f"unknown task type 'magic'; known types: {TYPES}", "a", "type")),
+    ("agent type without agent", [task(type="code_review")], {}, SETTINGS,
+     (f"task type 'code_review' needs an agent; known agents: {AGENTS}", "a", "agent")),
+    ("unknown agent", [task(type="design", agent="wizard")], {}, SETTINGS,
+     (f"unknown agent 'wizard'; known agents: {AGENTS}", "a", "agent")),
+    ("missing required parameter", [task(type="sleep")], {}, SETTINGS,
+     ("missing required parameter 'seconds' (a number >= 0)", "a", "parameters.seconds")),
+    ("missing python function", [task(type="python")], {}, SETTINGS,
+     ("missing required parameter 'function' (a string like package.module:function)", "a",
+      "parameters.function")),
+    ("string for a number", [sleep("5")], {}, SETTINGS,
+     ("parameter 'seconds' must be a number >= 0, got \"5\"", "a", "parameters.seconds")),
+    ("boolean for a number", [sleep(True)], {}, SETTINGS,
+     ("parameter 'seconds' must be a number >= 0, got true", "a", "parameters.seconds")),
+    ("number below its minimum", [sleep(-1)], {}, SETTINGS,
+     ("parameter 'seconds' must be a number >= 0, got -1", "a", "parameters.seconds")),
+    ("number above its maximum", [llm(temperature=2.5)], {}, SETTINGS,
+     ("parameter 'temperature' must be a number between 0 and 2, got 2.5", "a", "parameters.temperature")),
+    ("float for an integer", [llm(max_tokens=1.5)], {}, SETTINGS,
+     ("parameter 'max_tokens' must be an integer >= 1, got 1.5", "a", "parameters.max_tokens")),
+    ("integer below its minimum", [llm(max_tokens=0)], {}, SETTINGS,
+     ("parameter 'max_tokens' must be an integer >= 1, got 0", "a", "parameters.max_tokens")),
+    ("number for a string", [llm(prompt=42)], {}, SETTINGS,
+     ("parameter 'prompt' must be a string, got 42", "a", "parameters.prompt")),
+    ("list for an object", [task(type="python", parameters={"function": "json:dumps", "args": [1]})], {},
+     SETTINGS, ("parameter 'args' must be an object, got [1]", "a", "parameters.args")),
+    ("python function without a module", [task(type="python", parameters={"function": "dumps"})], {}, SETTINGS,
+     ("parameter 'function' must be a string like package.module:function, got \"dumps\"", "a",
+      "parameters.function")),
+    ("long value shown bounded", [llm(prompt=["x" * 100])], {}, SETTINGS,
+     ("parameter 'prompt' must be a string, got [\"" + "x" * 37 + "…", "a", "parameters.prompt")),
+    ("unknown parameter of a kind without parameters", [task(parameters={"x": 1})], {}, SETTINGS,
+     ("unknown parameter 'x': task type 'noop' takes no parameters", "a", "parameters.x")),
+    ("unknown parameter", [task(type="sleep", parameters={"seconds": 1, "secs": 1})], {}, SETTINGS,
+     ("unknown parameter 'secs': task type 'sleep' takes: seconds", "a", "parameters.secs")),
+    ("zero timeout", [task(timeout_seconds=0)], {}, SETTINGS,
+     ("timeout_seconds must be greater than 0 and at most 86400 (24 hours), got 0", "a", "timeout_seconds")),
+    ("timeout over a day", [task(timeout_seconds=86401)], {}, SETTINGS,
+     ("timeout_seconds must be greater than 0 and at most 86400 (24 hours), got 86401", "a", "timeout_seconds")),
+    ("no attempts", [task(retry=RetryPolicy(max_attempts=0))], {}, SETTINGS,
+     ("retry.max_attempts must be between 1 and 10, got 0", "a", "retry.max_attempts")),
+    ("too many attempts", [task(retry=RetryPolicy(max_attempts=11))], {}, SETTINGS,
+     ("retry.max_attempts must be between 1 and 10, got 11", "a", "retry.max_attempts")),
+    ("negative initial delay", [task(retry=RetryPolicy(initial_delay_seconds=-1))], {}, SETTINGS,
+     ("retry.initial_delay_seconds must be >= 0, got -1", "a", "retry.initial_delay_seconds")),
+    ("negative max delay", [task(retry=RetryPolicy(max_delay_seconds=-0.5))], {}, SETTINGS,
+     ("retry.max_delay_seconds must be >= 0, got -0.5", "a", "retry.max_delay_seconds")),
+    ("shrinking backoff", [task(retry=RetryPolicy(backoff_multiplier=0.5))], {}, SETTINGS,
+     ("retry.backoff_multiplier must be >= 1, got 0.5", "a", "retry.backoff_multiplier")),
+    ("reference to an unknown task", [task(description=f"use {ref('ghost')}")], {}, SETTINGS,
+     ("{{ tasks.ghost.output }} refers to unknown task 'ghost'", "a", "description")),
+    ("reference to the task's own output", [task(type="echo", parameters={"text": ref("a")})], {}, SETTINGS,
+     ("{{ tasks.a.output }} refers to this task's own output", "a", "parameters.text")),
+    ("reference to a task that is not a dependency", [task("b"), llm(prompt="{{tasks.b.output}}")], {}, SETTINGS,
+     (f"{{{{ tasks.b.output }}}} refers to task 'b', {NOT_A_DEPENDENCY}", "a", "parameters.prompt")),
+    ("reference to a later task", [llm(prompt=ref("b")), task("b", dependencies=["a"])], {}, SETTINGS,
+     (f"{{{{ tasks.b.output }}}} refers to task 'b', {NOT_A_DEPENDENCY}", "a", "parameters.prompt")),
+    ("reference nested in a parameter", [task("b"), task(type="echo", parameters={"text": {"k": [ref("b")]}})],
+     {}, SETTINGS, (f"{{{{ tasks.b.output }}}} refers to task 'b', {NOT_A_DEPENDENCY}", "a", "parameters.text")),
+    ("python with no module allowed", [task(type="python", parameters={"function": "json:dumps"})], {},
+     Settings(llm=LLM),
+     ("python tasks are disabled: no module is allowed; set YMERA_PYTHON_MODULES=pkg1,pkg2 to allow 'json' "
+      "or its package", "a", "parameters.function")),
+    ("python module not allowed", [task(type="python", parameters={"function": "os:system"})], {}, SETTINGS,
+     ("module 'os' is not allowed for python tasks; allowed: json, mypkg.tools and their sub-modules "
+      "(YMERA_PYTHON_MODULES)", "a", "parameters.function")),
+    ("llm without a model", [llm()], {}, Settings(), (NO_LLM, "a", "type")),
+    ("agent task without a model", [task(type="research", agent="researcher")], {}, Settings(),
+     (NO_LLM, "a", "type")),
+    ("min_length above max_length", [task(expect=Expectations(min_length=5, max_length=2))], {}, SETTINGS,
+     ("expect.min_length (5) is greater than expect.max_length (2)", "a", "expect.min_length")),
+    ("negative min_length", [task(expect=Expectations(min_length=-1))], {}, SETTINGS,
+     ("expect.min_length must be >= 0, got -1", "a", "expect.min_length")),
+    ("negative max_length", [task(expect=Expectations(max_length=-1))], {}, SETTINGS,
+     ("expect.max_length must be >= 0, got -1", "a", "expect.max_length")),
+    ("pattern that does not compile", [task(expect=Expectations(pattern="("))], {}, SETTINGS,
+     ("expect.pattern '(' is not a valid regular expression: missing ), unterminated subpattern at position 0",
+      "a", "expect.pattern")),
+]
+
+
+@pytest.mark.parametrize(("tasks", "fields", "settings", "expected"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_each_problem_is_reported_with_its_message_task_and_field(
+    tasks: list[TaskSpec], fields: dict[str, Any], settings: Settings, expected: tuple[str, str | None, str | None]
+) -> None:
+    assert problems(*tasks, settings=settings, **fields) == [expected]
+
+
+def test_a_valid_workflow_of_every_kind_has_no_problems() -> None:
+    tasks = [
+        task("wait", type="sleep", parameters={"seconds": 0}, timeout_seconds=5, priority="HIGH"),
+        task("say", type="echo", parameters={"text": {"any": ["json", 1]}}, dependencies=["wait"]),
+        task("call", type="python", parameters={"function": "mypkg.tools.text:upper", "args": {"s": "x"}},
+             retry=RetryPolicy(max_attempts=10, initial_delay_seconds=0, backoff_multiplier=1)),
+        task("ask", type="llm", parameters={"prompt": f"about {ref('say')}", "temperature": 0, "max_tokens": 1},
+             dependencies=["say"]),
+        *(task(name, type=name, agent=agent, parameters={"language": "python"}, dependencies=["ask"],
+               description=f"build on {ref('wait')}", expect=Expectations(min_length=1, max_length=1, pattern="x"))
+          for name, agent in zip(sorted(registry.TASK_KINDS.keys() - {"noop", "sleep", "echo", "python", "llm"}),
+                                 [*registry.AGENTS, "writer"], strict=True)),
+        task("end", agent="ignored by noop", dependencies=["ask", "call"]),
+    ]
+    assert problems(*tasks, max_parallel_tasks=1) == []
+
+
+def test_every_problem_of_a_workflow_is_reported_at_once_in_task_then_field_order() -> None:
+    tasks = [
+        task("b", type="sleep", parameters={"seconds": -1, "extra": 1}, timeout_seconds=0),
+        task("a", type="code_generation", dependencies=["ghost", "c", "a"], description=ref("b")),
+        task("c", type="llm", dependencies=["a"], retry=RetryPolicy(max_attempts=0)),
+        task("b"),
+    ]
+    assert problems(*tasks, settings=Settings(), max_parallel_tasks=0) == [
+        ("max_parallel_tasks must be at least 1, got 0", None, "max_parallel_tasks"),
+        ("unknown parameter 'extra': task type 'sleep' takes: seconds", "b", "parameters.extra"),
+        ("parameter 'seconds' must be a number >= 0, got -1", "b", "parameters.seconds"),
+        ("timeout_seconds must be greater than 0 and at most 86400 (24 hours), got 0", "b", "timeout_seconds"),
+        (f"task type 'code_generation' needs an agent; known agents: {AGENTS}", "a", "agent"),
+        ("depends on unknown task 'ghost'", "a", "dependencies"),
+        ("depends on itself", "a", "dependencies"),
+        ("cycle: a -> c -> a", "a", "dependencies"),
+        (f"{{{{ tasks.b.output }}}} refers to task 'b', {NOT_A_DEPENDENCY}", "a", "description"),
+        (NO_LLM, "a", "type"),
+        ("retry.max_attempts must be between 1 and 10, got 0", "c", "retry.max_attempts"),
+        (NO_LLM, "c", "type"),
+        ("duplicate task id 'b': task ids must be unique", "b", "id"),
+    ]
+
+
+def test_each_strongly_connected_component_reports_one_cycle() -> None:
+    tasks = [
+        task("a", dependencies=["b"]), task("b", dependencies=["a", "c"]), task("c", dependencies=["a"]),
+        task("x", dependencies=["y"]), task("y", dependencies=["x"]), task("z", dependencies=["x"]),
+    ]
+    assert problems(*tasks) == [
+        ("cycle: a -> b -> a", "a", "dependencies"),
+        ("cycle: x -> y -> x", "x", "dependencies"),
+    ]
+
+
+def test_a_task_may_use_the_output_of_a_transitive_dependency() -> None:
+    tasks = [task("c", dependencies=["b"], description=f"{ref('a')} {{{{  tasks.b.output}}}}"),
+             task("b", dependencies=["a"]), task("a")]
+    assert problems(*tasks) == []
+
+
+def test_a_task_may_bring_its_own_model_when_none_is_configured() -> None:
+    own = {"base_url": "http://localhost:8080/v1", "model": "qwen"}
+    assert problems(llm(**own), task("b", type="analysis", agent="analyst", parameters=own), settings=Settings()) == []
+    assert problems(llm(model="qwen"), settings=Settings()) == [(NO_LLM, "a", "type")]
+
+
+@pytest.mark.parametrize(("function", "allowed"), [
+    ("json:dumps", True), ("json.decoder:JSONDecoder", True), ("mypkg.tools:run", True),
+    ("mypkg.tools.sub.deep:run", True), ("mypkg:run", False), ("jsonx:load", False), ("mypkg.toolsx:run", False),
+])
+def test_python_functions_come_from_allowed_modules_or_their_sub_modules(function: str, allowed: bool) -> None:
+    found = problems(task(type="python", parameters={"function": function}))
+    assert (found == []) is allowed
+
+
+def test_a_deep_chain_submitted_backwards_is_validated_without_recursion() -> None:
+    n = 50_000
+    tasks = [task(f"t{i}", dependencies=[f"t{i - 1}"] if i else []) for i in reversed(range(n))]
+    assert problems(*tasks) == []
+    tasks.append(task("t0", dependencies=[f"t{n - 1}"]))
+    assert problems(*tasks)[0] == ("duplicate task id 't0': task ids must be unique", "t0", "id")
+
+
+OUTCOMES: list[tuple[str, Expectations, Any, list[str]]] = [
+    ("contains", Expectations(contains=["def ", "return"]), "def f(): pass",
+     ["contains: expected the output to contain 'return'; output: 'def f(): pass'"]),
+    ("not_contains", Expectations(not_contains=["TODO"]), "x" * 30 + "TODO" + "y" * 100,
+     ["not_contains: expected the output not to contain 'TODO'; found at character 30: …'" + "x" * 20 + "TODO"
+      + "y" * 56 + "'…"]),
+    ("min_length", Expectations(min_length=5), "abc",
+     ["min_length: expected at least 5 characters, got 3; output: 'abc'"]),
+    ("max_length", Expectations(max_length=2), "abc",
+     ["max_length: expected at most 2 characters, got 3; output: 'abc'"]),
+    ("pattern", Expectations(pattern=r"^\d+$"), "12a",
+     ["pattern: expected the output to match '^\\\\d+$'; output: '12a'"]),
+    ("json in a string", Expectations(json=True), "{nope",
+     ["json: expected JSON output (an object, an array, or a string that parses as JSON); JSON is malformed: "
+      "object keys must be strings (byte 1); output: '{nope'"]),
+    ("json of a number", Expectations(json=True), 3,
+     ["json: expected JSON output (an object, an array, or a string that parses as JSON); got int '3'"]),
+    ("text rules read other outputs as JSON", Expectations(contains=['"k":1'], max_length=3), {"k": 1},
+     ['max_length: expected at most 3 characters, got 7; output: \'{"k":1}\'']),
+    ("long output excerpted", Expectations(contains=["zzz"]), "a" * 200,
+     ["contains: expected the output to contain 'zzz'; output: '" + "a" * 80 + "'…"]),
+]
+
+
+@pytest.mark.parametrize(("expect", "output", "expected"), [c[1:] for c in OUTCOMES], ids=[c[0] for c in OUTCOMES])
+def test_an_outcome_is_checked_against_each_expectation(expect: Expectations, output: Any, expected: list[str]) -> None:
+    assert check_outcome(task(expect=expect), output) == expected
+
+
+@pytest.mark.parametrize("output", ['{"a": 1}', [1], {"a": 1}, "[]"])
+def test_json_outputs_pass_the_json_expectation(output: Any) -> None:
+    assert check_outcome(task(expect=Expectations(json=True)), output) == []
+
+
+def test_an_outcome_without_expectations_always_passes() -> None:
+    assert check_outcome(task(), None) == []
