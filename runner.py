@@ -173,9 +173,9 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = load_settings()
-    _configure_logging(settings.log_level)
     try:
+        settings = load_settings()
+        _configure_logging(settings.log_level or ("info" if args.command in ("up", "actor") else "warning"))
         result = args.fn(settings, args)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)

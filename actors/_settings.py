@@ -40,7 +40,8 @@ class Settings(msgspec.Struct, frozen=True):
     env: str = "development"
     nats_url: str | None = None
     data_dir: Path = Path(".ymera")
-    log_level: str = "info"
+    # None: "info" for long-running commands (up, actor), "warning" for the others.
+    log_level: str | None = None
     enable_security_validation: bool = True
     enable_audit_logging: bool = True
     enable_continuous_monitoring: bool = True
@@ -75,7 +76,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         env=env.text("YMERA_ENV", "development"),
         nats_url=env.text("NATS_URL", "") or None,
         data_dir=Path(env.text("YMERA_DATA_DIR", "") or ".ymera"),
-        log_level=env.text("YMERA_LOG_LEVEL", "info").lower(),
+        log_level=env.choice("YMERA_LOG_LEVEL", ("debug", "info", "warning", "error", "critical")),
         enable_security_validation=env.flag("ENABLE_SECURITY_VALIDATION", True),
         enable_audit_logging=env.flag("ENABLE_AUDIT_LOGGING", True),
         enable_continuous_monitoring=env.flag("ENABLE_CONTINUOUS_MONITORING", True),
@@ -107,6 +108,12 @@ class _Reader:
 
     def text(self, name: str, default: str) -> str:
         return self.values.get(name, default)
+
+    def choice(self, name: str, options: tuple[str, ...]) -> str | None:
+        raw = self.values.get(name, "").lower()
+        if raw and raw not in options:
+            raise SettingsError(name, raw, "one of " + ", ".join(options))
+        return raw or None
 
     def flag(self, name: str, default: bool) -> bool:
         raw = self.values.get(name)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -84,6 +85,48 @@ async def all_events(connection: bus.Bus, subject: str = "ymera.>") -> list[even
                 return out
     finally:
         await sub.unsubscribe()
+
+
+class Actors:
+    """Each actor as its own `ymera actor NAME` process, which the test kills and restarts."""
+
+    def __init__(self, env: dict[str, str], logs: Path, names: tuple[str, ...]) -> None:
+        self.env, self.logs, self.names = env, logs, names
+        logs.mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen[bytes]] = [self._spawn(i) for i in range(len(names))]
+        self.kills: Counter[str] = Counter()
+
+    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
+        with open(self.logs / f"{i}-{self.names[i]}.log", "ab") as sink:
+            return subprocess.Popen([sys.executable, "-m", "runner", "actor", self.names[i]], env=self.env,
+                                    stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def kill(self, i: int) -> None:
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait()
+        self.kills[self.names[i]] += 1
+
+    def restart(self, i: int) -> None:
+        self.procs[i] = self._spawn(i)
+
+    def kill_and_restart(self, i: int) -> None:
+        self.kill(i)
+        self.restart(i)
+
+    def stop(self) -> list[int | None]:
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        codes = []
+        for p in self.procs:
+            try:
+                codes.append(p.wait(30))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes.append(p.wait())
+        return codes
 
 
 @contextlib.asynccontextmanager

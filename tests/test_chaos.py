@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,7 +17,7 @@ import store
 from actors.distributor import DistributorState
 
 from .conftest import ymera
-from .engine import connected, engine_env, wait_for_actors
+from .engine import Actors, connected, engine_env, wait_for_actors
 from .support import wait_until
 
 WORKFLOWS, TASKS = 200, 20
@@ -40,46 +37,13 @@ def _submission(rng: random.Random, n: int) -> events.WorkflowSubmitted:
                                     principal="chaos", tasks=tasks)
 
 
-class Actors:
-    """Each actor as its own `ymera actor NAME` process, which the test kills and restarts."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs = env, logs
-        self.procs: list[subprocess.Popen[bytes]] = [self._spawn(i) for i in range(len(ACTORS))]
-        self.kills: Counter[str] = Counter()
-
-    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
-        with open(self.logs / f"{i}-{ACTORS[i]}.log", "ab") as sink:
-            return subprocess.Popen([sys.executable, "-m", "runner", "actor", ACTORS[i]], env=self.env,
-                                    stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
-
-    def kill_and_restart(self, i: int) -> None:
-        self.procs[i].send_signal(signal.SIGKILL)
-        self.procs[i].wait()
-        self.kills[ACTORS[i]] += 1
-        self.procs[i] = self._spawn(i)
-
-    def stop(self) -> list[int | None]:
-        for p in self.procs:
-            p.send_signal(signal.SIGTERM)
-        codes = []
-        for p in self.procs:
-            try:
-                codes.append(p.wait(30))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                codes.append(p.wait())
-        return codes
-
-
 async def test_workflows_end_exactly_once_through_kills_and_a_server_restart(
     nats_server: bus.EmbeddedServer, tmp_path: Path,
 ) -> None:
     env = engine_env(tmp_path / "data", nats_server.url, TASK_TIMEOUT_SECONDS="20")
-    (tmp_path / "logs").mkdir()
     rng = random.Random(2026)
     submissions = [_submission(rng, n) for n in range(WORKFLOWS)]
-    actors = Actors(env, tmp_path / "logs")
+    actors = Actors(env, tmp_path / "logs", ACTORS)
     try:
         async with connected(nats_server.url) as connection:
             await wait_for_actors(connection, timeout=120)

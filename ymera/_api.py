@@ -21,7 +21,7 @@ from bus import Bus, EmbeddedServer, open_local
 from events import TaskSpec, WorkflowSubmitted, YmeraError, new_id, now
 from store import LiveProjection
 
-from ._client import WorkflowClient, result_of
+from ._client import WorkflowClient, result_of, store_caught_up
 
 __all__ = ["Task", "TaskPriority", "WorkflowMonitor", "WorkflowOrchestrator"]
 
@@ -75,6 +75,7 @@ class WorkflowOrchestrator:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._runs_actors = False
 
     async def __aenter__(self) -> WorkflowOrchestrator:
         await self.start()
@@ -91,6 +92,7 @@ class WorkflowOrchestrator:
             return
         self._bus, self._server = await open_local(self.settings.nats_url, self.settings.data_dir, "ymera-api")
         run_actors = self.run_actors if self.run_actors is not None else self._server is not None
+        self._runs_actors = run_actors
         if run_actors:
             ready = asyncio.Event()
             self._tasks.append(asyncio.create_task(run_all(self.settings, self._bus, self._stop, ready)))
@@ -121,6 +123,8 @@ class WorkflowOrchestrator:
         if self._closed:
             return
         self._closed = True
+        if self._bus is not None and self._runs_actors:
+            await store_caught_up(self._bus)  # nothing this orchestrator ran is left out of the log
         self._stop.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):

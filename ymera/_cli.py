@@ -18,7 +18,7 @@ from actors import ACTOR_NAMES, Settings, run_all
 from actors.validator import plan, validate_workflow
 from bus import open_local
 
-from ._client import WorkflowClient, history, result_of
+from ._client import WorkflowClient, describe_problem, history, result_of, store_caught_up
 from ._progress import Progress
 
 __all__ = ["add_workflow_commands", "read_workflow"]
@@ -105,6 +105,8 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         progress = Progress(submission, tty=sys.stdout.isatty())
         end, seen = await client.wait(submission.workflow_id, seq, on_event=progress.update, timeout=args.timeout)
         progress.close()
+        if engine is not None:
+            await store_caught_up(connection)  # every event of the run is in the log before we stop
         result = result_of(end, seen)
         _print_result(result)
         return 0 if result["status"] == "completed" else 1
@@ -201,8 +203,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
     problems = validate_workflow(submission, settings)
     if problems:
         for p in problems:
-            where = " ".join(x for x in (f"task {p.task_id}" if p.task_id else "", p.field or "") if x)
-            print(f"ymera: {where + ': ' if where else ''}{p.message}", file=sys.stderr)
+            print(f"ymera: {describe_problem(p.task_id, p.field, p.message)}", file=sys.stderr)
         return 1
     planned = plan(submission.tasks)
     print(f"workflow {submission.workflow_id}: {len(submission.tasks)} tasks in {len(planned.levels)} parallel "

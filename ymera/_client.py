@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
+import nats.js.errors
 
 from bus import Bus
 from events import (
@@ -32,7 +33,7 @@ from events import (
     now,
 )
 
-__all__ = ["END_TYPES", "WorkflowClient", "history", "result_of"]
+__all__ = ["END_TYPES", "WorkflowClient", "describe_problem", "history", "result_of", "store_caught_up"]
 
 END_TYPES = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid, WorkflowRefused, MessageRejected)
 
@@ -97,7 +98,7 @@ def result_of(end: Event, seen: list[Event]) -> dict[str, Any]:
         if isinstance(end, WorkflowFailed):
             result["error"] = end.reason
     elif isinstance(end, WorkflowInvalid):
-        result["errors"] = [_problem(p.task_id, p.field, p.message) for p in end.problems]
+        result["errors"] = [describe_problem(p.task_id, p.field, p.message) for p in end.problems]
     elif isinstance(end, (WorkflowRefused, WorkflowCancelled, MessageRejected)):
         result["error"] = end.reason
     if validated is not None:
@@ -113,7 +114,7 @@ def _status(end: Event) -> str:
             WorkflowInvalid: "invalid", WorkflowRefused: "refused", MessageRejected: "rejected"}[type(end)]
 
 
-def _problem(task_id: str | None, field: str | None, message: str) -> str:
+def describe_problem(task_id: str | None, field: str | None, message: str) -> str:
     where = ".".join(x for x in (f"task {task_id}" if task_id else None, field) if x)
     return f"{where}: {message}" if where else message
 
@@ -134,3 +135,18 @@ async def history(bus: Bus, workflow_id: str) -> list[Event]:
                 return out
     finally:
         await sub.unsubscribe()
+
+
+async def store_caught_up(bus: Bus, timeout: float = 15.0) -> None:
+    """Wait until the store writer has every event in the stream (before stopping an in-process engine)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            info = await bus.js.consumer_info(bus.stream.name, "store")
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return
+        except nats.js.errors.NotFoundError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise YmeraError(f"the store writer did not catch up with the stream within {timeout:g}s")
+        await asyncio.sleep(0.05)

@@ -61,6 +61,8 @@ class Executor:
         self.settings = settings
         self.executor_id = executor_id
         self.running: set[asyncio.Task[None]] = set()
+        self.by_workflow: dict[str, set[asyncio.Task[Event]]] = {}  # the attempts running per workflow
+        self.cancelled: set[str] = set()
 
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Take attempts until `stop`; then finish the ones running (graceful shutdown)."""
@@ -72,6 +74,9 @@ class Executor:
             pass  # it exists: executors share it
         batches = PullBatches(bus.nc, bus.stream.name, CONSUMER, batch=self.settings.executor_concurrency, poll=0.05)
         await batches.start()
+        # Cancellation reaches running attempts at once, through a plain subscription: an end
+        # missed while this executor was down concerns no attempt it is running.
+        ends = await bus.nc.subscribe("ymera.wf.*.cancelled", cb=self._on_cancelled)
         if ready is not None:
             ready.set()
         _log.info("executor started", executor=self.executor_id, concurrency=self.settings.executor_concurrency)
@@ -94,6 +99,7 @@ class Executor:
                         task.add_done_callback(self.running.discard)
             finally:
                 await batches.stop()
+                await ends.unsubscribe()
                 if self.running:
                     await asyncio.gather(*self.running, return_exceptions=True)
 
@@ -123,19 +129,37 @@ class Executor:
         await bus.publish(started)
         await msg.ack()
         beating = asyncio.create_task(self._heartbeat(bus, ready))
+        work = asyncio.create_task(self._run(bus, http, ready))
+        self.by_workflow.setdefault(ready.workflow_id, set()).add(work)
         try:
-            result = await self._run(bus, http, ready)
+            result = await work
+        except asyncio.CancelledError:
+            if ready.workflow_id not in self.cancelled:
+                raise
+            result = self._failed(self._common(ready), ready, 0.0, "the workflow was cancelled", "cancelled", False,
+                                  None)
         finally:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
+            attempts = self.by_workflow.get(ready.workflow_id, set())
+            attempts.discard(work)
+            if not attempts:
+                self.by_workflow.pop(ready.workflow_id, None)
         await bus.publish(result)
+
+    async def _on_cancelled(self, msg: Msg) -> None:
+        workflow_id = msg.subject.split(".")[2]
+        attempts = self.by_workflow.get(workflow_id)
+        if attempts:
+            self.cancelled.add(workflow_id)
+            for work in attempts:
+                work.cancel()
 
     async def _run(self, bus: Bus, http: httpx.AsyncClient, ready: TaskReady) -> Event:
         assert ready.spec is not None
         t0 = time.perf_counter()
-        common: dict[str, Any] = {"ts": now(), "workflow_id": ready.workflow_id, "causation_id": ready.id,
-                                  "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt}
+        common = self._common(ready)
         try:
             inputs = await self._inputs(bus, ready.inputs)
             outcome = await run_task(ready.spec, inputs, self.settings,
@@ -152,12 +176,17 @@ class Executor:
                              output=outcome.output, duration_ms=(time.perf_counter() - t0) * 1000,
                              model=outcome.model, cost_usd=outcome.cost_usd, usage=outcome.usage)
 
+    def _common(self, ready: TaskReady) -> dict[str, Any]:
+        return {"ts": now(), "workflow_id": ready.workflow_id, "causation_id": ready.id, "actor": self.name,
+                "task_id": ready.task_id, "attempt": ready.attempt}
+
     def _failed(self, common: dict[str, Any], ready: TaskReady, t0: float, error: str, kind: str,
                 retryable: bool, retry_after: float | None) -> TaskFailed:
         common["ts"] = now()
         return TaskFailed(id=derive_id(ready.workflow_id, "TaskFailed", ready.task_id, ready.attempt), **common,
                           error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
-                          retry_after_seconds=retry_after, duration_ms=(time.perf_counter() - t0) * 1000)
+                          retry_after_seconds=retry_after,
+                          duration_ms=(time.perf_counter() - t0) * 1000 if t0 else 0.0)
 
     async def _inputs(self, bus: Bus, inputs: dict[str, Any]) -> dict[str, Any]:
         """Dependency outputs; one too large to travel inline arrives as a blob reference."""

@@ -1,0 +1,58 @@
+"""Settings come from the environment over .env, once; a bad value is one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from actors import Settings, SettingsError, load_settings
+
+from .conftest import ymera, ymera_env
+
+
+def test_defaults_without_any_environment() -> None:
+    settings = load_settings({}, dotenv=None)
+    assert settings == Settings()
+    assert settings.log_path == Path(".ymera/events.db")
+
+
+def test_the_guide_names_are_read(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("# comment\nRATE_LIMIT_PER_HOUR=5\nQUALITY_THRESHOLD='0.8'\nYMERA_LLM_API_KEY_2=k2\n")
+    settings = load_settings({"RATE_LIMIT_PER_HOUR": "7", "ENABLE_SECURITY_VALIDATION": "false",
+                              "TASK_TIMEOUT_SECONDS": "12.5", "YMERA_LLM_BASE_URL": "http://127.0.0.1:11434/v1",
+                              "YMERA_LLM_MODEL": "llama3", "YMERA_LLM_API_KEY_1": "k1",
+                              "YMERA_PYTHON_MODULES": "tasks, more.tasks"}, dotenv=dotenv)
+    assert settings.rate_limit_per_hour == 7  # the environment wins over .env
+    assert settings.quality_threshold == 0.8
+    assert settings.enable_security_validation is False
+    assert settings.task_timeout_seconds == 12.5
+    assert settings.llm.api_keys == ("k1", "k2")
+    assert settings.llm.configured
+    assert settings.python_modules == ("tasks", "more.tasks")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RATE_LIMIT_PER_HOUR", "lots", "setting RATE_LIMIT_PER_HOUR='lots' is not an integer"),
+        ("RATE_LIMIT_PER_HOUR", "0", "setting RATE_LIMIT_PER_HOUR='0' is not a positive integer"),
+        ("QUALITY_THRESHOLD", "high", "setting QUALITY_THRESHOLD='high' is not a number"),
+        ("TASK_TIMEOUT_SECONDS", "-1", "setting TASK_TIMEOUT_SECONDS='-1' is not a number >= 0"),
+        ("ENABLE_AUDIT_LOGGING", "maybe", "setting ENABLE_AUDIT_LOGGING='maybe' is not a boolean (true/false)"),
+        ("YMERA_LOG_LEVEL", "loud",
+         "setting YMERA_LOG_LEVEL='loud' is not one of debug, info, warning, error, critical"),
+    ],
+)
+def test_a_bad_setting_names_itself(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({name: value}, dotenv=None)
+    assert str(info.value) == message
+
+
+def test_the_command_line_prints_a_bad_setting_as_one_line(tmp_path: Path) -> None:
+    env = ymera_env(tmp_path)
+    env["MAX_CONCURRENT_WORKFLOWS"] = "ten"
+    result = ymera("schema", env=env)
+    assert (result.returncode, result.stderr) == (1, "ymera: setting MAX_CONCURRENT_WORKFLOWS='ten' is not an integer\n")
