@@ -55,4 +55,5 @@ def test_the_command_line_prints_a_bad_setting_as_one_line(tmp_path: Path) -> No
     env = ymera_env(tmp_path)
     env["MAX_CONCURRENT_WORKFLOWS"] = "ten"
     result = ymera("schema", env=env)
-    assert (result.returncode, result.stderr) == (1, "ymera: setting MAX_CONCURRENT_WORKFLOWS='ten' is not an integer\n")
+    assert (result.returncode, result.stderr) == (
+        1, "ymera: setting MAX_CONCURRENT_WORKFLOWS='ten' is not an integer\n")
