@@ -28,7 +28,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config
+from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume
 from events import Event, MalformedEvent, decode_message, now, resolve
 
 from ._settings import Settings
@@ -125,15 +125,8 @@ async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.
     actor.bus = bus
     through = await rebuild(actor, bus)
     await _publish(bus, await actor.reconcile(now()))
-    js, stream = bus.js, bus.stream.name
-    try:
-        await js.delete_consumer(stream, actor.name)
-    except nats.js.errors.NotFoundError:
-        pass
-    await js.add_consumer(stream, consumer_config(
-        actor.name, policy, subjects=actor.subjects, start_seq=through + 1, ack_all=True))
-    batches = PullBatches(bus.nc, stream, actor.name, batch=500, poll=POLL_SECONDS)
-    await batches.start()
+    config = consumer_config(actor.name, policy, subjects=actor.subjects, start_seq=through + 1, ack_all=True)
+    batches = await resume(bus.nc, bus.stream.name, actor.name, config, batch=500, poll=POLL_SECONDS)
     if ready is not None:
         ready.set()
     _log.info("actor started", actor=actor.name, resume_at=through + 1)
@@ -141,11 +134,7 @@ async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.
     next_tick = time.monotonic() + (actor.tick_seconds or 0)
     try:
         while not stop.is_set():
-            try:
-                msgs = await batches.next()
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                await asyncio.sleep(0.2)
-                continue
+            msgs = await batches.next()
             if msgs:
                 applied = await _handle(actor, bus, msgs, applied)
             if actor.tick_seconds is not None and time.monotonic() >= next_tick:

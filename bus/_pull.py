@@ -13,11 +13,14 @@ import asyncio
 import json
 import time
 
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import ConsumerConfig
 
-__all__ = ["PullBatches"]
+__all__ = ["PullBatches", "resume"]
 
 _STATUS = "Status"
 _HEARTBEAT = "100"
@@ -55,7 +58,11 @@ class PullBatches:
         it can start at once (an executor with free slots); without it, `batch`.
         """
         if not self._buffer:
-            await self._request(limit or self.batch)
+            try:
+                await self._request(limit or self.batch)
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                await asyncio.sleep(self.poll)  # the client reconnects; ask again then
+                return []
             try:
                 await asyncio.wait_for(self._arrived.wait(), self.poll)
             except TimeoutError:
@@ -82,3 +89,18 @@ class PullBatches:
         elif status != _HEARTBEAT:
             self._left = 0  # 404 no messages, 408 expired, 409 ended by the server: ask again
         self._arrived.set()
+
+
+async def resume(nc: Client, stream: str, durable: str, config: ConsumerConfig, *, batch: int = 1000,
+                 poll: float = 0.1) -> PullBatches:
+    """Recreate durable consumer `durable` as `config` says (a single reader resuming at the seq
+    its own state reached) and read it in batches."""
+    js = nc.jetstream()
+    try:
+        await js.delete_consumer(stream, durable)
+    except nats.js.errors.NotFoundError:
+        pass
+    await js.add_consumer(stream, config)
+    batches = PullBatches(nc, stream, durable, batch=batch, poll=poll)
+    await batches.start()
+    return batches

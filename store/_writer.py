@@ -14,12 +14,10 @@ import asyncio
 import re
 from collections.abc import Iterable, Sequence
 
-import nats.errors
-import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
 
-from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config
+from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume
 from events import (
     NO_WORKFLOW,
     BlobError,
@@ -67,27 +65,16 @@ class StoreWriter:
         _log.info("store writer started", log=str(self.log.path), resume_at=self.log.head_seq + 1)
         try:
             while not stop.is_set():
-                try:
-                    msgs = await batches.next()
-                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                    await asyncio.sleep(0.2)
-                    continue
+                msgs = await batches.next()
                 if msgs:
                     await self.write(msgs)
         finally:
             await batches.stop()
 
     async def _subscribe(self) -> PullBatches:
-        js, stream = self.bus.js, self.bus.stream.name
-        try:
-            await js.delete_consumer(stream, self.durable)
-        except nats.js.errors.NotFoundError:
-            pass
         config = consumer_config(self.durable, self.policy, start_seq=self.log.head_seq + 1, ack_all=True)
-        await js.add_consumer(stream, config)
-        batches = PullBatches(self.bus.nc, stream, self.durable, batch=self.batch, poll=POLL_SECONDS)
-        await batches.start()
-        return batches
+        return await resume(self.bus.nc, self.bus.stream.name, self.durable, config, batch=self.batch,
+                            poll=POLL_SECONDS)
 
     async def write(self, msgs: Sequence[Msg]) -> None:
         """Append one fetched batch and ack it."""

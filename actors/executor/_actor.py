@@ -88,12 +88,7 @@ class Executor:
                     if free <= 0:
                         await asyncio.wait(self.running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
                         continue
-                    try:
-                        msgs = await batches.next(limit=free)
-                    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                        await asyncio.sleep(0.2)
-                        continue
-                    for msg in msgs:
+                    for msg in await batches.next(limit=free):
                         task = asyncio.create_task(self._attempt(bus, http, msg))
                         self.running.add(task)
                         task.add_done_callback(self.running.discard)
