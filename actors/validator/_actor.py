@@ -51,7 +51,7 @@ class Validator(Actor):
         self.admitted: set[str] = set()  # admitted, not yet validated
         self.specs: dict[str, dict[str, TaskSpec]] = {}  # workflow id -> task specs, while it runs
         self.unchecked: dict[tuple[str, str], TaskSucceeded] = {}
-        self.checked: set[tuple[str, str]] = set()
+        self.checked: dict[str, set[str]] = {}  # workflow id -> tasks whose outcome was checked
 
     def apply(self, event: Event) -> None:
         wf = event.workflow_id
@@ -67,18 +67,16 @@ class Validator(Actor):
             if isinstance(event, WorkflowValidated) and submission is not None:
                 self.specs[wf] = {t.id: t for t in submission.tasks}
         elif isinstance(event, TaskSucceeded):
-            key = (wf, event.task_id)
-            if key not in self.checked and wf in self.specs:
-                self.unchecked.setdefault(key, event)
+            if event.task_id not in self.checked.get(wf, ()) and wf in self.specs:
+                self.unchecked.setdefault((wf, event.task_id), event)
         elif isinstance(event, OutcomeChecked):
-            key = (wf, event.task_id)
-            self.checked.add(key)
-            self.unchecked.pop(key, None)
+            self.checked.setdefault(wf, set()).add(event.task_id)
+            self.unchecked.pop((wf, event.task_id), None)
         elif isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)):
             self.specs.pop(wf, None)
             self.submissions.pop(wf, None)
             self.admitted.discard(wf)
-            self.checked = {k for k in self.checked if k[0] != wf}
+            self.checked.pop(wf, None)
 
     async def react(self, event: Event) -> list[Event]:
         if isinstance(event, WorkflowAdmitted) and event.workflow_id in self.admitted:
