@@ -1,9 +1,11 @@
 """The Celery side of bench/throughput.py: the same no-op DAGs on Celery 5 with Redis, in the same run.
 
 Broker and result backend are the local Redis (`redis://127.0.0.1:6379/15` unless
-YMERA_BENCH_REDIS says otherwise; db 15 is flushed before each measurement). The worker is
-`celery worker --pool prefork --concurrency N` as a subprocess, N = 1 or 2 to mirror the
-executor processes, otherwise Celery's defaults (prefetch multiplier 4, acks early, JSON).
+YMERA_BENCH_REDIS says otherwise; db 15 is flushed before each worker starts). The worker is
+`celery worker --pool prefork --concurrency N` as a subprocess (gossip, mingle and heartbeat
+off), N = 1 or 2 to mirror the executor processes; otherwise Celery's defaults (prefetch
+multiplier 4, ack on receipt, JSON). Each worker is warmed up before it is measured.
+Install with `pip install -e '.[bench]'`.
 
 - wide: `workflows` groups of `width` no-op signatures, all submitted, then every result
   fetched; tasks/s = tasks / (last result fetched - first submit). A Celery result in
@@ -18,6 +20,7 @@ This module is also the Celery app the worker loads (`celery -A celery_peer work
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -81,6 +84,18 @@ def worker(concurrency: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        flush()
+
+
+def processes(worker_pid: int) -> dict[str, int]:
+    """The worker, its pool processes and redis-server, by name, for CPU accounting."""
+    pool = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
+    pids = {"celery worker": worker_pid, **{f"celery pool {i}": int(pid) for i, pid in enumerate(pool)}}
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "redis-server":
+                pids["redis-server"] = int(comm.parent.name)
+    return pids
 
 
 def wide(workflows: int, width: int, timeout: float = 120.0) -> float:
@@ -106,4 +121,4 @@ def chained(length: int, timeout: float = 120.0) -> tuple[float, list[float]]:
         node = node.parent
     starts.reverse()
     assert len(starts) == length, f"chain returned {len(starts)} results, expected {length}"
-    return elapsed, [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    return elapsed, [b - a for a, b in itertools.pairwise(starts)]

@@ -1,29 +1,28 @@
 """End-to-end throughput of no-op tasks on Ymera, against Celery + Redis measured in the same run.
 
-A task is done when its workflow's `WorkflowCompleted` is out AND the store writer has
-committed every event up to the stream's last seq to the SQLite log: every event stored,
-not just executed. Each Ymera variant gets a fresh `bus.EmbeddedServer` (never the system
-NATS) and a fresh data dir; the engine runs as `python -m runner up --processes --executors N`
-(one OS process per actor, as in production), or, once, every actor in this process
-(`actors.run_all`, how `ymera.WorkflowOrchestrator` runs with nothing configured). After
-the actors' durable consumers exist, a small warm-up workflow runs; then `WorkflowSubmitted`
-events (`TaskSpec(type="noop")`) are published directly and followed:
+A task counts as done when its workflow's `WorkflowCompleted` is out AND the store writer
+has committed the stream up to its last seq to the SQLite log (polled read-only): every
+event stored, not only executed. Each repetition of each Ymera variant gets a fresh
+`bus.EmbeddedServer` (never the system NATS) and data dir, runs a 20-task warm-up, then the
+workloads one after another, publishing `WorkflowSubmitted` (`TaskSpec(type="noop")`)
+directly. Variants: `python -m runner up --processes --executors N` (one OS process per
+actor, as deployed), and every actor on this event loop (`actors.run_all`, as
+`ymera.WorkflowOrchestrator` runs with nothing configured).
 
-- wide: `--workflows` workflows of `--width` independent tasks, all submitted at once;
-  tasks/s = tasks / (last event stored - first submit).
-- chain: one workflow of `--chain` tasks, each depending on the one before. A step is one
-  task's `TaskReady.ts` to the next task's `TaskReady.ts` (the events' own timestamps, read
-  back from the log), i.e. one full trip: release, start, run, succeed, outcome check,
-  assessment, release of the next. Reported as p50/p99; the median of each hop is printed.
+- wide AxB: A workflows of B independent tasks, submitted at once; tasks/s = tasks /
+  (log holds the last event - first submit).
+- chain N: one workflow of N tasks, each depending on the one before. A step is one task's
+  `TaskReady.ts` to the next one's (the events' own timestamps, read back from the log):
+  release, start, run, succeed, outcome check, next release. p50/p99 over the steps of
+  every repetition; the median of each hop is shown too.
 
-The Celery peer (`celery_peer.py`) runs the same shapes with 1 and 2 prefork worker
-processes. While each Ymera workload runs, the CPU time of every engine process (and the
-nats-server) is read from /proc, to show which hop is CPU-bound.
+The Celery peer (`celery_peer.py`) runs the same shapes on 1 and 2 prefork worker
+processes. CPU time of every process involved is read from /proc around each workload.
 
 Targets (issue): >= 3,000 no-op tasks/s end to end with every event stored; >= 3x Celery's
 tasks/s; chain step p50 <= 3 ms.
 
-    /work/venv/bin/python bench/throughput.py [--workflows 20 --width 100 --chain 200] [--write]
+    /work/venv/bin/python bench/throughput.py [--wide 50x100,1x2000] [--chain 200] [--repeat 3] [--write]
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -47,39 +47,97 @@ from pathlib import Path
 
 import nats.js.errors
 import structlog
+from nats.aio.msg import Msg
 from report import machine, write_section
 
 import bus
 import events
 from actors import load_settings, run_all
 
-TASKS_TARGET = 3_000
-CELERY_FACTOR = 3.0
-STEP_TARGET_MS = 3.0
+TASKS_TARGET, CELERY_FACTOR, STEP_TARGET_MS = 3_000, 3.0, 3.0
 CONSUMERS = ("store", "security", "validator", "distributor", "assessor", "monitor", "executor")
-HOPS = ("TaskReady", "TaskStarted", "TaskSucceeded", "OutcomeChecked", "TaskAssessed")
-CLK = os.sysconf("SC_CLK_TCK")
+# One chain step's critical path: the next release waits for OutcomeChecked, not TaskAssessed.
+HOPS = ("TaskReady", "TaskStarted", "TaskSucceeded", "OutcomeChecked", "TaskReady")
+ENDS = ("completed", "failed", "invalid", "refused", "cancelled")
+CLK, CORES = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
+PROCESSES, IN_PROCESS, CELERY = "Ymera, process per actor", "Ymera, one process (run_all)", "Celery + Redis"
 
 
 @dataclass
-class Result:
-    engine: str
-    workload: str
-    workers: int
-    tasks: int
+class Run:
+    """One workload, once."""
+
     seconds: float
     steps_ms: list[float] = field(default_factory=list)
-    note: str = ""
+    hops_ms: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds during the run
+    events_per_task: float = 0.0
+
+
+@dataclass
+class Row:
+    engine: str
+    workload: str  # "wide AxB" or "chain N"
+    workers: int
+    tasks: int
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def rates(self) -> list[float]:
+        return [self.tasks / r.seconds for r in self.runs]
 
     @property
     def rate(self) -> float:
-        return self.tasks / self.seconds
+        return statistics.median(self.rates)
+
+    @property
+    def steps(self) -> list[float]:
+        return [s for r in self.runs for s in r.steps_ms]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        count, width = self.workload.split(" ")[1].split("×")
+        return int(count), int(width)
 
 
 def pct(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+# ---- CPU accounting ------------------------------------------------------------------------
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far (utime + stime, all threads) per process, and the machine's busy time."""
+    out = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / CLK
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return {**out, "machine": (sum(ticks) - ticks[3] - ticks[4]) / CLK}  # all but idle and iowait
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    used = {k: after[k] - before[k] for k in before if k in after}
+    machine = used.pop("machine")
+    return {**used, "unattributed": max(0.0, machine - sum(used.values()))}
+
+
+def busy(run: Run) -> float:
+    """All CPU time used on the machine during the run / (wall clock * cores)."""
+    return sum(run.cpu.values()) / (run.seconds * CORES)
+
+
+def actor_pids(up_pid: int) -> dict[str, int]:
+    """The actor processes `runner up --processes` started, by actor name (the last argument)."""
+    pids = {}
+    for i, pid in enumerate(int(c) for c in Path(f"/proc/{up_pid}/task/{up_pid}/children").read_text().split()):
+        name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode()
+        pids[f"executor {i}" if name == "executor" else name] = pid
+    return pids
 
 
 # ---- the engine ----------------------------------------------------------------------------
@@ -89,91 +147,62 @@ def pct(values: Sequence[float], q: float) -> float:
 class Engine:
     bus: bus.Bus
     db: Path
-    pids: dict[str, int]  # process label -> pid, for CPU accounting
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
-
-
-def engine_pids(up_pid: int, server_pid: int | None) -> dict[str, int]:
-    pids = {"nats-server": server_pid or 0, "bench (this process)": os.getpid()}
-    children = Path(f"/proc/{up_pid}/task/{up_pid}/children").read_text().split()
-    executors = 0
-    for pid in map(int, children):
-        name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode()
-        if name == "executor":
-            executors += 1
-            name = f"executor {executors}"
-        pids[name] = pid
-    return pids
+    pids: dict[str, int]  # process label -> pid
 
 
 async def wait_for_consumers(connection: bus.Bus, executors: int, timeout: float = 60.0) -> None:
-    """Until every actor's durable consumer exists, and `executors` pull requests wait on the shared one."""
+    """Until every actor's durable consumer exists and `executors` pull requests wait on the shared one."""
     deadline = time.monotonic() + timeout
     for name in CONSUMERS:
         while True:
-            try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
                 info = await connection.js.consumer_info(connection.stream.name, name)
                 if name != "executor" or (info.num_waiting or 0) >= executors:
                     break
-            except nats.js.errors.NotFoundError:
-                pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"actor {name} not ready within {timeout:g}s")
             await asyncio.sleep(0.05)
 
 
-@contextlib.asynccontextmanager
-async def engine_processes(tmp: Path, executors: int) -> AsyncIterator[Engine]:
-    """`runner up --processes` against a fresh embedded server and data dir."""
-    data = tmp / "data"
-    data.mkdir(parents=True)
-    with bus.EmbeddedServer(tmp / "nats") as server:
-        env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "YMERA_DATA_DIR")}
-        env.update(NATS_URL=server.url, YMERA_DATA_DIR=str(data), YMERA_LOG_LEVEL="warning")
-        with open(tmp / "engine.log", "ab") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "runner", "up", "--processes", "--executors", str(executors)],
-                env=env, cwd=data, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
-        connection = await bus.connect(server.url, name="bench")
-        try:
-            await wait_for_consumers(connection, executors)
-            yield Engine(connection, data / "events.db", engine_pids(proc.pid, server.pid))
-        finally:
-            await connection.close()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def spawn_engine(url: str, data: Path, executors: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "YMERA_DATA_DIR")}
+    env.update(NATS_URL=url, YMERA_DATA_DIR=str(data), YMERA_LOG_LEVEL="warning")
+    with open(log, "ab") as sink:  # cwd = data: no stray .env is read
+        return subprocess.Popen([sys.executable, "-m", "runner", "up", "--processes", "--executors", str(executors)],
+                                env=env, cwd=data, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
 
 
 @contextlib.asynccontextmanager
-async def engine_in_process(tmp: Path) -> AsyncIterator[Engine]:
-    """Every actor (one executor) on this process's event loop, as WorkflowOrchestrator runs them."""
+async def engine(tmp: Path, executors: int, in_process: bool) -> AsyncIterator[Engine]:
+    """A fresh embedded server and data dir, and the engine: `runner up --processes`, or `run_all` here."""
     data = tmp / "data"
     data.mkdir(parents=True)
     with bus.EmbeddedServer(tmp / "nats") as server:
-        settings = load_settings({"NATS_URL": server.url, "YMERA_DATA_DIR": str(data)}, dotenv=None)
+        pids = {"nats-server": server.pid or 0, "bench": os.getpid()}
         connection = await bus.connect(server.url, name="bench")
         stop, ready = asyncio.Event(), asyncio.Event()
-        actors = asyncio.create_task(run_all(settings, connection, stop, ready))
+        if in_process:
+            settings = load_settings({"NATS_URL": server.url, "YMERA_DATA_DIR": str(data)}, dotenv=None)
+            actors = asyncio.create_task(run_all(settings, connection, stop, ready))
+        else:
+            proc = spawn_engine(server.url, data, executors, tmp / "engine.log")
         try:
-            await asyncio.wait_for(ready.wait(), 60)
-            await wait_for_consumers(connection, 1)
-            yield Engine(connection, settings.log_path,
-                         {"nats-server": server.pid or 0, "bench + every actor": os.getpid()})
+            await wait_for_consumers(connection, executors)
+            if not in_process:
+                pids.update(actor_pids(proc.pid))
+            yield Engine(connection, data / "events.db", pids)
         finally:
             stop.set()
-            await actors
+            if in_process:
+                await actors
             await connection.close()
+            if not in_process:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 # ---- workloads -----------------------------------------------------------------------------
@@ -186,43 +215,43 @@ def submission(workflow_id: str, n: int, chained: bool) -> events.WorkflowSubmit
                                     principal="bench", tasks=tasks)
 
 
-async def run_workflows(engine: Engine, subs: Sequence[events.WorkflowSubmitted]) -> tuple[float, float, int]:
-    """(seconds to the last workflow's end, seconds until the log holds the stream's last seq, that seq)."""
-    pending = {s.workflow_id for s in subs}
-    done, failed = asyncio.Event(), []
+async def run_workflows(engine: Engine, subs: Sequence[events.WorkflowSubmitted]) -> tuple[float, int]:
+    """(seconds from the first submit until the log holds every event, events the run caused)."""
+    pending, failed, done = {s.workflow_id for s in subs}, [], asyncio.Event()
 
-    async def on_end(msg: nats.aio.msg.Msg) -> None:
-        workflow_id = msg.subject.split(".")[2]
+    async def on_end(msg: Msg) -> None:
         if not msg.subject.endswith(".completed"):
             failed.append(msg.subject)
-        pending.discard(workflow_id)
+        pending.discard(msg.subject.split(".")[2])
         if not pending:
             done.set()
 
-    nc = engine.bus.nc
-    subs_end = [await nc.subscribe(f"ymera.wf.*.{verb}", cb=on_end) for verb in
-                ("completed", "failed", "invalid", "refused", "cancelled")]
+    nc, js, stream = engine.bus.nc, engine.bus.js, engine.bus.stream.name
+    watching = [await nc.subscribe(f"ymera.wf.*.{verb}", cb=on_end) for verb in ENDS]
     await nc.flush()
     reader = sqlite3.connect(f"file:{engine.db}?mode=ro", uri=True)
     try:
+        first = (await js.stream_info(stream)).state.last_seq
         t0 = time.perf_counter()
         await engine.bus.publish_many(subs)
         await asyncio.wait_for(done.wait(), 300)
-        t_end = time.perf_counter() - t0
         if failed:
             raise RuntimeError(f"workflows did not complete: {failed[:3]}")
-        last = (await engine.bus.js.stream_info(engine.bus.stream.name)).state.last_seq
+        last = (await js.stream_info(stream)).state.last_seq
+        deadline = time.monotonic() + 120
         while reader.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0] < last:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the store writer did not reach seq {last} within 120s")
             await asyncio.sleep(0.002)
-        return t_end, time.perf_counter() - t0, last
+        return time.perf_counter() - t0, last - first
     finally:
         reader.close()
-        for s in subs_end:
-            await s.unsubscribe()
+        for sub in watching:
+            await sub.unsubscribe()
 
 
 def chain_steps(db: Path, workflow_id: str) -> tuple[list[float], dict[str, float]]:
-    """Step times (ms) between consecutive TaskReady ts, and the median ms of each hop within a step."""
+    """Steps (ms) between consecutive TaskReady ts, and the median ms of each hop of a step."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = con.execute("SELECT type, ts, data FROM events WHERE workflow_id = ? ORDER BY seq",
@@ -234,126 +263,133 @@ def chain_steps(db: Path, workflow_id: str) -> tuple[list[float], dict[str, floa
         if kind in HOPS:
             at.setdefault((kind, events.decode(data).task_id), ts)  # type: ignore[union-attr]
     ids = sorted({task for _, task in at})
-    ready = [at[("TaskReady", t)] for t in ids]
-    steps = [(b - a) * 1000 for a, b in zip(ready, ready[1:], strict=False)]
-    hops: dict[str, float] = {}
-    for i, (a, b) in enumerate(zip(HOPS, (*HOPS[1:], "TaskReady"), strict=True)):
-        nxt = ids[1:] if i == len(HOPS) - 1 else ids
-        hops[f"{a}→{b}"] = statistics.median(
-            (at[(b, n)] - at[(a, t)]) * 1000 for t, n in zip(ids, nxt, strict=False))
-    return steps, hops
+    path = [h for h in HOPS[:-1] if (h, ids[0]) in at] + [HOPS[-1]]  # every kind that was emitted
+    hops, last = {}, len(path) - 2
+    for i, (a, b) in enumerate(itertools.pairwise(path)):
+        pairs = zip(ids, ids[1:] if i == last else ids, strict=False)
+        hops[f"{a}→{'next ' * (i == last)}{b}"] = statistics.median((at[(b, n)] - at[(a, t)]) * 1000 for t, n in pairs)
+    return [(at[("TaskReady", n)] - at[("TaskReady", t)]) * 1000 for t, n in itertools.pairwise(ids)], hops
 
 
-def event_count(db: Path) -> dict[str, int]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return dict(con.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall())
-    finally:
-        con.close()
+async def measure_ymera(ymera: Engine, rows: list[Row], rep: int) -> None:
+    await run_workflows(ymera, [submission(f"warm-{rep}", 20, False)])
+    for row in rows:
+        chained = row.workload.startswith("chain")
+        subs = [submission(f"chain-{rep}", row.tasks, True)] if chained else [
+            submission(f"wide-{rep}-{row.shape[1]}-{i:03d}", row.shape[1], False) for i in range(row.shape[0])]
+        before = cpu_snapshot(ymera.pids)
+        seconds, caused = await run_workflows(ymera, subs)
+        run = Run(seconds, cpu=cpu_used(before, cpu_snapshot(ymera.pids)), events_per_task=caused / row.tasks)
+        if chained:
+            run.steps_ms, run.hops_ms = chain_steps(ymera.db, f"chain-{rep}")
+        record(row, run)
 
 
-async def measure(engine: Engine, label: str, workers: int, workload: str, args: argparse.Namespace,
-                  cpu_out: dict[str, dict[str, float]]) -> Result:
-    await run_workflows(engine, [submission(f"warm-{workload}", 20, workload == "chain")])
-    if workload == "wide":
-        subs = [submission(f"wide-{i:03d}", args.width, False) for i in range(args.workflows)]
-    else:
-        subs = [submission("chain", args.chain, True)]
-    before = {k: cpu_seconds(p) for k, p in engine.pids.items()}
-    t_end, t_stored, last = await run_workflows(engine, subs)
-    used = {k: cpu_seconds(p) - before[k] for k, p in engine.pids.items()}
-    tasks = sum(len(s.tasks) for s in subs)
-    counts = event_count(engine.db)
-    note = (f"ended at {t_end:.2f}s, stored at {t_stored:.2f}s; "
-            f"{sum(counts.values()) / (tasks + 20):.1f} events/task")
-    cpu_out[f"{label}, {workload}, {workers}"] = {"elapsed": t_stored, **used}
-    result = Result(label, workload, workers, tasks, t_stored, note=note)
-    if workload == "chain":
-        result.steps_ms, hops = chain_steps(engine.db, "chain")
-        result.note += "; hop p50 ms: " + ", ".join(f"{k} {v:.2f}" for k, v in hops.items())
-    return result
-
-
-# ---- the run -------------------------------------------------------------------------------
-
-
-async def ymera_side(args: argparse.Namespace, tmp: Path, cpu: dict[str, dict[str, float]]) -> list[Result]:
-    out: list[Result] = []
-    for executors in args.executors:
-        for workload in ("wide", "chain"):
-            print(f"  ymera, {executors} executor(s), {workload} …", file=sys.stderr)
-            async with engine_processes(tmp / f"ymera-{executors}-{workload}", executors) as engine:
-                out.append(await measure(engine, "Ymera (process per actor)", executors, workload, args, cpu))
-    if not args.no_inprocess:
-        for workload in ("wide", "chain"):
-            print(f"  ymera in one process, {workload} …", file=sys.stderr)
-            async with engine_in_process(tmp / f"ymera-inproc-{workload}") as engine:
-                out.append(await measure(engine, "Ymera (one process, run_all)", 1, workload, args, cpu))
-    return out
-
-
-def celery_side(args: argparse.Namespace, tmp: Path) -> list[Result]:
+def measure_celery(workers: int, rows: list[Row], log: Path) -> None:
     import celery_peer
 
-    out: list[Result] = []
-    for workers in args.executors:
-        print(f"  celery, {workers} worker process(es) …", file=sys.stderr)
-        with celery_peer.worker(workers, tmp / f"celery-{workers}.log"):
-            tasks = args.workflows * args.width
-            out.append(Result("Celery + Redis", "wide", workers, tasks, celery_peer.wide(args.workflows, args.width),
-                              note="result of every task fetched"))
-            seconds, steps = celery_peer.chained(args.chain)
-            out.append(Result("Celery + Redis", "chain", workers, args.chain, seconds,
-                              [s * 1000 for s in steps], note="step = consecutive task start times"))
+    with celery_peer.worker(workers, log) as proc:
+        pids = {"bench": os.getpid(), **celery_peer.processes(proc.pid)}
+        for row in rows:
+            before = cpu_snapshot(pids)
+            if row.workload.startswith("wide"):
+                run = Run(celery_peer.wide(*row.shape))
+            else:
+                seconds, steps = celery_peer.chained(row.tasks)
+                run = Run(seconds, [s * 1000 for s in steps])
+            run.cpu = cpu_used(before, cpu_snapshot(pids))
+            record(row, run)
+
+
+def record(row: Row, run: Run) -> None:
+    row.runs.append(run)
+    print(f"    {row.workload}: {row.tasks / run.seconds:,.0f} tasks/s; machine {busy(run):.0%} busy, "
+          f"{run.cpu['unattributed'] / (run.seconds * CORES):.0%} outside the processes measured", file=sys.stderr)
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def render(rows: Sequence[Row]) -> str:
+    lines = ["| engine | workload | executors / workers | tasks | seconds (median) | tasks/s (median) | range | "
+             "step p50 ms | step p99 ms | events/task |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        p50, p99 = (f"{pct(r.steps, 50):.2f}", f"{pct(r.steps, 99):.2f}") if r.steps else ("", "")
+        spread = f"{min(r.rates):,.0f} – {max(r.rates):,.0f}" if len(r.runs) > 1 else ""
+        per_task = f"{statistics.median(x.events_per_task for x in r.runs):.2f}" if r.runs[0].events_per_task else ""
+        lines.append(f"| {r.engine} | {r.workload} | {r.workers} | {r.tasks:,} | "
+                     f"{statistics.median(x.seconds for x in r.runs):.2f} | {r.rate:,.0f} | {spread} | {p50} | {p99} | "
+                     f"{per_task} |")
+    hops = [f"- chain hops, {r.engine}, {r.workers} executor(s), median ms: " + ", ".join(
+        f"{k} {statistics.median(x.hops_ms[k] for x in r.runs):.2f}" for k in r.runs[0].hops_ms)
+        for r in rows if r.runs[0].hops_ms]
+    return "\n".join([*lines, "", *cpu_table(rows), "", *hops, "", *verdicts(rows)])
+
+
+def column(process: str) -> str:
+    """Executors, and a Celery worker's processes, are one column each."""
+    return "executors" if process.startswith("executor") else "celery worker" if process.startswith("celery") \
+        else process
+
+
+def cpu_table(rows: Sequence[Row]) -> list[str]:
+    """CPU µs per task by process (median over repetitions), and how busy the machine was."""
+    def per_task(r: Row, name: str) -> float:
+        return statistics.median(sum(v for k, v in x.cpu.items() if column(k) == name) for x in r.runs) / r.tasks * 1e6
+
+    names = list(dict.fromkeys(column(k) for r in rows for k in r.runs[0].cpu))
+    names.append(names.pop(names.index("unattributed")))
+    out = ["CPU time per task by process, µs, median over repetitions, from /proc. bench = this script (the Celery "
+           "client; in the one-process variant, every actor too); unattributed = the machine's busy time outside "
+           "these processes (interrupts, anything else running); busy = all CPU / (wall × cores).", "",
+           "| engine | workload | ex. | " + " | ".join(names) + " | total | busy |",
+           "|---|---|---:|" + "---:|" * (len(names) + 2)]
+    for r in rows:
+        cells = [f"{per_task(r, n):,.0f}" if any(column(k) == n for k in r.runs[0].cpu) else "" for n in names]
+        total = statistics.median(sum(x.cpu.values()) / r.tasks * 1e6 for x in r.runs)
+        out.append(f"| {r.engine} | {r.workload} | {r.workers} | {' | '.join(cells)} | {total:,.0f} | "
+                   f"{statistics.median(busy(x) for x in r.runs):.0%} |")
     return out
 
 
-def render(results: Sequence[Result], cpu: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
-    lines = ["| engine | workload | executors / workers | tasks | seconds | tasks/s | step p50 ms | step p99 ms | note |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in results:
-        p50 = f"{pct(r.steps_ms, 50):.2f}" if r.steps_ms else ""
-        p99 = f"{pct(r.steps_ms, 99):.2f}" if r.steps_ms else ""
-        shape = f"{args.workflows}×{args.width}" if r.workload == "wide" else f"{args.chain} steps"
-        lines.append(f"| {r.engine} | {r.workload} ({shape}) | {r.workers} | {r.tasks:,} | {r.seconds:.2f} | "
-                     f"{r.rate:,.0f} | {p50} | {p99} | {r.note} |")
-    lines += ["", "CPU seconds per process while each Ymera workload ran (elapsed = wall clock):", ""]
-    for key, used in cpu.items():
-        lines.append(f"- {key}: " + ", ".join(f"{k} {v:.2f}" for k, v in used.items()))
-    lines += ["", *verdicts(results)]
-    return "\n".join(lines)
-
-
-def verdicts(results: Sequence[Result]) -> list[str]:
+def verdicts(rows: Sequence[Row]) -> list[str]:
     def ok(flag: bool) -> str:
         return "met" if flag else "NOT met"
 
     out = []
-    ymera = [r for r in results if r.engine.startswith("Ymera")]
-    celery = {(r.workload, r.workers): r for r in results if r.engine.startswith("Celery")}
-    for r in ymera:
-        if r.workload == "wide":
-            out.append(f"- {r.engine}, wide, {r.workers} executor(s): {r.rate:,.0f} tasks/s "
-                       f"(target >= {TASKS_TARGET:,}): {ok(r.rate >= TASKS_TARGET)}")
-        peer = celery.get((r.workload, r.workers))
+    peers = {(r.workload, r.workers): r for r in rows if r.engine == CELERY}
+    for r in rows:
+        if r.engine == CELERY:
+            continue
+        what = f"{r.engine}, {r.workload}, {r.workers} executor(s)"
+        if r.workload.startswith("wide"):
+            out.append(f"- {what}: {r.rate:,.0f} tasks/s (target >= {TASKS_TARGET:,}): {ok(r.rate >= TASKS_TARGET)}")
+        peer = peers.get((r.workload, r.workers))
         if peer is not None:
             ratio = r.rate / peer.rate
-            out.append(f"- {r.engine}, {r.workload}, {r.workers}: {ratio:.2f}× Celery's {peer.rate:,.0f} tasks/s "
-                       f"(target >= {CELERY_FACTOR:g}×): {ok(ratio >= CELERY_FACTOR)}")
-        if r.steps_ms:
-            p50 = pct(r.steps_ms, 50)
-            out.append(f"- {r.engine}, chain, {r.workers} executor(s): step p50 {p50:.2f} ms "
-                       f"(target <= {STEP_TARGET_MS:g} ms): {ok(p50 <= STEP_TARGET_MS)}")
+            out.append(f"- {what}: {ratio:.2f}× Celery's {peer.rate:,.0f} tasks/s with {peer.workers} worker "
+                       f"process(es) (target >= {CELERY_FACTOR:g}×): {ok(ratio >= CELERY_FACTOR)}")
+        if r.steps:
+            p50 = pct(r.steps, 50)
+            out.append(f"- {what}: chain step p50 {p50:.2f} ms (target <= {STEP_TARGET_MS:g} ms): "
+                       f"{ok(p50 <= STEP_TARGET_MS)}")
     return out
 
 
+# ---- main ----------------------------------------------------------------------------------
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    def shapes(text: str) -> list[tuple[int, int]]:
+        return [(int(a), int(b)) for a, b in (s.split("x") for s in text.split(","))]
+
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--workflows", type=int, default=20, help="wide: workflows submitted at once (default 20)")
-    p.add_argument("--width", type=int, default=100, help="wide: independent tasks per workflow (default 100)")
-    p.add_argument("--chain", type=int, default=200, help="chain: tasks in the chain (default 200)")
+    p.add_argument("--wide", type=shapes, default=[(50, 100), (1, 2000)],
+                   help="wide shapes, WORKFLOWSxTASKS, comma-separated (default 50x100,1x2000)")
+    p.add_argument("--chain", type=int, default=200, help="tasks in the chain (default 200)")
     p.add_argument("--executors", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
-                   help="executor processes / Celery worker processes to measure (default 1,2)")
+                   help="executor processes, and Celery worker processes (default 1,2)")
+    p.add_argument("--repeat", type=int, default=3, help="repetitions; tables show the median (default 3)")
     p.add_argument("--no-inprocess", action="store_true", help="skip the variant with every actor in this process")
     p.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory and print its path")
@@ -366,13 +402,22 @@ async def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     header = machine()
     print(header + "\n")
+    variants = [(PROCESSES, n) for n in args.executors] + [(IN_PROCESS, 1)] * (not args.no_inprocess) \
+        + [(CELERY, n) for n in args.executors] * (not args.no_celery)
+    # The chain first: right after a wide run, Celery's next chain is up to 3x slower for a while.
+    table = {v: [Row(v[0], f"chain {args.chain}", v[1], args.chain)]
+             + [Row(v[0], f"wide {a}×{b}", v[1], a * b) for a, b in args.wide] for v in variants}
     tmp = Path(tempfile.mkdtemp(prefix="ymera-throughput-"))
     try:
-        cpu: dict[str, dict[str, float]] = {}
-        results = await ymera_side(args, tmp, cpu)
-        if not args.no_celery:
-            results += celery_side(args, tmp)
-        text = render(results, cpu, args)
+        for rep in range(args.repeat):  # interleaved, so a slow minute touches every variant
+            for (name, workers), rows in table.items():
+                print(f"  repetition {rep + 1}: {name}, {workers} …", file=sys.stderr)
+                if name == CELERY:
+                    measure_celery(workers, rows, tmp / f"celery-{rep}-{workers}.log")
+                    continue
+                async with engine(tmp / f"ymera-{rep}-{len(name)}-{workers}", workers, name == IN_PROCESS) as ymera:
+                    await measure_ymera(ymera, rows, rep)
+        text = render([r for rows in table.values() for r in rows])
         print(text)
         if args.write:
             write_section("Throughput (bench/throughput.py)", header + "\n\n" + text)
