@@ -28,7 +28,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume
+from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume, stream_seq
 from events import Event, MalformedEvent, decode_message, now, resolve
 
 from ._settings import Settings
@@ -70,6 +70,15 @@ class Actor:
     async def reconcile(self, at: datetime) -> list[Event]:
         """Every event the state says should exist by `at` and may not yet."""
         return []
+
+    async def handle(self, batch: list[Event]) -> list[Event]:
+        """Fold a batch and return what it causes: by default `apply` then `react`, event by event.
+        An actor whose decisions are per workflow may fold the whole batch and decide once."""
+        out: list[Event] = []
+        for event in batch:
+            self.apply(event)
+            out.extend(await self.react(event))
+        return out
 
 
 async def rebuild(actor: Actor, bus: Bus) -> int:
@@ -145,18 +154,16 @@ async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.
 
 
 async def _handle(actor: Actor, bus: Bus, msgs: Sequence[Msg], applied: int) -> int:
-    outputs: list[Event] = []
+    batch: list[Event] = []
     for msg in msgs:
-        seq = msg.metadata.sequence.stream
+        seq = stream_seq(msg)
         if seq <= applied:
             continue  # folded already (a redelivery)
         applied = seq
         event = _decode(msg)
-        if event is None:
-            continue
-        actor.apply(event)
-        outputs.extend(await actor.react(event))
-    await _publish(bus, outputs)
+        if event is not None:
+            batch.append(event)
+    await _publish(bus, await actor.handle(batch))
     await msgs[-1].ack()
     return applied
 

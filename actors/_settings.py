@@ -52,7 +52,7 @@ class Settings(msgspec.Struct, frozen=True):
     max_tasks_per_workflow: int = 100_000
     task_timeout_seconds: float = 300.0
     heartbeat_seconds: float = 5.0
-    executor_concurrency: int = 32
+    executor_concurrency: int = 128
     python_modules: tuple[str, ...] = ()
     llm: LLMSettings = LLMSettings()
 
@@ -87,7 +87,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         max_tasks_per_workflow=env.integer("YMERA_MAX_TASKS_PER_WORKFLOW", 100_000),
         task_timeout_seconds=env.number("TASK_TIMEOUT_SECONDS", 300.0),
         heartbeat_seconds=env.number("YMERA_HEARTBEAT_SECONDS", 5.0),
-        executor_concurrency=env.integer("YMERA_EXECUTOR_CONCURRENCY", 32),
+        executor_concurrency=env.integer("YMERA_EXECUTOR_CONCURRENCY", 128),
         python_modules=tuple(m.strip() for m in env.text("YMERA_PYTHON_MODULES", "").split(",") if m.strip()),
         llm=LLMSettings(
             base_url=env.text("YMERA_LLM_BASE_URL", "") or None,

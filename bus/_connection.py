@@ -7,7 +7,7 @@ nats exception.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import nats
 import nats.errors
@@ -49,12 +49,28 @@ class Bus:
 
     async def publish_many(self, events: Sequence[Event]) -> list[PubAck]:
         """Publish events pipelined, in order, and wait for every ack."""
+        return await (await self.send(events))
+
+    async def send(self, events: Sequence[Event]) -> Awaitable[list[PubAck]]:
+        """Send events in order and return, without waiting, what waits for their acks.
+
+        For work that can overlap the round trip (an executor starts the task while
+        TaskStarted is on its way); whoever depends on the events must await the acks.
+        """
         futures = []
         try:
             for event in events:
                 event, data = await offload(event, self.put_blob)
                 futures.append(await self.js.publish_async(
                     subject_of(event), data, headers={MSG_ID: event.id}))
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
+            for f in futures:
+                f.cancel()
+            raise BusError(f"publish failed: {exc}") from exc
+        return self._acks(futures)
+
+    async def _acks(self, futures: list[asyncio.Future[PubAck]]) -> list[PubAck]:
+        try:
             return list(await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout))
         except TimeoutError:
             for f in futures:

@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig
 
-__all__ = ["PullBatches", "resume"]
+__all__ = ["PullBatches", "resume", "stream_seq"]
 
 _STATUS = "Status"
 _HEARTBEAT = "100"
@@ -104,3 +104,19 @@ async def resume(nc: Client, stream: str, durable: str, config: ConsumerConfig, 
     batches = PullBatches(nc, stream, durable, batch=batch, poll=poll)
     await batches.start()
     return batches
+
+
+def stream_seq(msg: Msg) -> int:
+    """A JetStream message's stream sequence, read straight off its ack subject.
+
+    `msg.metadata` parses every field of the subject into objects; on the hot paths only
+    this one is needed, and it costs 5-9 % of an actor's time (bench/throughput.py).
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...` (9 tokens), or with a domain and
+    an account hash before the stream (12 or more).
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:
+        return int(tokens[5])
+    if len(tokens) >= 12:
+        return int(tokens[7])
+    return int(msg.metadata.sequence.stream)

@@ -2,7 +2,7 @@
 
 from ._audit import AuditReport, Break, check_row, verify
 from ._chain import GENESIS, StoredEvent, link
-from ._errors import StoreError, StoreLocked
+from ._errors import DuplicateEvent, StoreError, StoreLocked
 from ._projection import LiveProjection, Projection, rebuild
 from ._projections import EventCounts, WorkflowStatus
 from ._sqlite import NewEvent, SqliteEventLog
@@ -12,6 +12,7 @@ __all__ = [
     "GENESIS",
     "AuditReport",
     "Break",
+    "DuplicateEvent",
     "EventCounts",
     "LiveProjection",
     "NewEvent",

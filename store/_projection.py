@@ -15,7 +15,7 @@ from typing import Generic, Protocol, TypeVar
 import nats.errors
 from nats.aio.msg import Msg
 
-from bus import Bus
+from bus import Bus, stream_seq
 from events import Event, MalformedEvent, decode, decode_message
 
 from ._sqlite import SqliteEventLog
@@ -70,7 +70,7 @@ class LiveProjection(Generic[S]):
             await sub.unsubscribe()
 
     async def _fold(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
+        seq = stream_seq(msg)
         try:
             event = decode_message(msg.subject, msg.data)
         except MalformedEvent:

@@ -18,7 +18,7 @@ import aiosqlite
 import msgspec
 
 from ._chain import GENESIS, StoredEvent, link
-from ._errors import StoreError, StoreLocked
+from ._errors import DuplicateEvent, StoreError, StoreLocked
 
 __all__ = ["NewEvent", "SqliteEventLog"]
 
@@ -158,7 +158,8 @@ class SqliteEventLog:
             await self.db.commit()
         except sqlite3.Error as exc:
             await self.db.rollback()
-            raise StoreError(f"append to {self.path} failed: {exc}") from exc
+            error = DuplicateEvent if "UNIQUE constraint failed: events.id" in str(exc) else StoreError
+            raise error(f"append to {self.path} failed: {exc}") from exc
         self.head_hash, self.head_seq = prev, head
 
     async def read(self, from_seq: int = 0, *, workflow_id: str | None = None,

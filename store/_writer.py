@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import structlog
 from nats.aio.msg import Msg
 
-from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume
+from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume, stream_seq
 from events import (
     NO_WORKFLOW,
     BlobError,
@@ -30,6 +30,7 @@ from events import (
     now,
 )
 
+from ._errors import DuplicateEvent
 from ._sqlite import NewEvent, SqliteEventLog
 
 __all__ = ["StoreWriter"]
@@ -84,7 +85,7 @@ class StoreWriter:
         seen: set[str] = set()
         head = self.log.head_seq
         for msg in msgs:
-            seq = msg.metadata.sequence.stream
+            seq = stream_seq(msg)
             if seq <= head:
                 continue  # redelivered after we stored it
             head = seq
@@ -106,12 +107,15 @@ class StoreWriter:
             self.rejected += len(rejections)
             for r in rejections:
                 _log.warning("message rejected", subject=r.subject, reason=r.reason, seq=r.stream_seq)
-        known = await self.log.known_ids(seen) if seen else set()
-        if known:
-            self.duplicates += len(known)
-            new = [e for e in new if e.id not in known]
         if new or blobs:
-            await self.log.append(new, blobs)
+            try:
+                await self.log.append(new, blobs)
+            except DuplicateEvent:
+                # A copy that came past the duplicate window: rare, so looked up only now.
+                known = await self.log.known_ids(seen)
+                self.duplicates += len(known)
+                new = [e for e in new if e.id not in known]
+                await self.log.append(new, blobs)
             self.stored += len(new)
         if msgs:
             await msgs[-1].ack()

@@ -28,6 +28,8 @@ __all__ = ["Distributor"]
 # A decision can enable another in the same instant (a failure skips its dependents, and then
 # the workflow can end): deciding again after folding reaches that in a round or two.
 _MAX_ROUNDS = 4
+# Events after which a queued workflow may be able to start.
+_OPENS_OR_FREES_A_SLOT = (WorkflowValidated, WorkflowCompleted, WorkflowFailed, WorkflowCancelled)
 
 
 class Distributor(Actor):
@@ -47,9 +49,21 @@ class Distributor(Actor):
         self.state.apply(event)
 
     async def react(self, event: Event) -> list[Event]:
-        out = self._settle(event.workflow_id, None, event.id)
-        if isinstance(event, (WorkflowValidated, WorkflowCompleted, WorkflowFailed, WorkflowCancelled)) or any(
-                isinstance(e, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)) for e in out):
+        return await self.handle([event])
+
+    async def handle(self, batch: list[Event]) -> list[Event]:
+        """Fold the whole batch, then decide once per workflow it touched (a 2,000-task
+        workflow would otherwise be re-examined for every one of its events)."""
+        last_cause: dict[str, str] = {}
+        slots_may_free = False
+        for event in batch:
+            self.apply(event)
+            last_cause[event.workflow_id] = event.id
+            slots_may_free |= isinstance(event, _OPENS_OR_FREES_A_SLOT)
+        out: list[Event] = []
+        for workflow_id, cause in last_cause.items():
+            out.extend(self._settle(workflow_id, None, cause))
+        if slots_may_free or any(isinstance(e, _OPENS_OR_FREES_A_SLOT) for e in out):
             started = activate_queued(self.state, self.settings, None)
             self._fold(started)
             out.extend(started)

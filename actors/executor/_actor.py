@@ -121,10 +121,17 @@ class Executor:
         started = TaskStarted(id=derive_id(ready.workflow_id, "TaskStarted", ready.task_id, ready.attempt),
                               ts=now(), workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name,
                               task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id)
-        await bus.publish(started)
+        # The task starts while TaskStarted is on its way; the TaskReady is acked, and the
+        # result published, only once the stream has TaskStarted.
+        started_ack = await bus.send([started])
+        work = asyncio.create_task(self._run(bus, http, ready))
+        try:
+            await started_ack
+        except BaseException:
+            work.cancel()
+            raise
         await msg.ack()
         beating = asyncio.create_task(self._heartbeat(bus, ready))
-        work = asyncio.create_task(self._run(bus, http, ready))
         self.by_workflow.setdefault(ready.workflow_id, set()).add(work)
         try:
             result = await work
