@@ -94,3 +94,9 @@ def write_section(section: str, text: str) -> None:
             body = body.rstrip() + "\n\n" + block
         doc = head + heading + body + tail
     BENCHMARKS.write_text(doc)
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]

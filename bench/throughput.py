@@ -47,8 +47,9 @@ from pathlib import Path
 
 import nats.js.errors
 import structlog
+from cpu import actor_pids, cpu_snapshot, cpu_used
 from nats.aio.msg import Msg
-from report import machine, write_section
+from report import machine, pct, write_section
 
 import bus
 import events
@@ -59,7 +60,7 @@ CONSUMERS = ("store", "security", "validator", "distributor", "assessor", "monit
 # One chain step's critical path: the next release waits for OutcomeChecked, not TaskAssessed.
 HOPS = ("TaskReady", "TaskStarted", "TaskSucceeded", "OutcomeChecked", "TaskReady")
 ENDS = ("completed", "failed", "invalid", "refused", "cancelled")
-CLK, CORES = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
+CORES = os.cpu_count() or 1
 PROCESSES, IN_PROCESS, CELERY = "Ymera, process per actor", "Ymera, one process (run_all)", "Celery + Redis"
 
 
@@ -100,44 +101,9 @@ class Row:
         return int(count), int(width)
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
-# ---- CPU accounting ------------------------------------------------------------------------
-
-
-def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far (utime + stime, all threads) per process, and the machine's busy time."""
-    out = {}
-    for name, pid in pids.items():
-        with contextlib.suppress(OSError, IndexError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[name] = (int(fields[11]) + int(fields[12])) / CLK
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return {**out, "machine": (sum(ticks) - ticks[3] - ticks[4]) / CLK}  # all but idle and iowait
-
-
-def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    used = {k: after[k] - before[k] for k in before if k in after}
-    machine = used.pop("machine")
-    return {**used, "unattributed": max(0.0, machine - sum(used.values()))}
-
-
 def busy(run: Run) -> float:
     """All CPU time used on the machine during the run / (wall clock * cores)."""
     return sum(run.cpu.values()) / (run.seconds * CORES)
-
-
-def actor_pids(up_pid: int) -> dict[str, int]:
-    """The actor processes `runner up --processes` started, by actor name (the last argument)."""
-    pids = {}
-    for i, pid in enumerate(int(c) for c in Path(f"/proc/{up_pid}/task/{up_pid}/children").read_text().split()):
-        name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode()
-        pids[f"executor {i}" if name == "executor" else name] = pid
-    return pids
 
 
 # ---- the engine ----------------------------------------------------------------------------
