@@ -7,45 +7,19 @@ the distributor's decision, informed by `TaskError.kind`, `retryable` and `retry
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import httpx
-import msgspec
 
-from events import TaskSpec, YmeraError
+from events import TaskSpec
 
 from .._settings import Settings
 from ..registry import TASK_KINDS
+from . import _llm, _python, _templates
+from ._llm import KeyPool
+from ._outcome import Outcome, TaskError
 
-if TYPE_CHECKING:
-    from ._llm import KeyPool
-
-__all__ = ["ErrorKind", "Outcome", "TaskError", "run_task"]
-
-ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "error"]
-
-
-class Outcome(msgspec.Struct, frozen=True):
-    """What a successful attempt produced, and what it cost."""
-
-    output: Any
-    model: str | None = None
-    usage: dict[str, int] = {}
-    cost_usd: float | None = None
-
-
-class TaskError(YmeraError):
-    """An attempt that failed. The message is one line; `detail` may hold a traceback."""
-
-    def __init__(self, kind: ErrorKind, message: str, *, retryable: bool, retry_after: float | None = None,
-                 detail: str | None = None) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.detail = detail
-
+__all__ = ["run_task"]
 
 async def run_task(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, *, timeout: float,
                    http: httpx.AsyncClient | None = None, keys: KeyPool | None = None) -> Outcome:
@@ -66,9 +40,6 @@ async def run_task(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, *
 
 async def _dispatch(spec: TaskSpec, inputs: dict[str, Any], settings: Settings,
                     http: httpx.AsyncClient | None, keys: KeyPool | None) -> Outcome:
-    # Imported here: these modules import Outcome and TaskError from this one.
-    from . import _llm, _python, _templates
-
     if spec.type == "noop":
         return Outcome(output=None)
     if spec.type == "sleep":

@@ -21,7 +21,7 @@ from events import TaskSpec
 
 from .._settings import Settings
 from ..registry import AGENTS, TASK_KINDS
-from ._kinds import Outcome, TaskError
+from ._outcome import Outcome, TaskError
 from ._templates import render, render_text
 
 __all__ = ["DEFAULT_SYSTEM", "KeyPool", "key_pool", "retry_after_seconds", "run_llm"]

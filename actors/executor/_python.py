@@ -19,7 +19,7 @@ from events import TaskSpec
 
 from .._settings import Settings
 from ..registry import module_allowed
-from ._kinds import Outcome, TaskError
+from ._outcome import Outcome, TaskError
 from ._templates import render
 
 __all__ = ["run_python"]

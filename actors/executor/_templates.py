@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from ..registry import TEMPLATE_REFERENCE
-from ._kinds import TaskError
+from ._outcome import TaskError
 
 __all__ = ["render", "render_text"]
 

@@ -1,0 +1,35 @@
+"""What one attempt ends with: an `Outcome`, or a `TaskError` saying how it failed and whether a retry may help."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from events import YmeraError
+
+__all__ = ["ErrorKind", "Outcome", "TaskError"]
+
+ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "error"]
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """What a successful attempt produced, and what it cost."""
+
+    output: Any
+    model: str | None = None
+    usage: dict[str, int] = {}
+    cost_usd: float | None = None
+
+
+class TaskError(YmeraError):
+    """An attempt that failed. The message is one line; `detail` may hold a traceback."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, retryable: bool, retry_after: float | None = None,
+                 detail: str | None = None) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.detail = detail
