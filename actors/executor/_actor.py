@@ -40,7 +40,8 @@ from events import (
     resolve,
 )
 
-from ._kinds import TaskError, run_task
+from ._kinds import run_task
+from ._outcome import TaskError
 
 __all__ = ["Executor"]
 
