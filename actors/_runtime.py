@@ -46,6 +46,9 @@ class Actor:
     name: ClassVar[str]
     # NATS subject filters of the events this actor folds and reacts to.
     subjects: ClassVar[tuple[str, ...]]
+    # Subjects of the events only this actor emits. It folds each when it decides it, so they
+    # are read back only when rebuilding, never live: a delivery per decision saved.
+    own_subjects: ClassVar[tuple[str, ...]] = ()
     # How often `reconcile` runs while live (timers: retries, timeouts); None: only at start.
     tick_seconds: ClassVar[float | None] = None
 
@@ -88,7 +91,7 @@ async def rebuild(actor: Actor, bus: Bus) -> int:
     if last == 0:
         return 0
     name = f"{actor.name}-rebuild-{uuid.uuid4().hex[:12]}"
-    subjects = list(actor.subjects)
+    subjects = [*actor.subjects, *actor.own_subjects]
     await js.add_consumer(stream, ConsumerConfig(
         name=name, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
         filter_subject=subjects[0] if len(subjects) == 1 else None,

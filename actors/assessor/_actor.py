@@ -1,7 +1,7 @@
 """The assessor: scores every checked task outcome (issue "quality" deepens the heuristics).
 
 Listens to: WorkflowSubmitted (the task specs), TaskSucceeded (output, duration),
-OutcomeChecked, its own TaskAssessed, and workflow ends (to forget).
+OutcomeChecked, workflow ends (to forget), and, when rebuilding, its own TaskAssessed.
 Emits: TaskAssessed, once per task, with the scores of `_scoring.score`.
 """
 
@@ -35,8 +35,9 @@ class Assessor(Actor):
     name: ClassVar[str] = "assessor"
     subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.submitted", "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled",
-        "ymera.task.*.*.succeeded", "ymera.task.*.*.outcome_checked", "ymera.task.*.*.assessed",
+        "ymera.task.*.*.succeeded", "ymera.task.*.*.outcome_checked",
     )
+    own_subjects: ClassVar[tuple[str, ...]] = ("ymera.task.*.*.assessed",)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

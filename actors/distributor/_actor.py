@@ -1,6 +1,8 @@
 """The distributor: the one owner of each workflow's state machine and the only retry authority.
 
-Listens to: workflow submissions, validations, cancellations and ends; every task event.
+Listens to: workflow submissions, refusals, validations, cancellations; task starts,
+heartbeats, successes, failures, outcome checks and assessments (and, when rebuilding, its
+own events).
 Emits: TaskReady (by priority, within the workflow and workflow-count caps),
 TaskRetryScheduled (exponential backoff with jitter), TaskTimedOut (past the time limit, or
 heartbeats stopped), TaskSkipped (a dependency failed), WorkflowCompleted / WorkflowFailed /
@@ -36,8 +38,13 @@ class Distributor(Actor):
     name: ClassVar[str] = "distributor"
     subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.submitted", "ymera.wf.*.refused", "ymera.wf.*.validated", "ymera.wf.*.invalid",
-        "ymera.wf.*.cancel_requested", "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled",
-        "ymera.task.>",
+        "ymera.wf.*.cancel_requested", "ymera.task.*.*.started", "ymera.task.*.*.heartbeat",
+        "ymera.task.*.*.succeeded", "ymera.task.*.*.failed", "ymera.task.*.*.outcome_checked",
+        "ymera.task.*.*.assessed",
+    )
+    own_subjects: ClassVar[tuple[str, ...]] = (
+        "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled", "ymera.task.*.*.ready",
+        "ymera.task.*.*.retry_scheduled", "ymera.task.*.*.timed_out", "ymera.task.*.*.skipped",
     )
     tick_seconds: ClassVar[float | None] = 0.25
 

@@ -1,6 +1,6 @@
 """Security: the admission gate every submission passes before anything else looks at it.
 
-Listens to: WorkflowSubmitted, and its own WorkflowAdmitted / WorkflowRefused.
+Listens to: WorkflowSubmitted (and, when rebuilding, its own WorkflowAdmitted / WorkflowRefused).
 Emits: WorkflowAdmitted, or WorkflowRefused with the reason a user reads.
 Decides: a workflow id is used once; a workflow stays within the size limits; a principal
 stays within RATE_LIMIT_PER_HOUR. The rate window is folded from WorkflowAdmitted events,
@@ -25,7 +25,8 @@ MAX_DESCRIPTION_CHARS = 100_000
 
 class Security(Actor):
     name: ClassVar[str] = "security"
-    subjects: ClassVar[tuple[str, ...]] = ("ymera.wf.*.submitted", "ymera.wf.*.admitted", "ymera.wf.*.refused")
+    subjects: ClassVar[tuple[str, ...]] = ("ymera.wf.*.submitted",)
+    own_subjects: ClassVar[tuple[str, ...]] = ("ymera.wf.*.admitted", "ymera.wf.*.refused")
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

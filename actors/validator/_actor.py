@@ -1,7 +1,7 @@
 """The validator: checks a workflow before anything runs, and each task's outcome after it ran.
 
-Listens to: WorkflowSubmitted, WorkflowAdmitted, its own WorkflowValidated / WorkflowInvalid,
-TaskSucceeded, its own OutcomeChecked, and workflow ends (to forget).
+Listens to: WorkflowSubmitted, WorkflowAdmitted, TaskSucceeded, workflow ends (to forget),
+and, when rebuilding, its own WorkflowValidated / WorkflowInvalid / OutcomeChecked.
 Emits: WorkflowValidated (with the plan: parallel levels, critical path, speedup) or
 WorkflowInvalid (every problem, each naming the task and field); OutcomeChecked per task.
 Decides: with `validate_workflow`, `plan` and `check_outcome` (pure functions beside this file).
@@ -40,10 +40,11 @@ __all__ = ["Validator"]
 class Validator(Actor):
     name: ClassVar[str] = "validator"
     subjects: ClassVar[tuple[str, ...]] = (
-        "ymera.wf.*.submitted", "ymera.wf.*.admitted", "ymera.wf.*.validated", "ymera.wf.*.invalid",
-        "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled",
-        "ymera.task.*.*.succeeded", "ymera.task.*.*.outcome_checked",
+        "ymera.wf.*.submitted", "ymera.wf.*.admitted", "ymera.wf.*.completed", "ymera.wf.*.failed",
+        "ymera.wf.*.cancelled", "ymera.task.*.*.succeeded",
     )
+    own_subjects: ClassVar[tuple[str, ...]] = (
+        "ymera.wf.*.validated", "ymera.wf.*.invalid", "ymera.task.*.*.outcome_checked")
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
