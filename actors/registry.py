@@ -16,6 +16,7 @@ import msgspec
 __all__ = [
     "AGENTS",
     "MAX_TIMEOUT_SECONDS",
+    "NO_LLM",
     "TASK_KINDS",
     "TEMPLATE_REFERENCE",
     "Agent",
@@ -26,6 +27,12 @@ __all__ = [
 ]
 
 ParamType = Literal["any", "string", "number", "integer", "object"]
+
+# What a user reads when an llm or agent task has no model: the validator refuses the
+# workflow with it, and the executor fails an attempt with it should one slip through.
+NO_LLM = ("no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. "
+          "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
+          "or give the task both base_url and model parameters")
 
 # A task may ask for at most a day; anything longer is a mistake or belongs outside Ymera.
 MAX_TIMEOUT_SECONDS = 86_400.0

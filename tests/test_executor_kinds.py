@@ -115,8 +115,10 @@ async def test_a_task_over_its_time_limit_fails_with_a_retryable_timeout() -> No
 async def test_an_llm_task_without_a_configured_model_is_a_bad_request() -> None:
     error = await failure(task("llm", "hi"))
     assert (error.kind, error.retryable) == ("bad_request", False)
-    assert str(error) == ("llm task needs a model: set YMERA_LLM_BASE_URL and YMERA_LLM_MODEL, "
-                          "or the task's base_url and model parameters")
+    assert str(error) == (
+        "no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. "
+        "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
+        "or give the task both base_url and model parameters")
 
 
 # -- python tasks ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import msgspec
 from events import TaskSpec
 
 from .._settings import Settings
-from ..registry import AGENTS, TASK_KINDS
+from ..registry import AGENTS, NO_LLM, TASK_KINDS
 from ._outcome import Outcome, TaskError
 from ._templates import render, render_text
 
@@ -96,8 +96,7 @@ async def run_llm(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, ht
     base_url = str(params.get("base_url") or settings.llm.base_url or "").rstrip("/")
     model = str(params.get("model") or settings.llm.model or "")
     if not (base_url and model):
-        raise TaskError("bad_request", f"{spec.type} task needs a model: set YMERA_LLM_BASE_URL and "
-                        "YMERA_LLM_MODEL, or the task's base_url and model parameters", retryable=False)
+        raise TaskError("bad_request", NO_LLM, retryable=False)
     body: dict[str, Any] = {"model": model, "messages": _messages(spec, inputs)}
     for name in ("temperature", "max_tokens"):
         if name in params:

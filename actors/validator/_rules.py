@@ -18,11 +18,8 @@ from events import Problem, RetryPolicy, TaskSpec, WorkflowSubmitted
 
 from ._plan import cycles, levels
 
-__all__ = ["NO_LLM", "validate_workflow"]
+__all__ = ["validate_workflow"]
 
-NO_LLM = ("no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. "
-          "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
-          "or give the task both base_url and model parameters")
 _KNOWN_TYPES = ", ".join(sorted(registry.TASK_KINDS))
 _KNOWN_AGENTS = ", ".join(sorted(registry.AGENTS))
 _DEFAULT_RETRY = RetryPolicy()
@@ -92,7 +89,7 @@ def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found) -> No
         if kind.llm:
             params = task.parameters
             if not ((params.get("base_url") or settings.llm.base_url) and (params.get("model") or settings.llm.model)):
-                _add(found, i, task, "type", NO_LLM)
+                _add(found, i, task, "type", registry.NO_LLM)
         if kind.name == "python":
             _check_python(task, i, settings, found)
     timeout = task.timeout_seconds
