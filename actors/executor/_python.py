@@ -18,11 +18,14 @@ import msgspec
 from events import TaskSpec
 
 from .._settings import Settings
-from ..registry import module_allowed
+from ..registry import TASK_KINDS, module_allowed
 from ._outcome import Outcome, TaskError
 from ._templates import render
 
 __all__ = ["run_python"]
+
+# The rule for `function` is the registry's, so the validator and the executor agree.
+_FUNCTION = next(p for p in TASK_KINDS["python"].params if p.name == "function")
 
 # The child must not hold the LLM keys: a python task needs none, and what it cannot read it cannot leak.
 _SECRET_PREFIX = "YMERA_LLM_API_KEY"
@@ -38,7 +41,7 @@ class _Answer(msgspec.Struct):
 
 async def run_python(spec: TaskSpec, inputs: dict[str, Any], settings: Settings) -> Outcome:
     function = spec.parameters.get("function")
-    if not isinstance(function, str) or not _is_function_name(function):
+    if not isinstance(function, str) or not _FUNCTION.accepts(function):
         raise TaskError("bad_request", f"parameters.function must be 'package.module:function', not {function!r}",
                         retryable=False)
     module = function.partition(":")[0]
@@ -61,11 +64,6 @@ async def run_python(spec: TaskSpec, inputs: dict[str, Any], settings: Settings)
     if answer.ok:
         return Outcome(output=answer.output)
     raise _failure(function, answer)
-
-
-def _is_function_name(function: str) -> bool:
-    module, _, name = function.partition(":")
-    return all(part.isidentifier() for part in module.split(".")) and name.isidentifier()
 
 
 def _failure(function: str, answer: _Answer) -> TaskError:
