@@ -8,8 +8,11 @@
     │   ├── BusUnavailable    no NATS server answers at the URL
     │   ├── ServerStartError  the embedded nats-server did not start
     │   └── ConsumerConfigError  redelivery could outlast the duplicate window
-    └── StoreError                                                     (store)
-        └── StoreLocked       another writer holds the event log
+    ├── StoreError                                                     (store)
+    │   ├── StoreLocked       another writer holds the event log
+    │   └── DuplicateEvent    an append held an id the log already has
+    ├── SettingsError         a setting with a value of the wrong kind (actors)
+    └── TaskError             one attempt failed: kind, retryable, retry_after (actors.executor)
 
 Each message reads as one line a user can act on; each error keeps its facts as fields.
 """
