@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +21,7 @@ import bus
 import events
 import store
 from actors import Settings, load_settings
+from ymera._cli import add_workflow_commands, stop_on_signals
 
 __all__ = ["main", "open_bus"]
 
@@ -29,14 +29,6 @@ __all__ = ["main", "open_bus"]
 def open_bus(settings: Settings, name: str = "ymera") -> contextlib.AbstractAsyncContextManager[bus.Bus]:
     """NATS_URL if set; else this data dir's embedded server, joined or started."""
     return bus.open_bus(settings.nats_url, settings.data_dir, name)
-
-
-def stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 # ---- subcommands -------------------------------------------------------------------------
@@ -138,8 +130,6 @@ def _parser() -> argparse.ArgumentParser:
     actor = sub.add_parser("actor", help="run one actor until SIGTERM")
     actor.add_argument("name", choices=actors.ACTOR_NAMES, help="which actor")
     actor.set_defaults(fn=cmd_actor)
-
-    from ymera._cli import add_workflow_commands  # the workflow commands need the whole engine
 
     add_workflow_commands(sub)
 

@@ -21,7 +21,16 @@ from bus import open_local
 from ._client import WorkflowClient, describe_problem, history, result_of, store_caught_up
 from ._progress import Progress
 
-__all__ = ["add_workflow_commands", "read_workflow"]
+__all__ = ["add_workflow_commands", "read_workflow", "stop_on_signals"]
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM: a long-running command's cue to shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def add_workflow_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -215,8 +224,6 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from runner import stop_on_signals
-
     stop = stop_on_signals()
     connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-up")
     try:
