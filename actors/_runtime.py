@@ -111,15 +111,15 @@ async def rebuild(actor: Actor, bus: Bus) -> int:
                     break
                 continue
             for msg in msgs:
-                seq = msg.metadata.sequence.stream
-                if seq > last:
+                if stream_seq(msg) > last:
                     return last
                 event = _decode(msg)
                 if event is not None:
                     actor.apply(event)
                     folded += 1
-                if msg.metadata.num_pending == 0:
-                    return last
+            # Parsing the full metadata costs; once per batch tells whether more is coming.
+            if msgs[-1].metadata.num_pending == 0:
+                return last
     finally:
         await batches.stop()
         try:
