@@ -17,6 +17,7 @@ import nats.js.errors
 import bus
 import events
 from actors import Settings, load_settings
+from ymera._client import stored
 
 from .conftest import ymera_env
 
@@ -68,23 +69,7 @@ async def wait_for_actors(connection: bus.Bus, names: tuple[str, ...] = (*SINGLE
 
 async def all_events(connection: bus.Bus, subject: str = "ymera.>") -> list[events.Event]:
     """Every valid event in the stream on `subject`, in stream order."""
-    info = await connection.js.stream_info(connection.stream.name)
-    out: list[events.Event] = []
-    if info.state.messages == 0:
-        return out
-    sub = await connection.follow(1, subject)
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=1.0)
-            except TimeoutError:
-                return out
-            with contextlib.suppress(events.MalformedEvent):
-                out.append(events.decode_message(msg.subject, msg.data))
-            if msg.metadata.num_pending == 0:
-                return out
-    finally:
-        await sub.unsubscribe()
+    return await stored(connection, subject)
 
 
 class Actors:

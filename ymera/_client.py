@@ -33,9 +33,23 @@ from events import (
     now,
 )
 
-__all__ = ["END_TYPES", "WorkflowClient", "describe_problem", "history", "result_of", "store_caught_up"]
+__all__ = [
+    "END_STATUS",
+    "END_TYPES",
+    "WorkflowClient",
+    "describe_problem",
+    "history",
+    "result_of",
+    "store_caught_up",
+    "stored",
+]
 
-END_TYPES = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid, WorkflowRefused, MessageRejected)
+# How a workflow can end, and what its status then reads.
+END_STATUS: dict[type, str] = {
+    WorkflowCompleted: "completed", WorkflowFailed: "failed", WorkflowCancelled: "cancelled",
+    WorkflowInvalid: "invalid", WorkflowRefused: "refused", MessageRejected: "rejected",
+}
+END_TYPES = tuple(END_STATUS)
 
 
 class WorkflowClient:
@@ -110,8 +124,7 @@ def result_of(end: Event, seen: list[Event]) -> dict[str, Any]:
 
 
 def _status(end: Event) -> str:
-    return {WorkflowCompleted: "completed", WorkflowFailed: "failed", WorkflowCancelled: "cancelled",
-            WorkflowInvalid: "invalid", WorkflowRefused: "refused", MessageRejected: "rejected"}[type(end)]
+    return END_STATUS[type(end)]
 
 
 def describe_problem(task_id: str | None, field: str | None, message: str) -> str:
@@ -121,14 +134,19 @@ def describe_problem(task_id: str | None, field: str | None, message: str) -> st
 
 async def history(bus: Bus, workflow_id: str) -> list[Event]:
     """Every event of one workflow stored in the stream so far."""
-    sub = await bus.follow(1, f"ymera.*.{workflow_id}.>")
+    return await stored(bus, f"ymera.*.{workflow_id}.>")
+
+
+async def stored(bus: Bus, subject: str) -> list[Event]:
+    """Every valid event on `subject` in the stream so far, in stream order."""
+    sub = await bus.follow(1, subject)
     out: list[Event] = []
     try:
         while True:
             try:
-                msg = await sub.next_msg(timeout=0.5)
+                msg = await sub.next_msg(timeout=1.0)
             except TimeoutError:
-                return out  # nothing on this workflow's subjects at all
+                return out  # nothing on these subjects at all
             with contextlib.suppress(MalformedEvent):
                 out.append(decode_message(msg.subject, msg.data))
             if msg.metadata.num_pending == 0:

@@ -6,7 +6,6 @@ from typing import Any
 
 from events import (
     Event,
-    MessageRejected,
     TaskAssessed,
     TaskFailed,
     TaskReady,
@@ -16,14 +15,13 @@ from events import (
     TaskSucceeded,
     TaskTimedOut,
     WorkflowAdmitted,
-    WorkflowCancelled,
     WorkflowCompleted,
     WorkflowFailed,
-    WorkflowInvalid,
-    WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
 )
+
+from ._client import END_STATUS
 
 __all__ = ["Progress"]
 
@@ -91,10 +89,8 @@ class Progress:
             return f"  {task}: skipped, {e.reason}"
         if isinstance(e, TaskAssessed):
             return f"  {task}: quality {e.overall:.2f}"
-        ends = {WorkflowCompleted: "completed", WorkflowFailed: "failed", WorkflowCancelled: "cancelled",
-                WorkflowInvalid: "invalid", WorkflowRefused: "refused", MessageRejected: "rejected"}
-        if type(e) in ends:
-            self.workflow = ends[type(e)]
+        if type(e) in END_STATUS:
+            self.workflow = END_STATUS[type(e)]
             if isinstance(e, (WorkflowCompleted, WorkflowFailed)):
                 for r in e.results:
                     self.tasks[r.task_id] = r.status
