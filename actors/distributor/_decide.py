@@ -31,8 +31,6 @@ from ._state import FINAL, PRIORITY_RANK, DistributorState, TaskState, WorkflowS
 __all__ = ["activate_queued", "decide", "retry_delay", "timers"]
 
 ACTOR = "distributor"
-# A started attempt is lost when no heartbeat came for this many heartbeat intervals.
-LOST_AFTER_BEATS = 3
 # Grace past an attempt's own time limit before the distributor gives up on it.
 GRACE_SECONDS = 5.0
 
@@ -132,9 +130,9 @@ def _inputs(wf: WorkflowState, task: TaskState) -> dict[str, Any]:
 def timers(wf: WorkflowState, settings: Settings, at: datetime, cause: str | None) -> list[Event]:
     """Attempts to give up on: past their time limit, or silent for too long once started."""
     out: list[Event] = []
-    lost_after = timedelta(seconds=settings.heartbeat_seconds * LOST_AFTER_BEATS)
+    lost_after = timedelta(seconds=settings.lost_after_seconds)
     for task in wf.tasks.values():
-        if task.status != "running" or task.released_at is None:
+        if task.status != "running" or task.released_at is None or task.timing_out == task.attempt:
             continue
         limit = task.spec.timeout_seconds or settings.task_timeout_seconds
         reason = None

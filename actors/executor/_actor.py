@@ -2,11 +2,14 @@
 
 Listens to: TaskReady, through the consumer `executor` that every executor process shares,
 so adding processes scales execution out.
-Emits: TaskStarted (then acks the TaskReady), TaskHeartbeat while the attempt runs,
-TaskSucceeded or TaskFailed.
+Emits: TaskStarted (then acks the TaskReady), TaskHeartbeat while the attempt runs (one
+batch per interval for all its attempts, `_fence.py`), TaskSucceeded or TaskFailed.
 Decides: nothing about retries. A failure is reported with its kind and whether a retry
-could help; the distributor alone decides. A task succeeds once: TaskSucceeded's id names
-the task, not the attempt, so a late second success is a duplicate the log drops.
+could help; the distributor alone decides. Results are per attempt (their ids name the
+attempt); the distributor takes the result of the attempt it is waiting for and records
+any other as late. An attempt the executor learns was timed out (TaskTimedOut), or whose
+heartbeats stopped reaching the stream for longer than the loss threshold, is abandoned:
+no more heartbeats, no result.
 """
 
 from __future__ import annotations
@@ -30,16 +33,19 @@ from events import (
     Event,
     MalformedEvent,
     TaskFailed,
-    TaskHeartbeat,
     TaskReady,
     TaskStarted,
     TaskSucceeded,
+    TaskTimedOut,
+    WorkflowCancelled,
     decode_message,
     derive_id,
     now,
     resolve,
+    subject_of_type,
 )
 
+from ._fence import Attempt, Fence
 from ._kinds import run_task
 from ._outcome import TaskError
 
@@ -62,7 +68,7 @@ class Executor:
         self.settings = settings
         self.executor_id = executor_id
         self.running: set[asyncio.Task[None]] = set()
-        self.by_workflow: dict[str, set[asyncio.Task[Event]]] = {}  # the attempts running per workflow
+        self.fence = Fence(settings, executor_id, self.name)
         self.cancelled: set[str] = set()
 
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -73,19 +79,26 @@ class Executor:
                 CONSUMER, POLICY, subjects=(SUBJECT,), new_only=True))
         except nats.js.errors.BadRequestError:
             pass  # it exists: executors share it
-        batches = PullBatches(bus.nc, bus.stream.name, CONSUMER, batch=self.settings.executor_concurrency, poll=0.05)
+        concurrency = self.settings.executor_concurrency
+        batches = PullBatches(bus.nc, bus.stream.name, CONSUMER, batch=concurrency, poll=0.05)
         await batches.start()
-        # Cancellation reaches running attempts at once, through a plain subscription: an end
-        # missed while this executor was down concerns no attempt it is running.
-        ends = await bus.nc.subscribe("ymera.wf.*.cancelled", cb=self._on_cancelled)
+        # Cancellations and timeouts reach running attempts at once, through plain subscriptions:
+        # one missed while this executor was down concerns no attempt it is running.
+        ends = await bus.nc.subscribe(subject_of_type(WorkflowCancelled), cb=self._on_cancelled)
+        timeouts = await bus.nc.subscribe(subject_of_type(TaskTimedOut), cb=self._on_timed_out)
+        beating_stop = asyncio.Event()
+        beating = asyncio.create_task(self.fence.beat(bus, beating_stop))
         if ready is not None:
             ready.set()
-        _log.info("executor started", executor=self.executor_id, concurrency=self.settings.executor_concurrency)
-        # No client-wide timeout: each attempt is bounded by its own time limit in run_task.
-        async with httpx.AsyncClient(timeout=None) as http:
+        _log.info("executor started", executor=self.executor_id, concurrency=concurrency)
+        # No client-wide timeout: each attempt is bounded by its own time limit in run_task. The
+        # pool holds a connection per attempt that may run: a smaller one queues attempts inside
+        # httpx, inflating their duration_ms (BENCHMARKS.md, "1,000 LLM calls in flight").
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(timeout=None, limits=limits) as http:
             try:
                 while not stop.is_set():
-                    free = self.settings.executor_concurrency - len(self.running)
+                    free = concurrency - len(self.running)
                     if free <= 0:
                         await asyncio.wait(self.running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
                         continue
@@ -98,6 +111,11 @@ class Executor:
                 await ends.unsubscribe()
                 if self.running:
                     await asyncio.gather(*self.running, return_exceptions=True)
+                await timeouts.unsubscribe()
+                beating_stop.set()
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
 
     async def _attempt(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
         try:
@@ -122,6 +140,7 @@ class Executor:
         started = TaskStarted(id=derive_id(ready.workflow_id, "TaskStarted", ready.task_id, ready.attempt),
                               ts=now(), workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name,
                               task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id)
+        stamped = time.monotonic()
         # The task starts while TaskStarted is on its way; the TaskReady is acked, and the
         # result published, only once the stream has TaskStarted.
         started_ack = await bus.send([started])
@@ -132,32 +151,38 @@ class Executor:
             work.cancel()
             raise
         await msg.ack()
-        beating = asyncio.create_task(self._heartbeat(bus, ready))
-        self.by_workflow.setdefault(ready.workflow_id, set()).add(work)
+        attempt = Attempt(ready, work, alive_at=stamped)
+        self.fence.add(attempt)
         try:
             result = await work
         except asyncio.CancelledError:
+            if attempt.abandoned is not None:
+                return
             if ready.workflow_id not in self.cancelled:
                 raise
             result = self._failed(self._common(ready), ready, 0.0, "the workflow was cancelled", "cancelled", False,
                                   None)
         finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
-            attempts = self.by_workflow.get(ready.workflow_id, set())
-            attempts.discard(work)
-            if not attempts:
-                self.by_workflow.pop(ready.workflow_id, None)
-        await bus.publish(result)
+            self.fence.remove(attempt)
+        # A result that could only arrive late is not published (`_fence.py`).
+        if self.fence.still_ours(attempt):
+            await bus.publish(result)
 
     async def _on_cancelled(self, msg: Msg) -> None:
         workflow_id = msg.subject.split(".")[2]
-        attempts = self.by_workflow.get(workflow_id)
+        attempts = self.fence.of_workflow(workflow_id)
         if attempts:
             self.cancelled.add(workflow_id)
-            for work in attempts:
-                work.cancel()
+            for attempt in attempts:
+                attempt.work.cancel()
+
+    async def _on_timed_out(self, msg: Msg) -> None:
+        try:
+            event = decode_message(msg.subject, msg.data)
+        except MalformedEvent:
+            return
+        if isinstance(event, TaskTimedOut):
+            self.fence.timed_out((event.workflow_id, event.task_id, event.attempt), event.reason)
 
     async def _run(self, bus: Bus, http: httpx.AsyncClient, ready: TaskReady) -> Event:
         assert ready.spec is not None
@@ -175,7 +200,7 @@ class Executor:
             _log.exception("task kind crashed", task=ready.task_id, workflow=ready.workflow_id)
             return self._failed(common, ready, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
         common["ts"] = now()
-        return TaskSucceeded(id=derive_id(ready.workflow_id, "TaskSucceeded", ready.task_id), **common,
+        return TaskSucceeded(id=derive_id(ready.workflow_id, "TaskSucceeded", ready.task_id, ready.attempt), **common,
                              output=outcome.output, duration_ms=(time.perf_counter() - t0) * 1000,
                              model=outcome.model, cost_usd=outcome.cost_usd, usage=outcome.usage)
 
@@ -200,16 +225,3 @@ class Executor:
                 value = msgspec.json.decode(data)
             out[task_id] = value
         return out
-
-    async def _heartbeat(self, bus: Bus, ready: TaskReady) -> None:
-        beat = 0
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_seconds)
-            beat += 1
-            try:
-                await bus.publish(TaskHeartbeat(
-                    id=derive_id(ready.workflow_id, "TaskHeartbeat", ready.task_id, ready.attempt, beat), ts=now(),
-                    workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name, task_id=ready.task_id,
-                    attempt=ready.attempt, executor=self.executor_id, beat=beat))
-            except BusError as exc:
-                _log.warning("heartbeat not published", task=ready.task_id, error=str(exc))
