@@ -1,0 +1,132 @@
+"""Fencing: copies the stream holds past its duplicate window are folded once, and a result of
+an attempt that was timed out is never the task's result.
+
+The paused-executor scenario (an executor SIGSTOPped mid-attempt, resumed after the retry
+finished) is in tests/test_fencing_paused.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import bus
+import events
+import store
+from actors import Settings
+from actors._runtime import rebuild, run_actor
+from actors.monitor import Monitor
+from actors.monitor._metrics import Metrics, report
+from store import _once
+
+from .support import running_writer, wait_until
+
+
+def _common(workflow_id: str, cause: str | None = None) -> dict:
+    return {"id": events.new_id(), "ts": events.now(), "workflow_id": workflow_id, "causation_id": cause}
+
+
+def _run(workflow_id: str) -> list[events.Event]:
+    """One workflow: a task timed out, retried, and succeeded; the paused first attempt's result
+    arrives after the timeout (a distinct id: results are per attempt)."""
+    sub = events.WorkflowSubmitted(**_common(workflow_id), tasks=[events.TaskSpec(id="t", type="llm")])
+    task = {"task_id": "t"}
+    return [
+        sub,
+        events.WorkflowAdmitted(**_common(workflow_id, sub.id), principal="p"),
+        events.WorkflowValidated(**_common(workflow_id), levels=[["t"]]),
+        events.TaskReady(**_common(workflow_id), **task, attempt=1),
+        events.TaskStarted(**_common(workflow_id), **task, attempt=1, executor="ex-paused"),
+        events.TaskTimedOut(**_common(workflow_id), **task, attempt=1, reason="executor lost: no heartbeat for 15s"),
+        events.TaskReady(**_common(workflow_id), **task, attempt=2),
+        events.TaskStarted(**_common(workflow_id), **task, attempt=2, executor="ex-2"),
+        events.TaskSucceeded(**_common(workflow_id), **task, attempt=1, output="late", duration_ms=95_000.0,
+                             model="m", usage={"total_tokens": 900}),
+        events.TaskSucceeded(**_common(workflow_id), **task, attempt=2, output="ok", duration_ms=800.0,
+                             model="m", usage={"total_tokens": 9}),
+        events.OutcomeChecked(**_common(workflow_id), **task, attempt=2, passed=True),
+        events.WorkflowCompleted(**_common(workflow_id), overall_quality=0.9),
+    ]
+
+
+async def _copy(connection: bus.Bus, event: events.Event) -> None:
+    """Publish `event` again without its Nats-Msg-Id: the stream keeps it, as past the window."""
+    await connection.js.publish(events.subject_of(event), events.encode(event))
+
+
+async def test_the_monitor_folds_each_event_once_whatever_the_stream_holds(
+    nats_bus: bus.Bus, event_log: store.SqliteEventLog,
+) -> None:
+    first, second = _run("wf-copied"), _run("wf-other")
+    monitor = Monitor(Settings(enable_continuous_monitoring=False))
+    live = store.LiveProjection(Metrics(), nats_bus, 1)
+    stop = asyncio.Event()
+    async with running_writer(nats_bus, event_log) as writer:
+        ready = asyncio.Event()
+        tasks = [asyncio.create_task(run_actor(monitor, nats_bus, stop, ready)), asyncio.create_task(live.run(stop))]
+        await ready.wait()
+        await nats_bus.publish_many(first[:10])
+        await _copy(nats_bus, first[9])  # a copy while the run is active
+        await _copy(nats_bus, first[4])
+        await nats_bus.publish_many(first[10:])
+        await _copy(nats_bus, first[9])  # copies after the run ended
+        await _copy(nats_bus, first[8])
+        await nats_bus.publish_many(second)
+        await _copy(nats_bus, first[0])  # the submission again, while another workflow runs
+        await _copy(nats_bus, second[9])
+        last = (await nats_bus.js.stream_info(bus.STREAM)).state.last_seq
+        await wait_until(lambda: writer.position >= last, what="the log has every message")
+        await live.wait_for(last)
+        await _caught_up(nats_bus, "monitor")
+        stop.set()
+        await asyncio.gather(*tasks)
+    rebuilt, _ = await store.rebuild(Metrics(), event_log)
+    from_log = report(rebuilt)
+    assert report(monitor.state) == from_log
+    assert report(live.state) == from_log
+    assert (from_log["tasks"]["succeeded"], from_log["tasks"]["late"], from_log["tasks"]["timed_out"]) == (2, 2, 2)
+    assert from_log["models"]["m"]["tokens"] == 18
+    assert from_log["models"]["m"]["mean_duration_ms"] == 800.0
+    assert from_log["workflows"]["completed"] == 2
+    # The monitor restarted on the same stream folds it to the same report.
+    restarted = Monitor(Settings(enable_continuous_monitoring=False))
+    await rebuild(restarted, nats_bus)
+    assert report(restarted.state) == from_log
+    # What the gates remember is bounded by the runs still active: none.
+    assert (monitor.once.runs, live.once.runs, restarted.once.runs) == ({}, {}, {})
+
+
+async def _caught_up(connection: bus.Bus, consumer: str) -> None:
+    for _ in range(400):
+        info = await connection.js.consumer_info(connection.stream.name, consumer)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"consumer {consumer} did not catch up")
+
+
+def test_the_gate_drops_copies_across_runs_of_one_workflow_id_and_forgets_within_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_once, "LOOSE_KEPT", 50)
+    gate = store.Once()
+    run1, run2 = _run("wf"), _run("wf")
+    assert [gate.admit(e) for e in run1] == [True] * len(run1)
+    assert gate.runs == {}
+    # A second run of the same workflow id: its own events pass, the first run's copies do not.
+    admitted = [gate.admit(e) for e in [run2[0], run1[9], run1[-1], *run2[1:]]]
+    assert admitted == [True, False, False] + [True] * (len(run2) - 1)
+    # Events of a workflow with no active run are not folded, and neither are their copies later.
+    stray = events.TaskHeartbeat(**_common("wf-3"), task_id="t", attempt=1, executor="ex", beat=7)
+    sub3 = events.WorkflowSubmitted(**_common("wf-3"), tasks=[events.TaskSpec(id="t", type="noop")])
+    assert [gate.admit(stray), gate.admit(sub3), gate.admit(stray)] == [False, True, False]
+    # Memory: the active run's ids, and at most LOOSE_KEPT forgotten ones.
+    for n in range(20):
+        for e in _run(f"wf-many-{n}"):
+            gate.admit(e)
+    assert (list(gate.runs), len(gate.loose)) == (["wf-3"], 50)
+    # Each stream seq is rejected once.
+    rejected = events.MessageRejected(**_common("wf-3"), subject="ymera.wf.wf-3.submitted", reason="not JSON",
+                                      excerpt="{", size=1, stream_seq=41)
+    assert [gate.admit(rejected), gate.admit(rejected)] == [True, False]
