@@ -19,6 +19,8 @@ from actors._runtime import rebuild, run_actor
 from actors.monitor import Monitor
 from actors.monitor._metrics import Metrics, report
 from store import _once
+from ymera import WorkflowClient
+from ymera._client import history
 
 from .support import running_writer, wait_until
 
@@ -130,3 +132,18 @@ def test_the_gate_drops_copies_across_runs_of_one_workflow_id_and_forgets_within
     rejected = events.MessageRejected(**_common("wf-3"), subject="ymera.wf.wf-3.submitted", reason="not JSON",
                                       excerpt="{", size=1, stream_seq=41)
     assert [gate.admit(rejected), gate.admit(rejected)] == [True, False]
+
+
+async def test_the_client_sees_each_event_of_a_workflow_once(nats_bus: bus.Bus) -> None:
+    run = _run("wf-followed")
+    client = WorkflowClient(nats_bus)
+    seq = await client.submit(run[0])  # type: ignore[arg-type]
+    await nats_bus.publish_many(run[1:10])
+    await _copy(nats_bus, run[9])
+    await _copy(nats_bus, run[3])
+    await nats_bus.publish_many(run[10:])
+    end, seen = await client.wait("wf-followed", seq, timeout=30)
+    assert end == run[-1]
+    assert [e.id for e in seen] == [e.id for e in run]
+    await _copy(nats_bus, run[8])
+    assert [e.id for e in await history(nats_bus, "wf-followed")] == [e.id for e in run]
