@@ -19,7 +19,7 @@ import contextlib
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 import nats.errors
 import nats.js.errors
@@ -47,6 +47,7 @@ from events import (
 
 from ._fence import Attempt, Fence
 from ._kinds import run_task
+from ._llm import http_client
 from ._outcome import TaskError
 
 __all__ = ["Executor"]
@@ -91,11 +92,9 @@ class Executor:
         if ready is not None:
             ready.set()
         _log.info("executor started", executor=self.executor_id, concurrency=concurrency)
-        # No client-wide timeout: each attempt is bounded by its own time limit in run_task. The
-        # pool holds a connection per attempt that may run: a smaller one queues attempts inside
-        # httpx, inflating their duration_ms (BENCHMARKS.md, "1,000 LLM calls in flight").
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(timeout=None, limits=limits) as http:
+        # A connection per attempt that may run: fewer would queue attempts inside the client,
+        # inflating their duration_ms (BENCHMARKS.md, "1,000 LLM calls in flight").
+        async with http_client(concurrency) as http:
             try:
                 while not stop.is_set():
                     free = concurrency - len(self.running)
@@ -117,14 +116,14 @@ class Executor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await beating
 
-    async def _attempt(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
+    async def _attempt(self, bus: Bus, http: aiohttp.ClientSession, msg: Msg) -> None:
         try:
             await self._attempt_once(bus, http, msg)
         except BusError as exc:
             # Unacked, the TaskReady comes back; started, the attempt is timed out and retried.
             _log.warning("attempt not reported", error=str(exc))
 
-    async def _attempt_once(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
+    async def _attempt_once(self, bus: Bus, http: aiohttp.ClientSession, msg: Msg) -> None:
         try:
             ready = decode_message(msg.subject, msg.data)
         except MalformedEvent:
@@ -184,7 +183,7 @@ class Executor:
         if isinstance(event, TaskTimedOut):
             self.fence.timed_out((event.workflow_id, event.task_id, event.attempt), event.reason)
 
-    async def _run(self, bus: Bus, http: httpx.AsyncClient, ready: TaskReady) -> Event:
+    async def _run(self, bus: Bus, http: aiohttp.ClientSession, ready: TaskReady) -> Event:
         assert ready.spec is not None
         t0 = time.perf_counter()
         common = self._common(ready)
