@@ -93,6 +93,15 @@ class Bus:
             raise failed
         return [f.result() for f in futures]
 
+    async def pending(self, consumer: str) -> int | None:
+        """Messages durable consumer `consumer` has not delivered yet; None if unknown (no such
+        consumer, no answer)."""
+        try:
+            info = await self.js.consumer_info(self.stream.name, consumer)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+            return None
+        return int(info.num_pending)
+
     async def follow(self, start_seq: int = 1, subject: str = ALL_SUBJECTS) -> JetStreamContext.PushSubscription:
         """An ordered, unacknowledged reader of the stream from `start_seq` (live views, tail)."""
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start_seq, 1))

@@ -8,6 +8,7 @@ finished) is in tests/test_fencing_paused.py.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -16,8 +17,10 @@ import events
 import store
 from actors import Settings
 from actors._runtime import rebuild, run_actor
+from actors.distributor import Distributor
 from actors.monitor import Monitor
 from actors.monitor._metrics import Metrics, report
+from bus import ConsumerPolicy, consumer_config
 from store import _once
 from ymera import WorkflowClient
 from ymera._client import history
@@ -147,3 +150,33 @@ async def test_the_client_sees_each_event_of_a_workflow_once(nats_bus: bus.Bus) 
     assert [e.id for e in seen] == [e.id for e in run]
     await _copy(nats_bus, run[8])
     assert [e.id for e in await history(nats_bus, "wf-followed")] == [e.id for e in run]
+
+
+async def test_a_distributor_behind_the_stream_does_not_take_its_lag_for_a_lost_executor(nats_bus: bus.Bus) -> None:
+    settings = Settings(heartbeat_seconds=0.5)  # lost after 1.5 s of silence
+    ten_s_ago = events.now() - timedelta(seconds=10)  # how far behind the distributor's reading is
+
+    def common() -> dict:
+        return {**_common("wf-busy"), "ts": ten_s_ago}
+
+    read = [events.WorkflowSubmitted(**common(), tasks=[events.TaskSpec(id="t", type="sleep")]),
+            events.WorkflowValidated(**common(), levels=[["t"]]),
+            events.TaskReady(**common(), task_id="t", attempt=1),
+            events.TaskStarted(**common(), task_id="t", attempt=1, executor="ex")]
+    unread = events.TaskHeartbeat(**_common("wf-busy"), task_id="t", attempt=1, executor="ex", beat=19)
+    await nats_bus.publish_many([*read, unread])
+    await nats_bus.js.add_consumer(nats_bus.stream.name, consumer_config(
+        Distributor.name, ConsumerPolicy(), subjects=Distributor.subjects))
+    distributor = Distributor(settings)
+    distributor.bus = nats_bus
+    for event in read:
+        distributor.apply(event)
+    # The heartbeat is in the stream, not yet read: no timeout.
+    assert await distributor.reconcile(events.now()) == []
+    # Caught up (nothing pending), the silence is the executor's: timed out.
+    await nats_bus.js.delete_consumer(nats_bus.stream.name, Distributor.name)
+    await nats_bus.js.add_consumer(nats_bus.stream.name, consumer_config(
+        Distributor.name, ConsumerPolicy(), subjects=Distributor.subjects, new_only=True))
+    [timed_out] = await distributor.reconcile(events.now())
+    assert isinstance(timed_out, events.TaskTimedOut)
+    assert (timed_out.attempt, timed_out.reason) == (1, "executor lost: no heartbeat for 1.5s")

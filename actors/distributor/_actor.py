@@ -53,9 +53,12 @@ class Distributor(Actor):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.state = DistributorState()
+        self.read_until: datetime | None = None  # the newest timestamp among the events read from the stream
 
     def apply(self, event: Event) -> None:
         self.state.apply(event)
+        if self.read_until is None or event.ts > self.read_until:
+            self.read_until = event.ts
 
     async def react(self, event: Event) -> list[Event]:
         return await self.handle([event])
@@ -80,14 +83,21 @@ class Distributor(Actor):
 
     async def reconcile(self, at: datetime) -> list[Event]:
         out: list[Event] = []
+        behind = await self._behind()
         for workflow_id in list(self.state.workflows):
-            out.extend(self._settle(workflow_id, at, None))
+            out.extend(self._settle(workflow_id, at, None, self.read_until if behind else None))
         started = activate_queued(self.state, self.settings, at)
         self._fold(started)
         out.extend(started)
         return out
 
-    def _settle(self, workflow_id: str, at: datetime | None, cause: str | None) -> list[Event]:
+    async def _behind(self) -> bool:
+        """Whether the stream holds events on our subjects that we have not read yet."""
+        # Unknown (no bus, the consumer not created yet at start, no answer): judge by the clock.
+        return self.bus is not None and bool(await self.bus.pending(self.name))
+
+    def _settle(self, workflow_id: str, at: datetime | None, cause: str | None,
+                read_until: datetime | None = None) -> list[Event]:
         """Decide and fold until nothing new follows (a skip leads to a skip, then to the end)."""
         out: list[Event] = []
         seen: set[str] = set()
@@ -95,7 +105,7 @@ class Distributor(Actor):
             wf = self.state.workflows.get(workflow_id)
             if wf is None:
                 break
-            fresh = [e for e in decide(self.state, wf, self.settings, at, cause) if e.id not in seen]
+            fresh = [e for e in decide(self.state, wf, self.settings, at, cause, read_until) if e.id not in seen]
             if not fresh:
                 break
             seen.update(e.id for e in fresh)
