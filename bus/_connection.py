@@ -93,6 +93,16 @@ class Bus:
             raise failed
         return [f.result() for f in futures]
 
+    async def last(self, subject: str) -> bytes | None:
+        """The payload of the newest message on `subject` in the stream; None if there is none."""
+        try:
+            msg = await self.js.get_last_msg(self.stream.name, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"could not read the stream: {exc}") from exc
+        return bytes(msg.data or b"")
+
     async def pending(self, consumer: str) -> int | None:
         """Messages durable consumer `consumer` has not delivered yet; None if unknown (no such
         consumer, no answer)."""

@@ -18,6 +18,7 @@ import store
 from actors import Settings
 from actors._runtime import rebuild, run_actor
 from actors.distributor import Distributor
+from actors.executor._actor import CONSUMER, POLICY, SUBJECT, Executor
 from actors.monitor import Monitor
 from actors.monitor._metrics import Metrics, report
 from bus import ConsumerPolicy, consumer_config
@@ -180,3 +181,29 @@ async def test_a_distributor_behind_the_stream_does_not_take_its_lag_for_a_lost_
     [timed_out] = await distributor.reconcile(events.now())
     assert isinstance(timed_out, events.TaskTimedOut)
     assert (timed_out.attempt, timed_out.reason) == (1, "executor lost: no heartbeat for 1.5s")
+
+
+async def test_a_redelivered_attempt_that_was_timed_out_is_not_started_again(nats_bus: bus.Bus) -> None:
+    # Its first executor published TaskStarted, then froze before acking the TaskReady.
+    await nats_bus.js.add_consumer(nats_bus.stream.name, consumer_config(
+        CONSUMER, POLICY, subjects=(SUBJECT,), new_only=True))
+    spec = events.TaskSpec(id="t", type="echo", parameters={"text": "hi"})
+    ready = events.TaskReady(**_common("wf-frozen"), task_id="t", attempt=1, spec=spec)
+    await nats_bus.publish_many([
+        ready, events.TaskStarted(**_common("wf-frozen"), task_id="t", attempt=1, executor="ex-frozen"),
+        events.TaskTimedOut(**_common("wf-frozen"), task_id="t", attempt=1, reason="executor lost"),
+    ])
+    first = bus.PullBatches(nats_bus.nc, nats_bus.stream.name, CONSUMER, batch=1)
+    await first.start()
+    [held] = await first.next()
+    await held.nak()  # given back at once: the second delivery goes to a healthy executor
+    await first.stop()
+    stop = asyncio.Event()
+    executor = Executor(Settings(), "ex-healthy")
+    running = asyncio.create_task(executor.run(nats_bus, stop))
+    await _caught_up(nats_bus, CONSUMER)
+    stop.set()
+    await running
+    stream = await history(nats_bus, "wf-frozen")
+    assert [(type(e).__name__, getattr(e, "executor", None)) for e in stream
+            if isinstance(e, events.TaskStarted | events.TaskSucceeded)] == [("TaskStarted", "ex-frozen")]

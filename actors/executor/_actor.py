@@ -27,7 +27,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from actors._settings import Settings
-from bus import Bus, BusError, ConsumerPolicy, PullBatches, check_consumer, consumer_config
+from bus import Bus, BusError, ConsumerPolicy, PullBatches, check_consumer, consumer_config, deliveries
 from events import (
     BlobRef,
     Event,
@@ -42,6 +42,7 @@ from events import (
     derive_id,
     now,
     resolve,
+    subject_of,
     subject_of_type,
 )
 
@@ -132,6 +133,9 @@ class Executor:
         if not isinstance(ready, TaskReady):
             await msg.ack()
             return
+        if deliveries(msg) > 1 and await self._timed_out_already(bus, ready):
+            await msg.ack()
+            return
         if ready.blobs:
             resolved = await resolve(ready, bus.get_blob)
             assert isinstance(resolved, TaskReady)
@@ -166,6 +170,24 @@ class Executor:
         # A result that could only arrive late is not published (`_fence.py`).
         if self.fence.still_ours(attempt):
             await bus.publish(result)
+
+    async def _timed_out_already(self, bus: Bus, ready: TaskReady) -> bool:
+        """Whether a redelivered attempt was timed out while its first executor held it (paused
+        between publishing TaskStarted and acking): then it is no one's to run any more."""
+        probe = TaskTimedOut(id="", ts=ready.ts, workflow_id=ready.workflow_id, task_id=ready.task_id,
+                             attempt=ready.attempt, reason="")
+        data = await bus.last(subject_of(probe))
+        if data is None:
+            return False
+        try:
+            last = decode_message(subject_of(probe), data)
+        except MalformedEvent:
+            return False
+        if isinstance(last, TaskTimedOut) and last.attempt >= ready.attempt:
+            _log.warning("redelivered attempt not started: it was timed out", workflow=ready.workflow_id,
+                         task=ready.task_id, attempt=ready.attempt, reason=last.reason)
+            return True
+        return False
 
     async def _on_cancelled(self, msg: Msg) -> None:
         workflow_id = msg.subject.split(".")[2]
