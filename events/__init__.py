@@ -9,7 +9,7 @@ from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt
 from ._envelope import NO_WORKFLOW, BlobRef, EventBase, Name, WorkflowId, derive_id, new_id, now
 from ._errors import BlobError, EventTooLarge, MalformedEvent, YmeraError
 from ._schema import json_schema
-from ._subjects import ALL_SUBJECTS, PREFIX, subject_of, workflow_subjects
+from ._subjects import ALL_SUBJECTS, PREFIX, subject_filter, subject_of, workflow_subjects
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -39,6 +39,7 @@ from ._workflow import (
     WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
+    run_of,
 )
 
 __all__ = [
@@ -98,6 +99,8 @@ __all__ = [
     "now",
     "offload",
     "resolve",
+    "run_of",
+    "subject_filter",
     "subject_of",
     "workflow_subjects",
 ]

@@ -60,9 +60,10 @@ def test_submit_stores_the_workflow_on_the_embedded_defaults_and_leaves_no_serve
     assert audit.returncode == 0
     assert audit.stdout.startswith("audit: ok, 1 events and 0 blobs verified, head seq 1, head hash ")
 
+    run_id = lines[0].split(" as event ")[1].split(",")[0]
     replay = ymera("replay", "--projection", "workflow_status", env=env)
     assert json.loads(replay.stdout) == {"projection": "workflow_status", "through_seq": 1,
-                                         "state": {"design-review-1": "submitted"}}
+                                         "state": {"design-review-1": {run_id: "submitted"}}}
 
     # The stream kept the event on disk: a second run on the same data dir finds it.
     tail = ymera("events", "tail", "--from-start", "--limit", "1", env=env)

@@ -105,14 +105,15 @@ class WorkflowOrchestrator:
     async def execute_workflow(self, workflow_id: str, tasks: list[Task], enable_monitoring: bool = True,
                                timeout: float | None = None, principal: str = "api",
                                max_parallel_tasks: int | None = None) -> dict[str, Any]:
-        """Submit and wait for the end; the result dict has status, overall_quality and per-task results."""
+        """Run the workflow and wait for the run's end; the result dict has status, run_id, overall_quality
+        and per-task results. The same id may run again once its previous run has ended."""
         await self.start()
         assert self._bus is not None
         submission = WorkflowSubmitted(id=new_id(), ts=now(), workflow_id=workflow_id, principal=principal,
                                        tasks=[t.spec() for t in tasks], max_parallel_tasks=max_parallel_tasks)
         client = WorkflowClient(self._bus)
         seq = await client.submit(submission)
-        end, seen = await client.wait(workflow_id, seq, timeout=timeout)
+        end, seen = await client.wait(workflow_id, seq, timeout=timeout, run_id=submission.id)
         result = result_of(end, seen)
         if enable_monitoring:
             result["monitoring"] = self.monitor.get_monitoring_report()
