@@ -40,15 +40,16 @@ def test_the_readme_first_command_succeeds_twice_in_a_row_in_the_same_directory(
     (tmp_path / "examples").mkdir()
     (tmp_path / "examples" / "pipeline.yaml").write_bytes((EXAMPLES / "pipeline.yaml").read_bytes())
     env = {k: v for k, v in ymera_env(tmp_path).items() if k != "YMERA_DATA_DIR"}  # the default: ./.ymera
-    run_ids = []
+    outputs = []
     for n in (1, 2):
         run = ymera("run", "examples/pipeline.yaml", env=env, cwd=tmp_path)
         assert run.returncode == 0, run.stdout + run.stderr
         assert "workflow pipeline-1: completed, overall quality 1.00, " in run.stdout
-        run_ids.append(run.stdout.split("\n  run ")[1].split("\n")[0])
         audit = ymera("audit", "verify", env=env, cwd=tmp_path)
         assert audit.returncode == 0, audit.stderr
         assert audit.stdout.startswith(f"audit: ok, {24 * n} events and 0 blobs verified")
+        outputs.append(run.stdout)
+    run_ids = [out.split("\n  run ")[1].split("\n")[0] for out in outputs]
     assert run_ids[0] != run_ids[1]
 
     runs = ymera("runs", "pipeline-1", env=env, cwd=tmp_path)
