@@ -109,7 +109,8 @@ async def test_tail_filters_by_workflow_and_type(tmp_path: Path, nats_server: bu
     connection = await bus.connect(nats_server.url)
     try:
         await connection.publish_many([started("wf-a", "t1"), started("wf-b", "t2"), started("wf-a", "t3")])
-        await connection.publish(events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf-a"))
+        submission = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf-a")
+        await connection.publish(submission)
         await connection.js.publish("ymera.wf.x.submitted", b"garbage")
     finally:
         await connection.close()
@@ -121,6 +122,7 @@ async def test_tail_filters_by_workflow_and_type(tmp_path: Path, nats_server: bu
                                                      ["WorkflowSubmitted", "wf-a"]]
     assert lines[0].split()[0] == "1"
     assert "t1  attempt=1 executor=ex-0" in lines[0]
+    assert f"wf-a   run={submission.id[:8]} " in lines[2]  # a line shows its run
 
     by_type = ymera("events", "tail", "--from-start", "--type", "WorkflowSubmitted", "--limit", "1", env=env)
     assert by_type.stdout.split()[2:4] == ["WorkflowSubmitted", "wf-a"]
