@@ -234,9 +234,8 @@ def _end(run: Run, event: WorkflowCompleted | WorkflowFailed) -> None:
     if isinstance(event, WorkflowFailed):
         run.reason = event.reason
     for result in event.results:
-        task = run.tasks.get(result.task_id)
-        if task is None:
-            continue
+        # A task unknown so far came in a submission whose task list was read from a blob.
+        task = run.tasks.setdefault(result.task_id, TaskRun(max_attempts=result.attempts))
         task.state, task.attempts = result.status, result.attempts
         task.reason = result.error if result.status != "succeeded" else None
         if result.quality is not None:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import bus
+import events
 
 from .conftest import spawn_ymera, ymera, ymera_env
 
@@ -186,3 +187,22 @@ def _wait_for_status(env: dict[str, str], workflow_id: str, line: str, timeout: 
         assert time.monotonic() < deadline, lines
         time.sleep(0.2)
     return lines
+
+
+async def test_status_names_an_ambiguous_or_unknown_run_and_runs_lists_undecided_ones(
+        tmp_path: Path, nats_server: bus.EmbeddedServer) -> None:
+    connection = await bus.connect(nats_server.url)
+    try:  # a client may choose its submissions' ids, so two runs can share a prefix
+        for run_id in ("aa1", "aa2"):
+            await connection.publish(events.WorkflowSubmitted(id=run_id, ts=events.now(), workflow_id="wf"))
+    finally:
+        await connection.close()
+    env = ymera_env(tmp_path, nats_server.url)
+    ambiguous = ymera("status", "wf", "--run", "aa", env=env)
+    assert (ambiguous.returncode, ambiguous.stderr) == (
+        1, "ymera: run aa is ambiguous: 2 runs of workflow wf begin with it\n")
+    one = ymera("status", "wf", "--run", "aa1", env=env)
+    assert one.stdout.splitlines() == ["workflow wf: submitted", "  run aa1"]
+    runs = ymera("runs", "wf", env=env)
+    assert [line.split()[::3] for line in runs.stdout.splitlines()[1:]] == [["aa1", "submitted"], ["aa2", "submitted"]]
+    assert [line.split()[-1] for line in runs.stdout.splitlines()[1:]] == ["-", "-"]  # no duration while active

@@ -198,7 +198,8 @@ def _pick_run(runs: store.Runs, workflow_id: str, prefix: str) -> store.Run:
     if not matches:
         raise events.YmeraError(f"workflow {workflow_id} has no run {prefix} (`ymera runs {workflow_id}` lists them)")
     if len(matches) > 1:
-        raise events.YmeraError(f"run {prefix} is ambiguous: {len(matches)} runs of workflow {workflow_id} start so")
+        raise events.YmeraError(
+            f"run {prefix} is ambiguous: {len(matches)} runs of workflow {workflow_id} begin with it")
     return matches[0]
 
 
