@@ -156,12 +156,13 @@ async def test_a_workflow_id_runs_again_once_its_run_ended_and_never_twice_at_on
         async with connected(nats_server.url) as connection:
             await wait_for_actors(connection)
             client = WorkflowClient(connection)
-            first = submission("wf-again", sleep("s", 1.0))
+            first = submission("wf-again", sleep("s", 60))
             first_seq = await client.submit(first)
             await wait_for(connection, "ymera.task.wf-again.s.started")
             # Security folds which run is active from events: a restart does not forget it.
             actors.kill_and_restart(actors.index("security"))
             while_active = await run_to_end(connection, submission("wf-again", sleep("s", 0)))
+            await client.cancel("wf-again", "make way", run_id=first.id)
             first_end, _ = await client.wait("wf-again", first_seq, timeout=60, run_id=first.id)
             actors.kill_and_restart(actors.index("security"))  # ... nor that it ended
             after = submission("wf-again", sleep("s", 0))
@@ -172,12 +173,12 @@ async def test_a_workflow_id_runs_again_once_its_run_ended_and_never_twice_at_on
     assert isinstance(while_active, events.WorkflowRefused)
     assert while_active.reason == (f"workflow wf-again already has an active run {first.id}; "
                                    "wait for it to end or cancel it")
-    assert isinstance(first_end, events.WorkflowCompleted)
+    assert isinstance(first_end, events.WorkflowCancelled)
     assert isinstance(after_end, events.WorkflowCompleted)
     assert after_end.run_id == after.id
     # Each run's events are its own: none was dropped as a copy of the other run's.
-    successes = [(e.run_id, e.task_id) for e in seen if isinstance(e, events.TaskSucceeded)]
-    assert successes == [(first.id, "s"), (after.id, "s")]
+    starts = [(e.run_id, e.task_id, e.attempt) for e in seen if isinstance(e, events.TaskStarted)]
+    assert starts == [(first.id, "s", 1), (after.id, "s", 1)]
     assert all(e.run_id in (first.id, after.id, while_active.run_id) for e in seen
                if not isinstance(e, events.WorkflowSubmitted))
 
