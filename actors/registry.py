@@ -221,8 +221,11 @@ def template_references(text: str) -> list[str]:
     return TEMPLATE_REFERENCE.findall(text) if "{{" in text else []
 
 
-def number_in_string(value: Any) -> str | None:
-    """For a string where a number belongs, the words a user needs: "the string '1e12' (YAML 1.1 …)"; else None."""
+def number_in_string(value: Any, integer: bool = False) -> str | None:
+    """For a string where a number belongs, the words a user needs: "the string '1e12' (YAML 1.1 …)"; else None.
+
+    With `integer`, the advice is the integer written out (1e3: 1000) when the number is whole.
+    """
     if not isinstance(value, str):
         return None
     match = _EXPONENT_NUMBER.fullmatch(value)
@@ -232,6 +235,9 @@ def number_in_string(value: Any) -> str | None:
     if fraction is not None and exp_sign:
         return None  # YAML 1.1 reads this as a number: it was quoted on purpose
     yaml11 = f"{sign}{whole}.{fraction or '0'}e{exp_sign or '+'}{exponent}"
+    number = float(value)
+    if integer and abs(number) < 1e15 and number.is_integer():
+        yaml11 = str(int(number))
     return f"the string {value!r} (YAML 1.1 reads {value} as a string; write {yaml11})"
 
 

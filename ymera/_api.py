@@ -18,7 +18,7 @@ from actors import Settings, load_settings
 from actors._supervisor import run_all
 from actors.monitor import Metrics, MetricsState, report
 from bus import Bus, EmbeddedServer, open_local
-from events import TaskSpec, WorkflowSubmitted, YmeraError, new_id, now
+from events import TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check_workflow_id, new_id, now
 from store import LiveProjection
 
 from ._client import WorkflowClient, result_of, store_caught_up
@@ -44,6 +44,9 @@ class Task:
     dependencies: list[str] = field(default_factory=list)
     priority: TaskPriority | str = TaskPriority.MEDIUM
     timeout_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        check_task_id(self.task_id)
 
     def spec(self) -> TaskSpec:
         priority = self.priority.value if isinstance(self.priority, TaskPriority) else str(self.priority).upper()
@@ -105,7 +108,13 @@ class WorkflowOrchestrator:
     async def execute_workflow(self, workflow_id: str, tasks: list[Task], enable_monitoring: bool = True,
                                timeout: float | None = None, principal: str = "api",
                                max_parallel_tasks: int | None = None) -> dict[str, Any]:
-        """Submit and wait for the end; the result dict has status, overall_quality and per-task results."""
+        """Submit and wait for the end; the result dict has status, overall_quality and per-task results.
+
+        Ids are checked before anything starts or is published: InvalidId names the id and the rule.
+        """
+        check_workflow_id(workflow_id)
+        for task in tasks:
+            check_task_id(task.task_id)
         await self.start()
         assert self._bus is not None
         submission = WorkflowSubmitted(id=new_id(), ts=now(), workflow_id=workflow_id, principal=principal,

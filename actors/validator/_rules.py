@@ -110,7 +110,8 @@ def _check_parameters(task: TaskSpec, i: int, kind: registry.TaskKind, found: _F
                 _add(found, i, task, field, f"missing required parameter {spec.name!r} ({spec.expected()})")
         elif not spec.accepts(params[spec.name]):
             value = params[spec.name]
-            shown = (spec.type in ("number", "integer") and registry.number_in_string(value)) or _show(value)
+            numeric = spec.type in ("number", "integer")
+            shown = (numeric and registry.number_in_string(value, spec.type == "integer")) or _show(value)
             _add(found, i, task, field, f"parameter {spec.name!r} must be {spec.expected()}, got {shown}")
     names = _NAMES[kind.name]
     if params.keys() - names:
