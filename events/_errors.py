@@ -13,6 +13,7 @@
     │   ├── StoreLocked       another writer holds the event log
     │   └── DuplicateEvent    an append held an id the log already has
     ├── SettingsError         a setting with a value of the wrong kind (actors)
+    ├── GaveUpWaiting         a workflow did not end within the caller's timeout, and what became of it (ymera)
     └── TaskError             one attempt failed: kind, retryable, retry_after (actors.executor)
 
 Each message reads as one line a user can act on; each error keeps its facts as fields.

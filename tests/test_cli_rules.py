@@ -102,7 +102,7 @@ def test_run_gives_up_on_time_while_its_own_executor_runs_an_attempt_and_cancels
 
     ended = asyncio.run(ends())
     assert [(type(e).__name__, e.workflow_id, getattr(e, "reason", None)) for e in ended] == [
-        ("WorkflowCancelled", "slow", "ymera run gave up waiting after 2s")]
+        ("WorkflowCancelled", "slow", "gave up waiting after 2s")]
 
 
 def test_run_without_its_own_actors_gives_up_and_says_the_workflow_goes_on(tmp_path: Path) -> None:

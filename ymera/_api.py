@@ -22,6 +22,7 @@ from events import TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check
 from store import LiveProjection
 
 from ._client import WorkflowClient, result_of, store_caught_up
+from ._deadline import wait_or_give_up
 
 __all__ = ["Task", "TaskPriority", "WorkflowMonitor", "WorkflowOrchestrator"]
 
@@ -111,6 +112,8 @@ class WorkflowOrchestrator:
         """Submit and wait for the end; the result dict has status, overall_quality and per-task results.
 
         Ids are checked before anything starts or is published: InvalidId names the id and the rule.
+        After `timeout` seconds, GaveUpWaiting says what became of the workflow: cancelled if this
+        orchestrator runs the actors (they stop on close), going on if actors elsewhere run it.
         """
         check_workflow_id(workflow_id)
         for task in tasks:
@@ -121,7 +124,7 @@ class WorkflowOrchestrator:
                                        tasks=[t.spec() for t in tasks], max_parallel_tasks=max_parallel_tasks)
         client = WorkflowClient(self._bus)
         seq = await client.submit(submission)
-        end, seen = await client.wait(workflow_id, seq, timeout=timeout)
+        end, seen = await wait_or_give_up(client, workflow_id, seq, timeout, in_process=self._runs_actors)
         result = result_of(end, seen)
         if enable_monitoring:
             result["monitoring"] = self.monitor.get_monitoring_report()

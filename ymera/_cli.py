@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -17,7 +16,8 @@ from actors import ACTOR_NAMES, Settings, run_all
 from actors.validator import plan, validate_workflow
 from bus import open_local
 
-from ._client import END_STATUS, WorkflowClient, describe_problem, history, result_of, store_caught_up
+from ._client import WorkflowClient, describe_problem, history, result_of, store_caught_up
+from ._deadline import wait_or_give_up
 from ._file import read_workflow
 from ._progress import Progress
 
@@ -89,15 +89,10 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         seq = await client.submit(submission)
         progress = Progress(submission, tty=sys.stdout.isatty())
         try:
-            async with asyncio.timeout(args.timeout) as waiting:
-                end, seen = await client.wait(submission.workflow_id, seq, on_event=progress.update)
-        except TimeoutError:
-            if not waiting.expired():
-                raise
+            end, seen = await wait_or_give_up(client, submission.workflow_id, seq, args.timeout,
+                                              in_process=engine is not None, on_event=progress.update)
+        finally:
             progress.close()
-            raise events.YmeraError(await _give_up(client, submission.workflow_id, seq, args.timeout,
-                                                   in_process=engine is not None)) from None
-        progress.close()
         if engine is not None:
             await store_caught_up(connection)  # every event of the run is in the log before we stop
         result = result_of(end, seen)
@@ -118,32 +113,8 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             server.stop()
 
 
-# How long `ymera run` waits, after giving up on a workflow, for its cancellation to land and
-# for the actors it runs to stop.
-CANCEL_WAIT_SECONDS = 10.0
+# How long `ymera run` lets the actors it runs stop gracefully before it cancels them.
 ENGINE_STOP_SECONDS = 10.0
-
-
-async def _give_up(client: WorkflowClient, workflow_id: str, seq: int, timeout: float, in_process: bool) -> str:
-    """What became of a workflow `ymera run` stopped waiting for, in one line.
-
-    Actors elsewhere run it on; actors in this process stop with it, so it is cancelled (and
-    the executor cancels its running attempts at once) rather than left open in the stream.
-    """
-    gave_up = f"gave up waiting for workflow {workflow_id} after {timeout:g}s"
-    if not in_process:
-        return (f"{gave_up}; it goes on (ymera status {workflow_id} to follow it, "
-                f"ymera cancel {workflow_id} to stop it)")
-    await client.cancel(workflow_id, f"ymera run gave up waiting after {timeout:g}s")
-    try:
-        end, _ = await client.wait(workflow_id, seq, timeout=CANCEL_WAIT_SECONDS)
-    except events.YmeraError:
-        return f"{gave_up}; asked to cancel it, and it had not ended {CANCEL_WAIT_SECONDS:g}s later"
-    with contextlib.suppress(events.YmeraError):
-        await store_caught_up(client.bus)  # the cancellation is in the log before the actors stop
-    if isinstance(end, events.WorkflowCancelled):
-        return f"{gave_up}; cancelled it (its actors ran in this process)"
-    return f"{gave_up}; it ended meanwhile: {END_STATUS[type(end)]}"
 
 
 def _print_result(result: dict[str, Any]) -> None:
