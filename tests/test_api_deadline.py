@@ -23,7 +23,8 @@ async def test_the_api_gives_up_on_time_cancels_the_workflow_it_runs_and_closes(
         # Before, close() waited for the in-process executor to finish the 600 s attempt; the
         # bound only makes that failure end.
         await asyncio.wait_for(orch.close(), 60)
-    assert str(info.value) == "gave up waiting for workflow slow after 1s; cancelled it (its actors ran in this process)"
+    assert str(info.value) == ("gave up waiting for workflow slow after 1s; "
+                               "cancelled it (its actors ran in this process)")
     assert (info.value.workflow_id, info.value.seconds) == ("slow", 1)
 
     async with store.SqliteEventLog(tmp_path / "data" / "events.db", readonly=True) as log:

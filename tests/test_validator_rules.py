@@ -217,6 +217,13 @@ def test_each_strongly_connected_component_reports_one_cycle() -> None:
     ]
 
 
+def test_a_reserved_workflow_id_that_reached_the_validator_is_refused() -> None:
+    # The event decoder accepts '_' (events of no workflow); a client publishing on its own may use it.
+    submission = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="_", tasks=[task()])
+    assert [(p.message, p.task_id, p.field) for p in validate_workflow(submission, SETTINGS)] == [
+        ("workflow id '_' is reserved for events that belong to no workflow", None, "workflow_id")]
+
+
 def test_a_task_may_use_the_outputs_of_its_direct_dependencies_only() -> None:
     # The executor is handed its direct dependencies' outputs and nothing else: a reference to
     # an ancestor further up is refused here, not found missing at run time.

@@ -13,7 +13,7 @@ import msgspec
 
 from actors import registry
 from actors._settings import Settings
-from events import Problem, RetryPolicy, TaskSpec, WorkflowSubmitted
+from events import InvalidId, Problem, RetryPolicy, TaskSpec, WorkflowSubmitted, check_workflow_id
 
 from ._plan import cycles, levels
 
@@ -62,6 +62,10 @@ def _add(found: _Found, i: int, task: TaskSpec, field: str, message: str) -> Non
 
 
 def _check_workflow(submission: WorkflowSubmitted, settings: Settings, found: _Found) -> None:
+    try:  # the decoder let it through as an event's workflow id; a user's workflow may not have it
+        check_workflow_id(submission.workflow_id)
+    except InvalidId as exc:
+        found.append((_WORKFLOW, "workflow_id", Problem(str(exc), None, "workflow_id")))
     count, limit = len(submission.tasks), settings.max_tasks_per_workflow
     if count == 0:
         found.append((_WORKFLOW, "tasks", Problem("workflow has no tasks", None, "tasks")))
