@@ -43,7 +43,7 @@ async def _published(url: str) -> int:
         await connection.close()
 
 
-@pytest.mark.parametrize("value", BAD)
+@pytest.mark.parametrize("value", [*BAD, "_"])
 def test_a_task_refuses_an_id_that_cannot_name_one(value: str) -> None:
     with pytest.raises(events.InvalidId) as info:
         Task(value)
