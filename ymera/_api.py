@@ -128,6 +128,9 @@ class WorkflowOrchestrator:
         end, seen = await wait_or_give_up(client, workflow_id, seq, timeout, in_process=self._runs_actors,
                                           run_id=submission.id)
         result = result_of(end, seen)
+        if self.monitor._live is not None:
+            # The report folds the stream on its own; let it reach this run's end first.
+            await self.monitor._live.wait_for((await self._bus.js.stream_info(self._bus.stream.name)).state.last_seq)
         if enable_monitoring:
             result["monitoring"] = self.monitor.get_monitoring_report()
         return result
