@@ -129,8 +129,10 @@ class WorkflowOrchestrator:
                                           run_id=submission.id)
         result = result_of(end, seen)
         if self.monitor._live is not None:
-            # The report folds the stream on its own; let it reach this run's end first.
-            await self.monitor._live.wait_for((await self._bus.js.stream_info(self._bus.stream.name)).state.last_seq)
+            # The report folds the stream on its own; let it reach this run's end first (bounded).
+            last = (await self._bus.js.stream_info(self._bus.stream.name)).state.last_seq
+            with contextlib.suppress(TimeoutError):
+                await self.monitor._live.wait_for(last)
         if enable_monitoring:
             result["monitoring"] = self.monitor.get_monitoring_report()
         return result
