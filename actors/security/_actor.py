@@ -50,6 +50,9 @@ class Security(Actor):
         super().__init__(settings)
         self.pending: dict[str, WorkflowSubmitted] = {}  # submission id -> submission, until decided
         self.active: dict[str, str] = {}  # workflow id -> its admitted run that has not ended
+        # Runs that ended before they were admitted (cancelled while security was down): their
+        # admission, when it comes, must not make them active.
+        self.ended_undecided: set[str] = set()
         self.admitted: dict[str, deque[datetime]] = {}  # principal -> admission times in the window
         self.decided: set[str] = set()  # submission ids admitted or refused
 
@@ -59,15 +62,21 @@ class Security(Actor):
                 self.pending.setdefault(event.id, event)
         elif isinstance(event, RUN_ENDS):
             # An end without a run id predates runs: it ends the only run its workflow had.
-            if event.workflow_id in self.active and run_of(event) in ("", self.active[event.workflow_id]):
+            run = run_of(event)
+            if event.workflow_id in self.active and run in ("", self.active[event.workflow_id]):
                 del self.active[event.workflow_id]
+            elif run in self.pending:
+                self.ended_undecided.add(run)
         elif isinstance(event, (WorkflowAdmitted, WorkflowRefused)) and event.causation_id is not None:
             if event.causation_id in self.decided:
                 return  # our own decision, folded when made, now back from the stream
             self.decided.add(event.causation_id)
             self.pending.pop(event.causation_id, None)
             if isinstance(event, WorkflowAdmitted):
-                self.active[event.workflow_id] = event.causation_id
+                if event.causation_id in self.ended_undecided:
+                    self.ended_undecided.discard(event.causation_id)
+                else:
+                    self.active[event.workflow_id] = event.causation_id
                 times = self.admitted.setdefault(event.principal, deque())
                 times.append(event.ts)
                 while times and times[0] < event.ts - WINDOW:
