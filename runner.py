@@ -61,6 +61,7 @@ async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 PROJECTIONS: dict[str, store.Projection] = {  # type: ignore[type-arg]
     "workflow_status": store.WorkflowStatus(),
+    "workflow_runs": store.WorkflowRuns(),
     "event_counts": store.EventCounts(),
 }
 
@@ -70,7 +71,7 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
         for name in names:
             state, last = await store.rebuild(PROJECTIONS[name], log, args.from_seq)
-            print(json.dumps({"projection": name, "through_seq": last, "state": state}, indent=2, default=str))
+            print(json.dumps({"projection": name, "through_seq": last, "state": msgspec.to_builtins(state)}, indent=2))
     return 0
 
 
@@ -107,10 +108,13 @@ def _describe(seq: int, subject: str, data: bytes, args: argparse.Namespace) -> 
     if args.type and kind not in args.type:
         return None
     fields = {k: v for k, v in msgspec.structs.asdict(event).items()
-              if k not in ("id", "ts", "workflow_id", "task_id", "causation_id", "actor", "blobs")}
+              if k not in ("id", "ts", "workflow_id", "run_id", "task_id", "causation_id", "actor", "blobs")}
     detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items())
     task = getattr(event, "task_id", "")
     clock = event.ts.strftime("%H:%M:%S.%f")[:-3]  # milliseconds
+    run = events.run_of(event)
+    if run:
+        detail = f"run={run[:8]} {detail}"  # a prefix names it: `ymera status ID --run PREFIX`
     return f"{seq:>8}  {clock}  {kind:<18} {event.workflow_id} {task}  {detail}".rstrip()
 
 

@@ -22,7 +22,7 @@ from ._envelope import (
 )
 from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraError
 from ._schema import json_schema
-from ._subjects import ALL_SUBJECTS, PREFIX, subject_of, workflow_subjects
+from ._subjects import ALL_SUBJECTS, PREFIX, subject_filter, subject_of, workflow_subjects
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -52,6 +52,7 @@ from ._workflow import (
     WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
+    run_of,
 )
 
 __all__ = [
@@ -116,6 +117,8 @@ __all__ = [
     "now",
     "offload",
     "resolve",
+    "run_of",
+    "subject_filter",
     "subject_of",
     "workflow_subjects",
 ]

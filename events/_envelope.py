@@ -93,6 +93,11 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     Unknown fields are ignored, so a reader keeps working when a newer writer adds an
     optional field (schema evolution: add optional fields, never reuse a tag).
 
+    `run_id` names the run an event belongs to: a workflow id names a workflow, each
+    execution of it is a run, and a run's id is the id of the `WorkflowSubmitted` that
+    started it (a submission needs no run id of its own; see `events.run_of`). Empty on
+    events that belong to no run, and on events written before runs existed.
+
     `blobs` maps a field name to the blob that holds its value when the value was too large
     to travel inline; the field itself then holds its default. See `events.resolve`.
     """
@@ -106,6 +111,7 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     id: str
     ts: datetime
     workflow_id: WorkflowId
+    run_id: str = ""
     causation_id: str | None = None
     actor: str = "client"
     blobs: dict[str, BlobRef] = {}

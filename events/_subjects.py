@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._catalog import Event
 
-__all__ = ["ALL_SUBJECTS", "PREFIX", "subject_of", "workflow_subjects"]
+__all__ = ["ALL_SUBJECTS", "PREFIX", "subject_filter", "subject_of", "workflow_subjects"]
 
 PREFIX = "ymera"
 ALL_SUBJECTS = f"{PREFIX}.>"
@@ -19,6 +19,12 @@ def subject_of(event: Event) -> str:
     if task_id is None:
         return f"{PREFIX}.{event.domain}.{event.workflow_id}.{event.verb}"
     return f"{PREFIX}.{event.domain}.{event.workflow_id}.{task_id}.{event.verb}"
+
+
+def subject_filter(event_type: type[Event]) -> str:
+    """The subject filter that matches every event of `event_type`, of any workflow (and task)."""
+    tokens = "*.*" if "task_id" in event_type.__struct_fields__ else "*"
+    return f"{PREFIX}.{event_type.domain}.{tokens}.{event_type.verb}"
 
 
 def workflow_subjects(workflow_id: str) -> list[str]:

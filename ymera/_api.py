@@ -109,10 +109,11 @@ class WorkflowOrchestrator:
     async def execute_workflow(self, workflow_id: str, tasks: list[Task], enable_monitoring: bool = True,
                                timeout: float | None = None, principal: str = "api",
                                max_parallel_tasks: int | None = None) -> dict[str, Any]:
-        """Submit and wait for the end; the result dict has status, overall_quality and per-task results.
+        """Run the workflow and wait for the run's end; the result dict has status, run_id, overall_quality
+        and per-task results. The same id may run again once its previous run has ended.
 
         Ids are checked before anything starts or is published: InvalidId names the id and the rule.
-        After `timeout` seconds, GaveUpWaiting says what became of the workflow: cancelled if this
+        After `timeout` seconds, GaveUpWaiting says what became of the run: cancelled if this
         orchestrator runs the actors (they stop on close), going on if actors elsewhere run it.
         """
         check_workflow_id(workflow_id)
@@ -124,8 +125,14 @@ class WorkflowOrchestrator:
                                        tasks=[t.spec() for t in tasks], max_parallel_tasks=max_parallel_tasks)
         client = WorkflowClient(self._bus)
         seq = await client.submit(submission)
-        end, seen = await wait_or_give_up(client, workflow_id, seq, timeout, in_process=self._runs_actors)
+        end, seen = await wait_or_give_up(client, workflow_id, seq, timeout, in_process=self._runs_actors,
+                                          run_id=submission.id)
         result = result_of(end, seen)
+        if self.monitor._live is not None:
+            # The report folds the stream on its own; let it reach this run's end first (bounded).
+            last = (await self._bus.js.stream_info(self._bus.stream.name)).state.last_seq
+            with contextlib.suppress(TimeoutError):
+                await self.monitor._live.wait_for(last)
         if enable_monitoring:
             result["monitoring"] = self.monitor.get_monitoring_report()
         return result

@@ -35,24 +35,26 @@ class GaveUpWaiting(YmeraError):
 
 async def wait_or_give_up(client: WorkflowClient, workflow_id: str, seq: int, timeout: float | None, *,
                           in_process: bool, on_event: Callable[[Event], None] | None = None,
-                          ) -> tuple[Event, list[Event]]:
-    """The workflow's end and every event seen, or GaveUpWaiting once `timeout` seconds have passed."""
+                          run_id: str | None = None) -> tuple[Event, list[Event]]:
+    """The run's end and every event of it seen, or GaveUpWaiting once `timeout` seconds have passed.
+    The run is `run_id`, or else the first one submitted at or after `seq`."""
     try:
         async with asyncio.timeout(timeout) as waiting:
-            return await client.wait(workflow_id, seq, on_event=on_event)
+            return await client.wait(workflow_id, seq, on_event=on_event, run_id=run_id)
     except TimeoutError:
         if not waiting.expired():
             raise
     assert timeout is not None
-    raise GaveUpWaiting(workflow_id, timeout, await _fate(client, workflow_id, seq, timeout, in_process))
+    raise GaveUpWaiting(workflow_id, timeout, await _fate(client, workflow_id, seq, timeout, in_process, run_id))
 
 
-async def _fate(client: WorkflowClient, workflow_id: str, seq: int, timeout: float, in_process: bool) -> str:
+async def _fate(client: WorkflowClient, workflow_id: str, seq: int, timeout: float, in_process: bool,
+                run_id: str | None) -> str:
     if not in_process:
         return f"it goes on (ymera status {workflow_id} to follow it, ymera cancel {workflow_id} to stop it)"
-    await client.cancel(workflow_id, f"gave up waiting after {timeout:g}s")
+    await client.cancel(workflow_id, f"gave up waiting after {timeout:g}s", run_id or "")
     try:
-        end, _ = await client.wait(workflow_id, seq, timeout=CANCEL_WAIT_SECONDS)
+        end, _ = await client.wait(workflow_id, seq, timeout=CANCEL_WAIT_SECONDS, run_id=run_id)
     except YmeraError:
         return f"asked to cancel it, and it had not ended {CANCEL_WAIT_SECONDS:g}s later"
     with contextlib.suppress(YmeraError):

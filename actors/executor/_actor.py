@@ -55,6 +55,12 @@ POLICY = ConsumerPolicy(ack_wait=5.0, max_deliver=10)
 MAX_ERROR_CHARS = 2000
 
 
+def _run_key(event: Event) -> str:
+    """What an attempt's ids are derived from and its cancellation keyed by: its run (a TaskReady
+    from before runs has none, and then its workflow id stands for its only run)."""
+    return event.run_id or event.workflow_id
+
+
 class Executor:
     name = "executor"
 
@@ -62,7 +68,7 @@ class Executor:
         self.settings = settings
         self.executor_id = executor_id
         self.running: set[asyncio.Task[None]] = set()
-        self.by_workflow: dict[str, set[asyncio.Task[Event]]] = {}  # the attempts running per workflow
+        self.by_workflow: dict[str, set[asyncio.Task[Event]]] = {}  # the attempts running per run
         self.cancelled: set[str] = set()
 
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -119,9 +125,10 @@ class Executor:
             resolved = await resolve(ready, bus.get_blob)
             assert isinstance(resolved, TaskReady)
             ready = resolved
-        started = TaskStarted(id=derive_id(ready.workflow_id, "TaskStarted", ready.task_id, ready.attempt),
-                              ts=now(), workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name,
-                              task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id)
+        started = TaskStarted(id=derive_id(_run_key(ready), "TaskStarted", ready.task_id, ready.attempt),
+                              ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id,
+                              actor=self.name, task_id=ready.task_id, attempt=ready.attempt,
+                              executor=self.executor_id)
         # The task starts while TaskStarted is on its way; the TaskReady is acked, and the
         # result published, only once the stream has TaskStarted.
         started_ack = await bus.send([started])
@@ -133,11 +140,11 @@ class Executor:
             raise
         await msg.ack()
         beating = asyncio.create_task(self._heartbeat(bus, ready))
-        self.by_workflow.setdefault(ready.workflow_id, set()).add(work)
+        self.by_workflow.setdefault(_run_key(ready), set()).add(work)
         try:
             result = await work
         except asyncio.CancelledError:
-            if ready.workflow_id not in self.cancelled:
+            if _run_key(ready) not in self.cancelled:
                 raise
             result = self._failed(self._common(ready), ready, 0.0, "the workflow was cancelled", "cancelled", False,
                                   None)
@@ -145,17 +152,21 @@ class Executor:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
-            attempts = self.by_workflow.get(ready.workflow_id, set())
+            attempts = self.by_workflow.get(_run_key(ready), set())
             attempts.discard(work)
             if not attempts:
-                self.by_workflow.pop(ready.workflow_id, None)
+                self.by_workflow.pop(_run_key(ready), None)
         await bus.publish(result)
 
     async def _on_cancelled(self, msg: Msg) -> None:
-        workflow_id = msg.subject.split(".")[2]
-        attempts = self.by_workflow.get(workflow_id)
+        try:
+            cancelled = decode_message(msg.subject, msg.data)
+        except MalformedEvent:
+            return
+        run = _run_key(cancelled)
+        attempts = self.by_workflow.get(run)
         if attempts:
-            self.cancelled.add(workflow_id)
+            self.cancelled.add(run)
             for work in attempts:
                 work.cancel()
 
@@ -175,18 +186,18 @@ class Executor:
             _log.exception("task kind crashed", task=ready.task_id, workflow=ready.workflow_id)
             return self._failed(common, ready, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
         common["ts"] = now()
-        return TaskSucceeded(id=derive_id(ready.workflow_id, "TaskSucceeded", ready.task_id), **common,
+        return TaskSucceeded(id=derive_id(_run_key(ready), "TaskSucceeded", ready.task_id), **common,
                              output=outcome.output, duration_ms=(time.perf_counter() - t0) * 1000,
                              model=outcome.model, cost_usd=outcome.cost_usd, usage=outcome.usage)
 
     def _common(self, ready: TaskReady) -> dict[str, Any]:
-        return {"ts": now(), "workflow_id": ready.workflow_id, "causation_id": ready.id, "actor": self.name,
-                "task_id": ready.task_id, "attempt": ready.attempt}
+        return {"ts": now(), "workflow_id": ready.workflow_id, "run_id": ready.run_id, "causation_id": ready.id,
+                "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt}
 
     def _failed(self, common: dict[str, Any], ready: TaskReady, t0: float, error: str, kind: str,
                 retryable: bool, retry_after: float | None) -> TaskFailed:
         common["ts"] = now()
-        return TaskFailed(id=derive_id(ready.workflow_id, "TaskFailed", ready.task_id, ready.attempt), **common,
+        return TaskFailed(id=derive_id(_run_key(ready), "TaskFailed", ready.task_id, ready.attempt), **common,
                           error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
                           retry_after_seconds=retry_after,
                           duration_ms=(time.perf_counter() - t0) * 1000 if t0 else 0.0)
@@ -208,8 +219,8 @@ class Executor:
             beat += 1
             try:
                 await bus.publish(TaskHeartbeat(
-                    id=derive_id(ready.workflow_id, "TaskHeartbeat", ready.task_id, ready.attempt, beat), ts=now(),
-                    workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name, task_id=ready.task_id,
-                    attempt=ready.attempt, executor=self.executor_id, beat=beat))
+                    id=derive_id(_run_key(ready), "TaskHeartbeat", ready.task_id, ready.attempt, beat), ts=now(),
+                    workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor=self.name,
+                    task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id, beat=beat))
             except BusError as exc:
                 _log.warning("heartbeat not published", task=ready.task_id, error=str(exc))
