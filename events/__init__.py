@@ -3,7 +3,19 @@
 Other packages import from here only, never from the private modules.
 """
 
-from ._blobs import INLINE_LIMIT, BlobGet, BlobPut, blob_ref, check_blob, offload, resolve
+from ._blobs import (
+    INLINE_LIMIT,
+    MAX_BLOB_BYTES,
+    BlobGet,
+    BlobPut,
+    blob_marker,
+    blob_ref,
+    check_blob,
+    load_blob,
+    marked_blob,
+    offload,
+    resolve,
+)
 from ._catalog import EVENT_TYPES, Event
 from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt
 from ._envelope import NO_WORKFLOW, BlobRef, EventBase, Name, WorkflowId, derive_id, new_id, now
@@ -45,6 +57,7 @@ __all__ = [
     "ALL_SUBJECTS",
     "EVENT_TYPES",
     "INLINE_LIMIT",
+    "MAX_BLOB_BYTES",
     "MAX_EVENT_BYTES",
     "NO_WORKFLOW",
     "PREFIX",
@@ -86,6 +99,7 @@ __all__ = [
     "WorkflowSubmitted",
     "WorkflowValidated",
     "YmeraError",
+    "blob_marker",
     "blob_ref",
     "check_blob",
     "decode",
@@ -94,6 +108,8 @@ __all__ = [
     "encode",
     "excerpt",
     "json_schema",
+    "load_blob",
+    "marked_blob",
     "new_id",
     "now",
     "offload",

@@ -17,6 +17,8 @@ from types import TracebackType
 import aiosqlite
 import msgspec
 
+from events import BlobError, BlobRef
+
 from ._chain import GENESIS, StoredEvent, link
 from ._errors import DuplicateEvent, StoreError, StoreLocked
 
@@ -183,6 +185,13 @@ class SqliteEventLog:
         async with self.db.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)) as cur:
             row = await cur.fetchone()
         return None if row is None else bytes(row[0])
+
+    async def get_blob(self, ref: BlobRef) -> bytes:
+        """The blob's bytes, for `events.resolve`; `BlobError` when the log has no copy."""
+        data = await self.blob(ref.digest)
+        if data is None:
+            raise BlobError(ref.digest, f"not in the event log {self.path}")
+        return data
 
     async def count(self) -> int:
         async with self.db.execute("SELECT count(*) FROM events") as cur:

@@ -7,15 +7,16 @@ processes, or on other hosts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import msgspec
 import nats.js.errors
+from nats.aio.msg import Msg
 
 from bus import Bus
 from events import (
+    BlobError,
     CancelRequested,
     Event,
     MalformedEvent,
@@ -31,14 +32,17 @@ from events import (
     decode_message,
     new_id,
     now,
+    resolve,
 )
 
 __all__ = [
     "END_STATUS",
     "END_TYPES",
+    "UNSHOWN",
     "WorkflowClient",
     "describe_problem",
     "history",
+    "read_event",
     "result_of",
     "store_caught_up",
     "stored",
@@ -50,6 +54,8 @@ END_STATUS: dict[type, str] = {
     WorkflowInvalid: "invalid", WorkflowRefused: "refused", MessageRejected: "rejected",
 }
 END_TYPES = tuple(END_STATUS)
+# What a client never shows, left in its blobs: task outputs and inputs may be large.
+UNSHOWN = frozenset({"TaskSucceeded.output", "TaskReady.inputs", "TaskReady.spec"})
 
 
 class WorkflowClient:
@@ -73,10 +79,9 @@ class WorkflowClient:
                     msg = await sub.next_msg(timeout=1.0)
                 except TimeoutError:
                     continue
-                try:
-                    yield decode_message(msg.subject, msg.data)
-                except MalformedEvent:
-                    continue
+                event = await read_event(self.bus, msg, UNSHOWN)
+                if event is not None:
+                    yield event
         finally:
             await sub.unsubscribe()
 
@@ -134,11 +139,21 @@ def describe_problem(task_id: str | None, field: str | None, message: str) -> st
 
 async def history(bus: Bus, workflow_id: str) -> list[Event]:
     """Every event of one workflow stored in the stream so far."""
-    return await stored(bus, f"ymera.*.{workflow_id}.>")
+    return await stored(bus, f"ymera.*.{workflow_id}.>", UNSHOWN)
 
 
-async def stored(bus: Bus, subject: str) -> list[Event]:
-    """Every valid event on `subject` in the stream so far, in stream order."""
+async def read_event(bus: Bus, msg: Msg, keep: Collection[str] = ()) -> Event | None:
+    """The event a message holds, its blobs resolved but for `keep`; None for what the store
+    writer rejects (not an event, or a blob that cannot be read)."""
+    try:
+        event = decode_message(msg.subject, msg.data)
+        return await resolve(event, bus.get_blob, keep) if event.blobs else event
+    except (MalformedEvent, BlobError):
+        return None
+
+
+async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Event]:
+    """Every valid event on `subject` in the stream so far, in stream order, its blobs resolved but for `keep`."""
     sub = await bus.follow(1, subject)
     out: list[Event] = []
     try:
@@ -147,8 +162,9 @@ async def stored(bus: Bus, subject: str) -> list[Event]:
                 msg = await sub.next_msg(timeout=1.0)
             except TimeoutError:
                 return out  # nothing on these subjects at all
-            with contextlib.suppress(MalformedEvent):
-                out.append(decode_message(msg.subject, msg.data))
+            event = await read_event(bus, msg, keep)
+            if event is not None:
+                out.append(event)
             if msg.metadata.num_pending == 0:
                 return out
     finally:
