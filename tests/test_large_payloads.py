@@ -20,7 +20,7 @@ from ymera import Task, WorkflowOrchestrator
 from .conftest import ymera, ymera_env
 from .openai_server import OpenAIServer
 from .pytasks import text_of_size
-from .support import running_writer, stored_events
+from .support import running_writer, stored_events, wait_until
 
 
 def _settings(tmp_path: Path, **extra: str) -> Settings:
@@ -81,8 +81,9 @@ async def test_three_tasks_with_30000_character_descriptions_run(tmp_path: Path)
 async def test_1000_llm_tasks_with_short_prompts_run(tmp_path: Path) -> None:
     with OpenAIServer(model="test-model") as llm:
         settings = _settings(tmp_path, YMERA_LLM_BASE_URL=llm.base_url, YMERA_LLM_MODEL="test-model")
-        result, _ = await _run(settings, [Task(f"ask{i}", task_type="llm", parameters={"prompt": f"Name one fact about the number {i}."})
-                                          for i in range(1000)])
+        prompts = [f"Name one fact about the number {i}." for i in range(1000)]
+        result, _ = await _run(settings, [Task(f"ask{i}", task_type="llm", parameters={"prompt": prompt})
+                                          for i, prompt in enumerate(prompts)])
         assert len(llm.requests) == 1000
     assert result["status"] == "completed", result
     assert len(result["results"]) == 1000
@@ -170,8 +171,7 @@ async def test_projections_see_blob_held_fields_rebuilt_and_live(nats_bus: bus.B
     async with running_writer(nats_bus, event_log):
         ack = await nats_bus.publish(submission)
         await live.wait_for(ack.seq)
-        while event_log.head_seq < ack.seq:
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: event_log.head_seq >= ack.seq, what="the submission stored")
     stop.set()
     await follower
     assert "tasks" in (await stored_events(event_log))[0].blobs
