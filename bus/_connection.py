@@ -23,7 +23,7 @@ from events import ALL_SUBJECTS, BlobError, BlobRef, Event, check_blob, offload,
 from ._errors import BusError, BusUnavailable
 from ._stream import StreamPolicy, ensure_stream
 
-__all__ = ["BLOB_BUCKET", "Bus", "connect"]
+__all__ = ["BLOB_BUCKET", "Bus", "connect", "connect_when_up"]
 
 BLOB_BUCKET = "YMERA_BLOBS"
 MSG_ID = "Nats-Msg-Id"
@@ -167,6 +167,25 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
         await nc.close()
         raise BusUnavailable(url, f"could not set up stream {policy.name}: {_describe(exc)}") from None
     return Bus(nc, js, url, policy, publish_timeout)
+
+
+async def connect_when_up(url: str, stop: asyncio.Event, *, name: str = "ymera", first_wait: float = 0.5,
+                          max_wait: float = 10.0) -> Bus | None:
+    """Connect, waiting with backoff while no server answers at `url` (an actor started before
+    NATS); None if `stop` is set first. Each wait is logged, so an operator sees why nothing runs."""
+    wait, attempt = first_wait, 1
+    while True:
+        try:
+            return await connect(url, name=name)
+        except BusUnavailable as exc:
+            _log.warning(f"waiting for NATS at {url} (attempt {attempt}, next in {wait:g}s)", reason=exc.reason)
+        try:
+            await asyncio.wait_for(stop.wait(), wait)
+            return None
+        except TimeoutError:
+            pass
+        attempt += 1
+        wait = min(wait * 2, max_wait)
 
 
 def _describe(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt
 from ._envelope import NO_WORKFLOW, BlobRef, EventBase, Name, WorkflowId, derive_id, new_id, now
 from ._errors import BlobError, EventTooLarge, MalformedEvent, YmeraError
 from ._schema import json_schema
-from ._subjects import ALL_SUBJECTS, PREFIX, subject_of, workflow_subjects
+from ._subjects import ALL_SUBJECTS, PREFIX, subject_of, workflow_of, workflow_subjects
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -115,5 +115,6 @@ __all__ = [
     "offload",
     "resolve",
     "subject_of",
+    "workflow_of",
     "workflow_subjects",
 ]

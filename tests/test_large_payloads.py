@@ -15,7 +15,10 @@ import bus
 import events
 import store
 from actors import Settings, load_settings
+from actors._runtime import run_actor
+from actors.security import Security
 from ymera import Task, WorkflowOrchestrator
+from ymera._client import stored
 
 from .conftest import ymera, ymera_env
 from .openai_server import OpenAIServer
@@ -177,3 +180,21 @@ async def test_projections_see_blob_held_fields_rebuilt_and_live(nats_bus: bus.B
     assert "tasks" in (await stored_events(event_log))[0].blobs
     assert live.state == {"wide": 500}
     assert await store.rebuild(_TaskCount(), event_log) == ({"wide": 500}, ack.seq)
+
+
+async def test_an_actor_rebuilding_from_the_stream_reads_blob_carried_submissions(nats_bus: bus.Bus) -> None:
+    """Security folds the submission while rebuilding (it was published before the actor
+    started) and decides it from the resolved task list."""
+    submission = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="before", tasks=[
+        events.TaskSpec(id="long", type="echo", description="x" * 120_000)])
+    await nats_bus.publish(submission)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    actor = asyncio.create_task(run_actor(Security(Settings()), nats_bus, stop, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        refused = await stored(nats_bus, "ymera.wf.before.refused")
+    finally:
+        stop.set()
+        await actor
+    assert [e.reason for e in refused if isinstance(e, events.WorkflowRefused)] == [
+        "task long: description is 120000 characters, over the limit of 100000"]
