@@ -7,6 +7,7 @@ nats exception.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Sequence
 
 import nats
@@ -109,11 +110,14 @@ class Bus:
 
     async def get_blob(self, ref: BlobRef) -> bytes:
         bucket = await self._bucket()
+        # Chunks are written into one buffer: nats-py would otherwise join them with
+        # `bytes +=`, quadratic in the number of 128 KiB chunks (44 s for 100 MB).
+        sink = io.BytesIO()
         try:
-            result = await bucket.get(ref.digest)
+            await bucket.get(ref.digest, writeinto=sink)
         except nats.js.errors.ObjectNotFoundError:
             raise BlobError(ref.digest, f"not in bucket {BLOB_BUCKET}") from None
-        return check_blob(ref, bytes(result.data or b""))
+        return check_blob(ref, sink.getvalue())
 
     async def close(self) -> None:
         """Flush and close. Safe to call twice."""

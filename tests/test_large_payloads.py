@@ -66,6 +66,18 @@ async def test_a_submission_of_2500_noop_tasks_runs_and_returns_every_result(tmp
     assert len(_submission(stored).tasks) == 2500
 
 
+async def test_1200_results_of_an_inline_submission_are_all_returned(tmp_path: Path) -> None:
+    """The submission travels inline; the end event's result list does not."""
+    settings = _settings(tmp_path)
+    result, _ = await _run(settings, [Task(f"t{i}", task_type="noop") for i in range(1200)])
+    assert "tasks" not in (await _raw_submission(tmp_path)).blobs
+    async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
+        completed = next(e for e in await stored_events(log) if isinstance(e, events.WorkflowCompleted))
+    assert "results" in completed.blobs
+    assert result["status"] == "completed"
+    assert sorted(result["results"]) == sorted(f"t{i}" for i in range(1200))
+
+
 async def _raw_submission(tmp_path: Path) -> events.WorkflowSubmitted:
     async with store.SqliteEventLog(tmp_path / "data" / "events.db", readonly=True) as log:
         return _submission(await stored_events(log))
