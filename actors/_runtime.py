@@ -29,7 +29,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume, stream_seq
-from events import BlobError, Event, MalformedEvent, decode_message, now, resolve
+from events import BlobError, Event, MalformedEvent, now, read_message, resolve
 
 from ._settings import Settings
 
@@ -182,10 +182,7 @@ async def _publish(bus: Bus, events: list[Event]) -> None:
 async def _read(actor: Actor, bus: Bus, msg: Msg) -> Event | None:
     """The event a message holds, its blobs resolved; None for what the store writer rejects."""
     try:
-        event = decode_message(msg.subject, msg.data)
-        if event.blobs:
-            event = await resolve(event, bus.get_blob, actor.by_reference)
-        return event
+        return await read_message(msg.subject, msg.data, bus.get_blob, actor.by_reference)
     except MalformedEvent:
         return None  # the store writer records it as MessageRejected
     except BlobError as exc:

@@ -14,6 +14,7 @@ from ._blobs import (
     load_blob,
     marked_blob,
     offload,
+    read_message,
     resolve,
 )
 from ._catalog import EVENT_TYPES, Event
@@ -113,6 +114,7 @@ __all__ = [
     "new_id",
     "now",
     "offload",
+    "read_message",
     "resolve",
     "subject_of",
     "workflow_of",

@@ -19,7 +19,7 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from bus import Bus, stream_seq
-from events import BlobError, Event, MalformedEvent, decode, decode_message, resolve
+from events import BlobError, Event, MalformedEvent, decode, read_message, resolve
 
 from ._sqlite import SqliteEventLog
 
@@ -85,9 +85,7 @@ class LiveProjection(Generic[S]):
     async def _fold(self, msg: Msg) -> None:
         seq = stream_seq(msg)
         try:
-            event = decode_message(msg.subject, msg.data)
-            if event.blobs:
-                event = await resolve(event, self.bus.get_blob, by_reference(self.projection))
+            event = await read_message(msg.subject, msg.data, self.bus.get_blob, by_reference(self.projection))
         except (MalformedEvent, BlobError):
             event = None  # the store writer records it as MessageRejected
         if event is not None and event.id not in self._seen:

@@ -7,12 +7,12 @@ processes, or on other hosts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import msgspec
 import nats.js.errors
-from nats.aio.msg import Msg
 
 from bus import Bus
 from events import (
@@ -29,10 +29,9 @@ from events import (
     WorkflowSubmitted,
     WorkflowValidated,
     YmeraError,
-    decode_message,
     new_id,
     now,
-    resolve,
+    read_message,
 )
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "WorkflowClient",
     "describe_problem",
     "history",
-    "read_event",
     "result_of",
     "store_caught_up",
     "stored",
@@ -79,9 +77,10 @@ class WorkflowClient:
                     msg = await sub.next_msg(timeout=1.0)
                 except TimeoutError:
                     continue
-                event = await read_event(self.bus, msg, UNSHOWN)
-                if event is not None:
-                    yield event
+                try:
+                    yield await read_message(msg.subject, msg.data, self.bus.get_blob, UNSHOWN)
+                except (MalformedEvent, BlobError):
+                    continue  # the store writer records it as MessageRejected
         finally:
             await sub.unsubscribe()
 
@@ -142,16 +141,6 @@ async def history(bus: Bus, workflow_id: str) -> list[Event]:
     return await stored(bus, f"ymera.*.{workflow_id}.>", UNSHOWN)
 
 
-async def read_event(bus: Bus, msg: Msg, keep: Collection[str] = ()) -> Event | None:
-    """The event a message holds, its blobs resolved but for `keep`; None for what the store
-    writer rejects (not an event, or a blob that cannot be read)."""
-    try:
-        event = decode_message(msg.subject, msg.data)
-        return await resolve(event, bus.get_blob, keep) if event.blobs else event
-    except (MalformedEvent, BlobError):
-        return None
-
-
 async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Event]:
     """Every valid event on `subject` in the stream so far, in stream order, its blobs resolved but for `keep`."""
     sub = await bus.follow(1, subject)
@@ -162,9 +151,8 @@ async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Eve
                 msg = await sub.next_msg(timeout=1.0)
             except TimeoutError:
                 return out  # nothing on these subjects at all
-            event = await read_event(bus, msg, keep)
-            if event is not None:
-                out.append(event)
+            with contextlib.suppress(MalformedEvent, BlobError):
+                out.append(await read_message(msg.subject, msg.data, bus.get_blob, keep))
             if msg.metadata.num_pending == 0:
                 return out
     finally:

@@ -34,12 +34,11 @@ from events import (
     TaskReady,
     TaskStarted,
     TaskSucceeded,
-    decode_message,
     derive_id,
     load_blob,
     marked_blob,
     now,
-    resolve,
+    read_message,
 )
 
 from ._kinds import run_task
@@ -110,22 +109,15 @@ class Executor:
 
     async def _attempt_once(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
         try:
-            ready = decode_message(msg.subject, msg.data)
-        except MalformedEvent:
-            await msg.ack()  # the store writer records it
+            ready = await read_message(msg.subject, msg.data, bus.get_blob)
+        except (MalformedEvent, BlobError) as exc:
+            if isinstance(exc, BlobError):
+                _log.warning("task not started: a blob cannot be read", subject=msg.subject, error=str(exc))
+            await msg.ack()  # the store writer records it as MessageRejected
             return
         if not isinstance(ready, TaskReady):
             await msg.ack()
             return
-        if ready.blobs:
-            try:
-                resolved = await resolve(ready, bus.get_blob)
-            except BlobError as exc:
-                _log.warning("task not started: a blob cannot be read", task=ready.task_id, error=str(exc))
-                await msg.ack()  # the store writer records it as MessageRejected
-                return
-            assert isinstance(resolved, TaskReady)
-            ready = resolved
         started = TaskStarted(id=derive_id(ready.workflow_id, "TaskStarted", ready.task_id, ready.attempt),
                               ts=now(), workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name,
                               task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id)
