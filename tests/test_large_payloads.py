@@ -210,3 +210,16 @@ async def test_an_actor_rebuilding_from_the_stream_reads_blob_carried_submission
         await actor
     assert [e.reason for e in refused if isinstance(e, events.WorkflowRefused)] == [
         "task long: description is 120000 characters, over the limit of 100000"]
+
+
+def test_a_submission_over_the_blob_limit_is_refused_before_it_is_published(
+    tmp_path: Path, nats_server: bus.EmbeddedServer,
+) -> None:
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps({"workflow_id": "huge", "tasks": [
+        {"id": "t", "type": "echo", "description": "x" * events.MAX_BLOB_BYTES}]}))
+    submitted = ymera("submit", str(path), env=ymera_env(tmp_path / "data", nats_server.url), timeout=120)
+    size = len(msgspec.json.encode([events.TaskSpec(id="t", type="echo", description="x" * events.MAX_BLOB_BYTES)]))
+    assert (submitted.returncode, submitted.stdout) == (1, "")
+    assert submitted.stderr == (f"ymera: WorkflowSubmitted.tasks is {size} bytes, "
+                                f"over the {events.MAX_BLOB_BYTES}-byte limit of a blob\n")
