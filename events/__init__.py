@@ -19,8 +19,21 @@ from ._blobs import (
 )
 from ._catalog import EVENT_TYPES, Event
 from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt
-from ._envelope import NO_WORKFLOW, BlobRef, EventBase, Name, WorkflowId, derive_id, new_id, now
-from ._errors import BlobError, EventTooLarge, MalformedEvent, YmeraError
+from ._envelope import (
+    ID_RULE,
+    NO_WORKFLOW,
+    RESERVED_IDS,
+    BlobRef,
+    EventBase,
+    Name,
+    WorkflowId,
+    check_task_id,
+    check_workflow_id,
+    derive_id,
+    new_id,
+    now,
+)
+from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraError
 from ._schema import json_schema
 from ._subjects import ALL_SUBJECTS, PREFIX, subject_of, workflow_of, workflow_subjects
 from ._system import AlertRaised, MessageRejected
@@ -57,11 +70,13 @@ from ._workflow import (
 __all__ = [
     "ALL_SUBJECTS",
     "EVENT_TYPES",
+    "ID_RULE",
     "INLINE_LIMIT",
     "MAX_BLOB_BYTES",
     "MAX_EVENT_BYTES",
     "NO_WORKFLOW",
     "PREFIX",
+    "RESERVED_IDS",
     "AlertRaised",
     "BlobError",
     "BlobGet",
@@ -72,6 +87,7 @@ __all__ = [
     "EventBase",
     "EventTooLarge",
     "Expectations",
+    "InvalidId",
     "MalformedEvent",
     "MessageRejected",
     "Name",
@@ -103,6 +119,8 @@ __all__ = [
     "blob_marker",
     "blob_ref",
     "check_blob",
+    "check_task_id",
+    "check_workflow_id",
     "decode",
     "decode_message",
     "derive_id",

@@ -4,6 +4,7 @@
     ├── MalformedEvent        bytes that are not a valid event         (events)
     ├── EventTooLarge         an event over the limit even after blobs, or a value over the blob limit (events)
     ├── BlobError             a blob missing, or not matching its digest (events, store)
+    ├── InvalidId             a workflow or task id that cannot name one (events; checked before publishing)
     ├── BusError                                                       (bus)
     │   ├── BusUnavailable    no NATS server answers at the URL
     │   ├── ServerStartError  the embedded nats-server did not start
@@ -12,6 +13,7 @@
     │   ├── StoreLocked       another writer holds the event log
     │   └── DuplicateEvent    an append held an id the log already has
     ├── SettingsError         a setting with a value of the wrong kind (actors)
+    ├── GaveUpWaiting         a workflow did not end within the caller's timeout, and what became of it (ymera)
     └── TaskError             one attempt failed: kind, retryable, retry_after (actors.executor)
 
 Each message reads as one line a user can act on; each error keeps its facts as fields.
@@ -19,7 +21,7 @@ Each message reads as one line a user can act on; each error keeps its facts as 
 
 from __future__ import annotations
 
-__all__ = ["BlobError", "EventTooLarge", "MalformedEvent", "YmeraError"]
+__all__ = ["BlobError", "EventTooLarge", "InvalidId", "MalformedEvent", "YmeraError"]
 
 
 class YmeraError(Exception):
@@ -56,3 +58,15 @@ class BlobError(YmeraError):
         super().__init__(f"blob {digest[:12]}…: {reason}")
         self.digest = digest
         self.reason = reason
+
+
+class InvalidId(YmeraError):
+    """A workflow or task id that breaks the id rule, or is reserved; raised before anything is published."""
+
+    def __init__(self, what: str, value: object, rule: str) -> None:
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 40 else \
+            f"{value[:40]!r}… ({len(value)} characters)"
+        super().__init__(f"{what} {shown} {rule}")
+        self.what = what
+        self.value = value
+        self.rule = rule

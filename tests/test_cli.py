@@ -145,7 +145,8 @@ def test_an_unreachable_nats_server_is_one_line(tmp_path: Path) -> None:
          "{path}: while parsing a flow node: did not find expected node content: line 3, column 1"),
         ("workflow_id: w\ntasks:\n  - id: a\n", "{path}: Object missing required field `type` - at `$.tasks[0]`"),
         ("workflow_id: w.x\ntasks: []\n",
-         "{path}: Expected `str` matching regex '^[A-Za-z0-9][A-Za-z0-9_-]{{0,127}}$' - at `$.workflow_id`"),
+         "{path}: workflow id 'w.x' is not valid: an id is 1 to 128 letters, digits, '_' or '-', starting with a "
+         "letter or digit (ids become NATS subject tokens)"),
         ("workflow_id: w\ntasks: []\nowner: me\n", "{path}: Object contains unknown field `owner`"),
     ],
     ids=["missing-file", "not-yaml", "task-without-type", "id-not-a-subject-token", "unknown-field"],

@@ -43,7 +43,7 @@ def test_run_of_an_invalid_workflow_prints_every_problem_and_fails(tmp_path: Pat
     assert run.stdout.splitlines() == [
         "workflow bad: invalid",
         "  task a.dependencies: depends on itself",
-        "  task b.parameters.seconds: missing required parameter 'seconds' (a number >= 0)",
+        "  task b.parameters.seconds: missing required parameter 'seconds' (a number between 0 and 86400)",
     ]
 
 

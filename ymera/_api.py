@@ -18,10 +18,11 @@ from actors import Settings, load_settings
 from actors._supervisor import run_all
 from actors.monitor import Metrics, MetricsState, report
 from bus import Bus, EmbeddedServer, open_local
-from events import TaskSpec, WorkflowSubmitted, YmeraError, new_id, now
+from events import TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check_workflow_id, new_id, now
 from store import LiveProjection
 
 from ._client import WorkflowClient, result_of, store_caught_up
+from ._deadline import wait_or_give_up
 
 __all__ = ["Task", "TaskPriority", "WorkflowMonitor", "WorkflowOrchestrator"]
 
@@ -44,6 +45,9 @@ class Task:
     dependencies: list[str] = field(default_factory=list)
     priority: TaskPriority | str = TaskPriority.MEDIUM
     timeout_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        check_task_id(self.task_id)
 
     def spec(self) -> TaskSpec:
         priority = self.priority.value if isinstance(self.priority, TaskPriority) else str(self.priority).upper()
@@ -105,14 +109,22 @@ class WorkflowOrchestrator:
     async def execute_workflow(self, workflow_id: str, tasks: list[Task], enable_monitoring: bool = True,
                                timeout: float | None = None, principal: str = "api",
                                max_parallel_tasks: int | None = None) -> dict[str, Any]:
-        """Submit and wait for the end; the result dict has status, overall_quality and per-task results."""
+        """Submit and wait for the end; the result dict has status, overall_quality and per-task results.
+
+        Ids are checked before anything starts or is published: InvalidId names the id and the rule.
+        After `timeout` seconds, GaveUpWaiting says what became of the workflow: cancelled if this
+        orchestrator runs the actors (they stop on close), going on if actors elsewhere run it.
+        """
+        check_workflow_id(workflow_id)
+        for task in tasks:
+            check_task_id(task.task_id)
         await self.start()
         assert self._bus is not None
         submission = WorkflowSubmitted(id=new_id(), ts=now(), workflow_id=workflow_id, principal=principal,
                                        tasks=[t.spec() for t in tasks], max_parallel_tasks=max_parallel_tasks)
         client = WorkflowClient(self._bus)
         seq = await client.submit(submission)
-        end, seen = await client.wait(workflow_id, seq, timeout=timeout)
+        end, seen = await wait_or_give_up(client, workflow_id, seq, timeout, in_process=self._runs_actors)
         result = result_of(end, seen)
         if enable_monitoring:
             result["monitoring"] = self.monitor.get_monitoring_report()

@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 import events
 import store
 from actors import ACTOR_NAMES, Settings, run_all
@@ -19,6 +17,8 @@ from actors.validator import plan, validate_workflow
 from bus import open_local
 
 from ._client import WorkflowClient, describe_problem, history, result_of, store_caught_up
+from ._deadline import wait_or_give_up
+from ._file import read_workflow
 from ._progress import Progress
 
 __all__ = ["add_workflow_commands", "read_workflow", "stop_on_signals"]
@@ -41,7 +41,9 @@ def add_workflow_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
 
     run = sub.add_parser("run", help="run a workflow file (YAML or JSON), show progress, print the result")
     run.add_argument("file")
-    run.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    run.add_argument("--timeout", type=float,
+                     help="give up waiting after this many seconds and exit 1: a workflow this command's own "
+                          "actors run is cancelled, one run by actors elsewhere goes on")
     _actors_flag(run)
     run.set_defaults(fn=cmd_run)
 
@@ -71,35 +73,9 @@ def _actors_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-actors", dest="actors", action="store_false", help="use actors running elsewhere")
 
 
-class _WorkflowFile(msgspec.Struct, forbid_unknown_fields=True):
-    workflow_id: events.Name
-    tasks: list[events.TaskSpec]
-    name: str = ""
-    principal: str = "anonymous"
-    metadata: dict[str, str] = {}
-    max_parallel_tasks: int | None = None
-
-
-def read_workflow(path: Path) -> events.WorkflowSubmitted:
-    """A workflow file, {workflow_id, tasks, name?, principal?, metadata?, max_parallel_tasks?}, as a submission."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise events.YmeraError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        decode = msgspec.yaml.decode if path.suffix in (".yaml", ".yml") else msgspec.json.decode
-        doc = decode(raw, type=_WorkflowFile)
-    except msgspec.DecodeError as exc:
-        # YAML parser errors span lines; a user reads one.
-        parts = [line.strip().replace('in "<byte string>", ', "") for line in str(exc).splitlines()]
-        raise events.YmeraError(f"{path}: {': '.join(p for p in parts if p)}") from None
-    return events.WorkflowSubmitted(
-        id=events.new_id(), ts=events.now(), workflow_id=doc.workflow_id, name=doc.name, principal=doc.principal,
-        tasks=doc.tasks, metadata=doc.metadata, max_parallel_tasks=doc.max_parallel_tasks,
-    )
-
-
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.timeout > 0:
+        raise events.YmeraError(f"--timeout must be a number of seconds greater than 0, got {args.timeout:g}")
     submission = read_workflow(Path(args.file))
     connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-run")
     stop = asyncio.Event()
@@ -112,8 +88,11 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         client = WorkflowClient(connection)
         seq = await client.submit(submission)
         progress = Progress(submission, tty=sys.stdout.isatty())
-        end, seen = await client.wait(submission.workflow_id, seq, on_event=progress.update, timeout=args.timeout)
-        progress.close()
+        try:
+            end, seen = await wait_or_give_up(client, submission.workflow_id, seq, args.timeout,
+                                              in_process=engine is not None, on_event=progress.update)
+        finally:
+            progress.close()
         if engine is not None:
             await store_caught_up(connection)  # every event of the run is in the log before we stop
         result = result_of(end, seen)
@@ -122,10 +101,20 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         stop.set()
         if engine is not None:
-            await engine
+            try:
+                # Graceful: the executor finishes the attempts it runs. Bounded: a command that
+                # gave up waiting must not then wait for them; past the bound the actors are
+                # cancelled, which for crash-only actors is a kill.
+                await asyncio.wait_for(engine, ENGINE_STOP_SECONDS)
+            except TimeoutError:
+                pass
         await connection.close()
         if server is not None:
             server.stop()
+
+
+# How long `ymera run` lets the actors it runs stop gracefully before it cancels them.
+ENGINE_STOP_SECONDS = 10.0
 
 
 def _print_result(result: dict[str, Any]) -> None:
@@ -179,6 +168,7 @@ async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    events.check_workflow_id(args.workflow_id)
     connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-status")
     try:
         seen = await history(connection, args.workflow_id)
@@ -196,6 +186,7 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    events.check_workflow_id(args.workflow_id)
     connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-cancel")
     try:
         await WorkflowClient(connection).cancel(args.workflow_id, args.reason)
