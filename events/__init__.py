@@ -3,7 +3,20 @@
 Other packages import from here only, never from the private modules.
 """
 
-from ._blobs import INLINE_LIMIT, BlobGet, BlobPut, blob_ref, check_blob, offload, resolve
+from ._blobs import (
+    INLINE_LIMIT,
+    MAX_BLOB_BYTES,
+    BlobGet,
+    BlobPut,
+    blob_marker,
+    blob_ref,
+    check_blob,
+    load_blob,
+    marked_blob,
+    offload,
+    read_message,
+    resolve,
+)
 from ._catalog import EVENT_TYPES, Event
 from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt
 from ._envelope import (
@@ -22,7 +35,7 @@ from ._envelope import (
 )
 from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraError
 from ._schema import json_schema
-from ._subjects import ALL_SUBJECTS, PREFIX, subject_filter, subject_of, workflow_subjects
+from ._subjects import ALL_SUBJECTS, PREFIX, subject_filter, subject_of, workflow_of, workflow_subjects
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -60,6 +73,7 @@ __all__ = [
     "EVENT_TYPES",
     "ID_RULE",
     "INLINE_LIMIT",
+    "MAX_BLOB_BYTES",
     "MAX_EVENT_BYTES",
     "NO_WORKFLOW",
     "PREFIX",
@@ -103,6 +117,7 @@ __all__ = [
     "WorkflowSubmitted",
     "WorkflowValidated",
     "YmeraError",
+    "blob_marker",
     "blob_ref",
     "check_blob",
     "check_task_id",
@@ -113,12 +128,16 @@ __all__ = [
     "encode",
     "excerpt",
     "json_schema",
+    "load_blob",
+    "marked_blob",
     "new_id",
     "now",
     "offload",
+    "read_message",
     "resolve",
     "run_of",
     "subject_filter",
     "subject_of",
+    "workflow_of",
     "workflow_subjects",
 ]

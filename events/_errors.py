@@ -2,7 +2,7 @@
 
     YmeraError
     ├── MalformedEvent        bytes that are not a valid event         (events)
-    ├── EventTooLarge         an event over the limit even after blobs (events)
+    ├── EventTooLarge         an event over the limit even after blobs, or a value over the blob limit (events)
     ├── BlobError             a blob missing, or not matching its digest (events, store)
     ├── InvalidId             a workflow or task id that cannot name one (events; checked before publishing)
     ├── BusError                                                       (bus)
@@ -37,14 +37,20 @@ class MalformedEvent(YmeraError, ValueError):
 
 
 class EventTooLarge(YmeraError):
-    def __init__(self, event_type: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"{event_type} is {size} bytes after moving its large fields to blobs, "
-            f"over the {limit}-byte event limit"
-        )
+    """An event too large to publish: as a whole (`field` None), or one field's value too large
+    even for a blob."""
+
+    def __init__(self, event_type: str, size: int, limit: int, field: str | None = None) -> None:
+        if field is None:
+            message = (f"{event_type} is {size} bytes after moving its large fields to blobs, "
+                       f"over the {limit}-byte event limit")
+        else:
+            message = f"{event_type}.{field} is {size} bytes, over the {limit}-byte limit of a blob"
+        super().__init__(message)
         self.event_type = event_type
         self.size = size
         self.limit = limit
+        self.field = field
 
 
 class BlobError(YmeraError):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import nats.js.errors
 
 from bus import Bus
 from events import (
+    BlobError,
     CancelRequested,
     Event,
     MalformedEvent,
@@ -25,9 +26,9 @@ from events import (
     WorkflowRefused,
     WorkflowSubmitted,
     YmeraError,
-    decode_message,
     new_id,
     now,
+    read_message,
     run_of,
 )
 from store import Run, WorkflowRuns
@@ -35,6 +36,7 @@ from store import Run, WorkflowRuns
 __all__ = [
     "END_STATUS",
     "END_TYPES",
+    "UNSHOWN",
     "WorkflowClient",
     "describe_problem",
     "history",
@@ -52,6 +54,8 @@ END_STATUS: dict[type, str] = {
     WorkflowInvalid: "invalid", WorkflowRefused: "refused",
 }
 END_TYPES = tuple(END_STATUS)
+# What a client never shows, left in its blobs: task outputs and inputs may be large.
+UNSHOWN = frozenset({"TaskSucceeded.output", "TaskReady.inputs", "TaskReady.spec"})
 
 
 class WorkflowClient:
@@ -79,9 +83,9 @@ class WorkflowClient:
                 except TimeoutError:
                     continue
                 try:
-                    yield decode_message(msg.subject, msg.data)
-                except MalformedEvent:
-                    continue
+                    yield await read_message(msg.subject, msg.data, self.bus.get_blob, UNSHOWN)
+                except (MalformedEvent, BlobError):
+                    continue  # the store writer records it as MessageRejected
         finally:
             await sub.unsubscribe()
 
@@ -158,11 +162,11 @@ def describe_problem(task_id: str | None, field: str | None, message: str) -> st
 
 async def history(bus: Bus, workflow_id: str) -> list[Event]:
     """Every event of one workflow stored in the stream so far."""
-    return await stored(bus, f"ymera.*.{workflow_id}.>")
+    return await stored(bus, f"ymera.*.{workflow_id}.>", UNSHOWN)
 
 
-async def stored(bus: Bus, subject: str) -> list[Event]:
-    """Every valid event on `subject` in the stream so far, in stream order."""
+async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Event]:
+    """Every valid event on `subject` in the stream so far, in stream order, its blobs resolved but for `keep`."""
     sub = await bus.follow(1, subject)
     out: list[Event] = []
     try:
@@ -171,8 +175,8 @@ async def stored(bus: Bus, subject: str) -> list[Event]:
                 msg = await sub.next_msg(timeout=1.0)
             except TimeoutError:
                 return out  # nothing on these subjects at all
-            with contextlib.suppress(MalformedEvent):
-                out.append(decode_message(msg.subject, msg.data))
+            with contextlib.suppress(MalformedEvent, BlobError):
+                out.append(await read_message(msg.subject, msg.data, bus.get_blob, keep))
             if msg.metadata.num_pending == 0:
                 return out
     finally:

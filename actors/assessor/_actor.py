@@ -43,6 +43,8 @@ class Assessor(Actor):
         "ymera.task.*.*.succeeded", "ymera.task.*.*.outcome_checked",
     )
     own_subjects: ClassVar[tuple[str, ...]] = ("ymera.task.*.*.assessed",)
+    # Held until assessed, and only then loaded (`_assess`): a rebuild loads no past outputs.
+    by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -49,6 +49,8 @@ class Distributor(Actor):
         "ymera.task.*.*.retry_scheduled", "ymera.task.*.*.timed_out", "ymera.task.*.*.skipped",
     )
     tick_seconds: ClassVar[float | None] = 0.25
+    # A large output is passed on to dependents as a reference, which the executor loads.
+    by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -22,6 +22,7 @@ from events import (
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowFailed,
+    blob_marker,
     derive_id,
     now,
 )
@@ -123,9 +124,8 @@ def _inputs(wf: WorkflowState, task: TaskState) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     for dep in task.spec.dependencies:
         source = wf.tasks[dep]
-        # An output too large to travel inline stays a blob; the executor resolves it.
-        inputs[dep] = {"$blob": source.output_ref.digest, "size": source.output_ref.size} \
-            if source.output_ref is not None else source.output
+        # An output too large to travel inline stays a blob; the executor loads it.
+        inputs[dep] = blob_marker(source.output_ref) if source.output_ref is not None else source.output
     return inputs
 
 

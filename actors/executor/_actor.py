@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 import httpx
-import msgspec
 import nats.errors
 import nats.js.errors
 import structlog
@@ -26,8 +25,9 @@ from nats.aio.msg import Msg
 from actors._settings import Settings
 from bus import Bus, BusError, ConsumerPolicy, PullBatches, check_consumer, consumer_config
 from events import (
-    BlobRef,
+    BlobError,
     Event,
+    EventTooLarge,
     MalformedEvent,
     TaskFailed,
     TaskHeartbeat,
@@ -36,8 +36,10 @@ from events import (
     TaskSucceeded,
     decode_message,
     derive_id,
+    load_blob,
+    marked_blob,
     now,
-    resolve,
+    read_message,
 )
 
 from ._kinds import run_task
@@ -114,17 +116,15 @@ class Executor:
 
     async def _attempt_once(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
         try:
-            ready = decode_message(msg.subject, msg.data)
-        except MalformedEvent:
-            await msg.ack()  # the store writer records it
+            ready = await read_message(msg.subject, msg.data, bus.get_blob)
+        except (MalformedEvent, BlobError) as exc:
+            if isinstance(exc, BlobError):
+                _log.warning("task not started: a blob cannot be read", subject=msg.subject, error=str(exc))
+            await msg.ack()  # the store writer records it as MessageRejected
             return
         if not isinstance(ready, TaskReady):
             await msg.ack()
             return
-        if ready.blobs:
-            resolved = await resolve(ready, bus.get_blob)
-            assert isinstance(resolved, TaskReady)
-            ready = resolved
         started = TaskStarted(id=derive_id(_run_key(ready), "TaskStarted", ready.task_id, ready.attempt),
                               ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id,
                               actor=self.name, task_id=ready.task_id, attempt=ready.attempt,
@@ -156,7 +156,11 @@ class Executor:
             attempts.discard(work)
             if not attempts:
                 self.by_workflow.pop(_run_key(ready), None)
-        await bus.publish(result)
+        try:
+            await bus.publish(result)
+        except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
+            await bus.publish(self._failed(self._common(ready), ready, 0.0, f"the result cannot be published: {exc}",
+                                           "error", False, None))
 
     async def _on_cancelled(self, msg: Msg) -> None:
         try:
@@ -180,8 +184,9 @@ class Executor:
                                      timeout=ready.timeout_seconds or self.settings.task_timeout_seconds, http=http)
         except TaskError as exc:
             return self._failed(common, ready, t0, str(exc), exc.kind, exc.retryable, exc.retry_after)
-        except BusError as exc:
-            return self._failed(common, ready, t0, f"could not read an input: {exc}", "error", True, None)
+        except (BusError, BlobError) as exc:
+            return self._failed(common, ready, t0, f"could not read an input: {exc}", "error",
+                                isinstance(exc, BusError), None)
         except Exception as exc:  # a bug in a task kind must not take the executor down
             _log.exception("task kind crashed", task=ready.task_id, workflow=ready.workflow_id)
             return self._failed(common, ready, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
@@ -206,10 +211,8 @@ class Executor:
         """Dependency outputs; one too large to travel inline arrives as a blob reference."""
         out: dict[str, Any] = {}
         for task_id, value in inputs.items():
-            if isinstance(value, dict) and set(value) == {"$blob", "size"}:
-                data = await bus.get_blob(BlobRef(digest=value["$blob"], size=value["size"]))
-                value = msgspec.json.decode(data)
-            out[task_id] = value
+            ref = marked_blob(value)
+            out[task_id] = value if ref is None else await load_blob(ref, bus.get_blob)
         return out
 
     async def _heartbeat(self, bus: Bus, ready: TaskReady) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import (
+    EVENT_TYPES,
     AlertRaised,
     Event,
     MessageRejected,
@@ -133,6 +134,8 @@ class Metrics:
     """Projection "metrics": every event folded into a `MetricsState`, updated in place."""
 
     name = "metrics"
+    # It reads no large field: every blob-held value stays in its blob.
+    by_reference = frozenset(f"{name}.{field}" for name, kind in EVENT_TYPES.items() for field in kind.blob_fields)
 
     def initial(self) -> MetricsState:
         return MetricsState()

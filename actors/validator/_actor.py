@@ -48,6 +48,8 @@ class Validator(Actor):
     )
     own_subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.validated", "ymera.wf.*.invalid", "ymera.task.*.*.outcome_checked")
+    # Held until checked, and only then loaded (`_check`): a rebuild loads no past outputs.
+    by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
