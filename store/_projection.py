@@ -5,8 +5,9 @@ A projection is deterministic: no I/O, no clock, nothing but the state and the e
 Events reach it with their blobs resolved (from the log's copies, or the bucket when live),
 except the fields it names in an optional `by_reference` set (`"TaskSucceeded.output"`).
 `rebuild` folds the stored log from seq 0; `LiveProjection` folds the bus as events
-arrive. Both see the same events in the same order, dropping the same late duplicates, so
-they reach the same state (tests/test_projection.py checks it with hypothesis).
+arrive. Both fold through the same gate (`Once`, store/_once.py: each event id once, events
+of a run only while it is active), so copies the stream holds and the log dropped change
+nothing, and they reach the same state (tests/test_projection.py checks it with hypothesis).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from nats.aio.msg import Msg
 from bus import Bus, stream_seq
 from events import BlobError, Event, MalformedEvent, decode, read_message, resolve
 
+from ._once import Once
 from ._sqlite import SqliteEventLog
 
 __all__ = ["LiveProjection", "Projection", "rebuild"]
@@ -38,13 +40,15 @@ class Projection(Protocol[S]):
 
 async def rebuild(projection: Projection[S], log: SqliteEventLog, from_seq: int = 0) -> tuple[S, int]:
     """Fold the stored log; return the state and the last seq folded."""
-    state, last = projection.initial(), 0
+    state, last, once = projection.initial(), 0, Once()
     keep = by_reference(projection)
     async for row in log.read(from_seq):
-        event = decode(row.data)
+        event, last = decode(row.data), row.seq
+        if not once.admit(event):
+            continue
         if event.blobs:
             event = await resolve(event, log.get_blob, keep)
-        state, last = projection.apply(state, event), row.seq
+        state = projection.apply(state, event)
     return state, last
 
 
@@ -67,7 +71,7 @@ class LiveProjection(Generic[S]):
         self.start_seq = start_seq
         self.state: S = projection.initial()
         self.last_seq = start_seq - 1
-        self._seen: set[str] = set()
+        self.once = Once()
         self._progress = asyncio.Condition()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -88,8 +92,7 @@ class LiveProjection(Generic[S]):
             event = await read_message(msg.subject, msg.data, self.bus.get_blob, by_reference(self.projection))
         except (MalformedEvent, BlobError):
             event = None  # the store writer records it as MessageRejected
-        if event is not None and event.id not in self._seen:
-            self._seen.add(event.id)
+        if event is not None and self.once.admit(event):
             self.state = self.projection.apply(self.state, event)
         async with self._progress:
             self.last_seq = seq

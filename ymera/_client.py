@@ -74,8 +74,10 @@ class WorkflowClient:
                                                reason=reason))
 
     async def events(self, workflow_id: str, start_seq: int = 1) -> AsyncIterator[Event]:
-        """Every event of one workflow (all its runs) from `start_seq`, live, forever."""
+        """Every event of one workflow (all its runs) from `start_seq`, live, forever; each id once (a
+        copy the stream kept past its duplicate window is skipped, as the log skips it)."""
         sub = await self.bus.follow(start_seq, f"ymera.*.{workflow_id}.>")
+        ids: set[str] = set()
         try:
             while True:
                 try:
@@ -83,9 +85,12 @@ class WorkflowClient:
                 except TimeoutError:
                     continue
                 try:
-                    yield await read_message(msg.subject, msg.data, self.bus.get_blob, UNSHOWN)
+                    event = await read_message(msg.subject, msg.data, self.bus.get_blob, UNSHOWN)
                 except (MalformedEvent, BlobError):
                     continue  # the store writer records it as MessageRejected
+                if event.id not in ids:
+                    ids.add(event.id)
+                    yield event
         finally:
             await sub.unsubscribe()
 
@@ -166,9 +171,11 @@ async def history(bus: Bus, workflow_id: str) -> list[Event]:
 
 
 async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Event]:
-    """Every valid event on `subject` in the stream so far, in stream order, its blobs resolved but for `keep`."""
+    """Every valid event on `subject` in the stream so far, in stream order, each id once (as the
+    log keeps it), its blobs resolved but for `keep`."""
     sub = await bus.follow(1, subject)
     out: list[Event] = []
+    ids: set[str] = set()
     try:
         while True:
             try:
@@ -176,7 +183,10 @@ async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Eve
             except TimeoutError:
                 return out  # nothing on these subjects at all
             with contextlib.suppress(MalformedEvent, BlobError):
-                out.append(await read_message(msg.subject, msg.data, bus.get_blob, keep))
+                event = await read_message(msg.subject, msg.data, bus.get_blob, keep)
+                if event.id not in ids:
+                    ids.add(event.id)
+                    out.append(event)
             if msg.metadata.num_pending == 0:
                 return out
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
+import aiohttp
 
 from events import TaskSpec
 
@@ -24,7 +24,7 @@ __all__ = ["run_task"]
 _SLEEP_SECONDS = next(p for p in TASK_KINDS["sleep"].params if p.name == "seconds")
 
 async def run_task(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, *, timeout: float,
-                   http: httpx.AsyncClient | None = None, keys: KeyPool | None = None) -> Outcome:
+                   http: aiohttp.ClientSession | None = None, keys: KeyPool | None = None) -> Outcome:
     """Run one attempt of `spec` within `timeout` seconds; `inputs` are its dependencies' outputs.
 
     `http` and `keys` are the caller's to share across attempts; without them a client is made
@@ -41,7 +41,7 @@ async def run_task(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, *
 
 
 async def _dispatch(spec: TaskSpec, inputs: dict[str, Any], settings: Settings,
-                    http: httpx.AsyncClient | None, keys: KeyPool | None) -> Outcome:
+                    http: aiohttp.ClientSession | None, keys: KeyPool | None) -> Outcome:
     if spec.type == "noop":
         return Outcome(output=None)
     if spec.type == "sleep":
@@ -61,7 +61,6 @@ async def _dispatch(spec: TaskSpec, inputs: dict[str, Any], settings: Settings,
     if kind is not None and kind.llm:
         if http is not None:
             return await _llm.run_llm(spec, inputs, settings, http, keys)
-        # The attempt's time limit bounds the request; httpx's own timeouts would only race it.
-        async with httpx.AsyncClient(timeout=None) as client:
+        async with _llm.http_client() as client:
             return await _llm.run_llm(spec, inputs, settings, client, keys)
     raise TaskError("bad_request", f"unknown task type {spec.type!r}", retryable=False)

@@ -101,7 +101,8 @@ class MetricsState:
     active: dict[str, str] = field(default_factory=dict)
     # workflow id -> its latest run, until it ends: the run of an event that names none (from before runs).
     latest_run: dict[str, str] = field(default_factory=dict)
-    tasks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TASK_COUNTS.values(), 0))
+    # "late": results of attempts that had already ended (timed out), never a task's result.
+    tasks: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*_TASK_COUNTS.values(), "late"), 0))
     models: dict[str, ModelStats] = field(default_factory=dict)
     assessed: int = 0
     overall_sum: float = 0.0
@@ -110,6 +111,9 @@ class MetricsState:
     # (run id, task_id, attempt) -> "succeeded" | "failed" | "timed_out"; one entry per attempt.
     ends: deque[tuple[tuple[str, str, int], str]] = field(default_factory=lambda: deque(maxlen=ENDS_WINDOW))
     alerts: deque[RecentAlert] = field(default_factory=lambda: deque(maxlen=ALERTS_KEPT))
+    # run id -> (task_id, attempt) -> how the attempt ended, while the run is active: a second
+    # end of an attempt is a late result (after a timeout) or a moot timeout (after a result).
+    attempts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
     # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
     # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
     raised: set[str] = field(default_factory=set)
@@ -143,6 +147,10 @@ class Metrics:
     def apply(self, state: MetricsState, event: Event) -> MetricsState:
         kind = type(event)
         run = _run_key(state, event)
+        if isinstance(event, (TaskSucceeded, TaskFailed, TaskTimedOut)) and not _first_end(state, event, run):
+            if not isinstance(event, TaskTimedOut):
+                state.tasks["late"] += 1  # a result after its attempt was timed out: not the task's
+            return state  # a timeout after the attempt's result changes nothing
         if kind in _WORKFLOW_COUNTS:
             state.workflows[_WORKFLOW_COUNTS[kind]] += 1
             _track_workflow(state, event, run)
@@ -174,6 +182,18 @@ class Metrics:
         return state
 
 
+def _first_end(state: MetricsState, event: TaskSucceeded | TaskFailed | TaskTimedOut, run: str) -> bool:
+    """Whether this is the first end of its attempt, in stream order (the distributor's rule)."""
+    if run not in state.active:
+        return True
+    ends = state.attempts.setdefault(run, {})
+    key = (event.task_id, event.attempt)
+    if key in ends:
+        return False
+    ends[key] = type(event).__name__
+    return True
+
+
 def _run_key(state: MetricsState, event: Event) -> str:
     """The run an event belongs to; one that names none (written before runs) belongs to its
     workflow's latest run."""
@@ -186,6 +206,7 @@ def _run_key(state: MetricsState, event: Event) -> str:
 def _track_workflow(state: MetricsState, event: Event, run: str) -> None:
     if isinstance(event, _ENDED):
         state.active.pop(run, None)
+        state.attempts.pop(run, None)
         if state.latest_run.get(event.workflow_id) == run:
             del state.latest_run[event.workflow_id]
     elif isinstance(event, WorkflowSubmitted):

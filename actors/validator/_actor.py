@@ -1,7 +1,8 @@
 """The validator: checks a workflow before anything runs, and each task's outcome after it ran.
 
 Listens to: WorkflowSubmitted, WorkflowAdmitted, WorkflowRefused and workflow ends (to
-forget), TaskSucceeded; all keyed by run, since a workflow id may run again;
+forget), TaskSucceeded, TaskFailed and TaskTimedOut (an attempt that ended so: its later
+result is late and not checked); all keyed by run, since a workflow id may run again;
 and, when rebuilding, its own WorkflowValidated / WorkflowInvalid / OutcomeChecked.
 Emits: WorkflowValidated (with the plan: parallel levels, critical path, speedup) or
 WorkflowInvalid (every problem, each naming the task and field); OutcomeChecked per task.
@@ -18,8 +19,10 @@ from actors._settings import Settings
 from events import (
     Event,
     OutcomeChecked,
+    TaskFailed,
     TaskSpec,
     TaskSucceeded,
+    TaskTimedOut,
     WorkflowAdmitted,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -44,7 +47,8 @@ class Validator(Actor):
     name: ClassVar[str] = "validator"
     subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.submitted", "ymera.wf.*.admitted", "ymera.wf.*.refused", "ymera.wf.*.completed",
-        "ymera.wf.*.failed", "ymera.wf.*.cancelled", "ymera.task.*.*.succeeded",
+        "ymera.wf.*.failed", "ymera.wf.*.cancelled", "ymera.task.*.*.succeeded", "ymera.task.*.*.failed",
+        "ymera.task.*.*.timed_out",
     )
     own_subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.validated", "ymera.wf.*.invalid", "ymera.task.*.*.outcome_checked")
@@ -59,6 +63,8 @@ class Validator(Actor):
         self.specs: dict[str, dict[str, TaskSpec]] = {}  # run -> task specs, while it runs
         self.unchecked: dict[tuple[str, str], TaskSucceeded] = {}  # (run, task) -> its success
         self.checked: dict[str, set[str]] = {}  # run -> tasks whose outcome was checked
+        # run -> (task, attempt) ended by TaskFailed/TaskTimedOut: a result after that is late.
+        self.ended_attempts: dict[str, set[tuple[str, int]]] = {}
 
     def apply(self, event: Event) -> None:
         run = run_of(event)
@@ -77,8 +83,12 @@ class Validator(Actor):
             if isinstance(event, WorkflowValidated) and submission is not None:
                 self.specs[run] = {t.id: t for t in submission.tasks}
         elif isinstance(event, TaskSucceeded):
-            if event.task_id not in self.checked.get(run, ()) and run in self.specs:
+            if (event.task_id not in self.checked.get(run, ()) and run in self.specs
+                    and (event.task_id, event.attempt) not in self.ended_attempts.get(run, ())):
                 self.unchecked.setdefault((run, event.task_id), event)
+        elif isinstance(event, (TaskFailed, TaskTimedOut)):
+            if run in self.specs:
+                self.ended_attempts.setdefault(run, set()).add((event.task_id, event.attempt))
         elif isinstance(event, OutcomeChecked):
             self.checked.setdefault(run, set()).add(event.task_id)
             self.unchecked.pop((run, event.task_id), None)
@@ -88,6 +98,7 @@ class Validator(Actor):
             self.submissions.pop(run, None)
             self.admitted.discard(run)
             self.checked.pop(run, None)
+            self.ended_attempts.pop(run, None)
 
     async def react(self, event: Event) -> list[Event]:
         if isinstance(event, WorkflowAdmitted) and event.causation_id in self.admitted:
