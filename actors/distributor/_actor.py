@@ -16,7 +16,7 @@ they arrive changes nothing.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from actors._runtime import Actor
 from actors._settings import Settings
@@ -47,6 +47,7 @@ class Distributor(Actor):
         "ymera.task.*.*.retry_scheduled", "ymera.task.*.*.timed_out", "ymera.task.*.*.skipped",
     )
     tick_seconds: ClassVar[float | None] = 0.25
+    state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState}
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -9,7 +9,7 @@ the thresholds are documented in docs/quality.md. (Issue "quality" deepens it.)
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from actors._runtime import Actor
 from actors._settings import Settings
@@ -25,6 +25,7 @@ class Monitor(Actor):
     name: ClassVar[str] = "monitor"
     subjects: ClassVar[tuple[str, ...]] = ("ymera.>",)
     tick_seconds: ClassVar[float | None] = 1.0
+    state_fields: ClassVar[dict[str, Any]] = {"state": MetricsState, "raises": dict[str, int]}
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

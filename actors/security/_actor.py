@@ -27,6 +27,9 @@ class Security(Actor):
     name: ClassVar[str] = "security"
     subjects: ClassVar[tuple[str, ...]] = ("ymera.wf.*.submitted",)
     own_subjects: ClassVar[tuple[str, ...]] = ("ymera.wf.*.admitted", "ymera.wf.*.refused")
+    state_fields: ClassVar[dict[str, Any]] = {
+        "pending": dict[str, WorkflowSubmitted], "owner": dict[str, str],
+        "admitted": dict[str, deque[datetime]], "decided": set[str]}
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

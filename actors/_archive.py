@@ -1,0 +1,74 @@
+"""Events the stream has dropped, read back from the log: the archive behind stream retention.
+
+With a retention limit (docs/operations.md, "Stream retention") the stream starts at some seq
+after 1. An actor whose snapshot is older than that (or that has none) needs the events in
+between: it folds them from the SQLite log when the log is on this host (`ymera up`, or an
+actor run with the store writer's data dir), and refuses to start, naming the gap, when it
+is not, rather than start on a state that silently misses them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from events import MalformedEvent, YmeraError, decode
+from store import SqliteEventLog, StoreError
+
+if TYPE_CHECKING:
+    from ._runtime import Actor
+
+__all__ = ["HistoryDropped", "fold_archived", "matches"]
+
+
+class HistoryDropped(YmeraError):
+    """The stream no longer holds events an actor needs, and the log cannot supply them."""
+
+    def __init__(self, actor: str, start: int, first: int, why: str) -> None:
+        super().__init__(
+            f"actor {actor} cannot start: it needs the stream from seq {start}, but the stream now "
+            f"starts at seq {first} (retention dropped seqs {start}..{first - 1}) and {why}; "
+            "run the actor where the store writer's log is (same YMERA_DATA_DIR), or lengthen "
+            "YMERA_STREAM_MAX_AGE_SECONDS / YMERA_STREAM_MAX_BYTES")
+        self.actor = actor
+        self.start = start
+        self.first = first
+
+
+def matches(subject: str, pattern: str) -> bool:
+    """NATS subject matching: `*` is one token, a final `>` one or more."""
+    tokens, wanted = subject.split("."), pattern.split(".")
+    for i, want in enumerate(wanted):
+        if want == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (want != "*" and want != tokens[i]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+async def fold_archived(actor: Actor, subjects: list[str], start: int, first: int) -> int:
+    """Fold the logged events on `subjects` with seqs `start` .. `first - 1`; return how many."""
+    path = actor.settings.log_path
+    if not path.exists():
+        raise HistoryDropped(actor.name, start, first, f"there is no log at {path}")
+    folded = 0
+    try:
+        async with SqliteEventLog(path, readonly=True) as log:
+            if log.head_seq < first - 1:
+                raise HistoryDropped(actor.name, start, first,
+                                     f"the log at {path} holds seqs only through {log.head_seq}")
+            async with contextlib.aclosing(log.read(start)) as rows:
+                async for row in rows:
+                    if row.seq >= first:
+                        break
+                    if not any(matches(row.subject, s) for s in subjects):
+                        continue
+                    try:
+                        event = decode(row.data)
+                    except MalformedEvent:
+                        continue
+                    actor.apply(event)
+                    folded += 1
+    except StoreError as exc:
+        raise HistoryDropped(actor.name, start, first, f"the log cannot be read: {exc}") from None
+    return folded
