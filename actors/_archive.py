@@ -57,18 +57,19 @@ async def fold_archived(actor: Actor, subjects: list[str], start: int, first: in
             if log.head_seq < first - 1:
                 raise HistoryDropped(actor.name, start, first,
                                      f"the log at {path} holds seqs only through {log.head_seq}")
-            async with contextlib.aclosing(log.read(start)) as rows:
-                async for row in rows:
-                    if row.seq >= first:
-                        break
-                    if not any(matches(row.subject, s) for s in subjects):
-                        continue
-                    try:
-                        event = decode(row.data)
-                    except MalformedEvent:
-                        continue
-                    actor.apply(event)
-                    folded += 1
+            async with contextlib.aclosing(log.read_chunks(start)) as chunks:
+                async for chunk in chunks:
+                    for row in chunk:
+                        if row.seq >= first:
+                            return folded
+                        if not any(matches(row.subject, s) for s in subjects):
+                            continue
+                        try:
+                            event = decode(row.data)
+                        except MalformedEvent:
+                            continue
+                        actor.apply(event)
+                        folded += 1
     except StoreError as exc:
         raise HistoryDropped(actor.name, start, first, f"the log cannot be read: {exc}") from None
     return folded

@@ -57,8 +57,8 @@ class Settings(msgspec.Struct, frozen=True):
     llm: LLMSettings = LLMSettings()
     # Snapshots of each actor's folded state (docs/operations.md, "Snapshots").
     snapshots: bool = True
-    snapshot_every_events: int = 10_000  # stream seqs folded since the last snapshot
-    snapshot_every_seconds: float = 60.0  # or this long, if anything was folded since
+    snapshot_every_events: int = 5_000  # stream seqs folded since the last snapshot
+    snapshot_every_seconds: float = 30.0  # or this long, if anything was folded since
     # Stream retention (docs/operations.md, "Stream retention"): None leaves the stream as it
     # is (keep everything when it is created); 0 removes the limit.
     stream_max_age_seconds: float | None = None
@@ -103,8 +103,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             api_keys=tuple(keys),
         ),
         snapshots=env.flag("YMERA_SNAPSHOTS", True),
-        snapshot_every_events=env.integer("YMERA_SNAPSHOT_EVERY_EVENTS", 10_000),
-        snapshot_every_seconds=env.number("YMERA_SNAPSHOT_EVERY_SECONDS", 60.0),
+        snapshot_every_events=env.integer("YMERA_SNAPSHOT_EVERY_EVENTS", 5_000),
+        snapshot_every_seconds=env.number("YMERA_SNAPSHOT_EVERY_SECONDS", 30.0),
         stream_max_age_seconds=env.optional_number("YMERA_STREAM_MAX_AGE_SECONDS"),
         stream_max_bytes=env.optional_count("YMERA_STREAM_MAX_BYTES"),
     )

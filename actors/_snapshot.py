@@ -37,6 +37,8 @@ FORMAT = 1
 _log = structlog.get_logger("ymera.snapshot")
 # Attributes of an actor that are not folded state.
 NOT_STATE = frozenset({"settings", "bus", "metrics"})
+# Snapshots are at least this many times their encoding's duration apart.
+SPACING = 50
 
 
 class _Format(msgspec.Struct):
@@ -166,6 +168,7 @@ class Snapshots:
         self.every_seconds = settings.snapshot_every_seconds
         self.seq = 0  # of the last snapshot loaded or taken
         self.taken_at = time.monotonic()
+        self.encode_seconds = 0.0  # how long the last snapshot took to encode, on the loop
         self._writing: asyncio.Task[None] | None = None
         if self.enabled:
             check_state_fields(actor)
@@ -200,8 +203,10 @@ class Snapshots:
     def due(self, applied: int) -> bool:
         if not self.enabled or applied <= self.seq:
             return False
-        return (applied - self.seq >= self.every_events
-                or time.monotonic() - self.taken_at >= self.every_seconds)
+        since = time.monotonic() - self.taken_at
+        if since < SPACING * self.encode_seconds:
+            return False  # a large state: keep encoding under 1/SPACING of the loop's time
+        return applied - self.seq >= self.every_events or since >= self.every_seconds
 
     def maybe_take(self, applied: int) -> None:
         """Between batches (outputs published, state folded): snapshot if due and none is being written."""
@@ -209,8 +214,11 @@ class Snapshots:
             self._writing = asyncio.create_task(self._write(self._encode(applied), applied))
 
     def _encode(self, applied: int) -> bytes:
+        started = time.monotonic()
+        data = encode_snapshot(self.actor, applied, self.stream_created)
         self.seq, self.taken_at = applied, time.monotonic()
-        return encode_snapshot(self.actor, applied, self.stream_created)
+        self.encode_seconds = self.taken_at - started
+        return data
 
     async def _write(self, data: bytes, seq: int) -> None:
         started = time.monotonic()

@@ -67,15 +67,16 @@ _COLUMNS = ("id", "type", "subject", "workflow_id", "ts")
 async def verify(log: SqliteEventLog) -> AuditReport:
     prev, rows, last_seq = GENESIS, 0, 0
     checked_blobs: set[str] = set()
-    async with contextlib.aclosing(log.read(0)) as stored:
-        async for row in stored:
-            reason = check_row(row, prev)
-            if reason is None and b'"blobs"' in row.data:
-                reason = await _check_blobs(log, row, checked_blobs)
-            if reason is not None:
-                broken = Break(row.seq, row.id, reason)
-                return AuditReport(rows, len(checked_blobs), last_seq, prev.hex(), broken)
-            prev, rows, last_seq = row.hash, rows + 1, row.seq
+    async with contextlib.aclosing(log.read_chunks(0)) as chunks:
+        async for chunk in chunks:
+            for row in chunk:
+                reason = check_row(row, prev)
+                if reason is None and b'"blobs"' in row.data:
+                    reason = await _check_blobs(log, row, checked_blobs)
+                if reason is not None:
+                    broken = Break(row.seq, row.id, reason)
+                    return AuditReport(rows, len(checked_blobs), last_seq, prev.hex(), broken)
+                prev, rows, last_seq = row.hash, rows + 1, row.seq
     return AuditReport(rows, len(checked_blobs), last_seq, prev.hex())
 
 

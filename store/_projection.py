@@ -36,8 +36,10 @@ class Projection(Protocol[S]):
 async def rebuild(projection: Projection[S], log: SqliteEventLog, from_seq: int = 0) -> tuple[S, int]:
     """Fold the stored log; return the state and the last seq folded."""
     state, last = projection.initial(), 0
-    async for row in log.read(from_seq):
-        state, last = projection.apply(state, decode(row.data)), row.seq
+    async for chunk in log.read_chunks(from_seq):
+        for row in chunk:
+            state = projection.apply(state, decode(row.data))
+        last = chunk[-1].seq
     return state, last
 
 
