@@ -98,7 +98,8 @@ async def rebuild(actor: Actor, bus: Bus, snapshots: Snapshots | None = None) ->
     js, stream = bus.js, bus.stream.name
     info = await js.stream_info(stream)
     last, first = info.state.last_seq, info.state.first_seq
-    restored = await snapshots.load() if snapshots is not None else 0
+    created = info.created.isoformat() if info.created else ""
+    restored = await snapshots.load(created) if snapshots is not None else 0
     start = restored + 1
     subjects = [*actor.subjects, *actor.own_subjects]
     from_log = 0
@@ -162,8 +163,7 @@ async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.
     policy = ConsumerPolicy(ack_wait=30.0, max_deliver=3)
     check_consumer(actor.name, policy, bus.stream)
     actor.bus = bus
-    created = (await bus.js.stream_info(bus.stream.name)).created
-    snapshots = Snapshots(actor, bus, created.isoformat() if created else "")
+    snapshots = Snapshots(actor, bus)
     through = await rebuild(actor, bus, snapshots)
     await _publish(bus, await actor.reconcile(now()))
     config = consumer_config(actor.name, policy, subjects=actor.subjects, start_seq=through + 1, ack_all=True)

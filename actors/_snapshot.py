@@ -158,10 +158,10 @@ def check_state_fields(actor: Actor) -> None:
 class Snapshots:
     """One actor's snapshots: `load` at start; `maybe_take` between batches; `close` at stop."""
 
-    def __init__(self, actor: Actor, bus: Bus, stream_created: str) -> None:
+    def __init__(self, actor: Actor, bus: Bus) -> None:
         self.actor = actor
         self.store = bus.snapshots
-        self.stream_created = stream_created
+        self.stream_created = ""  # which stream the seqs count in: set by `load`
         settings = actor.settings
         self.enabled = settings.snapshots
         self.every_events = settings.snapshot_every_events
@@ -177,8 +177,10 @@ class Snapshots:
     def key(self) -> str:
         return type(self.actor).name
 
-    async def load(self) -> int:
-        """Restore the actor from its snapshot; the seq it holds, or 0 (ignored or none)."""
+    async def load(self, stream_created: str) -> int:
+        """Restore the actor from its snapshot of the stream created at `stream_created`; the
+        seq it holds, or 0 (ignored or none)."""
+        self.stream_created = stream_created
         if not self.enabled:
             return 0
         try:

@@ -36,10 +36,10 @@ class Projection(Protocol[S]):
 async def rebuild(projection: Projection[S], log: SqliteEventLog, from_seq: int = 0) -> tuple[S, int]:
     """Fold the stored log; return the state and the last seq folded."""
     state, last = projection.initial(), 0
-    async for chunk in log.read_chunks(from_seq):
-        for row in chunk:
-            state = projection.apply(state, decode(row.data))
-        last = chunk[-1].seq
+    async for rows in log.scan("seq, data", from_seq):
+        for _, data in rows:
+            state = projection.apply(state, decode(data))
+        last = rows[-1][0]
     return state, last
 
 

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiosqlite
 import msgspec
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 """
 _COLUMNS = "seq, id, type, subject, workflow_id, ts, data, prev_hash, hash"
+_COLUMN_NAMES = frozenset(_COLUMNS.replace(" ", "").split(","))
 
 
 class NewEvent(msgspec.Struct, frozen=True):
@@ -176,18 +178,26 @@ class SqliteEventLog:
 
     async def read_chunks(self, from_seq: int = 0, *, workflow_id: str | None = None,
                           batch: int = 5000) -> AsyncGenerator[list[StoredEvent], None]:
-        """`read`'s rows, up to `batch` at a time: one call into the database thread per chunk
-        (aiosqlite's cost is per call, not per row) and the rows made `StoredEvent`s in one
-        msgspec call."""
+        """`read`'s rows, up to `batch` at a time, made `StoredEvent`s in one msgspec call."""
+        async for rows in self.scan(_COLUMNS, from_seq, workflow_id=workflow_id, batch=batch):
+            yield msgspec.convert(rows, list[StoredEvent])
+
+    async def scan(self, columns: str, from_seq: int = 0, *, workflow_id: str | None = None,
+                   batch: int = 5000) -> AsyncGenerator[list[tuple[Any, ...]], None]:
+        """Tuples of `columns` (of `seq, id, type, subject, workflow_id, ts, data, prev_hash,
+        hash`) for the rows with seq >= from_seq in seq order, up to `batch` per list: one
+        call into aiosqlite's thread per chunk, since its cost is per call, not per row."""
+        if not set(columns.replace(" ", "").split(",")) <= _COLUMN_NAMES:
+            raise StoreError(f"no such columns in the log: {columns}")
         args: tuple[object, ...]
         if workflow_id is None:
-            sql, args = f"SELECT {_COLUMNS} FROM events WHERE seq >= ? ORDER BY seq", (from_seq,)
+            sql, args = f"SELECT {columns} FROM events WHERE seq >= ? ORDER BY seq", (from_seq,)
         else:
-            sql = f"SELECT {_COLUMNS} FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq"
+            sql = f"SELECT {columns} FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq"
             args = (workflow_id, from_seq)
         async with self.db.execute(sql, args) as cur:
             while rows := await cur.fetchmany(batch):
-                yield msgspec.convert(rows, list[StoredEvent])
+                yield rows  # type: ignore[misc]
 
     async def blob(self, digest: str) -> bytes | None:
         async with self.db.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)) as cur:

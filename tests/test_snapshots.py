@@ -73,7 +73,7 @@ async def restart(kind: type[Actor], settings: Settings, connection: bus.Bus) ->
                                                                                          list[dict[str, Any]]]:
     actor = kind(settings)
     with capture_logs() as logs:
-        await rebuild(actor, connection, Snapshots(actor, connection, await stream_created(connection)))
+        await rebuild(actor, connection, Snapshots(actor, connection))
     return actor, rebuilt(logs), logs
 
 
