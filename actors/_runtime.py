@@ -33,7 +33,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume, stream_seq
 from events import Event, MalformedEvent, decode_message, now, resolve
 
-from ._archive import fold_archived
+from ._archive import fold_archived, matcher
 from ._settings import Settings
 from ._snapshot import Snapshots
 
@@ -42,6 +42,8 @@ __all__ = ["Actor", "rebuild", "run_actor"]
 _log = structlog.get_logger("ymera.actor")
 E = TypeVar("E", bound=Event)
 POLL_SECONDS = 0.05
+# A tail shorter than this many stream seqs is read without server-side subject filters.
+UNFILTERED_TAIL = 20_000
 
 
 class Actor:
@@ -117,14 +119,20 @@ async def rebuild(actor: Actor, bus: Bus, snapshots: Snapshots | None = None) ->
 
 
 async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, last: int) -> int:
-    """Fold the stored events on `subjects` from seq `start` through `last`; return how many."""
+    """Fold the stored events on `subjects` from seq `start` through `last`; return how many.
+
+    A short tail is read unfiltered and filtered here: creating a consumer with subject
+    filters makes nats-server count its pending messages over every subject in the stream
+    (a stream with a million events has nearly as many subjects), which at a million events
+    took longer than reading the whole tail (bench/startup.py)."""
     js, stream = bus.js, bus.stream.name
     name = f"{actor.name}-rebuild-{uuid.uuid4().hex[:12]}"
+    wanted = matcher(subjects) if last - start < UNFILTERED_TAIL else None
     await js.add_consumer(stream, ConsumerConfig(
         name=name, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
         ack_policy=AckPolicy.NONE,
-        filter_subject=subjects[0] if len(subjects) == 1 else None,
-        filter_subjects=subjects if len(subjects) > 1 else None,
+        filter_subject=subjects[0] if len(subjects) == 1 and wanted is None else None,
+        filter_subjects=subjects if len(subjects) > 1 and wanted is None else None,
         inactive_threshold=30.0, mem_storage=True,
     ))
     batches = PullBatches(bus.nc, stream, name, batch=2000, poll=0.2)
@@ -142,6 +150,8 @@ async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, 
             for msg in msgs:
                 if stream_seq(msg) > last:
                     return folded
+                if wanted is not None and not wanted(msg.subject):
+                    continue
                 event = _decode(msg)
                 if event is not None:
                     actor.apply(event)
