@@ -42,7 +42,8 @@ __all__ = ["Actor", "rebuild", "run_actor"]
 _log = structlog.get_logger("ymera.actor")
 E = TypeVar("E", bound=Event)
 POLL_SECONDS = 0.05
-# A tail shorter than this many stream seqs is read without server-side subject filters.
+# A tail shorter than this many stream seqs, and than a tenth of the stream, is read without
+# server-side subject filters (`_fold_stream`).
 UNFILTERED_TAIL = 20_000
 
 
@@ -121,13 +122,14 @@ async def rebuild(actor: Actor, bus: Bus, snapshots: Snapshots | None = None) ->
 async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, last: int) -> int:
     """Fold the stored events on `subjects` from seq `start` through `last`; return how many.
 
-    A short tail is read unfiltered and filtered here: creating a consumer with subject
-    filters makes nats-server count its pending messages over every subject in the stream
-    (a stream with a million events has nearly as many subjects), which at a million events
-    took longer than reading the whole tail (bench/startup.py)."""
+    A short tail of a long stream is read unfiltered and filtered here: creating a consumer
+    with subject filters makes nats-server count its pending messages over every subject in
+    the stream (a stream with a million events has nearly as many subjects), which at a
+    million events took longer than reading the whole tail (bench/startup.py)."""
     js, stream = bus.js, bus.stream.name
     name = f"{actor.name}-rebuild-{uuid.uuid4().hex[:12]}"
-    wanted = matcher(subjects) if last - start < UNFILTERED_TAIL else None
+    tail = last - start + 1
+    wanted = matcher(subjects) if tail < UNFILTERED_TAIL and tail * 10 < last else None
     await js.add_consumer(stream, ConsumerConfig(
         name=name, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
         ack_policy=AckPolicy.NONE,
