@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from events import MalformedEvent, YmeraError, decode
+from bus import Bus
+from events import BlobError, MalformedEvent, YmeraError, read_message
 from store import SqliteEventLog, StoreError
 
 if TYPE_CHECKING:
@@ -50,8 +51,9 @@ def matcher(patterns: Sequence[str]) -> Callable[[str], object]:
     return re.compile("(?:" + "|".join(alternatives) + ")").fullmatch
 
 
-async def fold_archived(actor: Actor, subjects: list[str], start: int, first: int) -> int:
-    """Fold the logged events on `subjects` with seqs `start` .. `first - 1`; return how many."""
+async def fold_archived(actor: Actor, bus: Bus, subjects: list[str], start: int, first: int) -> int:
+    """Fold the logged events on `subjects` with seqs `start` .. `first - 1`, read as the stream's
+    are (blobs resolved from the bucket, but for the actor's `by_reference`); return how many."""
     path = actor.settings.log_path
     if not path.exists():
         raise HistoryDropped(actor.name, start, first, f"there is no log at {path}")
@@ -70,8 +72,8 @@ async def fold_archived(actor: Actor, subjects: list[str], start: int, first: in
                         if not wanted(row.subject):
                             continue
                         try:
-                            event = decode(row.data)
-                        except MalformedEvent:
+                            event = await read_message(row.subject, row.data, bus.get_blob, actor.by_reference)
+                        except (MalformedEvent, BlobError):
                             continue
                         actor.apply(event)
                         folded += 1

@@ -5,11 +5,14 @@ from ._chain import GENESIS, StoredEvent, link
 from ._errors import DuplicateEvent, StoreError, StoreLocked
 from ._projection import LiveProjection, Projection, rebuild
 from ._projections import EventCounts, WorkflowStatus
+from ._runs import TERMINAL, AttemptFailure, Run, Runs, TaskRun, WorkflowRuns
 from ._sqlite import NewEvent, SqliteEventLog
 from ._writer import StoreWriter
 
 __all__ = [
     "GENESIS",
+    "TERMINAL",
+    "AttemptFailure",
     "AuditReport",
     "Break",
     "DuplicateEvent",
@@ -17,11 +20,15 @@ __all__ = [
     "LiveProjection",
     "NewEvent",
     "Projection",
+    "Run",
+    "Runs",
     "SqliteEventLog",
     "StoreError",
     "StoreLocked",
     "StoreWriter",
     "StoredEvent",
+    "TaskRun",
+    "WorkflowRuns",
     "WorkflowStatus",
     "check_row",
     "link",

@@ -40,6 +40,10 @@ def test_the_guide_names_are_read(tmp_path: Path) -> None:
         ("RATE_LIMIT_PER_HOUR", "0", "setting RATE_LIMIT_PER_HOUR='0' is not a positive integer"),
         ("QUALITY_THRESHOLD", "high", "setting QUALITY_THRESHOLD='high' is not a number"),
         ("TASK_TIMEOUT_SECONDS", "-1", "setting TASK_TIMEOUT_SECONDS='-1' is not a number >= 0"),
+        ("TASK_TIMEOUT_SECONDS", "0", "setting TASK_TIMEOUT_SECONDS='0' is not a number greater than 0 and at most "
+                                      "86400"),
+        ("TASK_TIMEOUT_SECONDS", "1e12", "setting TASK_TIMEOUT_SECONDS='1e12' is not a number greater than 0 and "
+                                         "at most 86400"),
         ("ENABLE_AUDIT_LOGGING", "maybe", "setting ENABLE_AUDIT_LOGGING='maybe' is not a boolean (true/false)"),
         ("YMERA_LOG_LEVEL", "loud",
          "setting YMERA_LOG_LEVEL='loud' is not one of debug, info, warning, error, critical"),

@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 import httpx
-import msgspec
 import nats.errors
 import nats.js.errors
 import structlog
@@ -26,8 +25,9 @@ from nats.aio.msg import Msg
 from actors._settings import Settings
 from bus import Bus, BusError, ConsumerPolicy, PullBatches, check_consumer, consumer_config
 from events import (
-    BlobRef,
+    BlobError,
     Event,
+    EventTooLarge,
     MalformedEvent,
     TaskFailed,
     TaskHeartbeat,
@@ -36,8 +36,10 @@ from events import (
     TaskSucceeded,
     decode_message,
     derive_id,
+    load_blob,
+    marked_blob,
     now,
-    resolve,
+    read_message,
 )
 
 from ._kinds import run_task
@@ -55,6 +57,12 @@ POLICY = ConsumerPolicy(ack_wait=5.0, max_deliver=10)
 MAX_ERROR_CHARS = 2000
 
 
+def _run_key(event: Event) -> str:
+    """What an attempt's ids are derived from and its cancellation keyed by: its run (a TaskReady
+    from before runs has none, and then its workflow id stands for its only run)."""
+    return event.run_id or event.workflow_id
+
+
 class Executor:
     name = "executor"
 
@@ -62,7 +70,7 @@ class Executor:
         self.settings = settings
         self.executor_id = executor_id
         self.running: set[asyncio.Task[None]] = set()
-        self.by_workflow: dict[str, set[asyncio.Task[Event]]] = {}  # the attempts running per workflow
+        self.by_workflow: dict[str, set[asyncio.Task[Event]]] = {}  # the attempts running per run
         self.cancelled: set[str] = set()
 
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -108,20 +116,19 @@ class Executor:
 
     async def _attempt_once(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
         try:
-            ready = decode_message(msg.subject, msg.data)
-        except MalformedEvent:
-            await msg.ack()  # the store writer records it
+            ready = await read_message(msg.subject, msg.data, bus.get_blob)
+        except (MalformedEvent, BlobError) as exc:
+            if isinstance(exc, BlobError):
+                _log.warning("task not started: a blob cannot be read", subject=msg.subject, error=str(exc))
+            await msg.ack()  # the store writer records it as MessageRejected
             return
         if not isinstance(ready, TaskReady):
             await msg.ack()
             return
-        if ready.blobs:
-            resolved = await resolve(ready, bus.get_blob)
-            assert isinstance(resolved, TaskReady)
-            ready = resolved
-        started = TaskStarted(id=derive_id(ready.workflow_id, "TaskStarted", ready.task_id, ready.attempt),
-                              ts=now(), workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name,
-                              task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id)
+        started = TaskStarted(id=derive_id(_run_key(ready), "TaskStarted", ready.task_id, ready.attempt),
+                              ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id,
+                              actor=self.name, task_id=ready.task_id, attempt=ready.attempt,
+                              executor=self.executor_id)
         # The task starts while TaskStarted is on its way; the TaskReady is acked, and the
         # result published, only once the stream has TaskStarted.
         started_ack = await bus.send([started])
@@ -133,11 +140,11 @@ class Executor:
             raise
         await msg.ack()
         beating = asyncio.create_task(self._heartbeat(bus, ready))
-        self.by_workflow.setdefault(ready.workflow_id, set()).add(work)
+        self.by_workflow.setdefault(_run_key(ready), set()).add(work)
         try:
             result = await work
         except asyncio.CancelledError:
-            if ready.workflow_id not in self.cancelled:
+            if _run_key(ready) not in self.cancelled:
                 raise
             result = self._failed(self._common(ready), ready, 0.0, "the workflow was cancelled", "cancelled", False,
                                   None)
@@ -145,17 +152,25 @@ class Executor:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
-            attempts = self.by_workflow.get(ready.workflow_id, set())
+            attempts = self.by_workflow.get(_run_key(ready), set())
             attempts.discard(work)
             if not attempts:
-                self.by_workflow.pop(ready.workflow_id, None)
-        await bus.publish(result)
+                self.by_workflow.pop(_run_key(ready), None)
+        try:
+            await bus.publish(result)
+        except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
+            await bus.publish(self._failed(self._common(ready), ready, 0.0, f"the result cannot be published: {exc}",
+                                           "error", False, None))
 
     async def _on_cancelled(self, msg: Msg) -> None:
-        workflow_id = msg.subject.split(".")[2]
-        attempts = self.by_workflow.get(workflow_id)
+        try:
+            cancelled = decode_message(msg.subject, msg.data)
+        except MalformedEvent:
+            return
+        run = _run_key(cancelled)
+        attempts = self.by_workflow.get(run)
         if attempts:
-            self.cancelled.add(workflow_id)
+            self.cancelled.add(run)
             for work in attempts:
                 work.cancel()
 
@@ -169,24 +184,25 @@ class Executor:
                                      timeout=ready.timeout_seconds or self.settings.task_timeout_seconds, http=http)
         except TaskError as exc:
             return self._failed(common, ready, t0, str(exc), exc.kind, exc.retryable, exc.retry_after)
-        except BusError as exc:
-            return self._failed(common, ready, t0, f"could not read an input: {exc}", "error", True, None)
+        except (BusError, BlobError) as exc:
+            return self._failed(common, ready, t0, f"could not read an input: {exc}", "error",
+                                isinstance(exc, BusError), None)
         except Exception as exc:  # a bug in a task kind must not take the executor down
             _log.exception("task kind crashed", task=ready.task_id, workflow=ready.workflow_id)
             return self._failed(common, ready, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
         common["ts"] = now()
-        return TaskSucceeded(id=derive_id(ready.workflow_id, "TaskSucceeded", ready.task_id), **common,
+        return TaskSucceeded(id=derive_id(_run_key(ready), "TaskSucceeded", ready.task_id), **common,
                              output=outcome.output, duration_ms=(time.perf_counter() - t0) * 1000,
                              model=outcome.model, cost_usd=outcome.cost_usd, usage=outcome.usage)
 
     def _common(self, ready: TaskReady) -> dict[str, Any]:
-        return {"ts": now(), "workflow_id": ready.workflow_id, "causation_id": ready.id, "actor": self.name,
-                "task_id": ready.task_id, "attempt": ready.attempt}
+        return {"ts": now(), "workflow_id": ready.workflow_id, "run_id": ready.run_id, "causation_id": ready.id,
+                "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt}
 
     def _failed(self, common: dict[str, Any], ready: TaskReady, t0: float, error: str, kind: str,
                 retryable: bool, retry_after: float | None) -> TaskFailed:
         common["ts"] = now()
-        return TaskFailed(id=derive_id(ready.workflow_id, "TaskFailed", ready.task_id, ready.attempt), **common,
+        return TaskFailed(id=derive_id(_run_key(ready), "TaskFailed", ready.task_id, ready.attempt), **common,
                           error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
                           retry_after_seconds=retry_after,
                           duration_ms=(time.perf_counter() - t0) * 1000 if t0 else 0.0)
@@ -195,10 +211,8 @@ class Executor:
         """Dependency outputs; one too large to travel inline arrives as a blob reference."""
         out: dict[str, Any] = {}
         for task_id, value in inputs.items():
-            if isinstance(value, dict) and set(value) == {"$blob", "size"}:
-                data = await bus.get_blob(BlobRef(digest=value["$blob"], size=value["size"]))
-                value = msgspec.json.decode(data)
-            out[task_id] = value
+            ref = marked_blob(value)
+            out[task_id] = value if ref is None else await load_blob(ref, bus.get_blob)
         return out
 
     async def _heartbeat(self, bus: Bus, ready: TaskReady) -> None:
@@ -208,8 +222,8 @@ class Executor:
             beat += 1
             try:
                 await bus.publish(TaskHeartbeat(
-                    id=derive_id(ready.workflow_id, "TaskHeartbeat", ready.task_id, ready.attempt, beat), ts=now(),
-                    workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name, task_id=ready.task_id,
-                    attempt=ready.attempt, executor=self.executor_id, beat=beat))
+                    id=derive_id(_run_key(ready), "TaskHeartbeat", ready.task_id, ready.attempt, beat), ts=now(),
+                    workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor=self.name,
+                    task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id, beat=beat))
             except BusError as exc:
                 _log.warning("heartbeat not published", task=ready.task_id, error=str(exc))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import (
+    EVENT_TYPES,
     AlertRaised,
     Event,
     MessageRejected,
@@ -31,6 +32,7 @@ from events import (
     WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
+    run_of,
 )
 
 __all__ = [
@@ -95,15 +97,17 @@ class RecentAlert:
 @dataclass
 class MetricsState:
     workflows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_WORKFLOW_COUNTS.values(), 0))
-    # workflow_id -> "submitted" | "admitted" | "validated" | "running", until the workflow ends.
+    # run id -> "submitted" | "admitted" | "validated" | "running", until the run ends.
     active: dict[str, str] = field(default_factory=dict)
+    # workflow id -> its latest run, until it ends: the run of an event that names none (from before runs).
+    latest_run: dict[str, str] = field(default_factory=dict)
     tasks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TASK_COUNTS.values(), 0))
     models: dict[str, ModelStats] = field(default_factory=dict)
     assessed: int = 0
     overall_sum: float = 0.0
     recent_quality: deque[float] = field(default_factory=lambda: deque(maxlen=QUALITY_WINDOW))
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    # (workflow_id, task_id, attempt) -> "succeeded" | "failed" | "timed_out"; one entry per attempt.
+    # (run id, task_id, attempt) -> "succeeded" | "failed" | "timed_out"; one entry per attempt.
     ends: deque[tuple[tuple[str, str, int], str]] = field(default_factory=lambda: deque(maxlen=ENDS_WINDOW))
     alerts: deque[RecentAlert] = field(default_factory=lambda: deque(maxlen=ALERTS_KEPT))
     # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
@@ -137,29 +141,32 @@ class Metrics:
     """Projection "metrics": every event folded into a `MetricsState`, updated in place."""
 
     name = "metrics"
+    # It reads no large field: every blob-held value stays in its blob.
+    by_reference = frozenset(f"{name}.{field}" for name, kind in EVENT_TYPES.items() for field in kind.blob_fields)
 
     def initial(self) -> MetricsState:
         return MetricsState()
 
     def apply(self, state: MetricsState, event: Event) -> MetricsState:
         kind = type(event)
+        run = _run_key(state, event)
         if kind in _WORKFLOW_COUNTS:
             state.workflows[_WORKFLOW_COUNTS[kind]] += 1
-            _track_workflow(state, event)
+            _track_workflow(state, event, run)
         if kind in _TASK_COUNTS:
             state.tasks[_TASK_COUNTS[kind]] += 1
         match event:
-            case TaskReady() | TaskStarted() if event.workflow_id in state.active:
-                state.active[event.workflow_id] = "running"
+            case TaskReady() | TaskStarted() if run in state.active:
+                state.active[run] = "running"
             case TaskSucceeded():
                 state.latencies.append(event.duration_ms)
-                _end(state, (event.workflow_id, event.task_id, event.attempt), "succeeded")
+                _end(state, (run, event.task_id, event.attempt), "succeeded")
                 if event.model is not None:
                     _count_call(state.models.setdefault(event.model, ModelStats()), event)
             case TaskFailed():
-                _end(state, (event.workflow_id, event.task_id, event.attempt), "failed")
+                _end(state, (run, event.task_id, event.attempt), "failed")
             case TaskTimedOut():
-                _end(state, (event.workflow_id, event.task_id, event.attempt), "timed_out")
+                _end(state, (run, event.task_id, event.attempt), "timed_out")
             case TaskAssessed():
                 state.assessed += 1
                 state.overall_sum += event.overall
@@ -174,13 +181,24 @@ class Metrics:
         return state
 
 
-def _track_workflow(state: MetricsState, event: Event) -> None:
+def _run_key(state: MetricsState, event: Event) -> str:
+    """The run an event belongs to; one that names none (written before runs) belongs to its
+    workflow's latest run."""
+    run = run_of(event)
+    if isinstance(event, WorkflowSubmitted):
+        state.latest_run[event.workflow_id] = run
+    return run or state.latest_run.get(event.workflow_id, event.workflow_id)
+
+
+def _track_workflow(state: MetricsState, event: Event, run: str) -> None:
     if isinstance(event, _ENDED):
-        state.active.pop(event.workflow_id, None)
+        state.active.pop(run, None)
+        if state.latest_run.get(event.workflow_id) == run:
+            del state.latest_run[event.workflow_id]
     elif isinstance(event, WorkflowSubmitted):
-        state.active.setdefault(event.workflow_id, "submitted")
-    elif event.workflow_id in state.active and state.active[event.workflow_id] != "running":
-        state.active[event.workflow_id] = _WORKFLOW_COUNTS[type(event)]
+        state.active.setdefault(run, "submitted")
+    elif run in state.active and state.active[run] != "running":
+        state.active[run] = _WORKFLOW_COUNTS[type(event)]
 
 
 def _end(state: MetricsState, attempt: tuple[str, str, int], outcome: str) -> None:
