@@ -199,7 +199,7 @@ def test_replay_of_an_unknown_projection_lists_the_real_ones(tmp_path: Path) -> 
     result = ymera("replay", "--projection", "WorkflowStatus", env=ymera_env(tmp_path), timeout=30)
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == ("ymera: no projection named 'WorkflowStatus'; "
-                             "projections: event_counts, metrics, workflow_status\n")
+                             "projections: event_counts, metrics, workflow_runs, workflow_status\n")
 
 
 def test_the_docs_list_exactly_the_projections_replay_knows() -> None:
