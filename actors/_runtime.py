@@ -10,7 +10,9 @@ published, and deterministic ids make anything it had published a dropped duplic
 
 Single-instance actors (everything but the executor) read through their own durable
 consumer, recreated on start just past what the rebuild folded, and ack a batch only after
-the events it caused are published.
+the events it caused are published. A start restores the actor's last snapshot and folds
+only the stream after it (actors/_snapshot.py); events the stream no longer holds are read
+from the log (actors/_archive.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -31,13 +33,18 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume, stream_seq
 from events import BlobError, Event, MalformedEvent, now, read_message, resolve
 
+from ._archive import fold_archived, matcher
 from ._settings import Settings
+from ._snapshot import Snapshots
 
 __all__ = ["Actor", "rebuild", "run_actor"]
 
 _log = structlog.get_logger("ymera.actor")
 E = TypeVar("E", bound=Event)
 POLL_SECONDS = 0.05
+# A tail shorter than this many stream seqs, and than a tenth of the stream, is read without
+# server-side subject filters (`_fold_stream`).
+UNFILTERED_TAIL = 20_000
 
 
 class Actor:
@@ -51,6 +58,10 @@ class Actor:
     own_subjects: ClassVar[tuple[str, ...]] = ()
     # How often `reconcile` runs while live (timers: retries, timeouts); None: only at start.
     tick_seconds: ClassVar[float | None] = None
+    # The attributes that hold the folded state, with their types: what a snapshot saves and
+    # restores (actors/_snapshot.py). Bump `state_version` when `apply` changes meaning.
+    state_fields: ClassVar[dict[str, Any]] = {}
+    state_version: ClassVar[int] = 1
     # Every event reaches `apply` with its blob-held fields back in place, except these
     # (`"TaskSucceeded.output"`): fields the actor never reads, or reads later with `resolve`.
     by_reference: ClassVar[frozenset[str]] = frozenset()
@@ -87,18 +98,46 @@ class Actor:
         return out
 
 
-async def rebuild(actor: Actor, bus: Bus) -> int:
-    """Fold every stored event on the actor's subjects; return the stream seq folded through."""
+async def rebuild(actor: Actor, bus: Bus, snapshots: Snapshots | None = None) -> int:
+    """Restore the actor's snapshot, if it has a usable one, and fold every stored event on its
+    subjects after it; return the stream seq folded through."""
     js, stream = bus.js, bus.stream.name
-    last = (await js.stream_info(stream)).state.last_seq
-    if last == 0:
-        return 0
-    name = f"{actor.name}-rebuild-{uuid.uuid4().hex[:12]}"
+    info = await js.stream_info(stream)
+    last, first = info.state.last_seq, info.state.first_seq
+    created = info.created.isoformat() if info.created else ""
+    restored = await snapshots.load(created) if snapshots is not None else 0
+    start = restored + 1
     subjects = [*actor.subjects, *actor.own_subjects]
+    from_log = 0
+    if first > start and last >= start:
+        from_log = await fold_archived(actor, bus, subjects, start, first)
+        start = first
+    folded = from_log
+    try:
+        if last >= start:
+            folded += await _fold_stream(actor, bus, subjects, start, last)
+    finally:
+        _log.info("rebuilt", actor=actor.name, events=folded, from_log=from_log, snapshot_seq=restored,
+                  through_seq=max(last, restored))
+    return max(last, restored)
+
+
+async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, last: int) -> int:
+    """Fold the stored events on `subjects` from seq `start` through `last`; return how many.
+
+    A short tail of a long stream is read unfiltered and filtered here: creating a consumer
+    with subject filters makes nats-server count its pending messages over every subject in
+    the stream (a stream with a million events has nearly as many subjects), which at a
+    million events took longer than reading the whole tail (bench/startup.py)."""
+    js, stream = bus.js, bus.stream.name
+    name = f"{actor.name}-rebuild-{uuid.uuid4().hex[:12]}"
+    tail = last - start + 1
+    wanted = matcher(subjects) if tail < UNFILTERED_TAIL and tail * 10 < last else None
     await js.add_consumer(stream, ConsumerConfig(
-        name=name, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
-        filter_subject=subjects[0] if len(subjects) == 1 else None,
-        filter_subjects=subjects if len(subjects) > 1 else None,
+        name=name, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+        ack_policy=AckPolicy.NONE,
+        filter_subject=subjects[0] if len(subjects) == 1 and wanted is None else None,
+        filter_subjects=subjects if len(subjects) > 1 and wanted is None else None,
         inactive_threshold=30.0, mem_storage=True,
     ))
     batches = PullBatches(bus.nc, stream, name, batch=2000, poll=0.2)
@@ -115,22 +154,23 @@ async def rebuild(actor: Actor, bus: Bus) -> int:
                 continue
             for msg in msgs:
                 if stream_seq(msg) > last:
-                    return last
+                    return folded
+                if wanted is not None and not wanted(msg.subject):
+                    continue
                 event = await _read(actor, bus, msg)
                 if event is not None:
                     actor.apply(event)
                     folded += 1
             # Parsing the full metadata costs; once per batch tells whether more is coming.
             if msgs[-1].metadata.num_pending == 0:
-                return last
+                return folded
     finally:
         await batches.stop()
         try:
             await js.delete_consumer(stream, name)
         except nats.js.errors.NotFoundError:
             pass
-        _log.info("rebuilt", actor=actor.name, events=folded, through_seq=last)
-    return last
+    return folded
 
 
 async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -138,7 +178,8 @@ async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.
     policy = ConsumerPolicy(ack_wait=30.0, max_deliver=3)
     check_consumer(actor.name, policy, bus.stream)
     actor.bus = bus
-    through = await rebuild(actor, bus)
+    snapshots = Snapshots(actor, bus)
+    through = await rebuild(actor, bus, snapshots)
     await _publish(bus, await actor.reconcile(now()))
     config = consumer_config(actor.name, policy, subjects=actor.subjects, start_seq=through + 1, ack_all=True)
     batches = await resume(bus.nc, bus.stream.name, actor.name, config, batch=500, poll=POLL_SECONDS)
@@ -155,6 +196,9 @@ async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.
             if actor.tick_seconds is not None and time.monotonic() >= next_tick:
                 await _publish(bus, await actor.reconcile(now()))
                 next_tick = time.monotonic() + actor.tick_seconds
+            # Between batches: every output published, every input folded (actors/_snapshot.py).
+            snapshots.maybe_take(applied)
+        await snapshots.close(applied)
     finally:
         await batches.stop()
 

@@ -57,6 +57,14 @@ class Settings(msgspec.Struct, frozen=True):
     executor_concurrency: int = 128
     python_modules: tuple[str, ...] = ()
     llm: LLMSettings = LLMSettings()
+    # Snapshots of each actor's folded state (docs/operations.md, "Snapshots").
+    snapshots: bool = True
+    snapshot_every_events: int = 5_000  # stream seqs folded since the last snapshot
+    snapshot_every_seconds: float = 30.0  # or this long, if anything was folded since
+    # Stream retention (docs/operations.md, "Stream retention"): None leaves the stream as it
+    # is (keep everything when it is created); 0 removes the limit.
+    stream_max_age_seconds: float | None = None
+    stream_max_bytes: int | None = None
 
     @property
     def lost_after_seconds(self) -> float:
@@ -102,6 +110,11 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             model=env.text("YMERA_LLM_MODEL", "") or None,
             api_keys=tuple(keys),
         ),
+        snapshots=env.flag("YMERA_SNAPSHOTS", True),
+        snapshot_every_events=env.integer("YMERA_SNAPSHOT_EVERY_EVENTS", 5_000),
+        snapshot_every_seconds=env.number("YMERA_SNAPSHOT_EVERY_SECONDS", 30.0),
+        stream_max_age_seconds=env.optional_number("YMERA_STREAM_MAX_AGE_SECONDS"),
+        stream_max_bytes=env.optional_count("YMERA_STREAM_MAX_BYTES"),
     )
 
 
@@ -143,6 +156,22 @@ class _Reader:
             raise SettingsError(name, raw, "an integer") from None
         if value < 1:
             raise SettingsError(name, raw, "a positive integer")
+        return value
+
+    def optional_number(self, name: str) -> float | None:
+        raw = self.values.get(name)
+        return None if raw is None or raw == "" else self.number(name, 0.0)
+
+    def optional_count(self, name: str) -> int | None:
+        raw = self.values.get(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(name, raw, "an integer") from None
+        if value < 0:
+            raise SettingsError(name, raw, "an integer >= 0")
         return value
 
     def number(self, name: str, default: float) -> float:

@@ -14,10 +14,11 @@ import socket
 import nats.errors
 import structlog
 
-from bus import Bus, BusError, ConsumerConfigError
+from bus import Bus, BusError, ConsumerConfigError, set_retention
 from events import YmeraError
 from store import SqliteEventLog, StoreLocked, StoreWriter
 
+from ._archive import HistoryDropped
 from ._runtime import Actor, run_actor
 from ._settings import Settings
 
@@ -49,7 +50,7 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
         try:
             await _run_once(name, settings, bus, stop, ready)
             return
-        except (ConsumerConfigError, StoreLocked):
+        except (ConsumerConfigError, StoreLocked, HistoryDropped):
             raise  # a configuration no restart can fix
         except (BusError, OSError, TimeoutError, nats.errors.Error) as exc:
             _log.warning("actor crashed; restarting", actor=name, error=str(exc) or type(exc).__name__)
@@ -65,6 +66,11 @@ async def _run_once(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
                     ready: asyncio.Event | None) -> None:
     if name == "store":
         async with SqliteEventLog(settings.log_path) as log:
+            # The log is the archive, so its writer is who sets how long the stream keeps events.
+            if await set_retention(bus.js, bus.stream.name, max_age=settings.stream_max_age_seconds,
+                                   max_bytes=settings.stream_max_bytes):
+                _log.info("stream retention set", stream=bus.stream.name,
+                          max_age_seconds=settings.stream_max_age_seconds, max_bytes=settings.stream_max_bytes)
             writer = StoreWriter(bus, log)
             if ready is not None:
                 ready.set()

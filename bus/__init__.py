@@ -5,6 +5,7 @@ from ._errors import BusError, BusUnavailable, ConsumerConfigError, ServerStartE
 from ._local import open_bus, open_local
 from ._pull import PullBatches, deliveries, resume, stream_seq
 from ._server import EmbeddedServer, find_binary, free_port, running_server
+from ._snapshots import SNAPSHOT_BUCKET, SnapshotStore
 from ._stream import (
     STREAM,
     ConsumerPolicy,
@@ -13,10 +14,12 @@ from ._stream import (
     consumer_config,
     ensure_stream,
     redelivery_span,
+    set_retention,
 )
 
 __all__ = [
     "BLOB_BUCKET",
+    "SNAPSHOT_BUCKET",
     "STREAM",
     "Bus",
     "BusError",
@@ -26,6 +29,7 @@ __all__ = [
     "EmbeddedServer",
     "PullBatches",
     "ServerStartError",
+    "SnapshotStore",
     "StreamPolicy",
     "check_consumer",
     "connect",
@@ -40,5 +44,6 @@ __all__ = [
     "redelivery_span",
     "resume",
     "running_server",
+    "set_retention",
     "stream_seq",
 ]

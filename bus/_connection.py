@@ -21,6 +21,7 @@ from nats.js.object_store import ObjectStore
 from events import ALL_SUBJECTS, BlobError, BlobRef, Event, check_blob, offload, subject_of
 
 from ._errors import BusError, BusUnavailable
+from ._snapshots import SnapshotStore
 from ._stream import StreamPolicy, ensure_stream
 
 __all__ = ["BLOB_BUCKET", "Bus", "connect", "connect_when_up"]
@@ -41,6 +42,7 @@ class Bus:
         self.stream = stream
         self.publish_timeout = publish_timeout
         self._blobs: ObjectStore | None = None
+        self.snapshots = SnapshotStore(js)  # actors' folded state (actors/_snapshot.py)
 
     async def publish(self, event: Event) -> PubAck:
         """Publish one event and wait until the stream has it (or had it: a duplicate)."""

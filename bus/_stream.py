@@ -1,13 +1,19 @@
-"""The YMERA stream and the rules its consumers must keep.
+"""The YMERA stream, how long it keeps events, and the rules its consumers must keep.
 
 Every handler is idempotent because its outputs have ids derived from its input and are
 published with `Nats-Msg-Id`. That only holds while a redelivered input arrives inside the
 stream's duplicate window, so a consumer whose redeliveries could outlast the window is
 refused at start, not discovered in production.
+
+Retention: the stream keeps every event unless told otherwise (`set_retention`); the
+SQLite log is the archive. Actors start from a snapshot plus the stream's tail, so a stream
+that drops old events is safe as long as every actor's snapshot is newer than what it
+dropped (docs/operations.md, "Stream retention").
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import msgspec
@@ -35,6 +41,7 @@ __all__ = [
     "consumer_config",
     "ensure_stream",
     "redelivery_span",
+    "set_retention",
 ]
 
 STREAM = "YMERA"
@@ -98,6 +105,20 @@ async def ensure_stream(js: JetStreamContext, policy: StreamPolicy) -> None:
             or current.max_msg_size != config.max_msg_size
             or current.subjects != config.subjects):
         await js.update_stream(config)
+
+
+async def set_retention(js: JetStreamContext, stream: str, *, max_age: float | None,
+                        max_bytes: int | None) -> bool:
+    """Bring the stream's limits to `max_age` seconds / `max_bytes` (0: no limit; None: leave
+    as it is). Returns whether the stream was changed. Events past a limit are dropped, oldest
+    first; the store writer has archived them in the log by then, unless it was down longer."""
+    current = (await js.stream_info(stream)).config
+    wanted_age = current.max_age if max_age is None else float(max_age)
+    wanted_bytes = current.max_bytes if max_bytes is None else (max_bytes or -1)
+    if (current.max_age or 0.0) == (wanted_age or 0.0) and (current.max_bytes or -1) == (wanted_bytes or -1):
+        return False
+    await js.update_stream(dataclasses.replace(current, max_age=wanted_age, max_bytes=wanted_bytes))
+    return True
 
 
 def consumer_config(durable: str, policy: ConsumerPolicy, *, subjects: Sequence[str] = (ALL_SUBJECTS,),

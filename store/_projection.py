@@ -42,13 +42,15 @@ async def rebuild(projection: Projection[S], log: SqliteEventLog, from_seq: int 
     """Fold the stored log; return the state and the last seq folded."""
     state, last, once = projection.initial(), 0, Once()
     keep = by_reference(projection)
-    async for row in log.read(from_seq):
-        event, last = decode(row.data), row.seq
-        if not once.admit(event):
-            continue
-        if event.blobs:
-            event = await resolve(event, log.get_blob, keep)
-        state = projection.apply(state, event)
+    async for rows in log.scan("seq, data", from_seq):
+        for _, data in rows:
+            event = decode(data)
+            if not once.admit(event):
+                continue
+            if event.blobs:
+                event = await resolve(event, log.get_blob, keep)
+            state = projection.apply(state, event)
+        last = rows[-1][0]
     return state, last
 
 

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiosqlite
 import msgspec
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 """
 _COLUMNS = "seq, id, type, subject, workflow_id, ts, data, prev_hash, hash"
+_COLUMN_NAMES = frozenset(_COLUMNS.replace(" ", "").split(","))
 
 
 class NewEvent(msgspec.Struct, frozen=True):
@@ -189,18 +191,36 @@ class SqliteEventLog:
         """Rows with seq >= from_seq, in seq order; a snapshot of the log as it is now.
 
         Leaving the loop early? Close the generator (`contextlib.aclosing`) before the log.
+        A reader of many rows should take them in chunks (`read_chunks`): a step of an async
+        generator per row costs as much as reading the row.
         """
+        async for chunk in self.read_chunks(from_seq, workflow_id=workflow_id, batch=batch):
+            for row in chunk:
+                yield row
+
+    async def read_chunks(self, from_seq: int = 0, *, workflow_id: str | None = None,
+                          batch: int = 5000) -> AsyncGenerator[list[StoredEvent], None]:
+        """`read`'s rows, up to `batch` at a time, made `StoredEvent`s in one msgspec call."""
+        async for rows in self.scan(_COLUMNS, from_seq, workflow_id=workflow_id, batch=batch):
+            yield msgspec.convert(rows, list[StoredEvent])
+
+    async def scan(self, columns: str, from_seq: int = 0, *, workflow_id: str | None = None,
+                   batch: int = 5000) -> AsyncGenerator[list[tuple[Any, ...]], None]:
+        """Tuples of `columns` (of `seq, id, type, subject, workflow_id, ts, data, prev_hash,
+        hash`) for the rows with seq >= from_seq in seq order, up to `batch` per list: one
+        call into aiosqlite's thread per chunk, since its cost is per call, not per row."""
+        if not set(columns.replace(" ", "").split(",")) <= _COLUMN_NAMES:
+            raise StoreError(f"no such columns in the log: {columns}")
         args: tuple[object, ...]
         if workflow_id is None:
-            sql, args = f"SELECT {_COLUMNS} FROM events WHERE seq >= ? ORDER BY seq", (from_seq,)
+            sql, args = f"SELECT {columns} FROM events WHERE seq >= ? ORDER BY seq", (from_seq,)
         else:
-            sql = f"SELECT {_COLUMNS} FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq"
+            sql = f"SELECT {columns} FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq"
             args = (workflow_id, from_seq)
         with self._translated("read"):
             async with self.db.execute(sql, args) as cur:
                 while rows := await cur.fetchmany(batch):
-                    for row in rows:
-                        yield StoredEvent(*row)
+                    yield rows  # type: ignore[misc]
 
     async def blob(self, digest: str) -> bytes | None:
         with self._translated("read"):

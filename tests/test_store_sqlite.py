@@ -65,3 +65,29 @@ async def test_audit_names_a_row_whose_prev_hash_was_rewritten(tmp_path: Path) -
         report = await store.verify(log)
     assert (report.rows, str(report.broken)) == (
         1, f"seq 2 (event {second.id}): prev_hash does not match the previous row's hash")
+
+
+async def test_audit_names_a_chained_row_whose_data_is_not_an_event(tmp_path: Path) -> None:
+    async with SqliteEventLog(tmp_path / "events.db") as log:
+        good = row(1)
+        bad = store.NewEvent(2, "not-an-event", "TaskStarted", "ymera.task.wf.t.started", "wf", good.ts,
+                             b'{"type": "TaskStarted"}')
+        await log.append([good, bad, row(3)])  # the log chains whatever it is given
+        report = await store.verify(log)
+    assert (report.rows, str(report.broken)) == (
+        1, "seq 2 (event not-an-event): stored data is not an event: not a valid event: "
+           "Object missing required field `id`")
+
+
+async def test_chunks_and_scans_hold_the_rows_read_gives(tmp_path: Path) -> None:
+    async with SqliteEventLog(tmp_path / "events.db") as log:
+        await log.append([row(seq, workflow_id="a" if seq % 2 else "b") for seq in range(1, 8)])
+        rows = [r async for r in log.read(2)]
+        chunks = [chunk async for chunk in log.read_chunks(2, batch=3)]
+        scanned = [chunk async for chunk in log.scan("seq, data", 0, workflow_id="b", batch=2)]
+        with pytest.raises(StoreError) as info:
+            [chunk async for chunk in log.scan("seq, password")]
+    assert [len(c) for c in chunks] == [3, 3]
+    assert [r for c in chunks for r in c] == rows
+    assert scanned == [[(2, rows[0].data), (4, rows[2].data)], [(6, rows[4].data)]]
+    assert str(info.value) == "no such columns in the log: seq, password"

@@ -10,7 +10,7 @@ Emits: TaskAssessed, once per task, with the scores of `_scoring.score`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from actors._runtime import Actor
 from actors._settings import Settings
@@ -44,6 +44,9 @@ class Assessor(Actor):
         "ymera.task.*.*.succeeded", "ymera.task.*.*.outcome_checked",
     )
     own_subjects: ClassVar[tuple[str, ...]] = ("ymera.task.*.*.assessed",)
+    state_fields: ClassVar[dict[str, Any]] = {
+        "specs": dict[str, dict[str, TaskSpec]], "succeeded": dict[tuple[str, str], TaskSucceeded],
+        "to_assess": dict[tuple[str, str], OutcomeChecked], "assessed": dict[str, set[str]]}
     # Held until assessed, and only then loaded (`_assess`): a rebuild loads no past outputs.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 

@@ -20,7 +20,7 @@ is decided by stream order alone, live and in a rebuild alike.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from actors._runtime import Actor
 from actors._settings import Settings
@@ -51,6 +51,7 @@ class Distributor(Actor):
         "ymera.task.*.*.retry_scheduled", "ymera.task.*.*.skipped",
     )
     tick_seconds: ClassVar[float | None] = 0.25
+    state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState}
     # A large output is passed on to dependents as a reference, which the executor loads.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 

@@ -9,7 +9,7 @@ the thresholds are documented in docs/quality.md. (Issue "quality" deepens it.)
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from actors._runtime import Actor
 from actors._settings import Settings
@@ -26,6 +26,8 @@ class Monitor(Actor):
     name: ClassVar[str] = "monitor"
     subjects: ClassVar[tuple[str, ...]] = ("ymera.>",)
     tick_seconds: ClassVar[float | None] = 1.0
+    state_fields: ClassVar[dict[str, Any]] = {"state": MetricsState, "once": Once, "raises": dict[str, int]}
+    state_version: ClassVar[int] = 2  # 2: the once-gate of fencing is part of the state
     by_reference: ClassVar[frozenset[str]] = Metrics.by_reference
 
     def __init__(self, settings: Settings) -> None:

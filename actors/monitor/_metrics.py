@@ -118,6 +118,13 @@ class MetricsState:
     # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
     raised: set[str] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        # A state decoded from a snapshot (actors/_snapshot.py) gets plain deques: bound them again.
+        self.recent_quality = deque(self.recent_quality, maxlen=QUALITY_WINDOW)
+        self.latencies = deque(self.latencies, maxlen=LATENCY_WINDOW)
+        self.ends = deque(self.ends, maxlen=ENDS_WINDOW)
+        self.alerts = deque(self.alerts, maxlen=ALERTS_KEPT)
+
     @property
     def failure_rate(self) -> float:
         """Share of the recent task ends that were not successes; 0.0 with none."""

@@ -45,6 +45,9 @@ class Security(Actor):
     name: ClassVar[str] = "security"
     subjects: ClassVar[tuple[str, ...]] = tuple(subject_filter(t) for t in (WorkflowSubmitted, *RUN_ENDS))
     own_subjects: ClassVar[tuple[str, ...]] = (subject_filter(WorkflowAdmitted), subject_filter(WorkflowRefused))
+    state_fields: ClassVar[dict[str, Any]] = {
+        "pending": dict[str, WorkflowSubmitted], "active": dict[str, str], "ended_undecided": set[str],
+        "admitted": dict[str, deque[datetime]], "decided": set[str]}
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

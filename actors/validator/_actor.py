@@ -52,6 +52,9 @@ class Validator(Actor):
     )
     own_subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.validated", "ymera.wf.*.invalid", "ymera.task.*.*.outcome_checked")
+    state_fields: ClassVar[dict[str, Any]] = {
+        "submissions": dict[str, WorkflowSubmitted], "admitted": set[str], "specs": dict[str, dict[str, TaskSpec]],
+        "unchecked": dict[tuple[str, str], TaskSucceeded], "checked": dict[str, set[str]]}
     # Held until checked, and only then loaded (`_check`): a rebuild loads no past outputs.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
