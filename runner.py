@@ -28,7 +28,7 @@ __all__ = ["main", "open_bus"]
 
 def open_bus(settings: Settings, name: str = "ymera") -> contextlib.AbstractAsyncContextManager[bus.Bus]:
     """NATS_URL if set; else this data dir's embedded server, joined or started."""
-    return bus.open_bus(settings.nats_url, settings.data_dir, name)
+    return bus.open_bus(settings.nats_url, settings.data_dir, name, settings.stream)
 
 
 # ---- subcommands -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from ._stream import (
     check_consumer,
     consumer_config,
     ensure_stream,
+    fit_consumer,
     redelivery_span,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "consumer_config",
     "ensure_stream",
     "find_binary",
+    "fit_consumer",
     "free_port",
     "open_bus",
     "open_local",

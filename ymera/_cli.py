@@ -101,7 +101,7 @@ def read_workflow(path: Path) -> events.WorkflowSubmitted:
 
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     submission = read_workflow(Path(args.file))
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-run")
+    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-run", settings.stream)
     stop = asyncio.Event()
     engine = None
     try:
@@ -148,7 +148,7 @@ def _print_result(result: dict[str, Any]) -> None:
 async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     """Publish a workflow file; with --with-store, wait until the log has it."""
     submission = read_workflow(Path(args.file))
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-submit")
+    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-submit", settings.stream)
     stop = asyncio.Event()
     log = store.SqliteEventLog(settings.log_path) if args.with_store else None
     writer = None
@@ -179,7 +179,7 @@ async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-status")
+    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-status", settings.stream)
     try:
         seen = await history(connection, args.workflow_id)
     finally:
@@ -196,7 +196,7 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-cancel")
+    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-cancel", settings.stream)
     try:
         await WorkflowClient(connection).cancel(args.workflow_id, args.reason)
     finally:
@@ -225,7 +225,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-up")
+    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-up", settings.stream)
     try:
         if args.processes:
             await _supervise_processes(settings, connection.url, args.executors, stop)
