@@ -61,6 +61,12 @@ class Settings(msgspec.Struct, frozen=True):
     llm: LLMSettings = LLMSettings()
 
     @property
+    def lost_after_seconds(self) -> float:
+        """Silence after which a started attempt counts as lost: three missed heartbeats. The
+        distributor times such an attempt out; its executor abandons it (actors/executor/_fence.py)."""
+        return self.heartbeat_seconds * 3
+
+    @property
     def log_path(self) -> Path:
         return self.data_dir / "events.db"
 

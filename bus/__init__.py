@@ -3,7 +3,7 @@
 from ._connection import BLOB_BUCKET, Bus, connect
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, ServerStartError
 from ._local import open_bus, open_local
-from ._pull import PullBatches, resume, stream_seq
+from ._pull import PullBatches, deliveries, resume, stream_seq
 from ._server import EmbeddedServer, find_binary, free_port, running_server
 from ._stream import (
     STREAM,
@@ -31,6 +31,7 @@ __all__ = [
     "check_consumer",
     "connect",
     "consumer_config",
+    "deliveries",
     "ensure_stream",
     "find_binary",
     "fit_consumer",

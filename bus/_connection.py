@@ -64,23 +64,53 @@ class Bus:
                 futures.append(await self.js.publish_async(
                     subject_of(event), data, headers={MSG_ID: event.id}))
         except (nats.errors.Error, nats.js.errors.Error) as exc:
-            for f in futures:
-                f.cancel()
+            _abandon(futures)
             raise BusError(f"publish failed: {exc}") from exc
+        except BaseException:
+            _abandon(futures)
+            raise
         return self._acks(futures)
 
     async def _acks(self, futures: list[asyncio.Future[PubAck]]) -> list[PubAck]:
+        """Every ack, in order. No gather: a caller cancelled mid-wait (an executor's heartbeat, when
+        its attempt ends) would leave a gathering future holding an exception nobody retrieves."""
+        if not futures:
+            return []
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout))
-        except TimeoutError:
-            for f in futures:
-                f.cancel()
+            _, pending = await asyncio.wait(futures, timeout=self.publish_timeout)
+        except asyncio.CancelledError:
+            _abandon(futures)
+            raise
+        if pending:
+            _abandon(futures)
             raise BusError(f"nats: no ack from stream {self.stream.name} within "
                            f"{self.publish_timeout:g}s") from None
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            for f in futures:
-                f.cancel()
-            raise BusError(f"publish failed: {exc}") from exc
+        failed = next((f.exception() for f in futures if f.exception() is not None), None)
+        if failed is not None:
+            _abandon(futures)
+            if isinstance(failed, (nats.errors.Error, nats.js.errors.Error)):
+                raise BusError(f"publish failed: {failed}") from failed
+            raise failed
+        return [f.result() for f in futures]
+
+    async def last(self, subject: str) -> bytes | None:
+        """The payload of the newest message on `subject` in the stream; None if there is none."""
+        try:
+            msg = await self.js.get_last_msg(self.stream.name, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"could not read the stream: {exc}") from exc
+        return bytes(msg.data or b"")
+
+    async def pending(self, consumer: str) -> int | None:
+        """Messages durable consumer `consumer` has not delivered yet; None if unknown (no such
+        consumer, no answer)."""
+        try:
+            info = await self.js.consumer_info(self.stream.name, consumer)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+            return None
+        return int(info.num_pending)
 
     async def follow(self, start_seq: int = 1, subject: str = ALL_SUBJECTS) -> JetStreamContext.PushSubscription:
         """An ordered, unacknowledged reader of the stream from `start_seq` (live views, tail)."""
@@ -167,6 +197,16 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
         await nc.close()
         raise BusUnavailable(url, f"could not set up stream {policy.name}: {_describe(exc)}") from None
     return Bus(nc, js, url, policy, publish_timeout)
+
+
+def _abandon(futures: list[asyncio.Future[PubAck]]) -> None:
+    """Cancel what is still waiting and mark every failure as seen, so none is reported as lost."""
+    for f in futures:
+        if f.done():
+            if not f.cancelled():
+                f.exception()
+        else:
+            f.cancel()
 
 
 def _describe(exc: BaseException) -> str:

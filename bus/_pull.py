@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig
 
-__all__ = ["PullBatches", "resume", "stream_seq"]
+__all__ = ["PullBatches", "deliveries", "resume", "stream_seq"]
 
 _STATUS = "Status"
 _HEARTBEAT = "100"
@@ -120,3 +120,14 @@ def stream_seq(msg: Msg) -> int:
     if len(tokens) >= 12:
         return int(tokens[7])
     return int(msg.metadata.sequence.stream)
+
+
+def deliveries(msg: Msg) -> int:
+    """How many times this message has been delivered (1 the first time), off its ack subject as
+    `stream_seq` reads it: the token before the stream seq."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:
+        return int(tokens[4])
+    if len(tokens) >= 12:
+        return int(tokens[6])
+    return int(msg.metadata.num_delivered)

@@ -9,7 +9,7 @@ from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt
 from ._envelope import NO_WORKFLOW, BlobRef, EventBase, Name, WorkflowId, derive_id, new_id, now
 from ._errors import BlobError, EventTooLarge, MalformedEvent, YmeraError
 from ._schema import json_schema
-from ._subjects import ALL_SUBJECTS, PREFIX, subject_of, workflow_subjects
+from ._subjects import ALL_SUBJECTS, PREFIX, subject_of, subject_of_type, workflow_subjects
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -99,5 +99,6 @@ __all__ = [
     "offload",
     "resolve",
     "subject_of",
+    "subject_of_type",
     "workflow_subjects",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._catalog import Event
 
-__all__ = ["ALL_SUBJECTS", "PREFIX", "subject_of", "workflow_subjects"]
+__all__ = ["ALL_SUBJECTS", "PREFIX", "subject_of", "subject_of_type", "workflow_subjects"]
 
 PREFIX = "ymera"
 ALL_SUBJECTS = f"{PREFIX}.>"
@@ -19,6 +19,12 @@ def subject_of(event: Event) -> str:
     if task_id is None:
         return f"{PREFIX}.{event.domain}.{event.workflow_id}.{event.verb}"
     return f"{PREFIX}.{event.domain}.{event.workflow_id}.{task_id}.{event.verb}"
+
+
+def subject_of_type(kind: type[Event]) -> str:
+    """The subject filter matching every event of one type, in every workflow (and task)."""
+    tokens = "*.*" if "task_id" in kind.__struct_fields__ else "*"
+    return f"{PREFIX}.{kind.domain}.{tokens}.{kind.verb}"
 
 
 def workflow_subjects(workflow_id: str) -> list[str]:

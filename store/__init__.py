@@ -3,6 +3,7 @@
 from ._audit import AuditReport, Break, check_row, verify
 from ._chain import GENESIS, StoredEvent, link
 from ._errors import DuplicateEvent, StoreError, StoreLocked
+from ._once import Once
 from ._projection import LiveProjection, Projection, rebuild
 from ._projections import EventCounts, WorkflowStatus
 from ._sqlite import NewEvent, SqliteEventLog
@@ -16,6 +17,7 @@ __all__ = [
     "EventCounts",
     "LiveProjection",
     "NewEvent",
+    "Once",
     "Projection",
     "SqliteEventLog",
     "StoreError",

@@ -3,8 +3,9 @@
 A projection is deterministic: no I/O, no clock, nothing but the state and the event.
 `apply` may update the state in place and return it, which keeps large folds linear.
 `rebuild` folds the stored log from seq 0; `LiveProjection` folds the bus as events
-arrive. Both see the same events in the same order, dropping the same late duplicates, so
-they reach the same state (tests/test_projection.py checks it with hypothesis).
+arrive. Both fold through the same gate (`Once`, store/_once.py: each event id once, events
+of a run only while it is active), so copies the stream holds and the log dropped change
+nothing, and they reach the same state (tests/test_projection.py checks it with hypothesis).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from nats.aio.msg import Msg
 from bus import Bus, stream_seq
 from events import Event, MalformedEvent, decode, decode_message
 
+from ._once import Once
 from ._sqlite import SqliteEventLog
 
 __all__ = ["LiveProjection", "Projection", "rebuild"]
@@ -35,9 +37,11 @@ class Projection(Protocol[S]):
 
 async def rebuild(projection: Projection[S], log: SqliteEventLog, from_seq: int = 0) -> tuple[S, int]:
     """Fold the stored log; return the state and the last seq folded."""
-    state, last = projection.initial(), 0
+    state, last, once = projection.initial(), 0, Once()
     async for row in log.read(from_seq):
-        state, last = projection.apply(state, decode(row.data)), row.seq
+        event, last = decode(row.data), row.seq
+        if once.admit(event):
+            state = projection.apply(state, event)
     return state, last
 
 
@@ -54,7 +58,7 @@ class LiveProjection(Generic[S]):
         self.start_seq = start_seq
         self.state: S = projection.initial()
         self.last_seq = start_seq - 1
-        self._seen: set[str] = set()
+        self.once = Once()
         self._progress = asyncio.Condition()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -75,8 +79,7 @@ class LiveProjection(Generic[S]):
             event = decode_message(msg.subject, msg.data)
         except MalformedEvent:
             event = None  # the store writer records it as MessageRejected
-        if event is not None and event.id not in self._seen:
-            self._seen.add(event.id)
+        if event is not None and self.once.admit(event):
             self.state = self.projection.apply(self.state, event)
         async with self._progress:
             self.last_seq = seq

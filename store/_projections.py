@@ -56,7 +56,7 @@ class WorkflowStatus:
 
 
 class EventCounts:
-    """event type -> how many were stored."""
+    """event type -> how many were folded (each id once; events of a run while it is active)."""
 
     name = "event_counts"
 

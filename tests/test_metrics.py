@@ -105,7 +105,7 @@ def test_report_of_a_realistic_run() -> None:
         "workflows": {"submitted": 5, "admitted": 3, "refused": 1, "validated": 2, "invalid": 1, "completed": 1,
                       "failed": 0, "cancelled": 0, "running": 1, "active": 2},
         "tasks": {"started": 4, "succeeded": 3, "failed": 1, "timed_out": 1, "skipped": 1, "retried": 1,
-                  "rejected_messages": 1},
+                  "rejected_messages": 1, "late": 0},
         "quality": {"assessed": 2, "mean_overall": 0.8, "recent_mean": 0.8},
         "latency_ms": {"p50": 80.0, "p95": 120.0},
         "failure_rate": 0.4,
@@ -287,3 +287,23 @@ def test_windows_keep_the_latest() -> None:
 def test_latency_percentiles_are_nearest_rank(values: list[float], p50: float, p95: float) -> None:
     out = report(fold(succeeded(task=f"t{i}", duration_ms=v) for i, v in enumerate(values)))
     assert out["latency_ms"] == {"p50": p50, "p95": p95}
+
+
+def test_a_result_after_its_attempt_timed_out_is_late_and_a_timeout_after_a_result_changes_nothing() -> None:
+    wf = "wf-fenced"
+    state = fold([
+        submitted(wf), admitted(wf), validated(wf), ready(wf, "t"), started(wf, "t"), timed_out(wf, "t"),
+        ready(wf, "t", 2), started(wf, "t", 2),
+        succeeded(wf, "t", 1, duration_ms=9000.0, model="gpt-x", usage={"total_tokens": 50}),  # the paused one
+        succeeded(wf, "t", 2, duration_ms=100.0, model="gpt-x", usage={"total_tokens": 5}),
+        ready(wf, "u"), started(wf, "u"), succeeded(wf, "u", duration_ms=50.0), timed_out(wf, "u"),
+    ])
+    out = report(state)
+    assert {k: out["tasks"][k] for k in ("started", "succeeded", "timed_out", "late")} == {
+        "started": 3, "succeeded": 2, "timed_out": 1, "late": 1}
+    assert out["models"]["gpt-x"] == {"calls": 1, "total_duration_ms": 100.0, "mean_duration_ms": 100.0,
+                                      "cost_usd": 0.0, "tokens": 5}
+    assert out["latency_ms"] == {"p50": 50.0, "p95": 100.0}
+    assert out["failure_rate"] == round(1 / 3, 4)
+    state = fold([events.WorkflowCompleted(**_common(wf), overall_quality=0.9)], state)
+    assert state.attempts == {}  # forgotten with the workflow

@@ -65,8 +65,10 @@ class WorkflowClient:
         await self.bus.publish(CancelRequested(id=new_id(), ts=now(), workflow_id=workflow_id, reason=reason))
 
     async def events(self, workflow_id: str, start_seq: int = 1) -> AsyncIterator[Event]:
-        """Every event of one workflow from `start_seq`, live, forever."""
+        """Every event of one workflow from `start_seq`, live, forever; each id once (a copy the
+        stream kept past its duplicate window is skipped, as the log skips it)."""
         sub = await self.bus.follow(start_seq, f"ymera.*.{workflow_id}.>")
+        ids: set[str] = set()
         try:
             while True:
                 try:
@@ -74,9 +76,12 @@ class WorkflowClient:
                 except TimeoutError:
                     continue
                 try:
-                    yield decode_message(msg.subject, msg.data)
+                    event = decode_message(msg.subject, msg.data)
                 except MalformedEvent:
                     continue
+                if event.id not in ids:
+                    ids.add(event.id)
+                    yield event
         finally:
             await sub.unsubscribe()
 
@@ -138,9 +143,10 @@ async def history(bus: Bus, workflow_id: str) -> list[Event]:
 
 
 async def stored(bus: Bus, subject: str) -> list[Event]:
-    """Every valid event on `subject` in the stream so far, in stream order."""
+    """Every valid event on `subject` in the stream so far, in stream order, each id once (as the log)."""
     sub = await bus.follow(1, subject)
     out: list[Event] = []
+    ids: set[str] = set()
     try:
         while True:
             try:
@@ -148,7 +154,10 @@ async def stored(bus: Bus, subject: str) -> list[Event]:
             except TimeoutError:
                 return out  # nothing on these subjects at all
             with contextlib.suppress(MalformedEvent):
-                out.append(decode_message(msg.subject, msg.data))
+                event = decode_message(msg.subject, msg.data)
+                if event.id not in ids:
+                    ids.add(event.id)
+                    out.append(event)
             if msg.metadata.num_pending == 0:
                 return out
     finally:

@@ -1,6 +1,7 @@
 """The assessor: scores every checked task outcome (issue "quality" deepens the heuristics).
 
-Listens to: WorkflowSubmitted (the task specs), TaskSucceeded (output, duration),
+Listens to: WorkflowSubmitted (the task specs), TaskSucceeded (output, duration; per attempt,
+so the one scored is the attempt the validator checked),
 OutcomeChecked, workflow ends (to forget), and, when rebuilding, its own TaskAssessed.
 Emits: TaskAssessed, once per task, with the scores of `_scoring.score`.
 """
@@ -42,7 +43,8 @@ class Assessor(Actor):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.specs: dict[str, dict[str, TaskSpec]] = {}
-        self.succeeded: dict[tuple[str, str], TaskSucceeded] = {}
+        # workflow id -> (task, attempt) -> its success: the one scored is the attempt checked.
+        self.succeeded: dict[str, dict[tuple[str, int], TaskSucceeded]] = {}
         self.to_assess: dict[tuple[str, str], OutcomeChecked] = {}
         self.assessed: dict[str, set[str]] = {}
 
@@ -51,7 +53,7 @@ class Assessor(Actor):
         if isinstance(event, WorkflowSubmitted):
             self.specs.setdefault(wf, {t.id: t for t in event.tasks})
         elif isinstance(event, TaskSucceeded):
-            self.succeeded.setdefault((wf, event.task_id), event)
+            self.succeeded.setdefault(wf, {}).setdefault((event.task_id, event.attempt), event)
         elif isinstance(event, OutcomeChecked):
             if event.task_id not in self.assessed.get(wf, ()):
                 self.to_assess.setdefault((wf, event.task_id), event)
@@ -61,8 +63,8 @@ class Assessor(Actor):
         elif isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)):
             tasks = self.specs.pop(wf, {})
             self.assessed.pop(wf, None)
+            self.succeeded.pop(wf, None)
             for task_id in tasks:
-                self.succeeded.pop((wf, task_id), None)
                 self.to_assess.pop((wf, task_id), None)
 
     async def react(self, event: Event) -> list[Event]:
@@ -76,7 +78,8 @@ class Assessor(Actor):
     async def _assess(self, keys: list[tuple[str, str]], at: datetime) -> list[Event]:
         out: list[Event] = []
         for key in keys:
-            checked, succeeded = self.to_assess.get(key), self.succeeded.get(key)
+            checked = self.to_assess.get(key)
+            succeeded = self.succeeded.get(key[0], {}).get((key[1], checked.attempt)) if checked else None
             spec = self.specs.get(key[0], {}).get(key[1])
             if checked is None or succeeded is None or spec is None:
                 continue

@@ -1,8 +1,8 @@
 """The distributor: the one owner of each workflow's state machine and the only retry authority.
 
 Listens to: workflow submissions, refusals, validations, cancellations; task starts,
-heartbeats, successes, failures, outcome checks and assessments (and, when rebuilding, its
-own events).
+heartbeats, successes, failures, outcome checks and assessments, its own timeouts (and, when
+rebuilding, its other own events).
 Emits: TaskReady (by priority, within the workflow and workflow-count caps),
 TaskRetryScheduled (exponential backoff with jitter), TaskTimedOut (past the time limit, or
 heartbeats stopped), TaskSkipped (a dependency failed), WorkflowCompleted / WorkflowFailed /
@@ -10,7 +10,9 @@ WorkflowCancelled, each exactly once.
 Decides: from its folded state only (`_decide.py`); the clock is read only on timer passes.
 Its own decisions are folded in as soon as they are published, so a decision is never
 taken twice while its event is on its way back through the stream; folding them again when
-they arrive changes nothing.
+they arrive changes nothing. A timeout is the exception: it is only marked as decided, and
+takes effect when read back, so whether an attempt's result came before or after its timeout
+is decided by stream order alone, live and in a rebuild alike.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import ClassVar
 
 from actors._runtime import Actor
 from actors._settings import Settings
-from events import Event, WorkflowCancelled, WorkflowCompleted, WorkflowFailed, WorkflowValidated
+from events import Event, TaskTimedOut, WorkflowCancelled, WorkflowCompleted, WorkflowFailed, WorkflowValidated
 
 from ._decide import activate_queued, decide
 from ._state import DistributorState
@@ -40,20 +42,23 @@ class Distributor(Actor):
         "ymera.wf.*.submitted", "ymera.wf.*.refused", "ymera.wf.*.validated", "ymera.wf.*.invalid",
         "ymera.wf.*.cancel_requested", "ymera.task.*.*.started", "ymera.task.*.*.heartbeat",
         "ymera.task.*.*.succeeded", "ymera.task.*.*.failed", "ymera.task.*.*.outcome_checked",
-        "ymera.task.*.*.assessed",
+        "ymera.task.*.*.assessed", "ymera.task.*.*.timed_out",
     )
     own_subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled", "ymera.task.*.*.ready",
-        "ymera.task.*.*.retry_scheduled", "ymera.task.*.*.timed_out", "ymera.task.*.*.skipped",
+        "ymera.task.*.*.retry_scheduled", "ymera.task.*.*.skipped",
     )
     tick_seconds: ClassVar[float | None] = 0.25
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.state = DistributorState()
+        self.read_until: datetime | None = None  # the newest timestamp among the events read from the stream
 
     def apply(self, event: Event) -> None:
         self.state.apply(event)
+        if self.read_until is None or event.ts > self.read_until:
+            self.read_until = event.ts
 
     async def react(self, event: Event) -> list[Event]:
         return await self.handle([event])
@@ -78,14 +83,21 @@ class Distributor(Actor):
 
     async def reconcile(self, at: datetime) -> list[Event]:
         out: list[Event] = []
+        behind = await self._behind()
         for workflow_id in list(self.state.workflows):
-            out.extend(self._settle(workflow_id, at, None))
+            out.extend(self._settle(workflow_id, at, None, self.read_until if behind else None))
         started = activate_queued(self.state, self.settings, at)
         self._fold(started)
         out.extend(started)
         return out
 
-    def _settle(self, workflow_id: str, at: datetime | None, cause: str | None) -> list[Event]:
+    async def _behind(self) -> bool:
+        """Whether the stream holds events on our subjects that we have not read yet."""
+        # Unknown (no bus, the consumer not created yet at start, no answer): judge by the clock.
+        return self.bus is not None and bool(await self.bus.pending(self.name))
+
+    def _settle(self, workflow_id: str, at: datetime | None, cause: str | None,
+                read_until: datetime | None = None) -> list[Event]:
         """Decide and fold until nothing new follows (a skip leads to a skip, then to the end)."""
         out: list[Event] = []
         seen: set[str] = set()
@@ -93,7 +105,7 @@ class Distributor(Actor):
             wf = self.state.workflows.get(workflow_id)
             if wf is None:
                 break
-            fresh = [e for e in decide(self.state, wf, self.settings, at, cause) if e.id not in seen]
+            fresh = [e for e in decide(self.state, wf, self.settings, at, cause, read_until) if e.id not in seen]
             if not fresh:
                 break
             seen.update(e.id for e in fresh)
@@ -103,4 +115,9 @@ class Distributor(Actor):
 
     def _fold(self, decided: list[Event]) -> None:
         for event in decided:
-            self.state.apply(event)
+            if isinstance(event, TaskTimedOut):
+                # A timeout takes effect when it is read back, in stream order: a result already
+                # in the stream ahead of it still counts, in this fold and in every rebuild.
+                self.state.timing_out(event)
+            else:
+                self.state.apply(event)

@@ -31,8 +31,6 @@ from ._state import FINAL, PRIORITY_RANK, DistributorState, TaskState, WorkflowS
 __all__ = ["activate_queued", "decide", "retry_delay", "timers"]
 
 ACTOR = "distributor"
-# A started attempt is lost when no heartbeat came for this many heartbeat intervals.
-LOST_AFTER_BEATS = 3
 # Grace past an attempt's own time limit before the distributor gives up on it.
 GRACE_SECONDS = 5.0
 
@@ -56,8 +54,9 @@ def retry_delay(wf: WorkflowState, task: TaskState) -> float:
 
 
 def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: datetime | None,
-           cause: str | None) -> list[Event]:
-    """Events one workflow needs now. `at` is given only on timer passes (retries due, timeouts)."""
+           cause: str | None, read_until: datetime | None = None) -> list[Event]:
+    """Events one workflow needs now. `at` is given only on timer passes (retries due, timeouts);
+    `read_until`, when the distributor is behind the stream, is how far its reading has got."""
     if wf.cancel_reason is not None:
         return [_end(wf, cause, "cancelled")]
     if not wf.activated:
@@ -76,7 +75,7 @@ def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: d
             out.extend(_skip_dependents(wf, task, cause, at))
     out.extend(_release(wf, settings, at, cause))
     if at is not None:
-        out.extend(timers(wf, settings, at, cause))
+        out.extend(timers(wf, settings, at, cause, read_until))
     end = _maybe_end(wf, cause, at)
     if end is not None:
         out.append(end)
@@ -129,16 +128,22 @@ def _inputs(wf: WorkflowState, task: TaskState) -> dict[str, Any]:
     return inputs
 
 
-def timers(wf: WorkflowState, settings: Settings, at: datetime, cause: str | None) -> list[Event]:
-    """Attempts to give up on: past their time limit, or silent for too long once started."""
+def timers(wf: WorkflowState, settings: Settings, at: datetime, cause: str | None,
+           read_until: datetime | None = None) -> list[Event]:
+    """Attempts to give up on: past their time limit, or silent for too long once started.
+
+    Silence is measured up to `read_until` when given: a distributor behind the stream (a
+    burst of 1,000 heartbeats, a slow host) has not read the latest heartbeats yet, and must
+    not take its own lag for the executor's."""
     out: list[Event] = []
-    lost_after = timedelta(seconds=settings.heartbeat_seconds * LOST_AFTER_BEATS)
+    lost_after = timedelta(seconds=settings.lost_after_seconds)
+    heard_until = at if read_until is None else min(at, read_until)
     for task in wf.tasks.values():
-        if task.status != "running" or task.released_at is None:
+        if task.status != "running" or task.released_at is None or task.timing_out == task.attempt:
             continue
         limit = task.spec.timeout_seconds or settings.task_timeout_seconds
         reason = None
-        if task.last_seen is not None and at - task.last_seen > lost_after:
+        if task.last_seen is not None and heard_until - task.last_seen > lost_after:
             reason = f"executor lost: no heartbeat for {lost_after.total_seconds():g}s"
         elif at - task.released_at > timedelta(seconds=limit + GRACE_SECONDS):
             reason = f"no result within the {limit:g}s time limit"

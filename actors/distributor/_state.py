@@ -65,6 +65,12 @@ class TaskState:
     cost_usd: float | None = None
     checked: bool = False
     quality: float | None = None
+    # The attempt whose TaskTimedOut this distributor decided and has not yet read back from the
+    # stream: it is not decided again, and takes effect only in stream order (docs/engine.md).
+    timing_out: int | None = None
+    # Attempts whose result arrived after the attempt had ended (timed out, failed, or a later
+    # attempt released): recorded as late, never the task's result.
+    late: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -94,6 +100,13 @@ class DistributorState:
     @property
     def active_slots(self) -> int:
         return sum(1 for w in self.workflows.values() if w.activated)
+
+    def timing_out(self, event: TaskTimedOut) -> None:
+        """Mark a timeout as decided, before the stream has it (see `TaskState.timing_out`)."""
+        wf = self.workflows.get(event.workflow_id)
+        task = wf.tasks.get(event.task_id) if wf is not None else None
+        if task is not None and task.attempt == event.attempt and task.status == "running":
+            task.timing_out = event.attempt
 
     def apply(self, event: Event) -> WorkflowState | None:
         """Fold one event; return the workflow it touched, if it is still active."""
@@ -152,13 +165,22 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
         if event.attempt == task.attempt and task.status == "running":
             task.last_seen = event.ts
     elif isinstance(event, TaskSucceeded):
-        # The first success of any attempt counts; a task succeeds once (its id says so).
-        if task.status in ("running", "attempt_failed", "retry_wait"):
+        # Only the result of the attempt still running counts. In stream order, anything else
+        # comes after its attempt ended: timed out, failed, or superseded by a later attempt.
+        if event.attempt == task.attempt and task.status == "running":
             task.status = "checking"
             task.output, task.output_ref = event.output, event.blobs.get("output")
             task.duration_ms, task.model, task.cost_usd = event.duration_ms, event.model, event.cost_usd
+        elif not (event.attempt == task.attempt and task.status == "checking"):  # not a copy of the result
+            task.late.append(event.attempt)
     elif isinstance(event, (TaskFailed, TaskTimedOut)):
-        if event.attempt == task.attempt and task.status == "running":
+        current = event.attempt == task.attempt and task.status == "running"
+        if isinstance(event, TaskTimedOut):
+            if task.timing_out == event.attempt:
+                task.timing_out = None
+        elif not current:
+            task.late.append(event.attempt)
+        if current:
             task.status, task.failed_at = "attempt_failed", event.ts
             if isinstance(event, TaskFailed):
                 task.error, task.retryable, task.retry_after = event.error, event.retryable, event.retry_after_seconds
@@ -168,7 +190,7 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
         if task.status == "attempt_failed":
             task.status, task.retry_at = "retry_wait", event.not_before
     elif isinstance(event, OutcomeChecked):
-        if task.status == "checking":
+        if task.status == "checking" and event.attempt == task.attempt:
             task.checked = True
             if event.passed:
                 task.status = "succeeded"

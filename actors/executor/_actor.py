@@ -2,11 +2,14 @@
 
 Listens to: TaskReady, through the consumer `executor` that every executor process shares,
 so adding processes scales execution out.
-Emits: TaskStarted (then acks the TaskReady), TaskHeartbeat while the attempt runs,
-TaskSucceeded or TaskFailed.
+Emits: TaskStarted (then acks the TaskReady), TaskHeartbeat while the attempt runs (one
+batch per interval for all its attempts, `_fence.py`), TaskSucceeded or TaskFailed.
 Decides: nothing about retries. A failure is reported with its kind and whether a retry
-could help; the distributor alone decides. A task succeeds once: TaskSucceeded's id names
-the task, not the attempt, so a late second success is a duplicate the log drops.
+could help; the distributor alone decides. Results are per attempt (their ids name the
+attempt); the distributor takes the result of the attempt it is waiting for and records
+any other as late. An attempt the executor learns was timed out (TaskTimedOut), or whose
+heartbeats stopped reaching the stream for longer than the loss threshold, is abandoned:
+no more heartbeats, no result.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import contextlib
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 import nats.errors
 import nats.js.errors
@@ -24,23 +27,37 @@ import structlog
 from nats.aio.msg import Msg
 
 from actors._settings import Settings
-from bus import Bus, BusError, ConsumerPolicy, PullBatches, check_consumer, consumer_config, fit_consumer
+from bus import (
+    Bus,
+    BusError,
+    ConsumerPolicy,
+    PullBatches,
+    check_consumer,
+    consumer_config,
+    deliveries,
+    fit_consumer,
+)
 from events import (
     BlobRef,
     Event,
     MalformedEvent,
     TaskFailed,
-    TaskHeartbeat,
     TaskReady,
     TaskStarted,
     TaskSucceeded,
+    TaskTimedOut,
+    WorkflowCancelled,
     decode_message,
     derive_id,
     now,
     resolve,
+    subject_of,
+    subject_of_type,
 )
 
+from ._fence import Attempt, Fence
 from ._kinds import run_task
+from ._llm import http_client
 from ._outcome import TaskError
 
 __all__ = ["Executor"]
@@ -62,7 +79,7 @@ class Executor:
         self.settings = settings
         self.executor_id = executor_id
         self.running: set[asyncio.Task[None]] = set()
-        self.by_workflow: dict[str, set[asyncio.Task[Event]]] = {}  # the attempts running per workflow
+        self.fence = Fence(settings, executor_id, self.name)
         self.cancelled: set[str] = set()
 
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -74,19 +91,24 @@ class Executor:
                 CONSUMER, policy, subjects=(SUBJECT,), new_only=True))
         except nats.js.errors.BadRequestError:
             pass  # it exists: executors share it
-        batches = PullBatches(bus.nc, bus.stream.name, CONSUMER, batch=self.settings.executor_concurrency, poll=0.05)
+        concurrency = self.settings.executor_concurrency
+        batches = PullBatches(bus.nc, bus.stream.name, CONSUMER, batch=concurrency, poll=0.05)
         await batches.start()
-        # Cancellation reaches running attempts at once, through a plain subscription: an end
-        # missed while this executor was down concerns no attempt it is running.
-        ends = await bus.nc.subscribe("ymera.wf.*.cancelled", cb=self._on_cancelled)
+        # Cancellations and timeouts reach running attempts at once, through plain subscriptions:
+        # one missed while this executor was down concerns no attempt it is running.
+        ends = await bus.nc.subscribe(subject_of_type(WorkflowCancelled), cb=self._on_cancelled)
+        timeouts = await bus.nc.subscribe(subject_of_type(TaskTimedOut), cb=self._on_timed_out)
+        beating_stop = asyncio.Event()
+        beating = asyncio.create_task(self.fence.beat(bus, beating_stop))
         if ready is not None:
             ready.set()
-        _log.info("executor started", executor=self.executor_id, concurrency=self.settings.executor_concurrency)
-        # No client-wide timeout: each attempt is bounded by its own time limit in run_task.
-        async with httpx.AsyncClient(timeout=None) as http:
+        _log.info("executor started", executor=self.executor_id, concurrency=concurrency)
+        # A connection per attempt that may run: fewer would queue attempts inside the client,
+        # inflating their duration_ms (BENCHMARKS.md, "1,000 LLM calls in flight").
+        async with http_client(concurrency) as http:
             try:
                 while not stop.is_set():
-                    free = self.settings.executor_concurrency - len(self.running)
+                    free = concurrency - len(self.running)
                     if free <= 0:
                         await asyncio.wait(self.running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
                         continue
@@ -99,21 +121,29 @@ class Executor:
                 await ends.unsubscribe()
                 if self.running:
                     await asyncio.gather(*self.running, return_exceptions=True)
+                await timeouts.unsubscribe()
+                beating_stop.set()
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
 
-    async def _attempt(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
+    async def _attempt(self, bus: Bus, http: aiohttp.ClientSession, msg: Msg) -> None:
         try:
             await self._attempt_once(bus, http, msg)
         except BusError as exc:
             # Unacked, the TaskReady comes back; started, the attempt is timed out and retried.
             _log.warning("attempt not reported", error=str(exc))
 
-    async def _attempt_once(self, bus: Bus, http: httpx.AsyncClient, msg: Msg) -> None:
+    async def _attempt_once(self, bus: Bus, http: aiohttp.ClientSession, msg: Msg) -> None:
         try:
             ready = decode_message(msg.subject, msg.data)
         except MalformedEvent:
             await msg.ack()  # the store writer records it
             return
         if not isinstance(ready, TaskReady):
+            await msg.ack()
+            return
+        if deliveries(msg) > 1 and await self._timed_out_already(bus, ready):
             await msg.ack()
             return
         if ready.blobs:
@@ -123,6 +153,7 @@ class Executor:
         started = TaskStarted(id=derive_id(ready.workflow_id, "TaskStarted", ready.task_id, ready.attempt),
                               ts=now(), workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name,
                               task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id)
+        stamped = time.monotonic()
         # The task starts while TaskStarted is on its way; the TaskReady is acked, and the
         # result published, only once the stream has TaskStarted.
         started_ack = await bus.send([started])
@@ -133,34 +164,58 @@ class Executor:
             work.cancel()
             raise
         await msg.ack()
-        beating = asyncio.create_task(self._heartbeat(bus, ready))
-        self.by_workflow.setdefault(ready.workflow_id, set()).add(work)
+        attempt = Attempt(ready, work, alive_at=stamped)
+        self.fence.add(attempt)
         try:
             result = await work
         except asyncio.CancelledError:
+            if attempt.abandoned is not None:
+                return
             if ready.workflow_id not in self.cancelled:
                 raise
             result = self._failed(self._common(ready), ready, 0.0, "the workflow was cancelled", "cancelled", False,
                                   None)
         finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
-            attempts = self.by_workflow.get(ready.workflow_id, set())
-            attempts.discard(work)
-            if not attempts:
-                self.by_workflow.pop(ready.workflow_id, None)
-        await bus.publish(result)
+            self.fence.remove(attempt)
+        # A result that could only arrive late is not published (`_fence.py`).
+        if self.fence.still_ours(attempt):
+            await bus.publish(result)
+
+    async def _timed_out_already(self, bus: Bus, ready: TaskReady) -> bool:
+        """Whether a redelivered attempt was timed out while its first executor held it (paused
+        between publishing TaskStarted and acking): then it is no one's to run any more."""
+        probe = TaskTimedOut(id="", ts=ready.ts, workflow_id=ready.workflow_id, task_id=ready.task_id,
+                             attempt=ready.attempt, reason="")
+        data = await bus.last(subject_of(probe))
+        if data is None:
+            return False
+        try:
+            last = decode_message(subject_of(probe), data)
+        except MalformedEvent:
+            return False
+        if isinstance(last, TaskTimedOut) and last.attempt >= ready.attempt:
+            _log.warning("redelivered attempt not started: it was timed out", workflow=ready.workflow_id,
+                         task=ready.task_id, attempt=ready.attempt, reason=last.reason)
+            return True
+        return False
 
     async def _on_cancelled(self, msg: Msg) -> None:
         workflow_id = msg.subject.split(".")[2]
-        attempts = self.by_workflow.get(workflow_id)
+        attempts = self.fence.of_workflow(workflow_id)
         if attempts:
             self.cancelled.add(workflow_id)
-            for work in attempts:
-                work.cancel()
+            for attempt in attempts:
+                attempt.work.cancel()
 
-    async def _run(self, bus: Bus, http: httpx.AsyncClient, ready: TaskReady) -> Event:
+    async def _on_timed_out(self, msg: Msg) -> None:
+        try:
+            event = decode_message(msg.subject, msg.data)
+        except MalformedEvent:
+            return
+        if isinstance(event, TaskTimedOut):
+            self.fence.timed_out((event.workflow_id, event.task_id, event.attempt), event.reason)
+
+    async def _run(self, bus: Bus, http: aiohttp.ClientSession, ready: TaskReady) -> Event:
         assert ready.spec is not None
         t0 = time.perf_counter()
         common = self._common(ready)
@@ -176,7 +231,7 @@ class Executor:
             _log.exception("task kind crashed", task=ready.task_id, workflow=ready.workflow_id)
             return self._failed(common, ready, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
         common["ts"] = now()
-        return TaskSucceeded(id=derive_id(ready.workflow_id, "TaskSucceeded", ready.task_id), **common,
+        return TaskSucceeded(id=derive_id(ready.workflow_id, "TaskSucceeded", ready.task_id, ready.attempt), **common,
                              output=outcome.output, duration_ms=(time.perf_counter() - t0) * 1000,
                              model=outcome.model, cost_usd=outcome.cost_usd, usage=outcome.usage)
 
@@ -201,16 +256,3 @@ class Executor:
                 value = msgspec.json.decode(data)
             out[task_id] = value
         return out
-
-    async def _heartbeat(self, bus: Bus, ready: TaskReady) -> None:
-        beat = 0
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_seconds)
-            beat += 1
-            try:
-                await bus.publish(TaskHeartbeat(
-                    id=derive_id(ready.workflow_id, "TaskHeartbeat", ready.task_id, ready.attempt, beat), ts=now(),
-                    workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name, task_id=ready.task_id,
-                    attempt=ready.attempt, executor=self.executor_id, beat=beat))
-            except BusError as exc:
-                _log.warning("heartbeat not published", task=ready.task_id, error=str(exc))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
+import aiohttp
 
 from events import TaskSpec
 
@@ -22,7 +22,7 @@ from ._outcome import Outcome, TaskError
 __all__ = ["run_task"]
 
 async def run_task(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, *, timeout: float,
-                   http: httpx.AsyncClient | None = None, keys: KeyPool | None = None) -> Outcome:
+                   http: aiohttp.ClientSession | None = None, keys: KeyPool | None = None) -> Outcome:
     """Run one attempt of `spec` within `timeout` seconds; `inputs` are its dependencies' outputs.
 
     `http` and `keys` are the caller's to share across attempts; without them a client is made
@@ -39,7 +39,7 @@ async def run_task(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, *
 
 
 async def _dispatch(spec: TaskSpec, inputs: dict[str, Any], settings: Settings,
-                    http: httpx.AsyncClient | None, keys: KeyPool | None) -> Outcome:
+                    http: aiohttp.ClientSession | None, keys: KeyPool | None) -> Outcome:
     if spec.type == "noop":
         return Outcome(output=None)
     if spec.type == "sleep":
@@ -59,7 +59,6 @@ async def _dispatch(spec: TaskSpec, inputs: dict[str, Any], settings: Settings,
     if kind is not None and kind.llm:
         if http is not None:
             return await _llm.run_llm(spec, inputs, settings, http, keys)
-        # The attempt's time limit bounds the request; httpx's own timeouts would only race it.
-        async with httpx.AsyncClient(timeout=None) as client:
+        async with _llm.http_client() as client:
             return await _llm.run_llm(spec, inputs, settings, client, keys)
     raise TaskError("bad_request", f"unknown task type {spec.type!r}", retryable=False)

@@ -1,8 +1,10 @@
-"""`llm` and agent tasks: one OpenAI-compatible chat completion over httpx.
+"""`llm` and agent tasks: one OpenAI-compatible chat completion over aiohttp.
 
-This module is the boundary for httpx and the provider: every transport error and HTTP
+This module is the boundary for aiohttp and the provider: every transport error and HTTP
 status is translated here, once, into a `TaskError` whose kind tells the distributor
-whether and when to retry.
+whether and when to retry. The client is aiohttp, not httpx: with 1,000 requests in flight
+httpx's connection pool spends CPU quadratic in the requests queued (BENCHMARKS.md,
+"1,000 LLM calls in flight").
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 
 from events import TaskSpec
@@ -24,7 +26,7 @@ from ..registry import AGENTS, NO_LLM, TASK_KINDS
 from ._outcome import Outcome, TaskError
 from ._templates import render, render_text
 
-__all__ = ["DEFAULT_SYSTEM", "KeyPool", "key_pool", "retry_after_seconds", "run_llm"]
+__all__ = ["DEFAULT_SYSTEM", "KeyPool", "http_client", "key_pool", "retry_after_seconds", "run_llm"]
 
 DEFAULT_SYSTEM = "You are a helpful assistant. Answer precisely and completely."
 # How long a key rests after a 429 that does not say how long.
@@ -69,6 +71,14 @@ def key_pool(keys: Sequence[str]) -> KeyPool:
     return _pools.setdefault(tuple(keys), KeyPool(keys))
 
 
+def http_client(connections: int = 100) -> aiohttp.ClientSession:
+    """A client for provider requests, holding up to `connections` at once (an executor: one per
+    attempt it may run, so none waits for a connection and its duration_ms is the call's). No
+    client-wide timeout: each attempt is bounded by its own time limit in run_task."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections, limit_per_host=0),
+                                 timeout=aiohttp.ClientTimeout(total=None))
+
+
 class _Message(msgspec.Struct):
     content: str | None = None
 
@@ -89,7 +99,7 @@ class _Completion(msgspec.Struct):
     usage: _Usage | None = None
 
 
-async def run_llm(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, http: httpx.AsyncClient,
+async def run_llm(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, http: aiohttp.ClientSession,
                   keys: KeyPool | None = None) -> Outcome:
     """One chat completion for `spec`; the key comes from `keys`, else the process's pool."""
     params = spec.parameters
@@ -151,40 +161,46 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
-async def _complete(http: httpx.AsyncClient, url: str, body: dict[str, Any], key: str | None,
+async def _complete(http: aiohttp.ClientSession, url: str, body: dict[str, Any], key: str | None,
                     pool: KeyPool | None) -> _Completion:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     try:
-        response = await http.post(url, json=body, headers=headers)
-    except httpx.TimeoutException as exc:
+        async with http.post(url, data=msgspec.json.encode(body), headers=headers) as response:
+            status, reason, content = response.status, response.reason, await response.read()
+            retry_after_ms, retry_after = response.headers.get("retry-after-ms"), response.headers.get("retry-after")
+    except TimeoutError as exc:  # the client's own timeout; the attempt's deadline arrives as a cancellation
         raise TaskError("timeout", f"{url} did not answer in time ({type(exc).__name__})", retryable=True) from exc
-    except httpx.InvalidURL as exc:
-        raise TaskError("bad_request", f"invalid LLM URL {url!r}: {exc}", retryable=False) from exc
-    except httpx.RequestError as exc:
+    except aiohttp.InvalidURL as exc:
+        raise TaskError("bad_request", f"invalid LLM URL {url!r}", retryable=False) from exc
+    except aiohttp.ClientConnectorError as exc:
+        detail = "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else _one_line(str(exc))
+        raise TaskError("server_error", f"connection failed: {url}: {detail}", retryable=True) from exc
+    except (aiohttp.ClientError, OSError) as exc:
         detail = _one_line(str(exc)) or type(exc).__name__
         raise TaskError("server_error", f"connection failed: {url}: {detail}", retryable=True) from exc
-    status = response.status_code
     if status == 429:
-        wait = retry_after_seconds(response.headers.get("retry-after-ms"), milliseconds=True)
+        wait = retry_after_seconds(retry_after_ms, milliseconds=True)
         if wait is None:
-            wait = retry_after_seconds(response.headers.get("retry-after"))
+            wait = retry_after_seconds(retry_after)
         if pool is not None and key is not None:
             pool.cool_down(key, DEFAULT_COOLDOWN_SECONDS if wait is None else wait)
         after = "" if wait is None else f"; retry after {wait:g}s"
-        raise TaskError("rate_limited", f"{url} rate limited the request (HTTP 429): {_provider_message(response)}"
-                        f"{after}", retryable=True, retry_after=wait)
+        raise TaskError("rate_limited", f"{url} rate limited the request (HTTP 429): "
+                        f"{_provider_message(content, reason)}{after}", retryable=True, retry_after=wait)
     if status >= 500:
-        raise TaskError("server_error", f"{url} failed with HTTP {status}: {_provider_message(response)}",
+        raise TaskError("server_error", f"{url} failed with HTTP {status}: {_provider_message(content, reason)}",
                         retryable=True)
     if status == 408:
         raise TaskError("timeout", f"{url} timed out the request (HTTP 408)", retryable=True)
     if 400 <= status < 500:
         raise TaskError("bad_request", f"{url} refused the request with HTTP {status}: "
-                        f"{_provider_message(response)}", retryable=False)
+                        f"{_provider_message(content, reason)}", retryable=False)
     if status != 200:
         raise TaskError("server_error", f"{url} answered with unexpected HTTP {status}", retryable=True)
     try:
-        completion = msgspec.json.decode(response.content, type=_Completion)
+        completion = msgspec.json.decode(content, type=_Completion)
     except msgspec.DecodeError as exc:
         raise TaskError("server_error", f"{url} sent a malformed completion: {_one_line(str(exc))}",
                         retryable=True) from exc
@@ -214,19 +230,19 @@ def retry_after_seconds(value: str | None, *, milliseconds: bool = False, now: d
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def _provider_message(response: httpx.Response) -> str:
+def _provider_message(content: bytes, reason: str | None) -> str:
     """The provider's own explanation: OpenAI's `error.message`, or what else the body says."""
     try:
-        body = msgspec.json.decode(response.content)
+        body = msgspec.json.decode(content)
     except msgspec.DecodeError:
-        body = response.text
+        body = content.decode(errors="replace")
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
             error = error.get("message")
         body = error or body.get("message") or body.get("detail") or ""
     text = _one_line(body if isinstance(body, str) else msgspec.json.encode(body).decode())
-    text = text or response.reason_phrase or "no explanation given"
+    text = text or reason or "no explanation given"
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 from actors._runtime import Actor
 from actors._settings import Settings
 from events import NO_WORKFLOW, AlertRaised, Event, derive_id
+from store import Once
 
 from ._alerts import evaluate
 from ._metrics import Metrics, MetricsState
@@ -30,9 +31,14 @@ class Monitor(Actor):
         super().__init__(settings)
         self.metrics = Metrics()
         self.state: MetricsState = self.metrics.initial()
+        # Folds each event once, whatever the stream holds (store/_once.py): the report then
+        # equals the same projection rebuilt from the log.
+        self.once = Once()
         self.raises: dict[str, int] = {}  # alert key -> times raised, folded from AlertRaised
 
     def apply(self, event: Event) -> None:
+        if not self.once.admit(event):
+            return
         self.state = self.metrics.apply(self.state, event)
         if isinstance(event, AlertRaised):
             key = f"{event.alert}/{event.severity}"

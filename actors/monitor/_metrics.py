@@ -97,7 +97,8 @@ class MetricsState:
     workflows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_WORKFLOW_COUNTS.values(), 0))
     # workflow_id -> "submitted" | "admitted" | "validated" | "running", until the workflow ends.
     active: dict[str, str] = field(default_factory=dict)
-    tasks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TASK_COUNTS.values(), 0))
+    # "late": results of attempts that had already ended (timed out), never a task's result.
+    tasks: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*_TASK_COUNTS.values(), "late"), 0))
     models: dict[str, ModelStats] = field(default_factory=dict)
     assessed: int = 0
     overall_sum: float = 0.0
@@ -106,6 +107,9 @@ class MetricsState:
     # (workflow_id, task_id, attempt) -> "succeeded" | "failed" | "timed_out"; one entry per attempt.
     ends: deque[tuple[tuple[str, str, int], str]] = field(default_factory=lambda: deque(maxlen=ENDS_WINDOW))
     alerts: deque[RecentAlert] = field(default_factory=lambda: deque(maxlen=ALERTS_KEPT))
+    # workflow_id -> (task_id, attempt) -> how the attempt ended, while the workflow is active: a
+    # second end of an attempt is a late result (after a timeout) or a moot timeout (after a result).
+    attempts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
     # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
     # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
     raised: set[str] = field(default_factory=set)
@@ -136,6 +140,10 @@ class Metrics:
 
     def apply(self, state: MetricsState, event: Event) -> MetricsState:
         kind = type(event)
+        if isinstance(event, (TaskSucceeded, TaskFailed, TaskTimedOut)) and not _first_end(state, event):
+            if not isinstance(event, TaskTimedOut):
+                state.tasks["late"] += 1  # a result after its attempt was timed out: not the task's
+            return state  # a timeout after the attempt's result changes nothing
         if kind in _WORKFLOW_COUNTS:
             state.workflows[_WORKFLOW_COUNTS[kind]] += 1
             _track_workflow(state, event)
@@ -167,9 +175,22 @@ class Metrics:
         return state
 
 
+def _first_end(state: MetricsState, event: TaskSucceeded | TaskFailed | TaskTimedOut) -> bool:
+    """Whether this is the first end of its attempt, in stream order (the distributor's rule)."""
+    if event.workflow_id not in state.active:
+        return True
+    ends = state.attempts.setdefault(event.workflow_id, {})
+    key = (event.task_id, event.attempt)
+    if key in ends:
+        return False
+    ends[key] = type(event).__name__
+    return True
+
+
 def _track_workflow(state: MetricsState, event: Event) -> None:
     if isinstance(event, _ENDED):
         state.active.pop(event.workflow_id, None)
+        state.attempts.pop(event.workflow_id, None)
     elif isinstance(event, WorkflowSubmitted):
         state.active.setdefault(event.workflow_id, "submitted")
     elif event.workflow_id in state.active and state.active[event.workflow_id] != "running":

@@ -1,7 +1,8 @@
 """The validator: checks a workflow before anything runs, and each task's outcome after it ran.
 
-Listens to: WorkflowSubmitted, WorkflowAdmitted, TaskSucceeded, workflow ends (to forget),
-and, when rebuilding, its own WorkflowValidated / WorkflowInvalid / OutcomeChecked.
+Listens to: WorkflowSubmitted, WorkflowAdmitted, TaskSucceeded, TaskFailed and TaskTimedOut
+(an attempt that ended so, its later result is late and not checked), workflow ends (to
+forget), and, when rebuilding, its own WorkflowValidated / WorkflowInvalid / OutcomeChecked.
 Emits: WorkflowValidated (with the plan: parallel levels, critical path, speedup) or
 WorkflowInvalid (every problem, each naming the task and field); OutcomeChecked per task.
 Decides: with `validate_workflow`, `plan` and `check_outcome` (pure functions beside this file).
@@ -17,8 +18,10 @@ from actors._settings import Settings
 from events import (
     Event,
     OutcomeChecked,
+    TaskFailed,
     TaskSpec,
     TaskSucceeded,
+    TaskTimedOut,
     WorkflowAdmitted,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -41,7 +44,7 @@ class Validator(Actor):
     name: ClassVar[str] = "validator"
     subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.submitted", "ymera.wf.*.admitted", "ymera.wf.*.completed", "ymera.wf.*.failed",
-        "ymera.wf.*.cancelled", "ymera.task.*.*.succeeded",
+        "ymera.wf.*.cancelled", "ymera.task.*.*.succeeded", "ymera.task.*.*.failed", "ymera.task.*.*.timed_out",
     )
     own_subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.validated", "ymera.wf.*.invalid", "ymera.task.*.*.outcome_checked")
@@ -53,6 +56,8 @@ class Validator(Actor):
         self.specs: dict[str, dict[str, TaskSpec]] = {}  # workflow id -> task specs, while it runs
         self.unchecked: dict[tuple[str, str], TaskSucceeded] = {}
         self.checked: dict[str, set[str]] = {}  # workflow id -> tasks whose outcome was checked
+        # workflow id -> (task, attempt) ended by TaskFailed/TaskTimedOut: a result after that is late.
+        self.ended_attempts: dict[str, set[tuple[str, int]]] = {}
 
     def apply(self, event: Event) -> None:
         wf = event.workflow_id
@@ -68,8 +73,12 @@ class Validator(Actor):
             if isinstance(event, WorkflowValidated) and submission is not None:
                 self.specs[wf] = {t.id: t for t in submission.tasks}
         elif isinstance(event, TaskSucceeded):
-            if event.task_id not in self.checked.get(wf, ()) and wf in self.specs:
+            if (event.task_id not in self.checked.get(wf, ()) and wf in self.specs
+                    and (event.task_id, event.attempt) not in self.ended_attempts.get(wf, ())):
                 self.unchecked.setdefault((wf, event.task_id), event)
+        elif isinstance(event, (TaskFailed, TaskTimedOut)):
+            if wf in self.specs:
+                self.ended_attempts.setdefault(wf, set()).add((event.task_id, event.attempt))
         elif isinstance(event, OutcomeChecked):
             self.checked.setdefault(wf, set()).add(event.task_id)
             self.unchecked.pop((wf, event.task_id), None)
@@ -78,6 +87,7 @@ class Validator(Actor):
             self.submissions.pop(wf, None)
             self.admitted.discard(wf)
             self.checked.pop(wf, None)
+            self.ended_attempts.pop(wf, None)
 
     async def react(self, event: Event) -> list[Event]:
         if isinstance(event, WorkflowAdmitted) and event.workflow_id in self.admitted:
