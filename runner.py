@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 import structlog
@@ -21,6 +23,7 @@ import bus
 import events
 import store
 from actors import Settings, load_settings
+from actors.monitor import Metrics, MetricsState, report
 from ymera._cli import add_workflow_commands, stop_on_signals
 
 __all__ = ["main", "open_bus"]
@@ -40,10 +43,21 @@ def cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_actor(settings: Settings, args: argparse.Namespace) -> int:
-    """Run one actor until SIGINT/SIGTERM, restarting it after a crash."""
+    """Run one actor until SIGINT/SIGTERM, restarting it after a crash. Given NATS_URL, it waits
+    for that server to come up (actors may start before NATS); other commands fail at once."""
     stop = stop_on_signals()
-    async with open_bus(settings, f"ymera-{args.name}") as connection:
-        await actors.run_named(args.name, settings, connection, stop)
+    name = f"ymera-{args.name}"
+    if settings.nats_url is None:
+        async with open_bus(settings, name) as connection:
+            await actors.run_named(args.name, settings, connection, stop)
+        return 0
+    waited = await bus.connect_when_up(settings.nats_url, stop, name=name, stream=settings.stream)
+    if waited is None:
+        return 0  # stopped before the server came up
+    try:
+        await actors.run_named(args.name, settings, waited, stop)
+    finally:
+        await waited.close()
     return 0
 
 
@@ -59,18 +73,23 @@ async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-PROJECTIONS: dict[str, store.Projection] = {  # type: ignore[type-arg]
-    "workflow_status": store.WorkflowStatus(),
-    "event_counts": store.EventCounts(),
-}
+# Every projection `ymera replay` folds, under the name it declares (docs/store.md lists them).
+PROJECTIONS: dict[str, store.Projection[Any]] = {
+    p.name: p for p in (store.WorkflowStatus(), store.WorkflowRuns(), store.EventCounts(), Metrics())}
 
 
 async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     names = args.projection or list(PROJECTIONS)
+    unknown = [n for n in names if n not in PROJECTIONS]
+    if unknown:
+        raise events.YmeraError(f"no projection named {unknown[0]!r}; projections: {', '.join(sorted(PROJECTIONS))}")
     async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
         for name in names:
             state, last = await store.rebuild(PROJECTIONS[name], log, args.from_seq)
-            print(json.dumps({"projection": name, "through_seq": last, "state": state}, indent=2, default=str))
+            if isinstance(state, MetricsState):
+                state = {k: v for k, v in report(state).items() if k != "monitoring_status"}
+            print(json.dumps({"projection": name, "through_seq": last, "state": msgspec.to_builtins(state)},
+                             indent=2, default=str))
     return 0
 
 
@@ -97,20 +116,28 @@ async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _describe(seq: int, subject: str, data: bytes, args: argparse.Namespace) -> str | None:
+    # The subject names the workflow even of a message that is no valid event.
+    if args.workflow and events.workflow_of(subject) != args.workflow:
+        return None
     try:
         event = events.decode_message(subject, data)
     except events.MalformedEvent as exc:
+        if args.type:
+            return None  # not an event, so of none of the types asked for
         return f"{seq:>8}  {'(malformed)':<20} {subject}  {exc.reason}"
     kind = type(event).__name__
-    if args.workflow and event.workflow_id != args.workflow:
-        return None
     if args.type and kind not in args.type:
         return None
     fields = {k: v for k, v in msgspec.structs.asdict(event).items()
-              if k not in ("id", "ts", "workflow_id", "task_id", "causation_id", "actor", "blobs")}
+              if k not in ("id", "ts", "workflow_id", "run_id", "task_id", "causation_id", "actor", "blobs")}
+    # A value held in a blob is named, not fetched: a line shows 60 characters of it at most.
+    fields.update({name: f"<blob of {ref.size} bytes>" for name, ref in event.blobs.items()})
     detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items())
     task = getattr(event, "task_id", "")
     clock = event.ts.strftime("%H:%M:%S.%f")[:-3]  # milliseconds
+    run = events.run_of(event)
+    if run:
+        detail = f"run={run[:8]} {detail}"  # a prefix names it: `ymera status ID --run PREFIX`
     return f"{seq:>8}  {clock}  {kind:<18} {event.workflow_id} {task}  {detail}".rstrip()
 
 
@@ -139,7 +166,8 @@ def _parser() -> argparse.ArgumentParser:
         fn=cmd_audit_verify)
 
     replay = sub.add_parser("replay", help="re-fold projections from the log and print them")
-    replay.add_argument("--projection", action="append", choices=sorted(PROJECTIONS))
+    replay.add_argument("--projection", action="append", metavar="NAME",
+                        help=f"only this projection (repeatable): {', '.join(sorted(PROJECTIONS))}")
     replay.add_argument("--from-seq", type=int, default=0)
     replay.set_defaults(fn=cmd_replay)
 
@@ -161,6 +189,10 @@ def _configure_logging(level: str) -> None:
     )
 
 
+# What a shell reports for a command ended by SIGPIPE (128 + 13), as `yes | head` ends.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -169,12 +201,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.fn(settings, args)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
+        sys.stdout.flush()  # a reader that has gone away shows here at the latest
         return int(result)
     except events.YmeraError as exc:
         print(f"ymera: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Whoever read our output (`ymera ... | head`) has stopped: end quietly. Python would
+        # flush stdout again at exit and fail once more, so point it at /dev/null (the recipe of
+        # the `signal` module's documentation).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

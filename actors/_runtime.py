@@ -29,7 +29,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, fit_consumer, resume, stream_seq
-from events import Event, MalformedEvent, decode_message, now, resolve
+from events import BlobError, Event, MalformedEvent, now, read_message, resolve
 
 from ._settings import Settings
 
@@ -51,13 +51,16 @@ class Actor:
     own_subjects: ClassVar[tuple[str, ...]] = ()
     # How often `reconcile` runs while live (timers: retries, timeouts); None: only at start.
     tick_seconds: ClassVar[float | None] = None
+    # Every event reaches `apply` with its blob-held fields back in place, except these
+    # (`"TaskSucceeded.output"`): fields the actor never reads, or reads later with `resolve`.
+    by_reference: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.bus: Bus | None = None  # set by run_actor; for reading blobs
 
     async def resolve(self, event: E) -> E:
-        """The event with its blob-held fields back in place."""
+        """The event with its blob-held fields back in place, `by_reference` ones included."""
         if not event.blobs or self.bus is None:
             return event
         resolved: E = await resolve(event, self.bus.get_blob)  # type: ignore[assignment]
@@ -113,7 +116,7 @@ async def rebuild(actor: Actor, bus: Bus) -> int:
             for msg in msgs:
                 if stream_seq(msg) > last:
                     return last
-                event = _decode(msg)
+                event = await _read(actor, bus, msg)
                 if event is not None:
                     actor.apply(event)
                     folded += 1
@@ -163,7 +166,7 @@ async def _handle(actor: Actor, bus: Bus, msgs: Sequence[Msg], applied: int) -> 
         if seq <= applied:
             continue  # folded already (a redelivery)
         applied = seq
-        event = _decode(msg)
+        event = await _read(actor, bus, msg)
         if event is not None:
             batch.append(event)
     await _publish(bus, await actor.handle(batch))
@@ -176,8 +179,12 @@ async def _publish(bus: Bus, events: list[Event]) -> None:
         await bus.publish_many(events)
 
 
-def _decode(msg: Msg) -> Event | None:
+async def _read(actor: Actor, bus: Bus, msg: Msg) -> Event | None:
+    """The event a message holds, its blobs resolved; None for what the store writer rejects."""
     try:
-        return decode_message(msg.subject, msg.data)
+        return await read_message(msg.subject, msg.data, bus.get_blob, actor.by_reference)
     except MalformedEvent:
         return None  # the store writer records it as MessageRejected
+    except BlobError as exc:
+        _log.warning("event skipped: a blob cannot be read", actor=actor.name, subject=msg.subject, error=str(exc))
+        return None  # the store writer records it as MessageRejected too

@@ -16,6 +16,8 @@ import msgspec
 from bus import StreamPolicy
 from events import YmeraError
 
+from .registry import MAX_TIMEOUT_SECONDS
+
 __all__ = ["LLMSettings", "Settings", "SettingsError", "load_settings"]
 
 
@@ -100,7 +102,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         alert_on_quality_degradation=env.flag("ALERT_ON_QUALITY_DEGRADATION", True),
         max_concurrent_workflows=env.integer("MAX_CONCURRENT_WORKFLOWS", 100),
         max_tasks_per_workflow=env.integer("YMERA_MAX_TASKS_PER_WORKFLOW", 100_000),
-        task_timeout_seconds=env.number("TASK_TIMEOUT_SECONDS", 300.0),
+        task_timeout_seconds=env.limit("TASK_TIMEOUT_SECONDS", 300.0, MAX_TIMEOUT_SECONDS),
         heartbeat_seconds=env.number("YMERA_HEARTBEAT_SECONDS", 5.0),
         executor_concurrency=env.integer("YMERA_EXECUTOR_CONCURRENCY", 128),
         duplicate_window_seconds=env.positive("YMERA_DUPLICATE_WINDOW_SECONDS", 120.0),
@@ -169,4 +171,11 @@ class _Reader:
         value = self.number(name, default)
         if not 0 < value < math.inf:
             raise SettingsError(name, self.values[name], "a number > 0")
+        return value
+
+    def limit(self, name: str, default: float, high: float) -> float:
+        """A time limit in seconds: greater than 0 and at most `high`."""
+        value = self.number(name, default)
+        if not 0 < value <= high:
+            raise SettingsError(name, self.values[name], f"a number greater than 0 and at most {high:g}")
         return value

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, Literal
 
 import msgspec
 
 __all__ = [
     "AGENTS",
+    "MAX_RETRY_DELAY_SECONDS",
+    "MAX_SLEEP_SECONDS",
     "MAX_TIMEOUT_SECONDS",
     "NO_LLM",
     "TASK_KINDS",
@@ -23,6 +25,8 @@ __all__ = [
     "Param",
     "TaskKind",
     "module_allowed",
+    "number_in_string",
+    "reference_problem",
     "template_references",
 ]
 
@@ -34,12 +38,20 @@ NO_LLM = ("no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible e
           "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
           "or give the task both base_url and model parameters")
 
-# A task may ask for at most a day; anything longer is a mistake or belongs outside Ymera.
-MAX_TIMEOUT_SECONDS = 86_400.0
+# Upper bounds on what a submission may ask for: a day each. Anything longer is a mistake or
+# belongs outside Ymera (and the distributor adds these to the clock: a date past year 9999
+# would not even be representable).
+MAX_TIMEOUT_SECONDS = 86_400.0  # a task's `timeout_seconds` and TASK_TIMEOUT_SECONDS
+MAX_SLEEP_SECONDS = MAX_TIMEOUT_SECONDS  # a sleep task's `seconds`: it could not outlast its time limit anyway
+MAX_RETRY_DELAY_SECONDS = 86_400.0  # `retry.initial_delay_seconds` and `retry.max_delay_seconds`
 
-# `{{ tasks.<id>.output }}` in a description or a string parameter: the output of a task
-# this one depends on, directly or transitively.
+# `{{ tasks.<id>.output }}` in a description or a string parameter: the output of one of the
+# task's direct dependencies (see `reference_problem`).
 TEMPLATE_REFERENCE = re.compile(r"\{\{\s*tasks\.([^\s.{}]+)\.output\s*\}\}")
+
+# A number in exponent form that YAML 1.1 (PyYAML, msgspec.yaml) reads as a string: 1e12,
+# 1.0e12, 2E-3. YAML 1.1 wants a dot and a signed exponent: 1.0e+12.
+_EXPONENT_NUMBER = re.compile(r"([-+]?)([0-9]+)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)")
 
 _ARTICLE = {"any": "", "string": "a ", "number": "a ", "integer": "an ", "object": "an "}
 
@@ -127,7 +139,8 @@ _LLM_PARAMS = (
 
 _DIRECT = (
     TaskKind("noop", "Does nothing and succeeds; a join point or a placeholder."),
-    TaskKind("sleep", "Waits `seconds`, then succeeds.", (Param("seconds", "number", required=True, minimum=0),)),
+    TaskKind("sleep", "Waits `seconds`, then succeeds.",
+             (Param("seconds", "number", required=True, minimum=0, maximum=MAX_SLEEP_SECONDS),)),
     TaskKind("echo", "Returns `text`, or the task's description when `text` is absent.", (Param("text", "any"),)),
     TaskKind(
         "python",
@@ -206,3 +219,44 @@ def module_allowed(module: str, allowed: Iterable[str]) -> bool:
 def template_references(text: str) -> list[str]:
     """The task ids that `text` refers to with `{{ tasks.<id>.output }}`, in order of appearance."""
     return TEMPLATE_REFERENCE.findall(text) if "{{" in text else []
+
+
+def number_in_string(value: Any, integer: bool = False) -> str | None:
+    """For a string where a number belongs, the words a user needs: "the string '1e12' (YAML 1.1 …)"; else None.
+
+    With `integer`, the advice is the integer written out (1e3: 1000) when the number is whole.
+    """
+    if not isinstance(value, str):
+        return None
+    match = _EXPONENT_NUMBER.fullmatch(value)
+    if match is None:
+        return None
+    sign, whole, fraction, exp_sign, exponent = match.groups()
+    if fraction is not None and exp_sign:
+        return None  # YAML 1.1 reads this as a number: it was quoted on purpose
+    yaml11 = f"{sign}{whole}.{fraction or '0'}e{exp_sign or '+'}{exponent}"
+    number = float(value)
+    if integer and abs(number) < 1e15 and number.is_integer():
+        yaml11 = str(int(number))
+    return f"the string {value!r} (YAML 1.1 reads {value} as a string; write {yaml11})"
+
+
+def reference_problem(ref: str, dependencies: Container[str], *, task_id: str | None = None,
+                      task_ids: Container[str] | None = None) -> str | None:
+    """What is wrong with `{{ tasks.<ref>.output }}` in a task with these direct `dependencies`; None if nothing.
+
+    The one rule, for the validator (which also knows the task's own id and every `task_ids`)
+    and the executor (which knows the inputs it was handed): a task may refer to the output of
+    a direct dependency only, because those are the outputs the distributor hands an attempt.
+    A task reading the output of an ancestor further up lists it as a dependency too; that
+    changes nothing in when it runs.
+    """
+    if ref in dependencies:
+        return None
+    template = "{{ tasks.%s.output }}" % ref  # noqa: UP031 - an f-string would need {{{{ }}}}
+    if task_ids is not None and ref not in task_ids:
+        return f"{template} refers to unknown task {ref!r}"
+    if ref == task_id:
+        return f"{template} refers to this task's own output"
+    return (f"{template} refers to task {ref!r}, which is not a direct dependency of this task: add {ref!r} to its "
+            "dependencies (a task receives only its direct dependencies' outputs)")

@@ -6,7 +6,8 @@ are open at once; it counts the calls. Ymera runs as deployed: `python -m runner
 --processes --executors 1` (one OS process per actor) on a fresh `bus.EmbeddedServer`,
 with `YMERA_EXECUTOR_CONCURRENCY=1000`.
 
-A run publishes W workflows of T `llm` tasks at once (W x T = 1,000) and measures, from the
+A run publishes W workflows of T `llm` tasks at once (W x T = 1,000), after one warm-up
+round of the same shape (a warm executor: its client's connections are open), and measures, from the
 first publish to the last `WorkflowCompleted`: the wall time, the provider calls, every
 `TaskTimedOut` (a false timeout: the provider never fails), the attempts started, each
 attempt's `duration_ms`, and each attempt's longest silence (the largest gap between its
@@ -260,7 +261,10 @@ def analyse(seconds: float, calls: int, seen: list[events.Event], lost_after: fl
 async def ymera_run(base_url: str, provider_pid: int, heartbeat: float, workflows: int, tasks: int) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         async with engine(base_url, heartbeat, workflows * tasks, Path(tmp)) as (connection, up_pid):
-            await run_workflows(connection, submissions("warm", 1, 10))
+            # A warm executor, as under sustained load: one round of the same shape first, so the
+            # measured round reuses the client's connections (TCP setup is measured by the bare
+            # clients' first round).
+            await run_workflows(connection, submissions("warm", workflows, tasks))
             pids = {**actor_pids(up_pid), "provider": provider_pid, "bench": os.getpid()}
             before, calls_before = cpu_snapshot(pids), await provider_calls(base_url)
             seconds, seen = await run_workflows(connection, submissions("run", workflows, tasks))

@@ -1,6 +1,6 @@
 """NATS for Ymera: the connection, the YMERA stream, consumers and the embedded server."""
 
-from ._connection import BLOB_BUCKET, Bus, connect
+from ._connection import BLOB_BUCKET, Bus, connect, connect_when_up
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, ServerStartError
 from ._local import open_bus, open_local
 from ._pull import PullBatches, deliveries, resume, stream_seq
@@ -30,6 +30,7 @@ __all__ = [
     "StreamPolicy",
     "check_consumer",
     "connect",
+    "connect_when_up",
     "consumer_config",
     "deliveries",
     "ensure_stream",

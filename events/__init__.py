@@ -3,13 +3,39 @@
 Other packages import from here only, never from the private modules.
 """
 
-from ._blobs import INLINE_LIMIT, BlobGet, BlobPut, blob_ref, check_blob, offload, resolve
+from ._blobs import (
+    INLINE_LIMIT,
+    MAX_BLOB_BYTES,
+    BlobGet,
+    BlobPut,
+    blob_marker,
+    blob_ref,
+    check_blob,
+    load_blob,
+    marked_blob,
+    offload,
+    read_message,
+    resolve,
+)
 from ._catalog import EVENT_TYPES, Event
 from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt
-from ._envelope import NO_WORKFLOW, BlobRef, EventBase, Name, WorkflowId, derive_id, new_id, now
-from ._errors import BlobError, EventTooLarge, MalformedEvent, YmeraError
+from ._envelope import (
+    ID_RULE,
+    NO_WORKFLOW,
+    RESERVED_IDS,
+    BlobRef,
+    EventBase,
+    Name,
+    WorkflowId,
+    check_task_id,
+    check_workflow_id,
+    derive_id,
+    new_id,
+    now,
+)
+from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraError
 from ._schema import json_schema
-from ._subjects import ALL_SUBJECTS, PREFIX, subject_of, subject_of_type, workflow_subjects
+from ._subjects import ALL_SUBJECTS, PREFIX, subject_filter, subject_of, workflow_of, workflow_subjects
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -39,15 +65,19 @@ from ._workflow import (
     WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
+    run_of,
 )
 
 __all__ = [
     "ALL_SUBJECTS",
     "EVENT_TYPES",
+    "ID_RULE",
     "INLINE_LIMIT",
+    "MAX_BLOB_BYTES",
     "MAX_EVENT_BYTES",
     "NO_WORKFLOW",
     "PREFIX",
+    "RESERVED_IDS",
     "AlertRaised",
     "BlobError",
     "BlobGet",
@@ -58,6 +88,7 @@ __all__ = [
     "EventBase",
     "EventTooLarge",
     "Expectations",
+    "InvalidId",
     "MalformedEvent",
     "MessageRejected",
     "Name",
@@ -86,19 +117,27 @@ __all__ = [
     "WorkflowSubmitted",
     "WorkflowValidated",
     "YmeraError",
+    "blob_marker",
     "blob_ref",
     "check_blob",
+    "check_task_id",
+    "check_workflow_id",
     "decode",
     "decode_message",
     "derive_id",
     "encode",
     "excerpt",
     "json_schema",
+    "load_blob",
+    "marked_blob",
     "new_id",
     "now",
     "offload",
+    "read_message",
     "resolve",
+    "run_of",
+    "subject_filter",
     "subject_of",
-    "subject_of_type",
+    "workflow_of",
     "workflow_subjects",
 ]

@@ -1,27 +1,46 @@
 """Moving large field values out of events into content-addressed blobs, and back.
 
 An event over `INLINE_LIMIT` bytes has its declared `blob_fields` replaced by a `BlobRef`
-(sha256 and size) in `event.blobs`; `resolve` puts the values back. Where the bytes live
-is the caller's business (a JetStream object store, the SQLite store): this module only
-takes `put` and `get` functions, so it stays free of I/O.
+(sha256 and size) in `event.blobs`; `resolve` puts the values back. Every reader of events
+goes through `resolve` (readers of the bus through `read_message`: each actor's runtime, the
+executor, the client, live projections; `store.rebuild` from the log), and every blob is
+read back through `load_blob`, which checks it against its digest. Where
+the bytes live is the caller's business (a JetStream object store, the SQLite store): this
+module only takes `put` and `get` functions, so it stays free of I/O.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import msgspec
 
 from ._catalog import Event
-from ._codec import MAX_EVENT_BYTES, encode
+from ._codec import MAX_EVENT_BYTES, decode_message, encode
 from ._envelope import BlobRef
 from ._errors import BlobError, EventTooLarge
 
-__all__ = ["INLINE_LIMIT", "BlobGet", "BlobPut", "blob_ref", "check_blob", "offload", "resolve"]
+__all__ = [
+    "INLINE_LIMIT",
+    "MAX_BLOB_BYTES",
+    "BlobGet",
+    "BlobPut",
+    "blob_marker",
+    "blob_ref",
+    "check_blob",
+    "load_blob",
+    "marked_blob",
+    "offload",
+    "read_message",
+    "resolve",
+]
 
 INLINE_LIMIT = 64 * 1024
+# The largest value a blob holds. Every reader holds a value whole in memory, and SQLite
+# refuses a blob over 1 GB, which would stop the store writer: refused when published.
+MAX_BLOB_BYTES = 64 * 1024 * 1024
 # Fields smaller than this stay inline even when the event as a whole is too large.
 _MIN_BLOB = 1024
 
@@ -62,6 +81,8 @@ async def offload(event: Event, put: BlobPut, limit: int = INLINE_LIMIT) -> tupl
         value = _encoder.encode(getattr(event, name))
         if len(value) < _MIN_BLOB:
             continue
+        if len(value) > MAX_BLOB_BYTES:
+            raise EventTooLarge(type(event).__name__, len(value), MAX_BLOB_BYTES, name)
         ref = blob_ref(value)
         await put(ref, value)
         refs[name] = ref
@@ -74,15 +95,58 @@ async def offload(event: Event, put: BlobPut, limit: int = INLINE_LIMIT) -> tupl
     return event, data
 
 
-async def resolve(event: Event, get: BlobGet) -> Event:
-    """Return the event with every blob-held field put back in place."""
+async def load_blob(ref: BlobRef, get: BlobGet, type: Any = Any) -> Any:
+    """The value blob `ref` holds: read with `get`, checked against its digest, decoded as `type`."""
+    data = check_blob(ref, await get(ref))
+    try:
+        return msgspec.json.decode(data, type=type)
+    except msgspec.DecodeError as exc:
+        raise BlobError(ref.digest, f"content is not a valid value: {exc}") from None
+
+
+async def resolve(event: Event, get: BlobGet, keep: Collection[str] = ()) -> Event:
+    """Return the event with its blob-held fields put back in place.
+
+    `keep` names fields (`"TaskSucceeded.output"`) a reader leaves as references, because it
+    never reads them or reads them later: they stay in `event.blobs`, their value the default.
+    """
     if not event.blobs:
         return event
+    kind = type(event).__name__
     types = {field.name: field.type for field in msgspec.structs.fields(type(event))}
     changes: dict[str, Any] = {}
+    kept: dict[str, BlobRef] = {}
     for name, ref in event.blobs.items():
         if name not in types:
-            raise BlobError(ref.digest, f"{type(event).__name__} has no field {name!r}")
-        data = check_blob(ref, await get(ref))
-        changes[name] = msgspec.json.decode(data, type=types[name])
-    return msgspec.structs.replace(event, blobs={}, **changes)
+            raise BlobError(ref.digest, f"{kind} has no field {name!r}")
+        if f"{kind}.{name}" in keep:
+            kept[name] = ref
+        else:
+            changes[name] = await load_blob(ref, get, types[name])
+    if not changes:
+        return event
+    return msgspec.structs.replace(event, blobs=kept, **changes)
+
+
+async def read_message(subject: str, data: bytes, get: BlobGet, keep: Collection[str] = ()) -> Event:
+    """The event a message from the bus holds, its blobs resolved (but for `keep`): how every
+    reader of the bus reads. Raises `MalformedEvent`, or `BlobError` for a blob that is
+    missing or does not match; the store writer records either as `MessageRejected`."""
+    event = decode_message(subject, data)
+    return await resolve(event, get, keep) if event.blobs else event
+
+
+# A dependency's output too large to travel inline reaches the executor as this marker in
+# `TaskReady.inputs`; the executor loads it with `load_blob`.
+_MARKER_KEYS = frozenset({"$blob", "size"})
+
+
+def blob_marker(ref: BlobRef) -> dict[str, Any]:
+    return {"$blob": ref.digest, "size": ref.size}
+
+
+def marked_blob(value: Any) -> BlobRef | None:
+    """The blob a `blob_marker` value names, or None for any other value."""
+    if isinstance(value, dict) and set(value) == _MARKER_KEYS:
+        return BlobRef(digest=value["$blob"], size=value["size"])
+    return None

@@ -7,22 +7,61 @@ store's unique id) drop the copy.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar
 
 import msgspec
 
-__all__ = ["NO_WORKFLOW", "BlobRef", "EventBase", "Name", "WorkflowId", "derive_id", "new_id", "now"]
+from ._errors import InvalidId
+
+__all__ = [
+    "ID_RULE",
+    "NO_WORKFLOW",
+    "RESERVED_IDS",
+    "BlobRef",
+    "EventBase",
+    "Name",
+    "WorkflowId",
+    "check_task_id",
+    "check_workflow_id",
+    "derive_id",
+    "new_id",
+    "now",
+]
 
 # Workflow and task ids become NATS subject tokens, so they may not hold '.', '*', '>' or
-# spaces. '_' alone is reserved for events that belong to no workflow.
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")]
+# spaces. '_' alone is reserved for events that belong to no workflow. One pattern serves the
+# decoder (`Name`) and the clients' check before they publish (`check_id`).
+_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
+ID_RULE = "1 to 128 letters, digits, '_' or '-', starting with a letter or digit"
+Name = Annotated[str, msgspec.Meta(pattern=f"^{_NAME_PATTERN}$")]
 NO_WORKFLOW = "_"
-WorkflowId = Annotated[str, msgspec.Meta(pattern=r"^(_|[A-Za-z0-9][A-Za-z0-9_-]{0,127})$")]
+RESERVED_IDS = {NO_WORKFLOW: "events that belong to no workflow"}
+WorkflowId = Annotated[str, msgspec.Meta(pattern=f"^(_|{_NAME_PATTERN})$")]
+_NAME = re.compile(_NAME_PATTERN)
 
 # A fixed namespace makes derived ids stable across processes, hosts and releases.
 _NAMESPACE = uuid.UUID("6f1c3f0e-8a51-4b55-9b7c-3c1d2f3a9e10")
+
+
+def check_workflow_id(value: object) -> str:
+    """`value` if a user may name a workflow so; else InvalidId naming it and the rule (or what reserves it)."""
+    if isinstance(value, str) and value in RESERVED_IDS:
+        raise InvalidId("workflow id", value, f"is reserved for {RESERVED_IDS[value]}")
+    return _check("workflow id", value)
+
+
+def check_task_id(value: object) -> str:
+    """`value` if it can name a task; else InvalidId naming it and the rule."""
+    return _check("task id", value)
+
+
+def _check(what: str, value: object) -> str:
+    if isinstance(value, str) and _NAME.fullmatch(value):
+        return value
+    raise InvalidId(what, value, f"is not valid: an id is {ID_RULE} (ids become NATS subject tokens)")
 
 
 def new_id() -> str:
@@ -54,6 +93,11 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     Unknown fields are ignored, so a reader keeps working when a newer writer adds an
     optional field (schema evolution: add optional fields, never reuse a tag).
 
+    `run_id` names the run an event belongs to: a workflow id names a workflow, each
+    execution of it is a run, and a run's id is the id of the `WorkflowSubmitted` that
+    started it (a submission needs no run id of its own; see `events.run_of`). Empty on
+    events that belong to no run, and on events written before runs existed.
+
     `blobs` maps a field name to the blob that holds its value when the value was too large
     to travel inline; the field itself then holds its default. See `events.resolve`.
     """
@@ -67,6 +111,7 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     id: str
     ts: datetime
     workflow_id: WorkflowId
+    run_id: str = ""
     causation_id: str | None = None
     actor: str = "client"
     blobs: dict[str, BlobRef] = {}

@@ -6,9 +6,12 @@ single subject tokens, so an event can never land on a subject it does not own.
 
 from __future__ import annotations
 
-from ._catalog import Event
+import re
 
-__all__ = ["ALL_SUBJECTS", "PREFIX", "subject_of", "subject_of_type", "workflow_subjects"]
+from ._catalog import Event
+from ._envelope import NO_WORKFLOW
+
+__all__ = ["ALL_SUBJECTS", "PREFIX", "subject_filter", "subject_of", "workflow_of", "workflow_subjects"]
 
 PREFIX = "ymera"
 ALL_SUBJECTS = f"{PREFIX}.>"
@@ -21,10 +24,22 @@ def subject_of(event: Event) -> str:
     return f"{PREFIX}.{event.domain}.{event.workflow_id}.{task_id}.{event.verb}"
 
 
-def subject_of_type(kind: type[Event]) -> str:
-    """The subject filter matching every event of one type, in every workflow (and task)."""
-    tokens = "*.*" if "task_id" in kind.__struct_fields__ else "*"
-    return f"{PREFIX}.{kind.domain}.{tokens}.{kind.verb}"
+def subject_filter(event_type: type[Event]) -> str:
+    """The subject filter that matches every event of `event_type`, of any workflow (and task)."""
+    tokens = "*.*" if "task_id" in event_type.__struct_fields__ else "*"
+    return f"{PREFIX}.{event_type.domain}.{tokens}.{event_type.verb}"
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+def workflow_of(subject: str) -> str:
+    """The workflow a subject names, read off the subject alone (a message that is no valid
+    event still belongs to one); `NO_WORKFLOW` when it names none."""
+    tokens = subject.split(".")
+    if len(tokens) >= 4 and tokens[0] == PREFIX and _TOKEN.match(tokens[2]):
+        return tokens[2]
+    return NO_WORKFLOW
 
 
 def workflow_subjects(workflow_id: str) -> list[str]:

@@ -24,6 +24,7 @@ __all__ = [
     "WorkflowRefused",
     "WorkflowSubmitted",
     "WorkflowValidated",
+    "run_of",
 ]
 
 Priority = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
@@ -83,6 +84,12 @@ class WorkflowSubmitted(EventBase, frozen=True, kw_only=True):
     metadata: dict[str, str] = {}
     # At most this many of the workflow's tasks run at once; None: as many as are ready.
     max_parallel_tasks: int | None = None
+
+
+def run_of(event: EventBase) -> str:
+    """The run `event` belongs to: a submission starts the run its own id names; any other
+    event says so in `run_id` ("" when it belongs to no run, or predates runs)."""
+    return event.id if isinstance(event, WorkflowSubmitted) else event.run_id
 
 
 class WorkflowAdmitted(EventBase, frozen=True, kw_only=True):

@@ -6,11 +6,14 @@ from ._errors import DuplicateEvent, StoreError, StoreLocked
 from ._once import Once
 from ._projection import LiveProjection, Projection, rebuild
 from ._projections import EventCounts, WorkflowStatus
+from ._runs import TERMINAL, AttemptFailure, Run, Runs, TaskRun, WorkflowRuns
 from ._sqlite import NewEvent, SqliteEventLog
 from ._writer import StoreWriter
 
 __all__ = [
     "GENESIS",
+    "TERMINAL",
+    "AttemptFailure",
     "AuditReport",
     "Break",
     "DuplicateEvent",
@@ -19,11 +22,15 @@ __all__ = [
     "NewEvent",
     "Once",
     "Projection",
+    "Run",
+    "Runs",
     "SqliteEventLog",
     "StoreError",
     "StoreLocked",
     "StoreWriter",
     "StoredEvent",
+    "TaskRun",
+    "WorkflowRuns",
     "WorkflowStatus",
     "check_row",
     "link",

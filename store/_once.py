@@ -6,22 +6,24 @@ first copy only (`id UNIQUE`), so a fold of the stream must drop the others to e
 of the log. Remembering every id ever folded would grow with history; the gate remembers
 ids per active workflow run instead, and forgets a run's ids when the run ends:
 
-- A run starts with its `WorkflowSubmitted` and ends with its `WorkflowCompleted`,
-  `WorkflowFailed`, `WorkflowCancelled`, or the `WorkflowInvalid`/`WorkflowRefused` of the
-  submission that started it. While it is active, each of its event ids passes once.
-- An event of a workflow with no active run (it ended, or this fold never saw it start) is
-  not folded: a late heartbeat or result after the end, a cancel of a finished workflow.
+- A run (`events.run_of`: a submission's id, every later event's `run_id`) starts with its
+  `WorkflowSubmitted` and ends with its `WorkflowCompleted`, `WorkflowFailed`,
+  `WorkflowCancelled`, `WorkflowInvalid` or `WorkflowRefused`. While it is active, each of
+  its event ids passes once. An event that names no run (from before runs, a cancel naming
+  only the workflow) belongs to its workflow's active run.
+- An event of a run that is not active (it ended, or this fold never saw it start) is not
+  folded: a late heartbeat or result after the end, a cancel of a finished run.
   The rule reads nothing but the events, so a fold of the stream and a fold of the log
   (`store.rebuild`) drop the same events and agree.
 - `MessageRejected` (the store writer rejects each stream seq once, in seq order) passes
   when its `stream_seq` is past the last one folded, whatever workflow its subject names.
 - Events outside any workflow (alerts) pass once.
 - Ids seen outside an active run (an ended run's, a workflow-less event's, one dropped for
-  having no run) are kept among the last `LOOSE_KEPT`, so their copies are dropped too, even
-  once the same workflow id runs again.
+  having no run) are kept among the last `LOOSE_KEPT`, so their copies are dropped too, a
+  copy of an ended run's submission included.
 
 The gate is exact while a copy arrives less than `LOOSE_KEPT` forgotten ids after its first:
-a copy past that, or a copy of a `WorkflowSubmitted` past it, would pass. Nothing in Ymera
+a copy of a submission past that would start its run again in the fold. Nothing in Ymera
 re-publishes an old event (the bus never re-sends), so such a copy can only come from outside.
 
 The state is plain data (a msgspec Struct of dicts and sets), so an actor's snapshot holds it.
@@ -43,22 +45,25 @@ from events import (
     WorkflowInvalid,
     WorkflowRefused,
     WorkflowSubmitted,
+    run_of,
 )
 
 __all__ = ["LOOSE_KEPT", "Once", "Run"]
 
 LOOSE_KEPT = 100_000
-_ENDS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)
-_REFUSALS = (WorkflowInvalid, WorkflowRefused)
+# A run ends with its end, its refusal or its invalidity (each names the run it ends).
+_NO_ACTIVE_RUN = "-"  # not an id: ids are uuids
+_ENDS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid, WorkflowRefused)
 
 
 class Run(msgspec.Struct):
-    submission: str
+    workflow_id: str
     ids: set[str] = msgspec.field(default_factory=set)
 
 
 class Once(msgspec.Struct):
-    runs: dict[str, Run] = msgspec.field(default_factory=dict)  # workflow id -> its active run
+    runs: dict[str, Run] = msgspec.field(default_factory=dict)  # run id -> the ids folded of it, while active
+    latest: dict[str, str] = msgspec.field(default_factory=dict)  # workflow id -> its active run
     # The last LOOSE_KEPT ids seen outside an active run, oldest first: those of ended runs,
     # of workflow-less events, and of events dropped for having no run.
     loose: dict[str, None] = msgspec.field(default_factory=dict)
@@ -73,21 +78,37 @@ class Once(msgspec.Struct):
             return True
         if event.id in self.loose:
             return False
-        run = self.runs.get(event.workflow_id)
+        key = self._run_key(event)
+        run = self.runs.get(key) if key else None
         if run is None:
             if isinstance(event, WorkflowSubmitted):
-                self.runs[event.workflow_id] = Run(event.id, {event.id})
+                self.runs[key] = Run(event.workflow_id, {event.id})
+                self.latest[event.workflow_id] = key
                 return True
             self._forget_into_loose([event.id])
-            return event.workflow_id == NO_WORKFLOW
+            return not key  # outside any run (alerts): once; of a run not active: not folded
         if event.id in run.ids:
             return False
         run.ids.add(event.id)
-        if isinstance(event, _ENDS) or (isinstance(event, _REFUSALS)
-                                        and event.causation_id in (None, run.submission)):
-            del self.runs[event.workflow_id]
+        if isinstance(event, _ENDS):
+            del self.runs[key]
+            if self.latest.get(run.workflow_id) == key:  # another of its runs may still be active
+                others = [k for k, r in self.runs.items() if r.workflow_id == run.workflow_id]
+                if others:
+                    self.latest[run.workflow_id] = others[-1]
+                else:
+                    del self.latest[run.workflow_id]
             self._forget_into_loose(run.ids)
         return True
+
+    def _run_key(self, event: Event) -> str:
+        """The run an event belongs to; one that names none belongs to its workflow's active run
+        (an event from before runs, a cancel naming only the workflow), else none that is active;
+        "" for an event outside any workflow."""
+        run = run_of(event)
+        if run or event.workflow_id == NO_WORKFLOW:
+            return run
+        return self.latest.get(event.workflow_id, _NO_ACTIVE_RUN)
 
     def _forget_into_loose(self, ids: Iterable[str]) -> None:
         for event_id in ids:

@@ -2,6 +2,8 @@
 
 A projection is deterministic: no I/O, no clock, nothing but the state and the event.
 `apply` may update the state in place and return it, which keeps large folds linear.
+Events reach it with their blobs resolved (from the log's copies, or the bucket when live),
+except the fields it names in an optional `by_reference` set (`"TaskSucceeded.output"`).
 `rebuild` folds the stored log from seq 0; `LiveProjection` folds the bus as events
 arrive. Both fold through the same gate (`Once`, store/_once.py: each event id once, events
 of a run only while it is active), so copies the stream holds and the log dropped change
@@ -11,13 +13,14 @@ nothing, and they reach the same state (tests/test_projection.py checks it with 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Generic, Protocol, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
 
 from bus import Bus, stream_seq
-from events import Event, MalformedEvent, decode, decode_message
+from events import BlobError, Event, MalformedEvent, decode, read_message, resolve
 
 from ._once import Once
 from ._sqlite import SqliteEventLog
@@ -38,11 +41,21 @@ class Projection(Protocol[S]):
 async def rebuild(projection: Projection[S], log: SqliteEventLog, from_seq: int = 0) -> tuple[S, int]:
     """Fold the stored log; return the state and the last seq folded."""
     state, last, once = projection.initial(), 0, Once()
+    keep = by_reference(projection)
     async for row in log.read(from_seq):
         event, last = decode(row.data), row.seq
-        if once.admit(event):
-            state = projection.apply(state, event)
+        if not once.admit(event):
+            continue
+        if event.blobs:
+            event = await resolve(event, log.get_blob, keep)
+        state = projection.apply(state, event)
     return state, last
+
+
+def by_reference(projection: Projection[S]) -> Collection[str]:
+    """The blob-held fields a projection reads no value of (none, unless it says so)."""
+    keep: Collection[str] = getattr(projection, "by_reference", frozenset())
+    return keep
 
 
 # How long a follower waits for the next message before checking whether it should stop.
@@ -76,8 +89,8 @@ class LiveProjection(Generic[S]):
     async def _fold(self, msg: Msg) -> None:
         seq = stream_seq(msg)
         try:
-            event = decode_message(msg.subject, msg.data)
-        except MalformedEvent:
+            event = await read_message(msg.subject, msg.data, self.bus.get_blob, by_reference(self.projection))
+        except (MalformedEvent, BlobError):
             event = None  # the store writer records it as MessageRejected
         if event is not None and self.once.admit(event):
             self.state = self.projection.apply(self.state, event)

@@ -1,57 +1,37 @@
-"""The projections Ymera ships: what state each workflow is in, and how many events of each type."""
+"""The small projections Ymera ships: what state each run of each workflow is in, and how many
+events of each type. The full view of a run, task by task, is `WorkflowRuns` (`_runs.py`)."""
 
 from __future__ import annotations
 
-from events import (
-    Event,
-    TaskFailed,
-    TaskReady,
-    TaskStarted,
-    TaskSucceeded,
-    WorkflowAdmitted,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowFailed,
-    WorkflowInvalid,
-    WorkflowRefused,
-    WorkflowSubmitted,
-    WorkflowValidated,
-)
+from events import Event, WorkflowSubmitted, run_of
+
+from ._runs import RUN_STATE_OF, TERMINAL
 
 __all__ = ["EventCounts", "WorkflowStatus"]
 
-TERMINAL = frozenset({"refused", "invalid", "completed", "failed", "cancelled"})
-
-_STATUS_OF: dict[type, str] = {
-    WorkflowSubmitted: "submitted",
-    WorkflowAdmitted: "admitted",
-    WorkflowRefused: "refused",
-    WorkflowValidated: "validated",
-    WorkflowInvalid: "invalid",
-    TaskReady: "running",
-    TaskStarted: "running",
-    TaskSucceeded: "running",
-    TaskFailed: "running",
-    WorkflowCompleted: "completed",
-    WorkflowFailed: "failed",
-    WorkflowCancelled: "cancelled",
-}
-
 
 class WorkflowStatus:
-    """workflow_id -> its latest status; a terminal status is never left."""
+    """workflow_id -> {run id -> its latest state}, runs in the order submitted; a terminal
+    state is never left. An event that names no run belongs to its workflow's latest run."""
 
     name = "workflow_status"
 
-    def initial(self) -> dict[str, str]:
+    def initial(self) -> dict[str, dict[str, str]]:
         return {}
 
-    def apply(self, state: dict[str, str], event: Event) -> dict[str, str]:
-        status = _STATUS_OF.get(type(event))
+    def apply(self, state: dict[str, dict[str, str]], event: Event) -> dict[str, dict[str, str]]:
+        status = RUN_STATE_OF.get(type(event))
         if status is None:
             return state
-        if state.get(event.workflow_id) not in TERMINAL:
-            state[event.workflow_id] = status
+        runs = state.get(event.workflow_id)
+        if isinstance(event, WorkflowSubmitted):
+            state.setdefault(event.workflow_id, {}).setdefault(event.id, status)
+            return state
+        if not runs:
+            return state
+        run = run_of(event) or next(reversed(runs))
+        if run in runs and runs[run] not in TERMINAL:
+            runs[run] = status
         return state
 
 

@@ -2,20 +2,25 @@
 
 Idempotency is a unique key, not a lock: `seq` is the primary key and `id` is unique, so
 a second copy of an event can never be stored. A writer still takes an OS lock on the file
-so two writers cannot interleave their hash chains.
+so two writers cannot interleave their hash chains. This is the boundary where sqlite3's
+errors become `StoreError`s: a file that is not a database, or has lost its tables, is one
+line for the user, and its connection is closed (an open one would keep the process alive).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import aiosqlite
 import msgspec
+
+from events import BlobError, BlobRef
 
 from ._chain import GENESIS, StoredEvent, link
 from ._errors import DuplicateEvent, StoreError, StoreLocked
@@ -78,9 +83,17 @@ class SqliteEventLog:
     async def open(self) -> None:
         if self._db is not None:
             raise StoreError(f"event log {self.path} is already open")
+        if self.readonly and not self.path.exists():
+            raise StoreError(f"no event log at {self.path}")
+        try:
+            with self._translated("open"):
+                await self._open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self) -> None:
         if self.readonly:
-            if not self.path.exists():
-                raise StoreError(f"no event log at {self.path}")
             self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +109,13 @@ class SqliteEventLog:
             row = await cur.fetchone()
         if row is not None:
             self.head_seq, self.head_hash = row[0], row[1]
+
+    @contextlib.contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot {doing} the event log {self.path}: {exc}") from None
 
     def _take_lock(self) -> None:
         fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -127,8 +147,9 @@ class SqliteEventLog:
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            async with self.db.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk) as cur:
-                found.update(row[0] for row in await cur.fetchall())
+            with self._translated("read"):
+                async with self.db.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk) as cur:
+                    found.update(row[0] for row in await cur.fetchall())
         return found
 
     async def known_blobs(self, digests: Iterable[str]) -> set[str]:
@@ -136,8 +157,9 @@ class SqliteEventLog:
         if not wanted:
             return set()
         marks = ",".join("?" * len(wanted))
-        async with self.db.execute(f"SELECT digest FROM blobs WHERE digest IN ({marks})", wanted) as cur:
-            return {row[0] for row in await cur.fetchall()}
+        with self._translated("read"):
+            async with self.db.execute(f"SELECT digest FROM blobs WHERE digest IN ({marks})", wanted) as cur:
+                return {row[0] for row in await cur.fetchall()}
 
     async def append(self, new: Sequence[NewEvent], blobs: Mapping[str, bytes] | None = None) -> None:
         """Append events (in ascending seq, after the head) and blobs in one transaction."""
@@ -174,17 +196,27 @@ class SqliteEventLog:
         else:
             sql = f"SELECT {_COLUMNS} FROM events WHERE workflow_id = ? AND seq >= ? ORDER BY seq"
             args = (workflow_id, from_seq)
-        async with self.db.execute(sql, args) as cur:
-            while rows := await cur.fetchmany(batch):
-                for row in rows:
-                    yield StoredEvent(*row)
+        with self._translated("read"):
+            async with self.db.execute(sql, args) as cur:
+                while rows := await cur.fetchmany(batch):
+                    for row in rows:
+                        yield StoredEvent(*row)
 
     async def blob(self, digest: str) -> bytes | None:
-        async with self.db.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)) as cur:
-            row = await cur.fetchone()
+        with self._translated("read"):
+            async with self.db.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)) as cur:
+                row = await cur.fetchone()
         return None if row is None else bytes(row[0])
 
+    async def get_blob(self, ref: BlobRef) -> bytes:
+        """The blob's bytes, for `events.resolve`; `BlobError` when the log has no copy."""
+        data = await self.blob(ref.digest)
+        if data is None:
+            raise BlobError(ref.digest, f"not in the event log {self.path}")
+        return data
+
     async def count(self) -> int:
-        async with self.db.execute("SELECT count(*) FROM events") as cur:
-            row = await cur.fetchone()
+        with self._translated("read"):
+            async with self.db.execute("SELECT count(*) FROM events") as cur:
+                row = await cur.fetchone()
         return int(row[0]) if row else 0

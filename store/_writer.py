@@ -11,7 +11,6 @@ that slipped past the duplicate window is recognised by its id and not stored ag
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterable, Sequence
 
 import structlog
@@ -19,7 +18,6 @@ from nats.aio.msg import Msg
 
 from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, fit_consumer, resume, stream_seq
 from events import (
-    NO_WORKFLOW,
     BlobError,
     BlobRef,
     MalformedEvent,
@@ -28,6 +26,7 @@ from events import (
     derive_id,
     excerpt,
     now,
+    workflow_of,
 )
 
 from ._errors import DuplicateEvent
@@ -126,7 +125,7 @@ class StoreWriter:
         # crash re-emits the same rejection, which the duplicate window and the log drop.
         return MessageRejected(
             id=derive_id(f"{self.bus.stream.name}:{seq}", "rejected"), ts=now(),
-            workflow_id=_workflow_of(msg.subject), causation_id=None, actor=self.name,
+            workflow_id=workflow_of(msg.subject), causation_id=None, actor=self.name,
             subject=msg.subject, reason=reason, excerpt=excerpt(msg.data),
             size=len(msg.data), stream_seq=seq,
         )
@@ -138,15 +137,3 @@ class StoreWriter:
         for ref in wanted:
             if ref.digest not in have:
                 into[ref.digest] = await self.bus.get_blob(ref)
-
-
-_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-
-
-def _workflow_of(subject: str) -> str:
-    """The workflow a rejected message was meant for, read off its subject, so those who
-    follow that workflow see the rejection; `_` when the subject names none."""
-    tokens = subject.split(".")
-    if len(tokens) >= 4 and _TOKEN.match(tokens[2]):
-        return tokens[2]
-    return NO_WORKFLOW

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sys
 import time
@@ -48,3 +49,15 @@ async def shout(text: str) -> str:
 def with_inputs(inputs: dict[str, Any], key: str) -> Any:
     """Receives the outputs of the task's dependencies as `inputs`."""
     return inputs[key]
+
+
+def text_of_size(size: int) -> str:
+    """A string of `size` characters (for outputs that must travel as blobs)."""
+    line = "the quick brown fox jumps over the lazy dog\n"
+    return (line * (size // len(line) + 1))[:size]
+
+
+def measure(inputs: dict[str, Any], key: str) -> dict[str, Any]:
+    """The length and sha256 of one dependency's output, as the task received it."""
+    value = inputs[key]
+    return {"length": len(value), "sha256": hashlib.sha256(value.encode()).hexdigest()}

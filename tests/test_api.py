@@ -36,6 +36,19 @@ async def test_the_orchestrator_runs_a_workflow_on_the_embedded_defaults(tmp_pat
     assert [e.workflow_id for e in stored if isinstance(e, events.WorkflowCompleted)] == ["wf_api"]
 
 
+async def test_the_same_workflow_id_runs_again_and_each_result_names_its_run(tmp_path: Path) -> None:
+    # The original guide's validation script fixes its workflow ids, so a second run reuses them.
+    async with WorkflowOrchestrator(Settings(data_dir=tmp_path / "data")) as orch:
+        results = [await orch.execute_workflow(workflow_id="wf_fixed", tasks=[
+            Task("greet", task_type="echo", parameters={"text": f"hello {n}"})], timeout=60) for n in (1, 2)]
+    assert [r["status"] for r in results] == ["completed", "completed"]
+    assert results[0]["run_id"] != results[1]["run_id"]
+    async with store.SqliteEventLog(tmp_path / "data" / "events.db", readonly=True) as log:
+        stored = [events.decode(r.data) async for r in log.read()]
+    outputs = [(e.run_id, e.output) for e in stored if isinstance(e, events.TaskSucceeded)]
+    assert outputs == [(results[0]["run_id"], "hello 1"), (results[1]["run_id"], "hello 2")]
+
+
 async def test_a_closed_orchestrator_refuses_to_start_again(tmp_path: Path) -> None:
     orch = WorkflowOrchestrator(Settings(data_dir=tmp_path / "data"))
     await orch.close()

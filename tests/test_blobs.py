@@ -80,3 +80,49 @@ async def test_an_event_too_large_without_blob_fields_is_refused_before_publishi
         f"TaskFailed is {size} bytes after moving its large fields to blobs, over the {MAX_EVENT_BYTES}-byte "
         "event limit"
     )
+
+
+async def test_a_reader_may_keep_fields_it_never_reads_as_references() -> None:
+    bucket = Bucket()
+    tasks = [events.TaskSpec(id=f"t{i}", type="noop", description="d" * 100) for i in range(1000)]
+    submitted = events.WorkflowSubmitted(id="s", ts=events.now(), workflow_id="w", tasks=tasks)
+    sent, _ = await offload(submitted, bucket.put)
+    assert sent.tasks == []
+    assert set(sent.blobs) == {"tasks"}
+    kept = await resolve(sent, bucket.get, keep={"WorkflowSubmitted.tasks"})
+    assert kept is sent
+    assert (await resolve(sent, bucket.get, keep={"TaskSucceeded.output"})) == submitted
+
+
+async def test_a_blob_marker_names_the_blob_a_dependency_output_lives_in() -> None:
+    bucket = Bucket()
+    sent, _ = await offload(succeeded(["x" * 100] * 1000), bucket.put)
+    marker = events.blob_marker(sent.blobs["output"])
+    assert marker == {"$blob": sent.blobs["output"].digest, "size": sent.blobs["output"].size}
+    ref = events.marked_blob(marker)
+    assert ref == sent.blobs["output"]
+    assert await events.load_blob(ref, bucket.get) == ["x" * 100] * 1000
+    assert events.marked_blob({"$blob": "d", "size": 1, "other": 2}) is None
+    assert events.marked_blob("text") is None
+
+
+async def test_a_blob_that_is_not_json_is_refused_with_the_reason() -> None:
+    bucket = Bucket()
+    data = b"\xff not json"
+    ref = events.blob_ref(data)
+    bucket.items[ref.digest] = data
+    with pytest.raises(BlobError) as info:
+        await events.load_blob(ref, bucket.get)
+    assert str(info.value) == (f"blob {ref.digest[:12]}…: content is not a valid value: "
+                               "JSON is malformed: invalid character (byte 0)")
+
+
+async def test_a_value_over_the_blob_limit_is_refused_with_its_size() -> None:
+    bucket = Bucket()
+    text = "v" * events.MAX_BLOB_BYTES
+    with pytest.raises(EventTooLarge) as info:
+        await offload(succeeded(text), bucket.put)
+    assert str(info.value) == (f"TaskSucceeded.output is {events.MAX_BLOB_BYTES + 2} bytes, "
+                               f"over the {events.MAX_BLOB_BYTES}-byte limit of a blob")
+    assert (info.value.field, info.value.limit) == ("output", events.MAX_BLOB_BYTES)
+    assert bucket.items == {}

@@ -60,9 +60,10 @@ def test_submit_stores_the_workflow_on_the_embedded_defaults_and_leaves_no_serve
     assert audit.returncode == 0
     assert audit.stdout.startswith("audit: ok, 1 events and 0 blobs verified, head seq 1, head hash ")
 
+    run_id = lines[0].split(" as event ")[1].split(",")[0]
     replay = ymera("replay", "--projection", "workflow_status", env=env)
     assert json.loads(replay.stdout) == {"projection": "workflow_status", "through_seq": 1,
-                                         "state": {"design-review-1": "submitted"}}
+                                         "state": {"design-review-1": {run_id: "submitted"}}}
 
     # The stream kept the event on disk: a second run on the same data dir finds it.
     tail = ymera("events", "tail", "--from-start", "--limit", "1", env=env)
@@ -108,7 +109,8 @@ async def test_tail_filters_by_workflow_and_type(tmp_path: Path, nats_server: bu
     connection = await bus.connect(nats_server.url)
     try:
         await connection.publish_many([started("wf-a", "t1"), started("wf-b", "t2"), started("wf-a", "t3")])
-        await connection.publish(events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf-a"))
+        submission = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf-a")
+        await connection.publish(submission)
         await connection.js.publish("ymera.wf.x.submitted", b"garbage")
     finally:
         await connection.close()
@@ -120,6 +122,7 @@ async def test_tail_filters_by_workflow_and_type(tmp_path: Path, nats_server: bu
                                                      ["WorkflowSubmitted", "wf-a"]]
     assert lines[0].split()[0] == "1"
     assert "t1  attempt=1 executor=ex-0" in lines[0]
+    assert f"wf-a   run={submission.id[:8]} " in lines[2]  # a line shows its run
 
     by_type = ymera("events", "tail", "--from-start", "--type", "WorkflowSubmitted", "--limit", "1", env=env)
     assert by_type.stdout.split()[2:4] == ["WorkflowSubmitted", "wf-a"]
@@ -145,7 +148,8 @@ def test_an_unreachable_nats_server_is_one_line(tmp_path: Path) -> None:
          "{path}: while parsing a flow node: did not find expected node content: line 3, column 1"),
         ("workflow_id: w\ntasks:\n  - id: a\n", "{path}: Object missing required field `type` - at `$.tasks[0]`"),
         ("workflow_id: w.x\ntasks: []\n",
-         "{path}: Expected `str` matching regex '^[A-Za-z0-9][A-Za-z0-9_-]{{0,127}}$' - at `$.workflow_id`"),
+         "{path}: workflow id 'w.x' is not valid: an id is 1 to 128 letters, digits, '_' or '-', starting with a "
+         "letter or digit (ids become NATS subject tokens)"),
         ("workflow_id: w\ntasks: []\nowner: me\n", "{path}: Object contains unknown field `owner`"),
     ],
     ids=["missing-file", "not-yaml", "task-without-type", "id-not-a-subject-token", "unknown-field"],

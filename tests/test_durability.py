@@ -149,18 +149,38 @@ async def test_the_rate_limit_survives_a_restart_of_security(nats_server: bus.Em
     assert isinstance(other, events.WorkflowCompleted)
 
 
-async def test_a_reused_workflow_id_is_refused(nats_server: bus.EmbeddedServer, tmp_path: Path) -> None:
+async def test_a_workflow_id_runs_again_once_its_run_ended_and_never_twice_at_once(
+        nats_server: bus.EmbeddedServer, tmp_path: Path) -> None:
     actors = Actors(engine_env(tmp_path / "data", nats_server.url), tmp_path / "logs", ALL)
     try:
         async with connected(nats_server.url) as connection:
             await wait_for_actors(connection)
-            first = submission("wf-once", sleep("s", 0))
-            assert isinstance(await run_to_end(connection, first), events.WorkflowCompleted)
-            again = await run_to_end(connection, submission("wf-once", sleep("s", 0)))
+            client = WorkflowClient(connection)
+            first = submission("wf-again", sleep("s", 60))
+            first_seq = await client.submit(first)
+            await wait_for(connection, "ymera.task.wf-again.s.started")
+            # Security folds which run is active from events: a restart does not forget it.
+            actors.kill_and_restart(actors.index("security"))
+            while_active = await run_to_end(connection, submission("wf-again", sleep("s", 0)))
+            await client.cancel("wf-again", "make way", run_id=first.id)
+            first_end, _ = await client.wait("wf-again", first_seq, timeout=60, run_id=first.id)
+            actors.kill_and_restart(actors.index("security"))  # ... nor that it ended
+            after = submission("wf-again", sleep("s", 0))
+            after_end = await run_to_end(connection, after)
+            seen = await all_events(connection, "ymera.*.wf-again.>")
     finally:
         actors.stop()
-    assert isinstance(again, events.WorkflowRefused)
-    assert again.reason == f"workflow id wf-once is already in use (submission {first.id})"
+    assert isinstance(while_active, events.WorkflowRefused)
+    assert while_active.reason == (f"workflow wf-again already has an active run {first.id}; "
+                                   "wait for it to end or cancel it")
+    assert isinstance(first_end, events.WorkflowCancelled)
+    assert isinstance(after_end, events.WorkflowCompleted)
+    assert after_end.run_id == after.id
+    # Each run's events are its own: none was dropped as a copy of the other run's.
+    starts = [(e.run_id, e.task_id, e.attempt) for e in seen if isinstance(e, events.TaskStarted)]
+    assert starts == [(first.id, "s", 1), (after.id, "s", 1)]
+    assert all(e.run_id in (first.id, after.id, while_active.run_id) for e in seen
+               if not isinstance(e, events.WorkflowSubmitted))
 
 
 async def test_sigterm_lets_an_executor_finish_its_attempt(nats_server: bus.EmbeddedServer, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import random
 from pathlib import Path
@@ -116,6 +117,37 @@ async def test_a_final_failure_skips_the_dependents_and_fails_the_workflow(engin
     assert (after["status"], after["error"]) == ("skipped", "dependency slow did not succeed")
     assert (later["status"], later["error"]) == ("skipped", "dependency after did not succeed")
     assert result["error"] == "task slow failed: timed out after 0.3s"
+
+
+async def test_a_stray_malformed_message_on_a_workflow_subject_does_not_end_it(engine: WorkflowOrchestrator) -> None:
+    async with connected(engine.settings.nats_url or "") as connection:
+        started = await connection.follow(1, "ymera.task.wf_stray.nap.started")
+        run = asyncio.create_task(engine.execute_workflow(workflow_id="wf_stray", tasks=[
+            Task("nap", task_type="sleep", parameters={"seconds": 1.0})], timeout=60))
+        await started.next_msg(timeout=30)
+        await started.unsubscribe()
+        await connection.js.publish("ymera.wf.wf_stray.submitted", b"{not an event")
+        result = await run
+        rejected = await all_events(connection, "ymera.sec.wf_stray.rejected")
+    assert [type(e).__name__ for e in rejected] == ["MessageRejected"]  # recorded, on the workflow's subject
+    assert result["status"] == "completed", result
+    assert result["results"]["nap"]["status"] == "succeeded"
+
+
+async def test_a_second_run_while_one_is_active_is_refused_naming_it(engine: WorkflowOrchestrator) -> None:
+    long = [Task("nap", task_type="sleep", parameters={"seconds": 1.0})]
+    first = asyncio.create_task(engine.execute_workflow(workflow_id="wf_dup", tasks=long, timeout=60))
+    async with connected(engine.settings.nats_url or "") as connection:
+        admitted = await connection.follow(1, "ymera.wf.wf_dup.admitted")
+        active = (await admitted.next_msg(timeout=30)).data
+        await admitted.unsubscribe()
+    run_id = events.decode(active).run_id
+    second = await engine.execute_workflow(workflow_id="wf_dup", tasks=long, timeout=60)
+    assert (second["status"], second["error"]) == (
+        "refused", f"workflow wf_dup already has an active run {run_id}; wait for it to end or cancel it")
+    assert second["run_id"] != run_id
+    result = await first
+    assert (result["status"], result["run_id"]) == ("completed", run_id)
 
 
 async def test_a_thousand_task_dag_runs_in_topological_order_by_priority(engine: WorkflowOrchestrator) -> None:

@@ -174,3 +174,25 @@ def test_package_exports_are_sorted_and_complete() -> None:
     for package in (events,):
         assert package.__all__ == sorted(package.__all__, key=lambda n: (not n.isupper(), n))
         assert all(hasattr(package, name) for name in package.__all__)
+
+
+def test_a_run_is_named_by_its_submission_and_every_other_event_names_its_run() -> None:
+    submitted = WorkflowSubmitted(id="run-1", ts=TS, workflow_id="wf_1")
+    started = TaskStarted(id="a", ts=TS, workflow_id="wf_1", run_id="run-1", task_id="t", attempt=1, executor="e")
+    assert (events.run_of(submitted), events.run_of(started)) == ("run-1", "run-1")
+    assert json.loads(encode(started))["run_id"] == "run-1"
+    # Schema evolution: an event written before runs decodes, naming no run; one with none omits the field.
+    older = b'{"type":"TaskStarted","id":"a","ts":"2026-01-02T03:04:05Z","workflow_id":"wf_1","task_id":"t",' \
+            b'"attempt":1,"executor":"e"}'
+    assert events.run_of(decode(older)) == ""
+    assert "run_id" not in json.loads(encode(submitted))
+
+
+@pytest.mark.parametrize("event", one_of_each(), ids=lambda e: type(e).__name__)
+def test_a_subject_filter_matches_exactly_its_event_type(event: events.Event) -> None:
+    def matches(pattern: str, subject: str) -> bool:
+        p, s = pattern.split("."), subject.split(".")
+        return len(p) == len(s) and all(a in ("*", b) for a, b in zip(p, s, strict=True))
+
+    assert [name for name, cls in events.EVENT_TYPES.items()
+            if matches(events.subject_filter(cls), subject_of(event))] == [type(event).__name__]

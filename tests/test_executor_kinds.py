@@ -48,7 +48,13 @@ async def test_sleep_waits_the_given_seconds_and_reports_them() -> None:
 async def test_sleep_refuses_a_negative_duration() -> None:
     error = await failure(task("sleep", seconds=-1))
     assert (error.kind, error.retryable) == ("bad_request", False)
-    assert str(error) == "parameters.seconds must be a number >= 0, not -1"
+    assert str(error) == "parameters.seconds must be a number between 0 and 86400, not -1"
+
+
+async def test_sleep_refuses_more_than_a_day() -> None:
+    error = await failure(task("sleep", seconds=1e12))
+    assert (error.kind, str(error)) == ("bad_request", "parameters.seconds must be a number between 0 and 86400, "
+                                                       "not 1000000000000.0")
 
 
 async def test_echo_returns_its_text_parameter() -> None:
@@ -90,13 +96,15 @@ async def test_a_reference_to_a_task_that_is_not_a_dependency_is_a_bad_request()
     error = await failure(task("echo", "see {{ tasks.ghost.output }}"), {"a": "alpha"})
     assert (error.kind, error.retryable) == ("bad_request", False)
     assert str(error) == (
-        "description: {{ tasks.ghost.output }} refers to task 'ghost', which is not a dependency of this task")
+        "description: {{ tasks.ghost.output }} refers to task 'ghost', which is not a direct dependency of this "
+        "task: add 'ghost' to its dependencies (a task receives only its direct dependencies' outputs)")
 
 
 async def test_an_unknown_reference_in_a_nested_parameter_names_where_it_is() -> None:
     error = await failure(task("echo", text={"items": ["ok", "{{tasks.ghost.output}}"]}))
-    assert str(error) == ("parameters.text.items[1]: {{tasks.ghost.output}} refers to task 'ghost', "
-                          "which is not a dependency of this task")
+    assert str(error) == ("parameters.text.items[1]: {{ tasks.ghost.output }} refers to task 'ghost', "
+                          "which is not a direct dependency of this task: add 'ghost' to its dependencies "
+                          "(a task receives only its direct dependencies' outputs)")
 
 
 async def test_an_unknown_task_type_is_a_bad_request() -> None:

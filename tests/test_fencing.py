@@ -29,8 +29,9 @@ from ymera._client import history
 from .support import running_writer, wait_until
 
 
-def _common(workflow_id: str, cause: str | None = None) -> dict:
-    return {"id": events.new_id(), "ts": events.now(), "workflow_id": workflow_id, "causation_id": cause}
+def _common(workflow_id: str, cause: str | None = None, run: str = "") -> dict:
+    return {"id": events.new_id(), "ts": events.now(), "workflow_id": workflow_id, "causation_id": cause,
+            "run_id": run}
 
 
 def _run(workflow_id: str) -> list[events.Event]:
@@ -38,21 +39,25 @@ def _run(workflow_id: str) -> list[events.Event]:
     arrives after the timeout (a distinct id: results are per attempt)."""
     sub = events.WorkflowSubmitted(**_common(workflow_id), tasks=[events.TaskSpec(id="t", type="llm")])
     task = {"task_id": "t"}
+
+    def of_run(cause: str | None = None) -> dict:
+        return _common(workflow_id, cause, sub.id)
+
     return [
         sub,
-        events.WorkflowAdmitted(**_common(workflow_id, sub.id), principal="p"),
-        events.WorkflowValidated(**_common(workflow_id), levels=[["t"]]),
-        events.TaskReady(**_common(workflow_id), **task, attempt=1),
-        events.TaskStarted(**_common(workflow_id), **task, attempt=1, executor="ex-paused"),
-        events.TaskTimedOut(**_common(workflow_id), **task, attempt=1, reason="executor lost: no heartbeat for 15s"),
-        events.TaskReady(**_common(workflow_id), **task, attempt=2),
-        events.TaskStarted(**_common(workflow_id), **task, attempt=2, executor="ex-2"),
-        events.TaskSucceeded(**_common(workflow_id), **task, attempt=1, output="late", duration_ms=95_000.0,
+        events.WorkflowAdmitted(**of_run(sub.id), principal="p"),
+        events.WorkflowValidated(**of_run(), levels=[["t"]]),
+        events.TaskReady(**of_run(), **task, attempt=1),
+        events.TaskStarted(**of_run(), **task, attempt=1, executor="ex-paused"),
+        events.TaskTimedOut(**of_run(), **task, attempt=1, reason="executor lost: no heartbeat for 15s"),
+        events.TaskReady(**of_run(), **task, attempt=2),
+        events.TaskStarted(**of_run(), **task, attempt=2, executor="ex-2"),
+        events.TaskSucceeded(**of_run(), **task, attempt=1, output="late", duration_ms=95_000.0,
                              model="m", usage={"total_tokens": 900}),
-        events.TaskSucceeded(**_common(workflow_id), **task, attempt=2, output="ok", duration_ms=800.0,
+        events.TaskSucceeded(**of_run(), **task, attempt=2, output="ok", duration_ms=800.0,
                              model="m", usage={"total_tokens": 9}),
-        events.OutcomeChecked(**_common(workflow_id), **task, attempt=2, passed=True),
-        events.WorkflowCompleted(**_common(workflow_id), overall_quality=0.9),
+        events.OutcomeChecked(**of_run(), **task, attempt=2, passed=True),
+        events.WorkflowCompleted(**of_run(), overall_quality=0.9),
     ]
 
 
@@ -131,7 +136,7 @@ def test_the_gate_drops_copies_across_runs_of_one_workflow_id_and_forgets_within
     for n in range(20):
         for e in _run(f"wf-many-{n}"):
             gate.admit(e)
-    assert (list(gate.runs), len(gate.loose)) == (["wf-3"], 50)
+    assert ([r.workflow_id for r in gate.runs.values()], len(gate.loose)) == (["wf-3"], 50)
     # Each stream seq is rejected once.
     rejected = events.MessageRejected(**_common("wf-3"), subject="ymera.wf.wf-3.submitted", reason="not JSON",
                                       excerpt="{", size=1, stream_seq=41)

@@ -20,8 +20,8 @@ from .support import running_writer, wait_until
 WORKFLOWS = ["wf-a", "wf-b", "wf-c"]
 
 
-def _event(kind: str, workflow_id: str, task: int) -> events.Event:
-    common = {"id": events.new_id(), "ts": events.now(), "workflow_id": workflow_id}
+def _event(kind: str, workflow_id: str, task: int, run_id: str = "") -> events.Event:
+    common = {"id": events.new_id(), "ts": events.now(), "workflow_id": workflow_id, "run_id": run_id}
     task_fields = {"task_id": f"t{task}", "attempt": 1}
     match kind:
         case "submitted":
@@ -47,9 +47,11 @@ def _event(kind: str, workflow_id: str, task: int) -> events.Event:
 
 KINDS = ["submitted", "admitted", "refused", "validated", "ready", "started", "succeeded", "completed", "failed",
          "cancelled"]
-# Each step: publish a new event, re-publish an earlier one past the duplicate window, or send garbage.
+# Each step: publish a new event (naming the run of an earlier submission, or no run), re-publish an
+# earlier one past the duplicate window, or send garbage.
 step = st.one_of(
-    st.tuples(st.just("event"), st.sampled_from(KINDS), st.sampled_from(WORKFLOWS), st.integers(0, 3)),
+    st.tuples(st.just("event"), st.sampled_from(KINDS), st.sampled_from(WORKFLOWS), st.integers(0, 3),
+              st.integers(-1, 3)),
     st.tuples(st.just("copy"), st.integers(0, 1000)),
     st.tuples(st.just("garbage"), st.binary(max_size=40)),
 )
@@ -71,7 +73,8 @@ async def _scenario(url: str, steps: list[tuple]) -> None:
     connection = await bus.connect(url)
     await connection.js.purge_stream(bus.STREAM)
     start = (await connection.js.stream_info(bus.STREAM)).state.last_seq + 1
-    live = [store.LiveProjection(p, connection, start) for p in (store.WorkflowStatus(), store.EventCounts())]
+    live = [store.LiveProjection(p, connection, start)
+            for p in (store.WorkflowStatus(), store.WorkflowRuns(), store.EventCounts())]
     stop = asyncio.Event()
     followers = [asyncio.create_task(p.run(stop)) for p in live]
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +83,9 @@ async def _scenario(url: str, steps: list[tuple]) -> None:
                 sent: list[events.Event] = []
                 for s in steps:
                     if s[0] == "event":
-                        sent.append(_event(*s[1:]))
+                        runs = [e.id for e in sent if isinstance(e, events.WorkflowSubmitted) and e.workflow_id == s[2]]
+                        run = runs[s[4] % len(runs)] if runs and s[4] >= 0 else ""
+                        sent.append(_event(*s[1:4], run_id=run))
                         await connection.publish(sent[-1])
                     elif s[0] == "copy" and sent:
                         late = sent[s[1] % len(sent)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,10 @@ def test_the_guide_names_are_read(tmp_path: Path) -> None:
         ("RATE_LIMIT_PER_HOUR", "0", "setting RATE_LIMIT_PER_HOUR='0' is not a positive integer"),
         ("QUALITY_THRESHOLD", "high", "setting QUALITY_THRESHOLD='high' is not a number"),
         ("TASK_TIMEOUT_SECONDS", "-1", "setting TASK_TIMEOUT_SECONDS='-1' is not a number >= 0"),
+        ("TASK_TIMEOUT_SECONDS", "0", "setting TASK_TIMEOUT_SECONDS='0' is not a number greater than 0 and at most "
+                                      "86400"),
+        ("TASK_TIMEOUT_SECONDS", "1e12", "setting TASK_TIMEOUT_SECONDS='1e12' is not a number greater than 0 and "
+                                         "at most 86400"),
         ("ENABLE_AUDIT_LOGGING", "maybe", "setting ENABLE_AUDIT_LOGGING='maybe' is not a boolean (true/false)"),
         ("YMERA_DUPLICATE_WINDOW_SECONDS", "0",
          "setting YMERA_DUPLICATE_WINDOW_SECONDS='0' is not a number > 0"),
@@ -85,3 +90,13 @@ async def test_the_duplicate_window_setting_shapes_the_stream_and_every_consumer
     assert bus.fit_consumer(fits, settings.stream) is fits
     endless = bus.ConsumerPolicy(max_deliver=-1)
     assert bus.fit_consumer(endless, settings.stream) is endless
+
+
+async def test_an_actor_waiting_for_nats_connects_with_the_configured_window(nats_server: bus.EmbeddedServer) -> None:
+    settings = load_settings({"YMERA_DUPLICATE_WINDOW_SECONDS": "9"}, dotenv=None)
+    connection = await bus.connect_when_up(nats_server.url, asyncio.Event(), stream=settings.stream)
+    assert connection is not None
+    try:
+        assert (await connection.js.stream_info(bus.STREAM)).config.duplicate_window == 9.0
+    finally:
+        await connection.close()

@@ -20,7 +20,8 @@ AGENTS = "analyst, architect, developer, researcher, reviewer, tester, writer"
 NO_LLM = ("no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. "
           "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
           "or give the task both base_url and model parameters")
-NOT_A_DEPENDENCY = "which is not a dependency of this task; add it to dependencies"
+NOT_A_DEPENDENCY = ("which is not a direct dependency of this task: add 'b' to its dependencies "
+                    "(a task receives only its direct dependencies' outputs)")
 
 
 def task(id: str = "a", type: str = "noop", **fields: Any) -> TaskSpec:
@@ -72,16 +73,21 @@ CASES: list[tuple[str, list[TaskSpec], dict[str, Any], Settings, tuple[str, str 
     ("unknown agent", [task(type="design", agent="wizard")], {}, SETTINGS,
      (f"unknown agent 'wizard'; known agents: {AGENTS}", "a", "agent")),
     ("missing required parameter", [task(type="sleep")], {}, SETTINGS,
-     ("missing required parameter 'seconds' (a number >= 0)", "a", "parameters.seconds")),
+     ("missing required parameter 'seconds' (a number between 0 and 86400)", "a", "parameters.seconds")),
     ("missing python function", [task(type="python")], {}, SETTINGS,
      ("missing required parameter 'function' (a string like package.module:function)", "a",
       "parameters.function")),
     ("string for a number", [sleep("5")], {}, SETTINGS,
-     ("parameter 'seconds' must be a number >= 0, got \"5\"", "a", "parameters.seconds")),
+     ("parameter 'seconds' must be a number between 0 and 86400, got \"5\"", "a", "parameters.seconds")),
+    ("YAML 1.1 exponent string for a number", [sleep("1e5")], {}, SETTINGS,
+     ("parameter 'seconds' must be a number between 0 and 86400, got the string '1e5' (YAML 1.1 reads 1e5 as a "
+      "string; write 1.0e+5)", "a", "parameters.seconds")),
+    ("sleep over a day", [sleep(86_401)], {}, SETTINGS,
+     ("parameter 'seconds' must be a number between 0 and 86400, got 86401", "a", "parameters.seconds")),
     ("boolean for a number", [sleep(True)], {}, SETTINGS,
-     ("parameter 'seconds' must be a number >= 0, got true", "a", "parameters.seconds")),
+     ("parameter 'seconds' must be a number between 0 and 86400, got true", "a", "parameters.seconds")),
     ("number below its minimum", [sleep(-1)], {}, SETTINGS,
-     ("parameter 'seconds' must be a number >= 0, got -1", "a", "parameters.seconds")),
+     ("parameter 'seconds' must be a number between 0 and 86400, got -1", "a", "parameters.seconds")),
     ("number above its maximum", [llm(temperature=2.5)], {}, SETTINGS,
      ("parameter 'temperature' must be a number between 0 and 2, got 2.5", "a", "parameters.temperature")),
     ("float for an integer", [llm(max_tokens=1.5)], {}, SETTINGS,
@@ -110,9 +116,13 @@ CASES: list[tuple[str, list[TaskSpec], dict[str, Any], Settings, tuple[str, str 
     ("too many attempts", [task(retry=RetryPolicy(max_attempts=11))], {}, SETTINGS,
      ("retry.max_attempts must be between 1 and 10, got 11", "a", "retry.max_attempts")),
     ("negative initial delay", [task(retry=RetryPolicy(initial_delay_seconds=-1))], {}, SETTINGS,
-     ("retry.initial_delay_seconds must be >= 0, got -1", "a", "retry.initial_delay_seconds")),
+     ("retry.initial_delay_seconds must be between 0 and 86400 (24 hours), got -1", "a",
+      "retry.initial_delay_seconds")),
     ("negative max delay", [task(retry=RetryPolicy(max_delay_seconds=-0.5))], {}, SETTINGS,
-     ("retry.max_delay_seconds must be >= 0, got -0.5", "a", "retry.max_delay_seconds")),
+     ("retry.max_delay_seconds must be between 0 and 86400 (24 hours), got -0.5", "a", "retry.max_delay_seconds")),
+    ("retry delay over a day", [task(retry=RetryPolicy(max_delay_seconds=1e12))], {},
+     SETTINGS, ("retry.max_delay_seconds must be between 0 and 86400 (24 hours), got 1e+12", "a",
+                "retry.max_delay_seconds")),
     ("shrinking backoff", [task(retry=RetryPolicy(backoff_multiplier=0.5))], {}, SETTINGS,
      ("retry.backoff_multiplier must be >= 1, got 0.5", "a", "retry.backoff_multiplier")),
     ("reference to an unknown task", [task(description=f"use {ref('ghost')}")], {}, SETTINGS,
@@ -164,7 +174,7 @@ def test_a_valid_workflow_of_every_kind_has_no_problems() -> None:
         task("ask", type="llm", parameters={"prompt": f"about {ref('say')}", "temperature": 0, "max_tokens": 1},
              dependencies=["say"]),
         *(task(name, type=name, agent=agent, parameters={"language": "python"}, dependencies=["ask"],
-               description=f"build on {ref('wait')}", expect=Expectations(min_length=1, max_length=1, pattern="x"))
+               description=f"build on {ref('ask')}", expect=Expectations(min_length=1, max_length=1, pattern="x"))
           for name, agent in zip(sorted(registry.TASK_KINDS.keys() - {"noop", "sleep", "echo", "python", "llm"}),
                                  [*registry.AGENTS, "writer"], strict=True)),
         task("end", agent="ignored by noop", dependencies=["ask", "call"]),
@@ -182,7 +192,7 @@ def test_every_problem_of_a_workflow_is_reported_at_once_in_task_then_field_orde
     assert problems(*tasks, settings=Settings(), max_parallel_tasks=0) == [
         ("max_parallel_tasks must be at least 1, got 0", None, "max_parallel_tasks"),
         ("unknown parameter 'extra': task type 'sleep' takes: seconds", "b", "parameters.extra"),
-        ("parameter 'seconds' must be a number >= 0, got -1", "b", "parameters.seconds"),
+        ("parameter 'seconds' must be a number between 0 and 86400, got -1", "b", "parameters.seconds"),
         ("timeout_seconds must be greater than 0 and at most 86400 (24 hours), got 0", "b", "timeout_seconds"),
         (f"task type 'code_generation' needs an agent; known agents: {AGENTS}", "a", "agent"),
         ("depends on unknown task 'ghost'", "a", "dependencies"),
@@ -207,10 +217,30 @@ def test_each_strongly_connected_component_reports_one_cycle() -> None:
     ]
 
 
-def test_a_task_may_use_the_output_of_a_transitive_dependency() -> None:
-    tasks = [task("c", dependencies=["b"], description=f"{ref('a')} {{{{  tasks.b.output}}}}"),
-             task("b", dependencies=["a"]), task("a")]
-    assert problems(*tasks) == []
+def test_a_reserved_workflow_id_that_reached_the_validator_is_refused() -> None:
+    # The event decoder accepts '_' (events of no workflow); a client publishing on its own may use it.
+    submission = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="_", tasks=[task()])
+    assert [(p.message, p.task_id, p.field) for p in validate_workflow(submission, SETTINGS)] == [
+        ("workflow id '_' is reserved for events that belong to no workflow", None, "workflow_id")]
+
+
+def test_a_task_may_use_the_outputs_of_its_direct_dependencies_only() -> None:
+    # The executor is handed its direct dependencies' outputs and nothing else: a reference to
+    # an ancestor further up is refused here, not found missing at run time.
+    c = task("c", dependencies=["b"], description=f"{ref('a')} {{{{  tasks.b.output}}}}")
+    assert problems(c, task("b", dependencies=["a"]), task("a")) == [
+        ("{{ tasks.a.output }} refers to task 'a', which is not a direct dependency of this task: add 'a' to its "
+         "dependencies (a task receives only its direct dependencies' outputs)", "c", "description")]
+    c = task("c", dependencies=["b", "a"], description=c.description)
+    assert problems(c, task("b", dependencies=["a"]), task("a")) == []
+
+
+def test_the_validator_and_the_executor_apply_one_rule_to_references() -> None:
+    deps = ["b"]
+    for ref_id in ("a", "b", "c"):
+        validator = registry.reference_problem(ref_id, set(deps), task_id="c", task_ids={"a", "b", "c"})
+        executor = registry.reference_problem(ref_id, {"b": "output of b"})
+        assert (validator is None) is (executor is None), ref_id
 
 
 def test_a_task_may_bring_its_own_model_when_none_is_configured() -> None:

@@ -7,5 +7,7 @@
 
 from ._api import Task, TaskPriority, WorkflowMonitor, WorkflowOrchestrator
 from ._client import WorkflowClient, result_of
+from ._deadline import GaveUpWaiting
 
-__all__ = ["Task", "TaskPriority", "WorkflowClient", "WorkflowMonitor", "WorkflowOrchestrator", "result_of"]
+__all__ = ["GaveUpWaiting", "Task", "TaskPriority", "WorkflowClient", "WorkflowMonitor", "WorkflowOrchestrator",
+           "result_of"]

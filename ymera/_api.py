@@ -18,10 +18,11 @@ from actors import Settings, load_settings
 from actors._supervisor import run_all
 from actors.monitor import Metrics, MetricsState, report
 from bus import Bus, EmbeddedServer, open_local
-from events import TaskSpec, WorkflowSubmitted, YmeraError, new_id, now
+from events import TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check_workflow_id, new_id, now
 from store import LiveProjection
 
 from ._client import WorkflowClient, result_of, store_caught_up
+from ._deadline import wait_or_give_up
 
 __all__ = ["Task", "TaskPriority", "WorkflowMonitor", "WorkflowOrchestrator"]
 
@@ -44,6 +45,9 @@ class Task:
     dependencies: list[str] = field(default_factory=list)
     priority: TaskPriority | str = TaskPriority.MEDIUM
     timeout_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        check_task_id(self.task_id)
 
     def spec(self) -> TaskSpec:
         priority = self.priority.value if isinstance(self.priority, TaskPriority) else str(self.priority).upper()
@@ -106,15 +110,30 @@ class WorkflowOrchestrator:
     async def execute_workflow(self, workflow_id: str, tasks: list[Task], enable_monitoring: bool = True,
                                timeout: float | None = None, principal: str = "api",
                                max_parallel_tasks: int | None = None) -> dict[str, Any]:
-        """Submit and wait for the end; the result dict has status, overall_quality and per-task results."""
+        """Run the workflow and wait for the run's end; the result dict has status, run_id, overall_quality
+        and per-task results. The same id may run again once its previous run has ended.
+
+        Ids are checked before anything starts or is published: InvalidId names the id and the rule.
+        After `timeout` seconds, GaveUpWaiting says what became of the run: cancelled if this
+        orchestrator runs the actors (they stop on close), going on if actors elsewhere run it.
+        """
+        check_workflow_id(workflow_id)
+        for task in tasks:
+            check_task_id(task.task_id)
         await self.start()
         assert self._bus is not None
         submission = WorkflowSubmitted(id=new_id(), ts=now(), workflow_id=workflow_id, principal=principal,
                                        tasks=[t.spec() for t in tasks], max_parallel_tasks=max_parallel_tasks)
         client = WorkflowClient(self._bus)
         seq = await client.submit(submission)
-        end, seen = await client.wait(workflow_id, seq, timeout=timeout)
+        end, seen = await wait_or_give_up(client, workflow_id, seq, timeout, in_process=self._runs_actors,
+                                          run_id=submission.id)
         result = result_of(end, seen)
+        if self.monitor._live is not None:
+            # The report folds the stream on its own; let it reach this run's end first (bounded).
+            last = (await self._bus.js.stream_info(self._bus.stream.name)).state.last_seq
+            with contextlib.suppress(TimeoutError):
+                await self.monitor._live.wait_for(last)
         if enable_monitoring:
             result["monitoring"] = self.monitor.get_monitoring_report()
         return result

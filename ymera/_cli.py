@@ -1,4 +1,4 @@
-"""The workflow commands of `ymera`: up, run, submit, status, cancel, plan."""
+"""The workflow commands of `ymera`: up, run, submit, status, runs, cancel, plan."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
-
-import msgspec
 
 import events
 import store
@@ -18,8 +15,10 @@ from actors import ACTOR_NAMES, Settings, run_all
 from actors.validator import plan, validate_workflow
 from bus import open_local
 
-from ._client import WorkflowClient, describe_problem, history, result_of, store_caught_up
-from ._progress import Progress
+from ._client import WorkflowClient, describe_problem, history, run_view, store_caught_up
+from ._deadline import wait_or_give_up
+from ._file import read_workflow
+from ._progress import Progress, runs_table, summary
 
 __all__ = ["add_workflow_commands", "read_workflow", "stop_on_signals"]
 
@@ -41,7 +40,9 @@ def add_workflow_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
 
     run = sub.add_parser("run", help="run a workflow file (YAML or JSON), show progress, print the result")
     run.add_argument("file")
-    run.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    run.add_argument("--timeout", type=float,
+                     help="give up waiting after this many seconds and exit 1: a workflow this command's own "
+                          "actors run is cancelled, one run by actors elsewhere goes on")
     _actors_flag(run)
     run.set_defaults(fn=cmd_run)
 
@@ -51,11 +52,16 @@ def add_workflow_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
                         help="also run a store writer in this process until the submission is stored")
     submit.set_defaults(fn=cmd_submit)
 
-    status = sub.add_parser("status", help="where a workflow stands, task by task")
+    status = sub.add_parser("status", help="where a workflow's latest run stands, task by task, with every reason")
     status.add_argument("workflow_id")
+    status.add_argument("--run", metavar="RUN", help="this run (its id, or a prefix of it) instead of the latest")
     status.set_defaults(fn=cmd_status)
 
-    cancel = sub.add_parser("cancel", help="cancel a workflow")
+    runs = sub.add_parser("runs", help="every run of a workflow: run id, started, state, duration")
+    runs.add_argument("workflow_id")
+    runs.set_defaults(fn=cmd_runs)
+
+    cancel = sub.add_parser("cancel", help="cancel a workflow's active run")
     cancel.add_argument("workflow_id")
     cancel.add_argument("--reason", default="cancelled from the command line")
     cancel.set_defaults(fn=cmd_cancel)
@@ -71,35 +77,9 @@ def _actors_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-actors", dest="actors", action="store_false", help="use actors running elsewhere")
 
 
-class _WorkflowFile(msgspec.Struct, forbid_unknown_fields=True):
-    workflow_id: events.Name
-    tasks: list[events.TaskSpec]
-    name: str = ""
-    principal: str = "anonymous"
-    metadata: dict[str, str] = {}
-    max_parallel_tasks: int | None = None
-
-
-def read_workflow(path: Path) -> events.WorkflowSubmitted:
-    """A workflow file, {workflow_id, tasks, name?, principal?, metadata?, max_parallel_tasks?}, as a submission."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise events.YmeraError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        decode = msgspec.yaml.decode if path.suffix in (".yaml", ".yml") else msgspec.json.decode
-        doc = decode(raw, type=_WorkflowFile)
-    except msgspec.DecodeError as exc:
-        # YAML parser errors span lines; a user reads one.
-        parts = [line.strip().replace('in "<byte string>", ', "") for line in str(exc).splitlines()]
-        raise events.YmeraError(f"{path}: {': '.join(p for p in parts if p)}") from None
-    return events.WorkflowSubmitted(
-        id=events.new_id(), ts=events.now(), workflow_id=doc.workflow_id, name=doc.name, principal=doc.principal,
-        tasks=doc.tasks, metadata=doc.metadata, max_parallel_tasks=doc.max_parallel_tasks,
-    )
-
-
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.timeout > 0:
+        raise events.YmeraError(f"--timeout must be a number of seconds greater than 0, got {args.timeout:g}")
     submission = read_workflow(Path(args.file))
     connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-run", settings.stream)
     stop = asyncio.Event()
@@ -112,37 +92,34 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         client = WorkflowClient(connection)
         seq = await client.submit(submission)
         progress = Progress(submission, tty=sys.stdout.isatty())
-        end, seen = await client.wait(submission.workflow_id, seq, on_event=progress.update, timeout=args.timeout)
-        progress.close()
+        try:
+            _, seen = await wait_or_give_up(client, submission.workflow_id, seq, args.timeout,
+                                            in_process=engine is not None, on_event=progress.update,
+                                            run_id=submission.id)
+        finally:
+            progress.close()
         if engine is not None:
             await store_caught_up(connection)  # every event of the run is in the log before we stop
-        result = result_of(end, seen)
-        _print_result(result)
-        return 0 if result["status"] == "completed" else 1
+        run = run_view(seen, submission.id)
+        print(summary(run))
+        return 0 if run.state == "completed" else 1
     finally:
         stop.set()
         if engine is not None:
-            await engine
+            try:
+                # Graceful: the executor finishes the attempts it runs. Bounded: a command that
+                # gave up waiting must not then wait for them; past the bound the actors are
+                # cancelled, which for crash-only actors is a kill.
+                await asyncio.wait_for(engine, ENGINE_STOP_SECONDS)
+            except TimeoutError:
+                pass
         await connection.close()
         if server is not None:
             server.stop()
 
 
-def _print_result(result: dict[str, Any]) -> None:
-    quality = result.get("overall_quality")
-    line = f"workflow {result['workflow_id']}: {result['status']}"
-    if quality is not None:
-        line += f", overall quality {quality:.2f}"
-    if result.get("duration_ms") is not None:
-        line += f", {result['duration_ms'] / 1000:.2f}s"
-    print(line)
-    for error in result.get("errors", []):
-        print(f"  {error}")
-    if "error" in result and "errors" not in result:
-        print(f"  {result['error']}")
-    for task_id, r in result.get("results", {}).items():
-        detail = f"quality {r['quality']:.2f}" if r.get("quality") is not None else r.get("error") or ""
-        print(f"  {task_id}: {r['status']} (attempts {r['attempts']}) {detail}".rstrip())
+# How long `ymera run` lets the actors it runs stop gracefully before it cancels them.
+ENGINE_STOP_SECONDS = 10.0
 
 
 async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
@@ -178,32 +155,61 @@ async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+async def _runs(settings: Settings, workflow_id: str, cancel_reason: str | None = None) -> tuple[store.Runs, str]:
+    """Every run of one workflow, folded from the stream (an error if it has none); with
+    `cancel_reason`, also ask to cancel its active run (an error if it has none) and return its id."""
+    events.check_workflow_id(workflow_id)
     connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-status", settings.stream)
     try:
-        seen = await history(connection, args.workflow_id)
+        projection = store.WorkflowRuns()
+        runs = projection.initial()
+        for event in await history(connection, workflow_id):
+            runs = projection.apply(runs, event)
+        if not runs.of(workflow_id):
+            raise events.YmeraError(f"no workflow {workflow_id} in the stream")
+        if cancel_reason is None:
+            return runs, ""
+        active = runs.active(workflow_id)
+        if active is None:
+            latest = runs.latest(workflow_id)
+            assert latest is not None
+            raise events.YmeraError(f"workflow {workflow_id} has no active run to cancel "
+                                    f"(its latest run {latest.run_id} ended {latest.state})")
+        await WorkflowClient(connection).cancel(workflow_id, cancel_reason, active.run_id)
+        return runs, active.run_id
     finally:
         await connection.close()
         if server is not None:
             server.stop()
-    if not seen:
-        raise events.YmeraError(f"no workflow {args.workflow_id} in the stream")
-    progress = Progress(None, tty=False, quiet=True)
-    for event in seen:
-        progress.update(event)
-    print(progress.summary(args.workflow_id))
+
+
+def _pick_run(runs: store.Runs, workflow_id: str, prefix: str) -> store.Run:
+    matches = [r for r in runs.of(workflow_id) if r.run_id.startswith(prefix)]
+    if not matches:
+        raise events.YmeraError(f"workflow {workflow_id} has no run {prefix} (`ymera runs {workflow_id}` lists them)")
+    if len(matches) > 1:
+        raise events.YmeraError(
+            f"run {prefix} is ambiguous: {len(matches)} runs of workflow {workflow_id} begin with it")
+    return matches[0]
+
+
+async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    runs, _ = await _runs(settings, args.workflow_id)
+    run = _pick_run(runs, args.workflow_id, args.run) if args.run else runs.latest(args.workflow_id)
+    assert run is not None
+    print(summary(run))
+    return 0
+
+
+async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
+    runs, _ = await _runs(settings, args.workflow_id)
+    print(runs_table(runs.of(args.workflow_id)))
     return 0
 
 
 async def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-cancel", settings.stream)
-    try:
-        await WorkflowClient(connection).cancel(args.workflow_id, args.reason)
-    finally:
-        await connection.close()
-        if server is not None:
-            server.stop()
-    print(f"cancellation of {args.workflow_id} requested")
+    _, run_id = await _runs(settings, args.workflow_id, cancel_reason=args.reason)
+    print(f"cancellation of {args.workflow_id} run {run_id} requested")
     return 0
 
 

@@ -8,48 +8,54 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
-import msgspec
 import nats.js.errors
 
 from bus import Bus
 from events import (
+    BlobError,
     CancelRequested,
     Event,
     MalformedEvent,
-    MessageRejected,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowInvalid,
     WorkflowRefused,
     WorkflowSubmitted,
-    WorkflowValidated,
     YmeraError,
-    decode_message,
     new_id,
     now,
+    read_message,
+    run_of,
 )
+from store import Run, WorkflowRuns
 
 __all__ = [
     "END_STATUS",
     "END_TYPES",
+    "UNSHOWN",
     "WorkflowClient",
     "describe_problem",
     "history",
     "result_of",
+    "run_result",
+    "run_view",
     "store_caught_up",
     "stored",
 ]
 
-# How a workflow can end, and what its status then reads.
+# How a run can end, and what its status then reads. A `MessageRejected` is not among them:
+# a stray message on a workflow's subject belongs to no run and changes none.
 END_STATUS: dict[type, str] = {
     WorkflowCompleted: "completed", WorkflowFailed: "failed", WorkflowCancelled: "cancelled",
-    WorkflowInvalid: "invalid", WorkflowRefused: "refused", MessageRejected: "rejected",
+    WorkflowInvalid: "invalid", WorkflowRefused: "refused",
 }
 END_TYPES = tuple(END_STATUS)
+# What a client never shows, left in its blobs: task outputs and inputs may be large.
+UNSHOWN = frozenset({"TaskSucceeded.output", "TaskReady.inputs", "TaskReady.spec"})
 
 
 class WorkflowClient:
@@ -57,16 +63,19 @@ class WorkflowClient:
         self.bus = bus
 
     async def submit(self, submission: WorkflowSubmitted) -> int:
-        """Publish the submission; return its stream seq (an earlier copy's, if it was a duplicate)."""
+        """Publish the submission; return its stream seq (an earlier copy's, if it was a duplicate).
+        The submission's id is the id of the run it starts."""
         ack = await self.bus.publish(submission)
         return int(ack.seq)
 
-    async def cancel(self, workflow_id: str, reason: str = "") -> None:
-        await self.bus.publish(CancelRequested(id=new_id(), ts=now(), workflow_id=workflow_id, reason=reason))
+    async def cancel(self, workflow_id: str, reason: str = "", run_id: str = "") -> None:
+        """Ask to cancel run `run_id` of the workflow (without one: whichever run is active)."""
+        await self.bus.publish(CancelRequested(id=new_id(), ts=now(), workflow_id=workflow_id, run_id=run_id,
+                                               reason=reason))
 
     async def events(self, workflow_id: str, start_seq: int = 1) -> AsyncIterator[Event]:
-        """Every event of one workflow from `start_seq`, live, forever; each id once (a copy the
-        stream kept past its duplicate window is skipped, as the log skips it)."""
+        """Every event of one workflow (all its runs) from `start_seq`, live, forever; each id once (a
+        copy the stream kept past its duplicate window is skipped, as the log skips it)."""
         sub = await self.bus.follow(start_seq, f"ymera.*.{workflow_id}.>")
         ids: set[str] = set()
         try:
@@ -76,9 +85,9 @@ class WorkflowClient:
                 except TimeoutError:
                     continue
                 try:
-                    event = decode_message(msg.subject, msg.data)
-                except MalformedEvent:
-                    continue
+                    event = await read_message(msg.subject, msg.data, self.bus.get_blob, UNSHOWN)
+                except (MalformedEvent, BlobError):
+                    continue  # the store writer records it as MessageRejected
                 if event.id not in ids:
                     ids.add(event.id)
                     yield event
@@ -86,12 +95,20 @@ class WorkflowClient:
             await sub.unsubscribe()
 
     async def wait(self, workflow_id: str, start_seq: int = 1, on_event: Callable[[Event], None] | None = None,
-                   timeout: float | None = None) -> tuple[Event, list[Event]]:
-        """Follow until the workflow ends; return its last event and everything seen."""
+                   timeout: float | None = None, *, run_id: str | None = None) -> tuple[Event, list[Event]]:
+        """Follow one run until it ends; return its last event and every event of it seen.
+
+        The run is `run_id`, or else the first one submitted at or after `start_seq`. Events
+        of the workflow's other runs, and messages that belong to no run, are passed over."""
         seen: list[Event] = []
 
         async def follow() -> Event:
+            run = run_id
             async for event in self.events(workflow_id, start_seq):
+                if run is None and isinstance(event, WorkflowSubmitted):
+                    run = event.id
+                if run is None or run_of(event) != run:
+                    continue
                 seen.append(event)
                 if on_event is not None:
                     on_event(event)
@@ -106,30 +123,41 @@ class WorkflowClient:
         return end, seen
 
 
+def run_view(seen: list[Event], run_id: str) -> Run:
+    """The run `run_id` folded from its events (the projection `WorkflowRuns`)."""
+    projection = WorkflowRuns()
+    runs = projection.initial()
+    for event in seen:
+        runs = projection.apply(runs, event)
+    if run_id not in runs.runs:
+        raise YmeraError(f"no run {run_id} among the events given")
+    return runs.runs[run_id]
+
+
 def result_of(end: Event, seen: list[Event]) -> dict[str, Any]:
-    """The result as users of the original guide read it: status, quality, per-task results."""
-    validated = next((e for e in seen if isinstance(e, WorkflowValidated)), None)
-    result: dict[str, Any] = {"workflow_id": end.workflow_id, "status": _status(end)}
-    if isinstance(end, (WorkflowCompleted, WorkflowFailed)):
-        result["overall_quality"] = end.overall_quality
-        result["duration_ms"] = end.duration_ms
-        result["results"] = {r.task_id: msgspec.structs.asdict(r) for r in end.results}
-        if isinstance(end, WorkflowFailed):
-            result["error"] = end.reason
-    elif isinstance(end, WorkflowInvalid):
-        result["errors"] = [describe_problem(p.task_id, p.field, p.message) for p in end.problems]
-    elif isinstance(end, (WorkflowRefused, WorkflowCancelled, MessageRejected)):
-        result["error"] = end.reason
-    if validated is not None:
-        result["parallel_groups"] = validated.levels
-        result["critical_path"] = validated.critical_path
-        result["estimated_parallel_speedup"] = validated.estimated_parallel_speedup
-    result.setdefault("overall_quality", None)
+    """The result as users of the original guide read it: status, quality, per-task results, and the run."""
+    return run_result(run_view(seen, run_of(end)))
+
+
+def run_result(run: Run) -> dict[str, Any]:
+    """A run as a dict: status, run id, quality, per-task results, the reasons of its end."""
+    result: dict[str, Any] = {"workflow_id": run.workflow_id, "run_id": run.run_id, "status": run.state,
+                              "overall_quality": run.overall_quality}
+    if run.state in ("completed", "failed", "cancelled"):
+        result["duration_ms"] = run.duration_ms
+        result["results"] = {task_id: {"task_id": task_id, "status": t.state, "attempts": t.attempts,
+                                       "quality": t.quality, "error": t.reason, "duration_ms": t.duration_ms,
+                                       "model": t.model, "cost_usd": t.cost_usd}
+                             for task_id, t in run.tasks.items()}
+    if run.state == "invalid":
+        result["errors"] = [describe_problem(p.task_id, p.field, p.message) for p in run.problems]
+    elif run.reason is not None:
+        result["error"] = run.reason
+    if run.estimated_parallel_speedup is not None:
+        result["parallel_groups"] = run.levels
+        result["critical_path"] = run.critical_path
+        result["estimated_parallel_speedup"] = run.estimated_parallel_speedup
     return result
-
-
-def _status(end: Event) -> str:
-    return END_STATUS[type(end)]
 
 
 def describe_problem(task_id: str | None, field: str | None, message: str) -> str:
@@ -139,11 +167,12 @@ def describe_problem(task_id: str | None, field: str | None, message: str) -> st
 
 async def history(bus: Bus, workflow_id: str) -> list[Event]:
     """Every event of one workflow stored in the stream so far."""
-    return await stored(bus, f"ymera.*.{workflow_id}.>")
+    return await stored(bus, f"ymera.*.{workflow_id}.>", UNSHOWN)
 
 
-async def stored(bus: Bus, subject: str) -> list[Event]:
-    """Every valid event on `subject` in the stream so far, in stream order, each id once (as the log)."""
+async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Event]:
+    """Every valid event on `subject` in the stream so far, in stream order, each id once (as the
+    log keeps it), its blobs resolved but for `keep`."""
     sub = await bus.follow(1, subject)
     out: list[Event] = []
     ids: set[str] = set()
@@ -153,8 +182,8 @@ async def stored(bus: Bus, subject: str) -> list[Event]:
                 msg = await sub.next_msg(timeout=1.0)
             except TimeoutError:
                 return out  # nothing on these subjects at all
-            with contextlib.suppress(MalformedEvent):
-                event = decode_message(msg.subject, msg.data)
+            with contextlib.suppress(MalformedEvent, BlobError):
+                event = await read_message(msg.subject, msg.data, bus.get_blob, keep)
                 if event.id not in ids:
                     ids.add(event.id)
                     out.append(event)

@@ -1,36 +1,45 @@
-"""Progress of one workflow as its events arrive: a live bar on a terminal, plain lines otherwise."""
+"""A run as a user reads it: its progress as events arrive (a live bar on a terminal, plain
+lines otherwise), and its summary (the end of `ymera run`, and `ymera status`).
+
+Both read the one projection of a run (`store.WorkflowRuns`), so what the progress shows,
+what the summary says and what the Python API returns cannot disagree.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from events import (
+    CancelRequested,
     Event,
+    OutcomeChecked,
     TaskAssessed,
     TaskFailed,
-    TaskReady,
     TaskRetryScheduled,
     TaskSkipped,
     TaskStarted,
-    TaskSucceeded,
     TaskTimedOut,
-    WorkflowAdmitted,
-    WorkflowCompleted,
-    WorkflowFailed,
     WorkflowSubmitted,
     WorkflowValidated,
+    run_of,
 )
+from store import Run, Runs, TaskRun, WorkflowRuns
 
-from ._client import END_STATUS
+from ._client import describe_problem
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "run_lines", "runs_table", "summary"]
+
+_DONE = ("succeeded", "failed", "skipped", "cancelled")
 
 
 class Progress:
+    """Folds one run's events (the first submission it is shown starts it) and reports each step."""
+
     def __init__(self, submission: WorkflowSubmitted | None, *, tty: bool, quiet: bool = False) -> None:
-        self.tasks: dict[str, str] = {t.id: "waiting" for t in submission.tasks} if submission else {}
-        self.attempts: dict[str, int] = {}
-        self.workflow = "submitted"
+        self.projection = WorkflowRuns()
+        self.runs: Runs = self.projection.initial()
+        self.run_id = submission.id if submission is not None else None
         self.quiet = quiet
         self._bar: Any = None
         if tty and not quiet and submission is not None:
@@ -42,11 +51,23 @@ class Progress:
             self._bar.start()
             self._bar_task = self._bar.add_task(submission.workflow_id, total=len(submission.tasks))
 
+    @property
+    def run(self) -> Run | None:
+        return self.runs.runs.get(self.run_id) if self.run_id is not None else None
+
     def update(self, event: Event) -> None:
-        line = self._fold(event)
+        if self.run_id is None and isinstance(event, WorkflowSubmitted):
+            self.run_id = event.id
+        if run_of(event) != self.run_id:
+            return
+        self.runs = self.projection.apply(self.runs, event)
+        run = self.run
+        if run is None:
+            return
+        line = _line(run, event)
         if self._bar is not None:
-            done = sum(1 for s in self.tasks.values() if s in ("succeeded", "failed", "skipped"))
-            self._bar.update(self._bar_task, completed=done, description=f"{event.workflow_id}: {self.workflow}")
+            done = sum(1 for t in run.tasks.values() if t.state in _DONE)
+            self._bar.update(self._bar_task, completed=done, description=f"{run.workflow_id}: {run.state}")
         elif line is not None and not self.quiet:
             print(line, flush=True)
 
@@ -54,50 +75,86 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
 
-    def _fold(self, e: Event) -> str | None:
-        task = getattr(e, "task_id", "")
-        if isinstance(e, WorkflowSubmitted):
-            self.tasks = {t.id: "waiting" for t in e.tasks}
-            return None
-        if isinstance(e, WorkflowAdmitted):
-            self.workflow = "admitted"
-            return None
-        if isinstance(e, WorkflowValidated):
-            self.workflow = "running"
-            return (f"validated: {len(self.tasks)} tasks in {len(e.levels)} parallel groups, "
-                    f"estimated speedup {e.estimated_parallel_speedup:.2f}x")
-        if isinstance(e, TaskReady):
-            self.tasks[task], self.attempts[task] = "ready", e.attempt
-            return None
-        if isinstance(e, TaskStarted):
-            self.tasks[task] = "running"
-            return f"  {task}: started (attempt {e.attempt}, {e.executor})"
-        if isinstance(e, TaskSucceeded):
-            self.tasks[task] = "succeeded"
-            return f"  {task}: succeeded in {e.duration_ms:.0f} ms" + (f" on {e.model}" if e.model else "")
-        if isinstance(e, TaskFailed):
-            self.tasks[task] = "attempt failed"
-            return f"  {task}: attempt {e.attempt} failed ({e.kind}): {e.error}"
-        if isinstance(e, TaskTimedOut):
-            self.tasks[task] = "attempt failed"
-            return f"  {task}: attempt {e.attempt} timed out: {e.reason}"
-        if isinstance(e, TaskRetryScheduled):
-            self.tasks[task] = "retry scheduled"
-            return f"  {task}: attempt {e.attempt} scheduled for {e.not_before:%H:%M:%S}"
-        if isinstance(e, TaskSkipped):
-            self.tasks[task] = "skipped"
-            return f"  {task}: skipped, {e.reason}"
-        if isinstance(e, TaskAssessed):
-            return f"  {task}: quality {e.overall:.2f}"
-        if type(e) in END_STATUS:
-            self.workflow = END_STATUS[type(e)]
-            if isinstance(e, (WorkflowCompleted, WorkflowFailed)):
-                for r in e.results:
-                    self.tasks[r.task_id] = r.status
-        return None
 
-    def summary(self, workflow_id: str) -> str:
-        lines = [f"workflow {workflow_id}: {self.workflow}"]
-        lines += [f"  {task}: {status}" + (f" (attempt {self.attempts[task]})" if task in self.attempts else "")
-                  for task, status in self.tasks.items()]
-        return "\n".join(lines)
+def _line(run: Run, e: Event) -> str | None:
+    """The line one event adds to the progress, read off the run it has just been folded into."""
+    task_id = getattr(e, "task_id", "")
+    task = run.tasks.get(task_id)
+    if isinstance(e, WorkflowValidated):
+        return (f"validated: {len(run.tasks)} tasks in {len(e.levels)} parallel groups, "
+                f"estimated speedup {e.estimated_parallel_speedup:.2f}x")
+    if isinstance(e, CancelRequested):
+        return f"cancel requested: {run.cancel_requested}"
+    if task is None or run.ended:
+        return None
+    if isinstance(e, TaskStarted):
+        return f"  {task_id}: started (attempt {e.attempt}, {e.executor})"
+    if isinstance(e, OutcomeChecked):
+        if task.state == "succeeded":
+            return f"  {task_id}: succeeded in {task.duration_ms or 0:.0f} ms" + (f" on {task.model}" if task.model
+                                                                                   else "")
+        return f"  {task_id}: failed: {task.reason}"
+    if isinstance(e, TaskFailed | TaskTimedOut):
+        what = f"failed ({e.kind}): {e.error}" if isinstance(e, TaskFailed) else f"timed out: {e.reason}"
+        final = ", no attempts left" if task.state == "failed" else ""
+        return f"  {task_id}: attempt {e.attempt} {what}{final}"
+    if isinstance(e, TaskRetryScheduled):
+        return f"  {task_id}: attempt {e.attempt} scheduled for {e.not_before:%H:%M:%S}"
+    if isinstance(e, TaskSkipped):
+        return f"  {task_id}: skipped, {e.reason}"
+    if isinstance(e, TaskAssessed) and task.state == "succeeded":
+        return f"  {task_id}: quality {e.overall:.2f}"
+    return None
+
+
+def summary(run: Run) -> str:
+    """The run, task by task, with the reason of every failure, skip, refusal and cancel."""
+    line = f"workflow {run.workflow_id}: {run.state}"
+    if run.overall_quality is not None:
+        line += f", overall quality {run.overall_quality:.2f}"
+    if run.duration_ms is not None:
+        line += f", {run.duration_ms / 1000:.2f}s"
+    lines = [line, f"  run {run.run_id}"]
+    if run.state == "invalid":
+        return "\n".join(lines + [f"  {describe_problem(p.task_id, p.field, p.message)}" for p in run.problems])
+    if run.reason is not None:
+        lines.append(f"  {run.reason}")
+    elif run.cancel_requested is not None:
+        lines.append(f"  cancel requested: {run.cancel_requested}")
+    if run.state != "refused":
+        for task_id, task in run.tasks.items():
+            lines += _task_lines(task_id, task)
+    return "\n".join(lines)
+
+
+def _task_lines(task_id: str, task: TaskRun) -> list[str]:
+    line = f"  {task_id}: {task.state}"
+    if task.attempts:
+        line += f" (attempts {task.attempts})"
+    details = [task.reason] if task.reason else []
+    if task.quality is not None and task.state in ("succeeded", "failed"):
+        details.append(f"quality {task.quality:.2f}")
+    if details:
+        # A reason reads after a comma: "failed (attempts 3), timed out after 0.3s".
+        line += (", " if task.reason else " ") + "; ".join(details)
+    # Earlier attempts' failures, where the task's own reason does not already say them.
+    return [line] + [f"    attempt {f.attempt} failed: {f.reason}" for f in task.failures if f.reason != task.reason]
+
+
+def run_lines(run: Run) -> str:
+    """One line of `ymera runs`: run id, when it started, its state and how long it took."""
+    return (f"{run.run_id:<36}  {_clock(run.submitted_at)}  {run.state:<9}  "
+            f"{_duration(run.submitted_at, run.ended_at)}").rstrip()
+
+
+def runs_table(runs: list[Run]) -> str:
+    header = f"{'run':<36}  {'started (UTC)':<19}  {'state':<9}  duration"
+    return "\n".join([header] + [run_lines(r) for r in runs])
+
+
+def _clock(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(start: datetime, end: datetime | None) -> str:
+    return f"{(end - start).total_seconds():.2f}s" if end is not None else "-"

@@ -1,8 +1,9 @@
 """The assessor: scores every checked task outcome (issue "quality" deepens the heuristics).
 
 Listens to: WorkflowSubmitted (the task specs), TaskSucceeded (output, duration; per attempt,
-so the one scored is the attempt the validator checked),
-OutcomeChecked, workflow ends (to forget), and, when rebuilding, its own TaskAssessed.
+so the one scored is the attempt the validator checked), OutcomeChecked, the end of a run
+(to forget; refusals and invalid runs included), all keyed by run, and, when rebuilding,
+its own TaskAssessed.
 Emits: TaskAssessed, once per task, with the scores of `_scoring.score`.
 """
 
@@ -22,9 +23,12 @@ from events import (
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowFailed,
+    WorkflowInvalid,
+    WorkflowRefused,
     WorkflowSubmitted,
     derive_id,
     now,
+    run_of,
 )
 
 from ._scoring import score
@@ -36,20 +40,23 @@ class Assessor(Actor):
     name: ClassVar[str] = "assessor"
     subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.submitted", "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled",
+        "ymera.wf.*.refused", "ymera.wf.*.invalid",
         "ymera.task.*.*.succeeded", "ymera.task.*.*.outcome_checked",
     )
     own_subjects: ClassVar[tuple[str, ...]] = ("ymera.task.*.*.assessed",)
+    # Held until assessed, and only then loaded (`_assess`): a rebuild loads no past outputs.
+    by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.specs: dict[str, dict[str, TaskSpec]] = {}
-        # workflow id -> (task, attempt) -> its success: the one scored is the attempt checked.
+        self.specs: dict[str, dict[str, TaskSpec]] = {}  # run -> its task specs
+        # run -> (task, attempt) -> its success: the one scored is the attempt checked.
         self.succeeded: dict[str, dict[tuple[str, int], TaskSucceeded]] = {}
         self.to_assess: dict[tuple[str, str], OutcomeChecked] = {}
         self.assessed: dict[str, set[str]] = {}
 
     def apply(self, event: Event) -> None:
-        wf = event.workflow_id
+        wf = run_of(event)  # keyed by run: a workflow id may run again
         if isinstance(event, WorkflowSubmitted):
             self.specs.setdefault(wf, {t.id: t for t in event.tasks})
         elif isinstance(event, TaskSucceeded):
@@ -60,7 +67,8 @@ class Assessor(Actor):
         elif isinstance(event, TaskAssessed):
             self.assessed.setdefault(wf, set()).add(event.task_id)
             self.to_assess.pop((wf, event.task_id), None)
-        elif isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)):
+        elif isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowRefused,
+                                WorkflowInvalid)):
             tasks = self.specs.pop(wf, {})
             self.assessed.pop(wf, None)
             self.succeeded.pop(wf, None)
@@ -69,7 +77,7 @@ class Assessor(Actor):
 
     async def react(self, event: Event) -> list[Event]:
         if isinstance(event, OutcomeChecked):
-            return await self._assess([(event.workflow_id, event.task_id)], now())
+            return await self._assess([(run_of(event), event.task_id)], now())
         return []
 
     async def reconcile(self, at: datetime) -> list[Event]:
@@ -88,7 +96,8 @@ class Assessor(Actor):
                       timeout_seconds=spec.timeout_seconds or self.settings.task_timeout_seconds,
                       outcome_passed=checked.passed, outcome_problems=checked.problems)
             assessed = TaskAssessed(
-                id=derive_id(key[0], "TaskAssessed", key[1]), ts=at, workflow_id=key[0], causation_id=checked.id,
+                id=derive_id(key[0], "TaskAssessed", key[1]), ts=at, workflow_id=checked.workflow_id,
+                run_id=key[0], causation_id=checked.id,
                 actor=self.name, task_id=key[1], attempt=succeeded.attempt, accuracy=s.accuracy,
                 completeness=s.completeness, consistency=s.consistency, efficiency=s.efficiency,
                 maintainability=s.maintainability, overall=s.overall)

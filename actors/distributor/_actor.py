@@ -8,6 +8,8 @@ TaskRetryScheduled (exponential backoff with jitter), TaskTimedOut (past the tim
 heartbeats stopped), TaskSkipped (a dependency failed), WorkflowCompleted / WorkflowFailed /
 WorkflowCancelled, each exactly once.
 Decides: from its folded state only (`_decide.py`); the clock is read only on timer passes.
+Its state is keyed by run: every event it emits carries the run's id, and every id it
+derives is derived from the run (the submission), so a second run's events are its own.
 Its own decisions are folded in as soon as they are published, so a decision is never
 taken twice while its event is on its way back through the stream; folding them again when
 they arrive changes nothing. A timeout is the exception: it is only marked as decided, and
@@ -49,6 +51,8 @@ class Distributor(Actor):
         "ymera.task.*.*.retry_scheduled", "ymera.task.*.*.skipped",
     )
     tick_seconds: ClassVar[float | None] = 0.25
+    # A large output is passed on to dependents as a reference, which the executor loads.
+    by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -66,15 +70,16 @@ class Distributor(Actor):
     async def handle(self, batch: list[Event]) -> list[Event]:
         """Fold the whole batch, then decide once per workflow it touched (a 2,000-task
         workflow would otherwise be re-examined for every one of its events)."""
-        last_cause: dict[str, str] = {}
+        last_cause: dict[str, str] = {}  # run -> the last event of the batch that concerned it
         slots_may_free = False
         for event in batch:
             self.apply(event)
-            last_cause[event.workflow_id] = event.id
+            for run in self.state.runs_of(event):
+                last_cause[run] = event.id
             slots_may_free |= isinstance(event, _OPENS_OR_FREES_A_SLOT)
         out: list[Event] = []
-        for workflow_id, cause in last_cause.items():
-            out.extend(self._settle(workflow_id, None, cause))
+        for run, cause in last_cause.items():
+            out.extend(self._settle(run, None, cause))
         if slots_may_free or any(isinstance(e, _OPENS_OR_FREES_A_SLOT) for e in out):
             started = activate_queued(self.state, self.settings, None)
             self._fold(started)
@@ -84,8 +89,8 @@ class Distributor(Actor):
     async def reconcile(self, at: datetime) -> list[Event]:
         out: list[Event] = []
         behind = await self._behind()
-        for workflow_id in list(self.state.workflows):
-            out.extend(self._settle(workflow_id, at, None, self.read_until if behind else None))
+        for run in list(self.state.workflows):
+            out.extend(self._settle(run, at, None, self.read_until if behind else None))
         started = activate_queued(self.state, self.settings, at)
         self._fold(started)
         out.extend(started)
@@ -96,13 +101,13 @@ class Distributor(Actor):
         # Unknown (no bus, the consumer not created yet at start, no answer): judge by the clock.
         return self.bus is not None and bool(await self.bus.pending(self.name))
 
-    def _settle(self, workflow_id: str, at: datetime | None, cause: str | None,
+    def _settle(self, run: str, at: datetime | None, cause: str | None,
                 read_until: datetime | None = None) -> list[Event]:
         """Decide and fold until nothing new follows (a skip leads to a skip, then to the end)."""
         out: list[Event] = []
         seen: set[str] = set()
         for _ in range(_MAX_ROUNDS):
-            wf = self.state.workflows.get(workflow_id)
+            wf = self.state.workflows.get(run)
             if wf is None:
                 break
             fresh = [e for e in decide(self.state, wf, self.settings, at, cause, read_until) if e.id not in seen]

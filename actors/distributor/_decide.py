@@ -22,6 +22,7 @@ from events import (
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowFailed,
+    blob_marker,
     derive_id,
     now,
 )
@@ -68,7 +69,7 @@ def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: d
             not_before = task.failed_at + timedelta(seconds=retry_delay(wf, task))
             out.append(TaskRetryScheduled(
                 id=derive_id(wf.submission_id, "TaskRetryScheduled", task.spec.id, task.attempt + 1),
-                ts=_now(at), workflow_id=wf.workflow_id, causation_id=cause, actor=ACTOR,
+                ts=_now(at), workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR,
                 task_id=task.spec.id, attempt=task.attempt + 1, not_before=not_before,
                 reason=task.error or "attempt failed"))
         elif finally_failed(task):
@@ -112,7 +113,7 @@ def _release(wf: WorkflowState, settings: Settings, at: datetime | None, cause: 
         attempt = task.attempt + 1
         out.append(TaskReady(
             id=derive_id(wf.submission_id, "TaskReady", task.spec.id, attempt), ts=_now(at),
-            workflow_id=wf.workflow_id, causation_id=cause, actor=ACTOR, task_id=task.spec.id,
+            workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR, task_id=task.spec.id,
             attempt=attempt, spec=task.spec, inputs=_inputs(wf, task),
             timeout_seconds=task.spec.timeout_seconds or settings.task_timeout_seconds))
     return out
@@ -122,9 +123,8 @@ def _inputs(wf: WorkflowState, task: TaskState) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     for dep in task.spec.dependencies:
         source = wf.tasks[dep]
-        # An output too large to travel inline stays a blob; the executor resolves it.
-        inputs[dep] = {"$blob": source.output_ref.digest, "size": source.output_ref.size} \
-            if source.output_ref is not None else source.output
+        # An output too large to travel inline stays a blob; the executor loads it.
+        inputs[dep] = blob_marker(source.output_ref) if source.output_ref is not None else source.output
     return inputs
 
 
@@ -150,8 +150,8 @@ def timers(wf: WorkflowState, settings: Settings, at: datetime, cause: str | Non
         if reason is not None:
             out.append(TaskTimedOut(
                 id=derive_id(wf.submission_id, "TaskTimedOut", task.spec.id, task.attempt), ts=at,
-                workflow_id=wf.workflow_id, causation_id=cause, actor=ACTOR, task_id=task.spec.id,
-                attempt=task.attempt, reason=reason))
+                workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR,
+                task_id=task.spec.id, attempt=task.attempt, reason=reason))
     return out
 
 
@@ -168,7 +168,8 @@ def _skip_dependents(wf: WorkflowState, failed: TaskState, cause: str | None, at
             frontier.append(child_id)
             out.append(TaskSkipped(
                 id=derive_id(wf.submission_id, "TaskSkipped", child_id), ts=_now(at), workflow_id=wf.workflow_id,
-                causation_id=cause, actor=ACTOR, task_id=child_id, reason=f"dependency {parent} did not succeed"))
+                run_id=wf.submission_id, causation_id=cause, actor=ACTOR, task_id=child_id,
+                reason=f"dependency {parent} did not succeed"))
     return out
 
 
@@ -189,13 +190,15 @@ def _end(wf: WorkflowState, cause: str | None, how: str, at: datetime | None = N
     # One id for every way a workflow can end: it ends exactly once.
     common: dict[str, Any] = {
         "id": derive_id(wf.submission_id, "WorkflowEnded"), "ts": _now(at), "workflow_id": wf.workflow_id,
-        "causation_id": cause, "actor": ACTOR, "results": [_result(t) for t in wf.tasks.values()],
+        "run_id": wf.submission_id, "causation_id": cause, "actor": ACTOR,
+        "results": [_result(t) for t in wf.tasks.values()],
     }
     qualities = [t.quality for t in wf.tasks.values() if t.quality is not None]
     quality = round(sum(qualities) / len(qualities), 4) if qualities else None
     elapsed = (_now(at) - wf.submitted_at).total_seconds() * 1000
     if how == "cancelled":
-        return WorkflowCancelled(id=common["id"], ts=common["ts"], workflow_id=wf.workflow_id, causation_id=cause,
+        return WorkflowCancelled(id=common["id"], ts=common["ts"], workflow_id=wf.workflow_id,
+                                 run_id=wf.submission_id, causation_id=cause,
                                  actor=ACTOR, reason=wf.cancel_reason or "")
     if how == "completed":
         return WorkflowCompleted(**common, overall_quality=quality, duration_ms=elapsed)

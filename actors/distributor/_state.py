@@ -33,6 +33,7 @@ from events import (
     WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
+    run_of,
 )
 
 __all__ = ["PRIORITY_RANK", "DistributorState", "TaskState", "WorkflowState"]
@@ -75,6 +76,8 @@ class TaskState:
 
 @dataclass
 class WorkflowState:
+    """One run of a workflow; `submission_id` is its run id."""
+
     workflow_id: str
     submission_id: str
     submitted_at: datetime
@@ -93,6 +96,7 @@ class WorkflowState:
 
 @dataclass
 class DistributorState:
+    # Keyed by run (the submission's id): a workflow id may run again once its run ended.
     workflows: dict[str, WorkflowState] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)
     _validations: int = 0
@@ -103,30 +107,38 @@ class DistributorState:
 
     def timing_out(self, event: TaskTimedOut) -> None:
         """Mark a timeout as decided, before the stream has it (see `TaskState.timing_out`)."""
-        wf = self.workflows.get(event.workflow_id)
-        task = wf.tasks.get(event.task_id) if wf is not None else None
-        if task is not None and task.attempt == event.attempt and task.status == "running":
-            task.timing_out = event.attempt
+        for run in self.runs_of(event):
+            wf = self.workflows.get(run)
+            task = wf.tasks.get(event.task_id) if wf is not None else None
+            if task is not None and task.attempt == event.attempt and task.status == "running":
+                task.timing_out = event.attempt
 
-    def apply(self, event: Event) -> WorkflowState | None:
-        """Fold one event; return the workflow it touched, if it is still active."""
+    def runs_of(self, event: Event) -> list[str]:
+        """The active runs an event concerns: its own; without a run id (a client's cancel that
+        names only the workflow, an event from before runs), every active run of its workflow."""
+        run = run_of(event)
+        if run:
+            return [run]
+        return [r for r, w in self.workflows.items() if w.workflow_id == event.workflow_id]
+
+    def apply(self, event: Event) -> None:
+        """Fold one event."""
         if isinstance(event, WorkflowSubmitted):
-            if event.workflow_id in self.workflows or event.workflow_id in self.ended:
-                return None  # a second submission under a used id: security refuses it
-            self.workflows[event.workflow_id] = _new_workflow(event)
-            return self.workflows[event.workflow_id]
-        wf = self.workflows.get(event.workflow_id)
+            if event.id not in self.workflows and event.id not in self.ended:
+                self.workflows[event.id] = _new_workflow(event)
+            return
+        for run in self.runs_of(event):
+            self._apply(run, event)
+
+    def _apply(self, run: str, event: Event) -> None:
+        wf = self.workflows.get(run)
         if wf is None:
-            return None
-        if isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)):
-            del self.workflows[event.workflow_id]
-            self.ended.add(event.workflow_id)
-            return None
-        if isinstance(event, (WorkflowInvalid, WorkflowRefused)):
-            if event.causation_id in (None, wf.submission_id):
-                del self.workflows[event.workflow_id]
-                self.ended.add(event.workflow_id)
-            return None
+            return
+        if isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid,
+                              WorkflowRefused)):
+            del self.workflows[run]
+            self.ended.add(run)
+            return
         if isinstance(event, WorkflowValidated):
             if wf.validated_seq is None:
                 self._validations += 1
@@ -138,7 +150,6 @@ class DistributorState:
             task = wf.tasks.get(task_id) if task_id is not None else None
             if task is not None:
                 _apply_task(wf, task, event)
-        return wf
 
 
 def _new_workflow(event: WorkflowSubmitted) -> WorkflowState:

@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 import aiohttp
-import msgspec
 import nats.errors
 import nats.js.errors
 import structlog
@@ -38,8 +37,9 @@ from bus import (
     fit_consumer,
 )
 from events import (
-    BlobRef,
+    BlobError,
     Event,
+    EventTooLarge,
     MalformedEvent,
     TaskFailed,
     TaskReady,
@@ -49,13 +49,15 @@ from events import (
     WorkflowCancelled,
     decode_message,
     derive_id,
+    load_blob,
+    marked_blob,
     now,
-    resolve,
+    read_message,
+    subject_filter,
     subject_of,
-    subject_of_type,
 )
 
-from ._fence import Attempt, Fence
+from ._fence import Attempt, Fence, run_key
 from ._kinds import run_task
 from ._llm import http_client
 from ._outcome import TaskError
@@ -96,8 +98,8 @@ class Executor:
         await batches.start()
         # Cancellations and timeouts reach running attempts at once, through plain subscriptions:
         # one missed while this executor was down concerns no attempt it is running.
-        ends = await bus.nc.subscribe(subject_of_type(WorkflowCancelled), cb=self._on_cancelled)
-        timeouts = await bus.nc.subscribe(subject_of_type(TaskTimedOut), cb=self._on_timed_out)
+        ends = await bus.nc.subscribe(subject_filter(WorkflowCancelled), cb=self._on_cancelled)
+        timeouts = await bus.nc.subscribe(subject_filter(TaskTimedOut), cb=self._on_timed_out)
         beating_stop = asyncio.Event()
         beating = asyncio.create_task(self.fence.beat(bus, beating_stop))
         if ready is not None:
@@ -136,9 +138,11 @@ class Executor:
 
     async def _attempt_once(self, bus: Bus, http: aiohttp.ClientSession, msg: Msg) -> None:
         try:
-            ready = decode_message(msg.subject, msg.data)
-        except MalformedEvent:
-            await msg.ack()  # the store writer records it
+            ready = await read_message(msg.subject, msg.data, bus.get_blob)
+        except (MalformedEvent, BlobError) as exc:
+            if isinstance(exc, BlobError):
+                _log.warning("task not started: a blob cannot be read", subject=msg.subject, error=str(exc))
+            await msg.ack()  # the store writer records it as MessageRejected
             return
         if not isinstance(ready, TaskReady):
             await msg.ack()
@@ -146,13 +150,10 @@ class Executor:
         if deliveries(msg) > 1 and await self._timed_out_already(bus, ready):
             await msg.ack()
             return
-        if ready.blobs:
-            resolved = await resolve(ready, bus.get_blob)
-            assert isinstance(resolved, TaskReady)
-            ready = resolved
-        started = TaskStarted(id=derive_id(ready.workflow_id, "TaskStarted", ready.task_id, ready.attempt),
-                              ts=now(), workflow_id=ready.workflow_id, causation_id=ready.id, actor=self.name,
-                              task_id=ready.task_id, attempt=ready.attempt, executor=self.executor_id)
+        started = TaskStarted(id=derive_id(run_key(ready), "TaskStarted", ready.task_id, ready.attempt),
+                              ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id,
+                              actor=self.name, task_id=ready.task_id, attempt=ready.attempt,
+                              executor=self.executor_id)
         stamped = time.monotonic()
         # The task starts while TaskStarted is on its way; the TaskReady is acked, and the
         # result published, only once the stream has TaskStarted.
@@ -171,21 +172,26 @@ class Executor:
         except asyncio.CancelledError:
             if attempt.abandoned is not None:
                 return
-            if ready.workflow_id not in self.cancelled:
+            if run_key(ready) not in self.cancelled:
                 raise
             result = self._failed(self._common(ready), ready, 0.0, "the workflow was cancelled", "cancelled", False,
                                   None)
         finally:
             self.fence.remove(attempt)
         # A result that could only arrive late is not published (`_fence.py`).
-        if self.fence.still_ours(attempt):
+        if not self.fence.still_ours(attempt):
+            return
+        try:
             await bus.publish(result)
+        except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
+            await bus.publish(self._failed(self._common(ready), ready, 0.0, f"the result cannot be published: {exc}",
+                                           "error", False, None))
 
     async def _timed_out_already(self, bus: Bus, ready: TaskReady) -> bool:
         """Whether a redelivered attempt was timed out while its first executor held it (paused
         between publishing TaskStarted and acking): then it is no one's to run any more."""
-        probe = TaskTimedOut(id="", ts=ready.ts, workflow_id=ready.workflow_id, task_id=ready.task_id,
-                             attempt=ready.attempt, reason="")
+        probe = TaskTimedOut(id="", ts=ready.ts, workflow_id=ready.workflow_id, run_id=ready.run_id,
+                             task_id=ready.task_id, attempt=ready.attempt, reason="")
         data = await bus.last(subject_of(probe))
         if data is None:
             return False
@@ -193,17 +199,21 @@ class Executor:
             last = decode_message(subject_of(probe), data)
         except MalformedEvent:
             return False
-        if isinstance(last, TaskTimedOut) and last.attempt >= ready.attempt:
+        if isinstance(last, TaskTimedOut) and run_key(last) == run_key(ready) and last.attempt >= ready.attempt:
             _log.warning("redelivered attempt not started: it was timed out", workflow=ready.workflow_id,
                          task=ready.task_id, attempt=ready.attempt, reason=last.reason)
             return True
         return False
 
     async def _on_cancelled(self, msg: Msg) -> None:
-        workflow_id = msg.subject.split(".")[2]
-        attempts = self.fence.of_workflow(workflow_id)
+        try:
+            cancelled = decode_message(msg.subject, msg.data)
+        except MalformedEvent:
+            return
+        run = run_key(cancelled)
+        attempts = self.fence.of_run(run)
         if attempts:
-            self.cancelled.add(workflow_id)
+            self.cancelled.add(run)
             for attempt in attempts:
                 attempt.work.cancel()
 
@@ -213,7 +223,7 @@ class Executor:
         except MalformedEvent:
             return
         if isinstance(event, TaskTimedOut):
-            self.fence.timed_out((event.workflow_id, event.task_id, event.attempt), event.reason)
+            self.fence.timed_out((run_key(event), event.task_id, event.attempt), event.reason)
 
     async def _run(self, bus: Bus, http: aiohttp.ClientSession, ready: TaskReady) -> Event:
         assert ready.spec is not None
@@ -225,24 +235,25 @@ class Executor:
                                      timeout=ready.timeout_seconds or self.settings.task_timeout_seconds, http=http)
         except TaskError as exc:
             return self._failed(common, ready, t0, str(exc), exc.kind, exc.retryable, exc.retry_after)
-        except BusError as exc:
-            return self._failed(common, ready, t0, f"could not read an input: {exc}", "error", True, None)
+        except (BusError, BlobError) as exc:
+            return self._failed(common, ready, t0, f"could not read an input: {exc}", "error",
+                                isinstance(exc, BusError), None)
         except Exception as exc:  # a bug in a task kind must not take the executor down
             _log.exception("task kind crashed", task=ready.task_id, workflow=ready.workflow_id)
             return self._failed(common, ready, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
         common["ts"] = now()
-        return TaskSucceeded(id=derive_id(ready.workflow_id, "TaskSucceeded", ready.task_id, ready.attempt), **common,
+        return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt), **common,
                              output=outcome.output, duration_ms=(time.perf_counter() - t0) * 1000,
                              model=outcome.model, cost_usd=outcome.cost_usd, usage=outcome.usage)
 
     def _common(self, ready: TaskReady) -> dict[str, Any]:
-        return {"ts": now(), "workflow_id": ready.workflow_id, "causation_id": ready.id, "actor": self.name,
-                "task_id": ready.task_id, "attempt": ready.attempt}
+        return {"ts": now(), "workflow_id": ready.workflow_id, "run_id": ready.run_id, "causation_id": ready.id,
+                "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt}
 
     def _failed(self, common: dict[str, Any], ready: TaskReady, t0: float, error: str, kind: str,
                 retryable: bool, retry_after: float | None) -> TaskFailed:
         common["ts"] = now()
-        return TaskFailed(id=derive_id(ready.workflow_id, "TaskFailed", ready.task_id, ready.attempt), **common,
+        return TaskFailed(id=derive_id(run_key(ready), "TaskFailed", ready.task_id, ready.attempt), **common,
                           error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
                           retry_after_seconds=retry_after,
                           duration_ms=(time.perf_counter() - t0) * 1000 if t0 else 0.0)
@@ -251,8 +262,6 @@ class Executor:
         """Dependency outputs; one too large to travel inline arrives as a blob reference."""
         out: dict[str, Any] = {}
         for task_id, value in inputs.items():
-            if isinstance(value, dict) and set(value) == {"$blob", "size"}:
-                data = await bus.get_blob(BlobRef(digest=value["$blob"], size=value["size"]))
-                value = msgspec.json.decode(data)
-            out[task_id] = value
+            ref = marked_blob(value)
+            out[task_id] = value if ref is None else await load_blob(ref, bus.get_blob)
         return out

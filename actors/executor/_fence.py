@@ -28,10 +28,16 @@ from actors._settings import Settings
 from bus import Bus, BusError
 from events import Event, TaskHeartbeat, TaskReady, derive_id, now
 
-__all__ = ["Attempt", "Fence"]
+__all__ = ["Attempt", "Fence", "run_key"]
 
 _log = structlog.get_logger("ymera.executor")
-AttemptKey = tuple[str, str, int]  # workflow id, task id, attempt
+AttemptKey = tuple[str, str, int]  # run, task id, attempt
+
+
+def run_key(event: Event) -> str:
+    """What an attempt's ids are derived from and its cancellation keyed by: its run (a TaskReady
+    from before runs has none, and then its workflow id stands for its only run)."""
+    return event.run_id or event.workflow_id
 
 
 @dataclass
@@ -46,7 +52,7 @@ class Attempt:
 
     @property
     def key(self) -> AttemptKey:
-        return (self.ready.workflow_id, self.ready.task_id, self.ready.attempt)
+        return (run_key(self.ready), self.ready.task_id, self.ready.attempt)
 
 
 class Fence:
@@ -63,8 +69,8 @@ class Fence:
         if self.running.get(attempt.key) is attempt:
             del self.running[attempt.key]
 
-    def of_workflow(self, workflow_id: str) -> list[Attempt]:
-        return [a for a in self.running.values() if a.ready.workflow_id == workflow_id]
+    def of_run(self, run: str) -> list[Attempt]:
+        return [a for a in self.running.values() if run_key(a.ready) == run]
 
     def silent_for(self, attempt: Attempt, at: float | None = None) -> float:
         return (time.monotonic() if at is None else at) - attempt.alive_at
@@ -105,9 +111,9 @@ class Fence:
                 a.beat += 1
                 r = a.ready
                 beats.append(TaskHeartbeat(
-                    id=derive_id(r.workflow_id, "TaskHeartbeat", r.task_id, r.attempt, a.beat), ts=ts,
-                    workflow_id=r.workflow_id, causation_id=r.id, actor=self.actor, task_id=r.task_id,
-                    attempt=r.attempt, executor=self.executor_id, beat=a.beat))
+                    id=derive_id(run_key(r), "TaskHeartbeat", r.task_id, r.attempt, a.beat), ts=ts,
+                    workflow_id=r.workflow_id, run_id=r.run_id, causation_id=r.id, actor=self.actor,
+                    task_id=r.task_id, attempt=r.attempt, executor=self.executor_id, beat=a.beat))
             try:
                 await bus.publish_many(beats)
             except BusError as exc:

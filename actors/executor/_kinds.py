@@ -21,6 +21,8 @@ from ._outcome import Outcome, TaskError
 
 __all__ = ["run_task"]
 
+_SLEEP_SECONDS = next(p for p in TASK_KINDS["sleep"].params if p.name == "seconds")
+
 async def run_task(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, *, timeout: float,
                    http: aiohttp.ClientSession | None = None, keys: KeyPool | None = None) -> Outcome:
     """Run one attempt of `spec` within `timeout` seconds; `inputs` are its dependencies' outputs.
@@ -44,8 +46,8 @@ async def _dispatch(spec: TaskSpec, inputs: dict[str, Any], settings: Settings,
         return Outcome(output=None)
     if spec.type == "sleep":
         seconds = spec.parameters.get("seconds", 0)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise TaskError("bad_request", f"parameters.seconds must be a number >= 0, not {seconds!r}",
+        if not _SLEEP_SECONDS.accepts(seconds):  # the validator's rule, should a submission slip past it
+            raise TaskError("bad_request", f"parameters.seconds must be {_SLEEP_SECONDS.expected()}, not {seconds!r}",
                             retryable=False)
         await asyncio.sleep(seconds)
         return Outcome(output={"slept": seconds})

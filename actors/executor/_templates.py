@@ -1,4 +1,8 @@
-"""`{{ tasks.<id>.output }}` references in a task's description and parameters, filled from its inputs."""
+"""`{{ tasks.<id>.output }}` references in a task's description and parameters, filled from its inputs.
+
+Which references are allowed is `registry.reference_problem`'s to say, the rule the validator
+applies too: a submission that passed validation never fails here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from ..registry import TEMPLATE_REFERENCE
+from ..registry import TEMPLATE_REFERENCE, reference_problem
 from ._outcome import TaskError
 
 __all__ = ["render", "render_text"]
@@ -18,12 +22,9 @@ def render_text(text: str, inputs: dict[str, Any], where: str) -> str:
 
     def replace(match: re.Match[str]) -> str:
         task_id = match.group(1)
-        if task_id not in inputs:
-            raise TaskError(
-                "bad_request",
-                f"{where}: {match.group(0)} refers to task {task_id!r}, which is not a dependency of this task",
-                retryable=False,
-            )
+        problem = reference_problem(task_id, inputs)
+        if problem is not None:
+            raise TaskError("bad_request", f"{where}: {problem}", retryable=False)
         output = inputs[task_id]
         return output if isinstance(output, str) else msgspec.json.encode(output).decode()
 

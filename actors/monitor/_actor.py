@@ -26,6 +26,7 @@ class Monitor(Actor):
     name: ClassVar[str] = "monitor"
     subjects: ClassVar[tuple[str, ...]] = ("ymera.>",)
     tick_seconds: ClassVar[float | None] = 1.0
+    by_reference: ClassVar[frozenset[str]] = Metrics.by_reference
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

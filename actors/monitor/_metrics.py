@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import (
+    EVENT_TYPES,
     AlertRaised,
     Event,
     MessageRejected,
@@ -31,6 +32,7 @@ from events import (
     WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
+    run_of,
 )
 
 __all__ = [
@@ -95,8 +97,10 @@ class RecentAlert:
 @dataclass
 class MetricsState:
     workflows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_WORKFLOW_COUNTS.values(), 0))
-    # workflow_id -> "submitted" | "admitted" | "validated" | "running", until the workflow ends.
+    # run id -> "submitted" | "admitted" | "validated" | "running", until the run ends.
     active: dict[str, str] = field(default_factory=dict)
+    # workflow id -> its latest run, until it ends: the run of an event that names none (from before runs).
+    latest_run: dict[str, str] = field(default_factory=dict)
     # "late": results of attempts that had already ended (timed out), never a task's result.
     tasks: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*_TASK_COUNTS.values(), "late"), 0))
     models: dict[str, ModelStats] = field(default_factory=dict)
@@ -104,11 +108,11 @@ class MetricsState:
     overall_sum: float = 0.0
     recent_quality: deque[float] = field(default_factory=lambda: deque(maxlen=QUALITY_WINDOW))
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    # (workflow_id, task_id, attempt) -> "succeeded" | "failed" | "timed_out"; one entry per attempt.
+    # (run id, task_id, attempt) -> "succeeded" | "failed" | "timed_out"; one entry per attempt.
     ends: deque[tuple[tuple[str, str, int], str]] = field(default_factory=lambda: deque(maxlen=ENDS_WINDOW))
     alerts: deque[RecentAlert] = field(default_factory=lambda: deque(maxlen=ALERTS_KEPT))
-    # workflow_id -> (task_id, attempt) -> how the attempt ended, while the workflow is active: a
-    # second end of an attempt is a late result (after a timeout) or a moot timeout (after a result).
+    # run id -> (task_id, attempt) -> how the attempt ended, while the run is active: a second
+    # end of an attempt is a late result (after a timeout) or a moot timeout (after a result).
     attempts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
     # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
     # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
@@ -134,33 +138,36 @@ class Metrics:
     """Projection "metrics": every event folded into a `MetricsState`, updated in place."""
 
     name = "metrics"
+    # It reads no large field: every blob-held value stays in its blob.
+    by_reference = frozenset(f"{name}.{field}" for name, kind in EVENT_TYPES.items() for field in kind.blob_fields)
 
     def initial(self) -> MetricsState:
         return MetricsState()
 
     def apply(self, state: MetricsState, event: Event) -> MetricsState:
         kind = type(event)
-        if isinstance(event, (TaskSucceeded, TaskFailed, TaskTimedOut)) and not _first_end(state, event):
+        run = _run_key(state, event)
+        if isinstance(event, (TaskSucceeded, TaskFailed, TaskTimedOut)) and not _first_end(state, event, run):
             if not isinstance(event, TaskTimedOut):
                 state.tasks["late"] += 1  # a result after its attempt was timed out: not the task's
             return state  # a timeout after the attempt's result changes nothing
         if kind in _WORKFLOW_COUNTS:
             state.workflows[_WORKFLOW_COUNTS[kind]] += 1
-            _track_workflow(state, event)
+            _track_workflow(state, event, run)
         if kind in _TASK_COUNTS:
             state.tasks[_TASK_COUNTS[kind]] += 1
         match event:
-            case TaskReady() | TaskStarted() if event.workflow_id in state.active:
-                state.active[event.workflow_id] = "running"
+            case TaskReady() | TaskStarted() if run in state.active:
+                state.active[run] = "running"
             case TaskSucceeded():
                 state.latencies.append(event.duration_ms)
-                _end(state, (event.workflow_id, event.task_id, event.attempt), "succeeded")
+                _end(state, (run, event.task_id, event.attempt), "succeeded")
                 if event.model is not None:
                     _count_call(state.models.setdefault(event.model, ModelStats()), event)
             case TaskFailed():
-                _end(state, (event.workflow_id, event.task_id, event.attempt), "failed")
+                _end(state, (run, event.task_id, event.attempt), "failed")
             case TaskTimedOut():
-                _end(state, (event.workflow_id, event.task_id, event.attempt), "timed_out")
+                _end(state, (run, event.task_id, event.attempt), "timed_out")
             case TaskAssessed():
                 state.assessed += 1
                 state.overall_sum += event.overall
@@ -175,11 +182,11 @@ class Metrics:
         return state
 
 
-def _first_end(state: MetricsState, event: TaskSucceeded | TaskFailed | TaskTimedOut) -> bool:
+def _first_end(state: MetricsState, event: TaskSucceeded | TaskFailed | TaskTimedOut, run: str) -> bool:
     """Whether this is the first end of its attempt, in stream order (the distributor's rule)."""
-    if event.workflow_id not in state.active:
+    if run not in state.active:
         return True
-    ends = state.attempts.setdefault(event.workflow_id, {})
+    ends = state.attempts.setdefault(run, {})
     key = (event.task_id, event.attempt)
     if key in ends:
         return False
@@ -187,14 +194,25 @@ def _first_end(state: MetricsState, event: TaskSucceeded | TaskFailed | TaskTime
     return True
 
 
-def _track_workflow(state: MetricsState, event: Event) -> None:
+def _run_key(state: MetricsState, event: Event) -> str:
+    """The run an event belongs to; one that names none (written before runs) belongs to its
+    workflow's latest run."""
+    run = run_of(event)
+    if isinstance(event, WorkflowSubmitted):
+        state.latest_run[event.workflow_id] = run
+    return run or state.latest_run.get(event.workflow_id, event.workflow_id)
+
+
+def _track_workflow(state: MetricsState, event: Event, run: str) -> None:
     if isinstance(event, _ENDED):
-        state.active.pop(event.workflow_id, None)
-        state.attempts.pop(event.workflow_id, None)
+        state.active.pop(run, None)
+        state.attempts.pop(run, None)
+        if state.latest_run.get(event.workflow_id) == run:
+            del state.latest_run[event.workflow_id]
     elif isinstance(event, WorkflowSubmitted):
-        state.active.setdefault(event.workflow_id, "submitted")
-    elif event.workflow_id in state.active and state.active[event.workflow_id] != "running":
-        state.active[event.workflow_id] = _WORKFLOW_COUNTS[type(event)]
+        state.active.setdefault(run, "submitted")
+    elif run in state.active and state.active[run] != "running":
+        state.active[run] = _WORKFLOW_COUNTS[type(event)]
 
 
 def _end(state: MetricsState, attempt: tuple[str, str, int], outcome: str) -> None:

@@ -1,10 +1,13 @@
 """Security: the admission gate every submission passes before anything else looks at it.
 
-Listens to: WorkflowSubmitted (and, when rebuilding, its own WorkflowAdmitted / WorkflowRefused).
+Listens to: WorkflowSubmitted and the end of every run (WorkflowCompleted / Failed /
+Cancelled / Invalid), and, when rebuilding, its own WorkflowAdmitted / WorkflowRefused.
 Emits: WorkflowAdmitted, or WorkflowRefused with the reason a user reads.
-Decides: a workflow id is used once; a workflow stays within the size limits; a principal
-stays within RATE_LIMIT_PER_HOUR. The rate window is folded from WorkflowAdmitted events,
-so a restart does not reset it. (Issue "security" deepens this gate.)
+Decides: a workflow id has at most one active run: a submission under an id whose previous
+run ended starts a new run, one under an id with an active run is refused, naming that run
+(Temporal's default reuse policy); a workflow stays within the size limits; a principal
+stays within RATE_LIMIT_PER_HOUR. The rate window and the active runs are folded from
+events, so a restart resets neither. (Issue "security" deepens this gate.)
 """
 
 from __future__ import annotations
@@ -15,23 +18,41 @@ from typing import Any, ClassVar
 
 from actors._runtime import Actor
 from actors._settings import Settings
-from events import Event, WorkflowAdmitted, WorkflowRefused, WorkflowSubmitted, derive_id, now
+from events import (
+    Event,
+    WorkflowAdmitted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowInvalid,
+    WorkflowRefused,
+    WorkflowSubmitted,
+    derive_id,
+    now,
+    run_of,
+    subject_filter,
+)
 
 __all__ = ["Security"]
 
 WINDOW = timedelta(hours=1)
+# The events that end a run, so its workflow id may run again; a refusal is security's own.
+RUN_ENDS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid)
 MAX_DESCRIPTION_CHARS = 100_000
 
 
 class Security(Actor):
     name: ClassVar[str] = "security"
-    subjects: ClassVar[tuple[str, ...]] = ("ymera.wf.*.submitted",)
-    own_subjects: ClassVar[tuple[str, ...]] = ("ymera.wf.*.admitted", "ymera.wf.*.refused")
+    subjects: ClassVar[tuple[str, ...]] = tuple(subject_filter(t) for t in (WorkflowSubmitted, *RUN_ENDS))
+    own_subjects: ClassVar[tuple[str, ...]] = (subject_filter(WorkflowAdmitted), subject_filter(WorkflowRefused))
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.pending: dict[str, WorkflowSubmitted] = {}  # submission id -> submission, until decided
-        self.owner: dict[str, str] = {}  # workflow id -> the submission that holds it
+        self.active: dict[str, str] = {}  # workflow id -> its admitted run that has not ended
+        # Runs that ended before they were admitted (cancelled while security was down): their
+        # admission, when it comes, must not make them active.
+        self.ended_undecided: set[str] = set()
         self.admitted: dict[str, deque[datetime]] = {}  # principal -> admission times in the window
         self.decided: set[str] = set()  # submission ids admitted or refused
 
@@ -39,13 +60,23 @@ class Security(Actor):
         if isinstance(event, WorkflowSubmitted):
             if event.id not in self.decided:
                 self.pending.setdefault(event.id, event)
-            self.owner.setdefault(event.workflow_id, event.id)
+        elif isinstance(event, RUN_ENDS):
+            # An end without a run id predates runs: it ends the only run its workflow had.
+            run = run_of(event)
+            if event.workflow_id in self.active and run in ("", self.active[event.workflow_id]):
+                del self.active[event.workflow_id]
+            elif run in self.pending:
+                self.ended_undecided.add(run)
         elif isinstance(event, (WorkflowAdmitted, WorkflowRefused)) and event.causation_id is not None:
             if event.causation_id in self.decided:
                 return  # our own decision, folded when made, now back from the stream
             self.decided.add(event.causation_id)
             self.pending.pop(event.causation_id, None)
             if isinstance(event, WorkflowAdmitted):
+                if event.causation_id in self.ended_undecided:
+                    self.ended_undecided.discard(event.causation_id)
+                else:
+                    self.active[event.workflow_id] = event.causation_id
                 times = self.admitted.setdefault(event.principal, deque())
                 times.append(event.ts)
                 while times and times[0] < event.ts - WINDOW:
@@ -63,16 +94,18 @@ class Security(Actor):
         reason = self.refusal(submission, at)
         common: dict[str, Any] = {
             "id": derive_id(submission.id, "admission"), "ts": at, "workflow_id": submission.workflow_id,
-            "causation_id": submission.id, "actor": self.name, "principal": submission.principal}
+            "run_id": submission.id, "causation_id": submission.id, "actor": self.name,
+            "principal": submission.principal}
         decision: Event = WorkflowRefused(**common, reason=reason) if reason else WorkflowAdmitted(**common)
         self.apply(decision)  # fold at once: the next submission sees this admission in the window
         return decision
 
     def refusal(self, submission: WorkflowSubmitted, at: datetime) -> str | None:
         """Why this submission may not run, or None."""
-        holder = self.owner.get(submission.workflow_id)
-        if holder is not None and holder != submission.id:
-            return f"workflow id {submission.workflow_id} is already in use (submission {holder})"
+        active = self.active.get(submission.workflow_id)
+        if active is not None and active != submission.id:
+            return (f"workflow {submission.workflow_id} already has an active run {active}; "
+                    "wait for it to end or cancel it")
         if not self.settings.enable_security_validation:
             return None
         limit = self.settings.max_tasks_per_workflow

@@ -7,14 +7,13 @@ fixes a submission in one round instead of one error at a time.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from actors import registry
 from actors._settings import Settings
-from events import Problem, RetryPolicy, TaskSpec, WorkflowSubmitted
+from events import InvalidId, Problem, RetryPolicy, TaskSpec, WorkflowSubmitted, check_workflow_id
 
 from ._plan import cycles, levels
 
@@ -53,7 +52,7 @@ def validate_workflow(submission: WorkflowSubmitted, settings: Settings) -> list
         for start, path in cycles(tasks, first):
             found.append((start, "dependencies", Problem(f"cycle: {path}", tasks[start].id, "dependencies")))
     for i in templated:
-        _check_references(tasks, i, first, level, found)
+        _check_references(tasks[i], i, first, found)
     found.sort(key=lambda f: (f[0], f[1]))
     return [problem for _, _, problem in found]
 
@@ -63,6 +62,10 @@ def _add(found: _Found, i: int, task: TaskSpec, field: str, message: str) -> Non
 
 
 def _check_workflow(submission: WorkflowSubmitted, settings: Settings, found: _Found) -> None:
+    try:  # the decoder let it through as an event's workflow id; a user's workflow may not have it
+        check_workflow_id(submission.workflow_id)
+    except InvalidId as exc:
+        found.append((_WORKFLOW, "workflow_id", Problem(str(exc), None, "workflow_id")))
     count, limit = len(submission.tasks), settings.max_tasks_per_workflow
     if count == 0:
         found.append((_WORKFLOW, "tasks", Problem("workflow has no tasks", None, "tasks")))
@@ -110,8 +113,10 @@ def _check_parameters(task: TaskSpec, i: int, kind: registry.TaskKind, found: _F
             if spec.required:
                 _add(found, i, task, field, f"missing required parameter {spec.name!r} ({spec.expected()})")
         elif not spec.accepts(params[spec.name]):
-            _add(found, i, task, field,
-                 f"parameter {spec.name!r} must be {spec.expected()}, got {_show(params[spec.name])}")
+            value = params[spec.name]
+            numeric = spec.type in ("number", "integer")
+            shown = (numeric and registry.number_in_string(value, spec.type == "integer")) or _show(value)
+            _add(found, i, task, field, f"parameter {spec.name!r} must be {spec.expected()}, got {shown}")
     names = _NAMES[kind.name]
     if params.keys() - names:
         takes = "takes no parameters" if not kind.params else "takes: " + ", ".join(p.name for p in kind.params)
@@ -142,11 +147,14 @@ def _check_retry(task: TaskSpec, i: int, found: _Found) -> None:
     if not 1 <= retry.max_attempts <= 10:
         _add(found, i, task, "retry.max_attempts",
              f"retry.max_attempts must be between 1 and 10, got {retry.max_attempts}")
-    for field, value, low in (("initial_delay_seconds", retry.initial_delay_seconds, 0),
-                              ("max_delay_seconds", retry.max_delay_seconds, 0),
-                              ("backoff_multiplier", retry.backoff_multiplier, 1)):
-        if not value >= low:
-            _add(found, i, task, f"retry.{field}", f"retry.{field} must be >= {low}, got {value:g}")
+    for field, value in (("initial_delay_seconds", retry.initial_delay_seconds),
+                         ("max_delay_seconds", retry.max_delay_seconds)):
+        if not 0 <= value <= registry.MAX_RETRY_DELAY_SECONDS:
+            _add(found, i, task, f"retry.{field}", f"retry.{field} must be between 0 and "
+                                                   f"{registry.MAX_RETRY_DELAY_SECONDS:g} (24 hours), got {value:g}")
+    if not retry.backoff_multiplier >= 1:
+        _add(found, i, task, "retry.backoff_multiplier",
+             f"retry.backoff_multiplier must be >= 1, got {retry.backoff_multiplier:g}")
 
 
 def _check_expectations(task: TaskSpec, i: int, found: _Found) -> None:
@@ -176,42 +184,16 @@ def _check_dependencies(task: TaskSpec, i: int, first: dict[str, int], found: _F
             _add(found, i, task, "dependencies", f"depends on unknown task {dep!r}")
 
 
-def _check_references(tasks: Sequence[TaskSpec], i: int, first: dict[str, int], level: list[int] | None,
-                      found: _Found) -> None:
-    """Each `{{ tasks.<id>.output }}` in task i must name one of its (transitive) dependencies."""
-    task = tasks[i]
+def _check_references(task: TaskSpec, i: int, first: dict[str, int], found: _Found) -> None:
+    """Each `{{ tasks.<id>.output }}` in the task must name a direct dependency: `registry.reference_problem`."""
     texts = [("description", task.description)]
     texts += [(f"parameters.{name}", s) for name, value in task.parameters.items() for s in _strings(value)]
+    dependencies = set(task.dependencies)
     for field, text in texts:
         for ref in dict.fromkeys(registry.template_references(text)):
-            template = "{{ tasks.%s.output }}" % ref  # noqa: UP031 - an f-string would need {{{{ }}}}
-            target = first.get(ref)
-            if target is None:
-                message = f"{template} refers to unknown task {ref!r}"
-            elif ref == task.id:
-                message = f"{template} refers to this task's own output"
-            elif not _reaches(i, target, tasks, first, level):
-                message = (f"{template} refers to task {ref!r}, which is not a dependency of this task; "
-                           "add it to dependencies")
-            else:
-                continue
-            _add(found, i, task, field, message)
-
-
-def _reaches(start: int, target: int, tasks: Sequence[TaskSpec], first: dict[str, int],
-             level: list[int] | None) -> bool:
-    """Whether `target` is a transitive dependency of `start`; levels prune what cannot lead there."""
-    floor = -1 if level is None else level[target]
-    seen = {start}
-    stack = [start]
-    while stack:
-        for j in map(first.get, tasks[stack.pop()].dependencies):
-            if j == target:
-                return True
-            if j is not None and j not in seen and (level is None or level[j] > floor):
-                seen.add(j)
-                stack.append(j)
-    return False
+            problem = registry.reference_problem(ref, dependencies, task_id=task.id, task_ids=first)
+            if problem is not None:
+                _add(found, i, task, field, problem)
 
 
 def _has_template(value: Any) -> bool:

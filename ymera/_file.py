@@ -1,0 +1,95 @@
+"""A workflow file (YAML or JSON) read into a submission, with every mistake in it said plainly.
+
+A bad id is reported by the id rule events use (`events.check_workflow_id`), a number YAML 1.1
+read as a string (`1e12`) with how to write it, before anything connects or publishes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+import events
+from actors import registry
+
+from ._client import describe_problem
+
+__all__ = ["read_workflow"]
+
+
+class _WorkflowFile(msgspec.Struct, forbid_unknown_fields=True):
+    workflow_id: str  # checked by events.check_workflow_id, which says what is wrong with it
+    tasks: list[events.TaskSpec]
+    name: str = ""
+    principal: str = "anonymous"
+    metadata: dict[str, str] = {}
+    max_parallel_tasks: int | None = None
+
+
+def read_workflow(path: Path) -> events.WorkflowSubmitted:
+    """A workflow file, {workflow_id, tasks, name?, principal?, metadata?, max_parallel_tasks?}, as a submission."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise events.YmeraError(f"cannot read {path}: {exc.strerror}") from None
+    decode = msgspec.yaml.decode if path.suffix in (".yaml", ".yml") else msgspec.json.decode
+    try:
+        doc = decode(raw, type=_WorkflowFile)
+        events.check_workflow_id(doc.workflow_id)
+    except msgspec.ValidationError as exc:
+        raise events.YmeraError(f"{path}: {_explain(exc, decode(raw))}") from None
+    except msgspec.DecodeError as exc:
+        # YAML parser errors span lines; a user reads one.
+        parts = [line.strip().replace('in "<byte string>", ', "") for line in str(exc).splitlines()]
+        raise events.YmeraError(f"{path}: {': '.join(p for p in parts if p)}") from None
+    except events.InvalidId as exc:
+        raise events.YmeraError(f"{path}: {exc}") from None
+    return events.WorkflowSubmitted(
+        id=events.new_id(), ts=events.now(), workflow_id=doc.workflow_id, name=doc.name, principal=doc.principal,
+        tasks=doc.tasks, metadata=doc.metadata, max_parallel_tasks=doc.max_parallel_tasks,
+    )
+
+
+_AT = re.compile(r" - at `\$([^`]*)`$")
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _explain(error: msgspec.ValidationError, doc: Any) -> str:
+    """A decoder's complaint about a well-formed file, said for its user: a bad id by the id rule,
+    a number YAML 1.1 read as a string with how to write it; anything else as msgspec says it."""
+    message = str(error)
+    tasks = doc.get("tasks") if isinstance(doc, dict) else None
+    try:
+        if isinstance(doc, dict) and isinstance(doc.get("workflow_id"), str):
+            events.check_workflow_id(doc["workflow_id"])
+        for task in tasks if isinstance(tasks, list) else ():
+            if isinstance(task, dict) and isinstance(task.get("id"), str):
+                events.check_task_id(task["id"])
+    except events.InvalidId as exc:
+        return str(exc)
+    at = _AT.search(message)
+    if at is None:
+        return message
+    value: Any = doc
+    steps: list[str] = []
+    for name, index in _STEP.findall(at.group(1)):
+        if name:
+            value = value.get(name) if isinstance(value, dict) else None
+        else:
+            value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else None
+        steps.append(name or index)
+    integer = "`int" in message and "float" not in message
+    shown = registry.number_in_string(value, integer)
+    if shown is None:
+        return message
+    expected = "an integer" if integer else "a number"
+    problem = f"expected {expected}, got {shown}"
+    if steps[:1] == ["tasks"] and len(steps) > 2 and isinstance(tasks, list):
+        task = tasks[int(steps[1])]
+        task_id = task.get("id") if isinstance(task, dict) else None
+        if isinstance(task_id, str):
+            return describe_problem(task_id, ".".join(steps[2:]), problem)
+    return describe_problem(None, at.group(1).lstrip("."), problem)
