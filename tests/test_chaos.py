@@ -256,10 +256,11 @@ async def _make_chaos(actors: Actors, server: bus.EmbeddedServer, connection: bu
             await asyncio.sleep(min(next_kill, CHAOS_SECONDS) - elapsed)
             continue
         next_kill = max(next_kill + KILL_EVERY, elapsed - KILL_EVERY)  # catch up, but not in a burst
-        # Never a paused executor, nor one just resumed (its late results are the point), nor
-        # the distributor while the pauses begin (it must be there to time their attempts out).
-        spared = {i for i, (_, resumed) in chaos.paused.items()
-                  if resumed is None or datetime.now() - resumed < timedelta(seconds=3)}
+        # Never an executor to be paused (it must be holding attempts), paused, or just resumed
+        # (its late results are the point), nor the distributor while the pauses begin (it
+        # must be there to time their attempts out).
+        spared = {i for i in (LONG_PAUSED, SHORT_PAUSED) if i not in chaos.paused or chaos.paused[i][1] is None
+                  or datetime.now() - chaos.paused[i][1] < timedelta(seconds=3)}
         if 1.0 <= elapsed <= 3.0 + SHORT_PAUSE:
             spared.add(distributor)
         actors.kill_and_restart(rng.choice([i for i in range(len(ACTORS)) if i not in spared]))
