@@ -212,13 +212,17 @@ def test_the_docs_list_exactly_the_projections_replay_knows() -> None:
 
 
 async def test_replay_prints_the_metrics_projection(tmp_path: Path) -> None:
+    # Projections fold the events of a run (docs/engine.md, "Fencing"): a submission and its start.
+    sub = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="w",
+                                   tasks=[events.TaskSpec(id="t", type="noop")])
+    e = events.TaskStarted(id=events.new_id(), ts=events.now(), workflow_id="w", run_id=sub.id, task_id="t",
+                           attempt=1, executor="ex")
     async with store.SqliteEventLog(tmp_path / "data" / "events.db") as log:
-        e = started("w", "t")
-        await log.append([store.NewEvent(1, e.id, "TaskStarted", events.subject_of(e), "w", e.ts.timestamp(),
-                                         events.encode(e))])
+        await log.append([store.NewEvent(seq, x.id, type(x).__name__, events.subject_of(x), "w", x.ts.timestamp(),
+                                         events.encode(x)) for seq, x in ((1, sub), (2, e))])
     result = ymera("replay", "--projection", "metrics", env=ymera_env(tmp_path / "data"), timeout=30)
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
-    assert (printed["projection"], printed["through_seq"]) == ("metrics", 1)
+    assert (printed["projection"], printed["through_seq"]) == ("metrics", 2)
     assert printed["state"]["tasks"]["started"] == 1
-    assert printed["state"]["workflows"]["active"] == 0
+    assert printed["state"]["workflows"]["active"] == 1
