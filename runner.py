@@ -31,7 +31,7 @@ __all__ = ["main", "open_bus"]
 
 def open_bus(settings: Settings, name: str = "ymera") -> contextlib.AbstractAsyncContextManager[bus.Bus]:
     """NATS_URL if set; else this data dir's embedded server, joined or started."""
-    return bus.open_bus(settings.nats_url, settings.data_dir, name)
+    return bus.open_bus(settings.nats_url, settings.data_dir, name, settings.stream)
 
 
 # ---- subcommands -------------------------------------------------------------------------
@@ -51,7 +51,7 @@ async def cmd_actor(settings: Settings, args: argparse.Namespace) -> int:
         async with open_bus(settings, name) as connection:
             await actors.run_named(args.name, settings, connection, stop)
         return 0
-    waited = await bus.connect_when_up(settings.nats_url, stop, name=name)
+    waited = await bus.connect_when_up(settings.nats_url, stop, name=name, stream=settings.stream)
     if waited is None:
         return 0  # stopped before the server came up
     try:

@@ -30,7 +30,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume, stream_seq
+from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, fit_consumer, resume, stream_seq
 from events import BlobError, Event, MalformedEvent, now, read_message, resolve
 
 from ._archive import fold_archived, matcher
@@ -175,7 +175,7 @@ async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, 
 
 async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
     """Run until `stop` is set; finish the batch in hand, publish, ack, return."""
-    policy = ConsumerPolicy(ack_wait=30.0, max_deliver=3)
+    policy = fit_consumer(ConsumerPolicy(ack_wait=30.0, max_deliver=3), bus.stream)
     check_consumer(actor.name, policy, bus.stream)
     actor.bus = bus
     snapshots = Snapshots(actor, bus)

@@ -6,12 +6,14 @@ Nothing else in Ymera reads the environment. Names follow the original guide
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
 
+from bus import StreamPolicy
 from events import YmeraError
 
 from .registry import MAX_TIMEOUT_SECONDS
@@ -55,6 +57,8 @@ class Settings(msgspec.Struct, frozen=True):
     task_timeout_seconds: float = 300.0
     heartbeat_seconds: float = 5.0
     executor_concurrency: int = 128
+    # How long the stream remembers a message id to drop a second copy (JetStream's duplicate window).
+    duplicate_window_seconds: float = 120.0
     python_modules: tuple[str, ...] = ()
     llm: LLMSettings = LLMSettings()
     # Snapshots of each actor's folded state (docs/operations.md, "Snapshots").
@@ -75,6 +79,11 @@ class Settings(msgspec.Struct, frozen=True):
     @property
     def log_path(self) -> Path:
         return self.data_dir / "events.db"
+
+    @property
+    def stream(self) -> StreamPolicy:
+        """The YMERA stream as these settings configure it; every process connects with it."""
+        return StreamPolicy(duplicate_window=self.duplicate_window_seconds)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
@@ -104,6 +113,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         task_timeout_seconds=env.limit("TASK_TIMEOUT_SECONDS", 300.0, MAX_TIMEOUT_SECONDS),
         heartbeat_seconds=env.number("YMERA_HEARTBEAT_SECONDS", 5.0),
         executor_concurrency=env.integer("YMERA_EXECUTOR_CONCURRENCY", 128),
+        duplicate_window_seconds=env.positive("YMERA_DUPLICATE_WINDOW_SECONDS", 120.0),
         python_modules=tuple(m.strip() for m in env.text("YMERA_PYTHON_MODULES", "").split(",") if m.strip()),
         llm=LLMSettings(
             base_url=env.text("YMERA_LLM_BASE_URL", "") or None,
@@ -184,6 +194,12 @@ class _Reader:
             raise SettingsError(name, raw, "a number") from None
         if value < 0:
             raise SettingsError(name, raw, "a number >= 0")
+        return value
+
+    def positive(self, name: str, default: float) -> float:
+        value = self.number(name, default)
+        if not 0 < value < math.inf:
+            raise SettingsError(name, self.values[name], "a number > 0")
         return value
 
     def limit(self, name: str, default: float, high: float) -> float:

@@ -28,7 +28,7 @@ Each measurement is repeated (--repeat, default 3) and the table shows the media
 range, because on a 2-core machine one run of a path that shares cores with nats-server
 varies by +-20%.
 
-    /work/venv/bin/python bench/event_path.py [--events 100000] [--chunk 1000] [--repeat 3]
+    .venv/bin/python bench/event_path.py [--events 100000] [--chunk 1000] [--repeat 3]
 """
 
 from __future__ import annotations

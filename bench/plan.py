@@ -7,7 +7,7 @@ task after its dependencies) and shuffled (tasks before their dependencies, so l
 the depth-first walk). Building the tasks is not timed. Each size runs --repeat times (3);
 the table shows the median.
 
-    /work/venv/bin/python bench/plan.py [--sizes 1000,10000,100000] [--repeat 3] [--write]
+    .venv/bin/python bench/plan.py [--sizes 1000,10000,100000] [--repeat 3] [--write]
 """
 
 from __future__ import annotations

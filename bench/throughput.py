@@ -22,7 +22,7 @@ processes. CPU time of every process involved is read from /proc around each wor
 Targets (issue): >= 3,000 no-op tasks/s end to end with every event stored; >= 3x Celery's
 tasks/s; chain step p50 <= 3 ms.
 
-    /work/venv/bin/python bench/throughput.py [--wide 50x100,1x2000] [--chain 200] [--repeat 3] [--write]
+    .venv/bin/python bench/throughput.py [--wide 50x100,1x2000] [--chain 200] [--repeat 3] [--write]
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from ._stream import (
     check_consumer,
     consumer_config,
     ensure_stream,
+    fit_consumer,
     redelivery_span,
     set_retention,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "deliveries",
     "ensure_stream",
     "find_binary",
+    "fit_consumer",
     "free_port",
     "open_bus",
     "open_local",

@@ -231,13 +231,13 @@ def _abandon(futures: list[asyncio.Future[PubAck]]) -> None:
             f.cancel()
 
 async def connect_when_up(url: str, stop: asyncio.Event, *, name: str = "ymera", first_wait: float = 0.5,
-                          max_wait: float = 10.0) -> Bus | None:
+                          max_wait: float = 10.0, stream: StreamPolicy | None = None) -> Bus | None:
     """Connect, waiting with backoff while no server answers at `url` (an actor started before
     NATS); None if `stop` is set first. Each wait is logged, so an operator sees why nothing runs."""
     wait, attempt = first_wait, 1
     while True:
         try:
-            return await connect(url, name=name)
+            return await connect(url, name=name, stream=stream)
         except BusUnavailable as exc:
             _log.warning(f"waiting for NATS at {url} (attempt {attempt}, next in {wait:g}s)", reason=exc.reason)
         try:

@@ -12,19 +12,22 @@ from pathlib import Path
 
 from ._connection import Bus, connect
 from ._server import EmbeddedServer, running_server
+from ._stream import StreamPolicy
 
 __all__ = ["open_bus", "open_local"]
 
 
-async def open_local(nats_url: str | None, data_dir: Path, name: str = "ymera") -> tuple[Bus, EmbeddedServer | None]:
-    """Connect; return the bus and the embedded server this call started, if it started one."""
+async def open_local(nats_url: str | None, data_dir: Path, name: str = "ymera",
+                     stream: StreamPolicy | None = None) -> tuple[Bus, EmbeddedServer | None]:
+    """Connect (the stream set up as `stream` says); return the bus and the embedded server
+    this call started, if it started one."""
     server = None
     url = nats_url or running_server(data_dir)
     if url is None:
         server = _start_embedded(data_dir)
         url = server.url
     try:
-        return await connect(url, name=name), server
+        return await connect(url, name=name, stream=stream), server
     except BaseException:
         if server is not None:
             server.stop()
@@ -32,8 +35,9 @@ async def open_local(nats_url: str | None, data_dir: Path, name: str = "ymera") 
 
 
 @contextlib.asynccontextmanager
-async def open_bus(nats_url: str | None, data_dir: Path, name: str = "ymera") -> AsyncIterator[Bus]:
-    connection, server = await open_local(nats_url, data_dir, name)
+async def open_bus(nats_url: str | None, data_dir: Path, name: str = "ymera",
+                   stream: StreamPolicy | None = None) -> AsyncIterator[Bus]:
+    connection, server = await open_local(nats_url, data_dir, name, stream)
     try:
         yield connection
     finally:

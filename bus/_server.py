@@ -120,6 +120,20 @@ class EmbeddedServer:
         if proc.stderr:
             proc.stderr.close()
 
+    def kill(self) -> int:
+        """SIGKILL the server, as a crash or a power cut would end it (no flush, no goodbye to
+        clients), and reap it; returns its exit status (-9 when it was alive)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise ServerStartError(self.binary, "not running")
+        if self.announce_in is not None:
+            (self.announce_in / _MARKER).unlink(missing_ok=True)
+        proc.send_signal(signal.SIGKILL)
+        code = proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        return code
+
     def __enter__(self) -> EmbeddedServer:
         self.start()
         return self

@@ -40,6 +40,7 @@ __all__ = [
     "check_consumer",
     "consumer_config",
     "ensure_stream",
+    "fit_consumer",
     "redelivery_span",
     "set_retention",
 ]
@@ -75,6 +76,22 @@ def redelivery_span(policy: ConsumerPolicy) -> float:
         else:
             waits.append(policy.ack_wait)
     return float(sum(waits))
+
+
+# A fitted consumer's redeliveries end within this share of the duplicate window.
+FIT_SHARE = 0.75
+
+
+def fit_consumer(policy: ConsumerPolicy, stream: StreamPolicy) -> ConsumerPolicy:
+    """`policy`, or, when its redeliveries could outlast the stream's duplicate window (a window
+    shortened by YMERA_DUPLICATE_WINDOW_SECONDS), `policy` with its waits shortened in
+    proportion so that they end within `FIT_SHARE` of the window."""
+    span = redelivery_span(policy)
+    if span < stream.duplicate_window or span == float("inf"):
+        return policy  # fits; or never ends, which check_consumer refuses
+    scale = FIT_SHARE * stream.duplicate_window / span
+    return msgspec.structs.replace(policy, ack_wait=policy.ack_wait * scale,
+                                   backoff=tuple(wait * scale for wait in policy.backoff))
 
 
 def check_consumer(name: str, policy: ConsumerPolicy, stream: StreamPolicy) -> None:

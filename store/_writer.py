@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import structlog
 from nats.aio.msg import Msg
 
-from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, resume, stream_seq
+from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, fit_consumer, resume, stream_seq
 from events import (
     BlobError,
     BlobRef,
@@ -50,7 +50,7 @@ class StoreWriter:
         self.batch = batch
         # The writer resumes from its own head, not from redelivery, so acks only report
         # progress; a long ack_wait keeps a slow commit from causing needless redelivery.
-        self.policy = policy or ConsumerPolicy(ack_wait=60.0, max_deliver=2)
+        self.policy = policy or fit_consumer(ConsumerPolicy(ack_wait=60.0, max_deliver=2), bus.stream)
         check_consumer(durable, self.policy, bus.stream)
         # The last stream seq handled: stored, rejected, or dropped as a copy. The log's head
         # can be behind it when the newest messages left no row.

@@ -80,6 +80,8 @@ class Actors:
         logs.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen[bytes]] = [self._spawn(i) for i in range(len(names))]
         self.kills: Counter[str] = Counter()
+        # The exit status `wait` reported for each kill: -9 when the kill hit a live process.
+        self.kill_codes: list[int] = []
 
     def _spawn(self, i: int) -> subprocess.Popen[bytes]:
         with open(self.logs / f"{i}-{self.names[i]}.log", "ab") as sink:
@@ -89,10 +91,19 @@ class Actors:
     def index(self, name: str) -> int:
         return self.names.index(name)
 
-    def kill(self, i: int) -> None:
+    def kill(self, i: int) -> int:
+        """SIGKILL actor `i` and reap it; returns the exit status `wait` saw."""
         self.procs[i].send_signal(signal.SIGKILL)
-        self.procs[i].wait()
+        code = self.procs[i].wait()
         self.kills[self.names[i]] += 1
+        self.kill_codes.append(code)
+        return code
+
+    def pause(self, i: int) -> None:
+        self.procs[i].send_signal(signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        self.procs[i].send_signal(signal.SIGCONT)
 
     def restart(self, i: int) -> None:
         self.procs[i] = self._spawn(i)
@@ -115,8 +126,8 @@ class Actors:
 
 
 @contextlib.asynccontextmanager
-async def connected(url: str) -> AsyncIterator[bus.Bus]:
-    connection = await bus.connect(url)
+async def connected(url: str, stream: bus.StreamPolicy | None = None) -> AsyncIterator[bus.Bus]:
+    connection = await bus.connect(url, stream=stream)
     try:
         yield connection
     finally:

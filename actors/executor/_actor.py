@@ -26,7 +26,16 @@ import structlog
 from nats.aio.msg import Msg
 
 from actors._settings import Settings
-from bus import Bus, BusError, ConsumerPolicy, PullBatches, check_consumer, consumer_config, deliveries
+from bus import (
+    Bus,
+    BusError,
+    ConsumerPolicy,
+    PullBatches,
+    check_consumer,
+    consumer_config,
+    deliveries,
+    fit_consumer,
+)
 from events import (
     BlobError,
     Event,
@@ -77,10 +86,11 @@ class Executor:
 
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Take attempts until `stop`; then finish the ones running (graceful shutdown)."""
-        check_consumer(CONSUMER, POLICY, bus.stream)
+        policy = fit_consumer(POLICY, bus.stream)
+        check_consumer(CONSUMER, policy, bus.stream)
         try:
             await bus.js.add_consumer(bus.stream.name, consumer_config(
-                CONSUMER, POLICY, subjects=(SUBJECT,), new_only=True))
+                CONSUMER, policy, subjects=(SUBJECT,), new_only=True))
         except nats.js.errors.BadRequestError:
             pass  # it exists: executors share it
         concurrency = self.settings.executor_concurrency
