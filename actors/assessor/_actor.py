@@ -45,8 +45,9 @@ class Assessor(Actor):
     )
     own_subjects: ClassVar[tuple[str, ...]] = ("ymera.task.*.*.assessed",)
     state_fields: ClassVar[dict[str, Any]] = {
-        "specs": dict[str, dict[str, TaskSpec]], "succeeded": dict[tuple[str, str], TaskSucceeded],
+        "specs": dict[str, dict[str, TaskSpec]], "succeeded": dict[str, dict[tuple[str, int], TaskSucceeded]],
         "to_assess": dict[tuple[str, str], OutcomeChecked], "assessed": dict[str, set[str]]}
+    state_version: ClassVar[int] = 2  # 2: successes per run and attempt (fencing)
     # Held until assessed, and only then loaded (`_assess`): a rebuild loads no past outputs.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 

@@ -51,7 +51,8 @@ class Distributor(Actor):
         "ymera.task.*.*.retry_scheduled", "ymera.task.*.*.skipped",
     )
     tick_seconds: ClassVar[float | None] = 0.25
-    state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState}
+    state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState, "read_until": datetime | None}
+    state_version: ClassVar[int] = 2  # 2: late results and timeouts in stream order (fencing)
     # A large output is passed on to dependents as a reference, which the executor loads.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 

@@ -54,7 +54,9 @@ class Validator(Actor):
         "ymera.wf.*.validated", "ymera.wf.*.invalid", "ymera.task.*.*.outcome_checked")
     state_fields: ClassVar[dict[str, Any]] = {
         "submissions": dict[str, WorkflowSubmitted], "admitted": set[str], "specs": dict[str, dict[str, TaskSpec]],
-        "unchecked": dict[tuple[str, str], TaskSucceeded], "checked": dict[str, set[str]]}
+        "unchecked": dict[tuple[str, str], TaskSucceeded], "checked": dict[str, set[str]],
+        "ended_attempts": dict[str, set[tuple[str, int]]]}
+    state_version: ClassVar[int] = 2  # 2: attempts ended by failure or timeout (fencing)
     # Held until checked, and only then loaded (`_check`): a rebuild loads no past outputs.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
