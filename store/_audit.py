@@ -73,7 +73,7 @@ def check_row(row: StoredEvent, prev_hash: bytes) -> str | None:
 _COLUMNS = ("id", "type", "subject", "workflow_id", "ts")
 
 
-class _Header(msgspec.Struct):
+class _Header(msgspec.Struct, gc=False):
     """What the audit reads of an event: the fields its columns and blobs derive from
     (unknown fields are ignored, so the rest of the event costs only a skip)."""
 
@@ -114,13 +114,15 @@ async def verify(log: SqliteEventLog, *, batch: int = 5000) -> AuditReport:
                             e = read_header(data)
                         except msgspec.DecodeError:
                             e = None
-                        shape = None if e is None else subjects.get(e.type)
-                        if e is not None and shape is not None:
+                        if (e is not None and e.id == event_id and e.type == kind and e.workflow_id == workflow_id
+                                and e.ts.timestamp() == ts and (shape := subjects.get(kind)) is not None):
                             head, verb, has_task = shape
-                            middle = e.workflow_id if not has_task else f"{e.workflow_id}.{e.task_id}"
-                            if ((e.id, e.type, f"{head}{middle}{verb}", e.workflow_id, e.ts.timestamp())
-                                    == (event_id, kind, subject, workflow_id, ts)
-                                    and (not has_task or e.task_id is not None)):
+                            derived: str | None
+                            if not has_task:
+                                derived = f"{head}{workflow_id}{verb}"
+                            else:
+                                derived = None if e.task_id is None else f"{head}{workflow_id}.{e.task_id}{verb}"
+                            if subject == derived:
                                 reason = await _check_blobs(log, e.blobs, checked_blobs) if e.blobs else None
                                 if reason is not None:
                                     broken = Break(seq, event_id, reason)
