@@ -65,22 +65,26 @@ POLL_S = 0.005
 
 
 def make_events(n: int) -> list[events.Event]:
-    """Task attempts as an executor reports them: TaskStarted, then TaskSucceeded with a small output."""
+    """Workflows of 50 task attempts as an executor reports them: the workflow's submission
+    (which starts its run, so a fold admits its events), then per task TaskStarted and
+    TaskSucceeded with a small output."""
     out: list[events.Event] = []
-    for i in range(n):
-        attempt = i // 2
+    attempt = 0
+    while len(out) < n:
         workflow_id, task_id = f"wf-{attempt // 50:05d}", f"t{attempt % 50:02d}"
-        if i % 2 == 0:
-            out.append(events.TaskStarted(
-                id=events.new_id(), ts=events.now(), workflow_id=workflow_id, causation_id=events.new_id(),
-                actor="executor", task_id=task_id, attempt=1, executor="executor-1"))
-        else:
-            out.append(events.TaskSucceeded(
-                id=events.new_id(), ts=events.now(), workflow_id=workflow_id, causation_id=events.new_id(),
-                actor="executor", task_id=task_id, attempt=1,
-                output={"text": f"summary of part {attempt}", "tokens": 40 + attempt % 200},
-                duration_ms=812.5, model="gpt-4o-mini", cost_usd=0.00021))
-    return out
+        if attempt % 50 == 0:
+            out.append(events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id=workflow_id,
+                                                name="bench"))
+        out.append(events.TaskStarted(
+            id=events.new_id(), ts=events.now(), workflow_id=workflow_id, causation_id=events.new_id(),
+            actor="executor", task_id=task_id, attempt=1, executor="executor-1"))
+        out.append(events.TaskSucceeded(
+            id=events.new_id(), ts=events.now(), workflow_id=workflow_id, causation_id=events.new_id(),
+            actor="executor", task_id=task_id, attempt=1,
+            output={"text": f"summary of part {attempt}", "tokens": 40 + attempt % 200},
+            duration_ms=812.5, model="gpt-4o-mini", cost_usd=0.00021))
+        attempt += 1
+    return out[:n]
 
 
 def wire_form(evs: Sequence[events.Event]) -> list[tuple[str, str, bytes]]:

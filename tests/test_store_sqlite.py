@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
+import events
 import store
 from store import SqliteEventLog, StoreError, StoreLocked
 
@@ -54,6 +56,54 @@ async def test_audit_names_a_column_that_disagrees_with_the_event(tmp_path: Path
         await log.db.commit()
         report = await store.verify(log)
     assert str(report.broken) == f"seq 1 (event {first.id}): column workflow_id is 'other' but the event says 'wf'"
+
+
+@pytest.mark.parametrize(("column", "value", "shown"), [
+    ("type", "'TaskSucceeded'", "'TaskSucceeded' but the event says 'TaskStarted'"),
+    ("subject", "'ymera.task.wf.u.started'", "'ymera.task.wf.u.started' but the event says 'ymera.task.wf.t.started'"),
+    ("ts", "0.0", "0.0 but the event says {ts!r}"),
+])
+async def test_audit_names_each_derived_column_that_disagrees_with_the_event(
+        tmp_path: Path, column: str, value: str, shown: str) -> None:
+    async with SqliteEventLog(tmp_path / "events.db") as log:
+        first = row(1)
+        await log.append([first, row(2)])
+        await log.db.execute(f"UPDATE events SET {column} = {value} WHERE seq = 1")
+        await log.db.commit()
+        report = await store.verify(log)
+    assert str(report.broken) == f"seq 1 (event {first.id}): column {column} is " + shown.format(ts=first.ts)
+
+
+async def test_audit_names_a_blob_missing_from_the_log(tmp_path: Path) -> None:
+    content = b'"a large output"'
+    ref = events.BlobRef(hashlib.sha256(content).hexdigest(), len(content))
+    event = events.TaskSucceeded(id=events.new_id(), ts=events.now(), workflow_id="wf", task_id="t", attempt=1,
+                                 blobs={"output": ref})
+    stored = store.NewEvent(2, event.id, "TaskSucceeded", events.subject_of(event), "wf", event.ts.timestamp(),
+                            events.encode(event))
+    async with SqliteEventLog(tmp_path / "events.db") as log:
+        await log.append([row(1), stored, row(3)])
+        report = await store.verify(log)
+        await log.append([row(4)], blobs={ref.digest: content})
+        repaired = await store.verify(log)
+    assert (report.rows, report.blobs, str(report.broken)) == (
+        1, 0, f"seq 2 (event {event.id}): blob {ref.digest} (field output) is missing from the store")
+    assert (repaired.ok, repaired.rows, repaired.blobs) == (True, 4, 1)
+
+
+async def test_audit_reads_what_the_columns_and_blobs_derive_from_not_the_whole_schema(tmp_path: Path) -> None:
+    # The store writer validates every event before storing it and the chain proves the
+    # bytes are those it stored, so the audit reads only the fields it checks the row
+    # against: a chained row missing the rest of its event passes (the writer never stores one).
+    ts = events.now()
+    data = b'{"type":"TaskStarted","id":"partial","ts":"%s","workflow_id":"wf","task_id":"t"}' % ts.isoformat().encode()
+    partial = store.NewEvent(2, "partial", "TaskStarted", "ymera.task.wf.t.started", "wf", ts.timestamp(), data)
+    async with SqliteEventLog(tmp_path / "events.db") as log:
+        await log.append([row(1), partial, row(3)])  # the log chains whatever it is given
+        report = await store.verify(log)
+    with pytest.raises(events.MalformedEvent):
+        events.decode(data)
+    assert (report.ok, report.rows) == (True, 3)
 
 
 async def test_audit_names_a_row_whose_prev_hash_was_rewritten(tmp_path: Path) -> None:
