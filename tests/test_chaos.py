@@ -33,10 +33,11 @@ from .conftest import ymera
 from .engine import Actors, connected, engine_env, settings_of, wait_for_actors
 from .support import wait_until
 
-WORKFLOWS, TASKS = 150, 20
-# Half the workflows are submitted before the chaos, the rest one by one through it, so
-# workflows are open for the whole chaos however fast this machine runs them.
-SUBMITTED_FIRST = WORKFLOWS // 2
+WORKFLOWS, TASKS = 225, 20
+# 150 workflows are submitted before the chaos (every executor holds attempts when the pauses
+# begin), the rest one by one through it, so workflows are open for the whole chaos however
+# fast this machine runs them.
+SUBMITTED_FIRST = 150
 # At least this many workflows had tasks released before nats-server was SIGKILLed and went on
 # after it came back (the trickle submits one every ~0.3 s, and each takes seconds to end).
 IN_FLIGHT_AT_SERVER_KILL = 10
@@ -262,6 +263,10 @@ async def _make_chaos(actors: Actors, server: bus.EmbeddedServer, connection: bu
         while schedule and schedule[0][0] <= elapsed:
             schedule.pop(0)[1]()
         if chaos.server_kill_code is None and elapsed >= SERVER_KILL_AT:
+            # A burst just before the kill: these cannot have ended when the server dies.
+            burst, to_submit[:] = to_submit[:IN_FLIGHT_AT_SERVER_KILL * 2], to_submit[IN_FLIGHT_AT_SERVER_KILL * 2:]
+            await connection.publish_many(burst)
+            await asyncio.sleep(0.3)  # their first tasks are released
             await _kill_server(server, connection, chaos)
         if to_submit and elapsed >= next_submit:
             await connection.publish(to_submit.pop(0))
