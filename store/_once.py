@@ -67,10 +67,6 @@ class Once(msgspec.Struct):
     # The last LOOSE_KEPT ids seen outside an active run, oldest first: those of ended runs,
     # of workflow-less events, and of events dropped for having no run.
     loose: dict[str, None] = msgspec.field(default_factory=dict)
-    # `loose`'s ids in the order they came, from `loose_start` on: evicting the oldest is an
-    # index step (popping a dict from the front rescans its deleted slots: quadratic).
-    loose_order: list[str] = msgspec.field(default_factory=list)
-    loose_start: int = 0
     rejected_through: int = 0  # the highest stream seq a folded MessageRejected named
 
     def admit(self, event: Event) -> bool:
@@ -116,12 +112,6 @@ class Once(msgspec.Struct):
 
     def _forget_into_loose(self, ids: Iterable[str]) -> None:
         for event_id in ids:
-            if event_id not in self.loose:
-                self.loose[event_id] = None
-                self.loose_order.append(event_id)
-        while len(self.loose) > LOOSE_KEPT:
-            del self.loose[self.loose_order[self.loose_start]]
-            self.loose_start += 1
-        if self.loose_start > len(self.loose_order) // 2:  # amortised: each id is moved once
-            del self.loose_order[: self.loose_start]
-            self.loose_start = 0
+            self.loose[event_id] = None
+        for _ in range(len(self.loose) - LOOSE_KEPT):
+            del self.loose[next(iter(self.loose))]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import msgspec
 import pytest
 
 import bus
@@ -213,17 +212,3 @@ async def test_a_redelivered_attempt_that_was_timed_out_is_not_started_again(nat
     stream = await history(nats_bus, "wf-frozen")
     assert [(type(e).__name__, getattr(e, "executor", None)) for e in stream
             if isinstance(e, events.TaskStarted | events.TaskSucceeded)] == [("TaskStarted", "ex-frozen")]
-
-
-def test_the_gate_forgets_its_oldest_loose_ids_first_and_keeps_that_order_through_a_snapshot(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(_once, "LOOSE_KEPT", 50)
-    gate = store.Once()
-    for i in range(0, 1000, 10):
-        gate._forget_into_loose([f"id-{j}" for j in range(i, i + 10)])
-        gate._forget_into_loose([f"id-{i}"])  # seen again: keeps its place
-    assert list(gate.loose) == [f"id-{j}" for j in range(950, 1000)]
-    copy = msgspec.json.decode(msgspec.json.encode(gate), type=store.Once)
-    copy._forget_into_loose(["id-1000"])
-    assert list(copy.loose) == [f"id-{j}" for j in range(951, 1001)]
