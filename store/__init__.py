@@ -3,7 +3,7 @@
 from ._audit import AuditReport, Break, check_row, verify
 from ._chain import GENESIS, StoredEvent, link
 from ._errors import DuplicateEvent, StoreError, StoreLocked
-from ._once import Once
+from ._once import Once, Recent
 from ._projection import LiveProjection, Projection, rebuild
 from ._projections import EventCounts, WorkflowStatus
 from ._runs import TERMINAL, AttemptFailure, Run, Runs, TaskRun, WorkflowRuns
@@ -22,6 +22,7 @@ __all__ = [
     "NewEvent",
     "Once",
     "Projection",
+    "Recent",
     "Run",
     "Runs",
     "SqliteEventLog",

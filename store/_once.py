@@ -19,8 +19,8 @@ ids per active workflow run instead, and forgets a run's ids when the run ends:
   when its `stream_seq` is past the last one folded, whatever workflow its subject names.
 - Events outside any workflow (alerts) pass once.
 - Ids seen outside an active run (an ended run's, a workflow-less event's, one dropped for
-  having no run) are kept among the last `LOOSE_KEPT`, so their copies are dropped too, a
-  copy of an ended run's submission included.
+  having no run) are kept among the last `LOOSE_KEPT` (`Recent`), so their copies are
+  dropped too, a copy of an ended run's submission included.
 
 The gate is exact while a copy arrives less than `LOOSE_KEPT` forgotten ids after its first:
 a copy of a submission past that would start its run again in the fold. Nothing in Ymera
@@ -48,12 +48,35 @@ from events import (
     run_of,
 )
 
-__all__ = ["LOOSE_KEPT", "Once", "Run"]
+__all__ = ["LOOSE_KEPT", "Once", "Recent", "Run"]
 
 LOOSE_KEPT = 100_000
 # A run ends with its end, its refusal or its invalidity (each names the run it ends).
 _NO_ACTIVE_RUN = "-"  # not an id: ids are uuids
 _ENDS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid, WorkflowRefused)
+
+
+class Recent(msgspec.Struct):
+    """The last `keep` ids added, at least, and at most a quarter more: a memory of what ended
+    that is bounded by a constant, not by history. What it holds depends only on the order
+    ids were added, so a copy restored from a snapshot evicts exactly as the original would.
+
+    Evicting one id at a time from the front of a dict rescans the slots already deleted
+    before it (quadratic); dropping the oldest quarter at once costs each id one copy."""
+
+    keep: int
+    ids: dict[str, None] = msgspec.field(default_factory=dict)  # oldest first
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, key: str) -> None:
+        self.ids[key] = None
+        if len(self.ids) > self.keep + self.keep // 4:
+            self.ids = dict.fromkeys(list(self.ids)[-self.keep:])
 
 
 class Run(msgspec.Struct):
@@ -64,9 +87,9 @@ class Run(msgspec.Struct):
 class Once(msgspec.Struct):
     runs: dict[str, Run] = msgspec.field(default_factory=dict)  # run id -> the ids folded of it, while active
     latest: dict[str, str] = msgspec.field(default_factory=dict)  # workflow id -> its active run
-    # The last LOOSE_KEPT ids seen outside an active run, oldest first: those of ended runs,
-    # of workflow-less events, and of events dropped for having no run.
-    loose: dict[str, None] = msgspec.field(default_factory=dict)
+    # The last LOOSE_KEPT ids seen outside an active run: those of ended runs, of
+    # workflow-less events, and of events dropped for having no run.
+    loose: Recent = msgspec.field(default_factory=lambda: Recent(LOOSE_KEPT))
     rejected_through: int = 0  # the highest stream seq a folded MessageRejected named
 
     def admit(self, event: Event) -> bool:
@@ -112,6 +135,4 @@ class Once(msgspec.Struct):
 
     def _forget_into_loose(self, ids: Iterable[str]) -> None:
         for event_id in ids:
-            self.loose[event_id] = None
-        for _ in range(len(self.loose) - LOOSE_KEPT):
-            del self.loose[next(iter(self.loose))]
+            self.loose.add(event_id)

@@ -4,7 +4,8 @@ Each workflow is what the engine writes for a chain of tasks t1 <- t2 <- ...: su
 admitted, validated, and per task ready, started, succeeded (with a model and token usage),
 outcome_checked, assessed; then completed. Ids are derived as the actors derive them, so an
 actor reconciling over this history finds its own decisions already made. The last `active`
-workflows stop with their first task running, as a live system has some in flight.
+workflows stop with their first task running, as a live system has some in flight. Every event
+but the submission names its run (the submission's id), as the engine's do.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ _ACTIVE_EVENTS = 5  # submitted, admitted, validated, t1 ready, t1 started
 
 
 def history(n_events: int, *, active: int = 5, prefix: str = "h", start: datetime | None = None,
-            ) -> Iterator[events.Event]:
-    """About `n_events` events (whole workflows): `active` of them still running at the end."""
+            step: timedelta = timedelta(microseconds=50)) -> Iterator[events.Event]:
+    """About `n_events` events (whole workflows, `step` apart): `active` of them still running at the end."""
     ended = max(0, (n_events - active * _ACTIVE_EVENTS) // EVENTS_PER_WORKFLOW)
     ts = start or events.now()
-    step = timedelta(microseconds=50)
     for w in range(ended + active):
         running = w >= ended
         ts += step
@@ -43,37 +43,38 @@ def _workflow(workflow_id: str, ts: datetime, running: bool, n: int) -> Iterator
                                          name="history", principal=f"user-{n % 7}", tasks=specs)
     sid = submitted.id
     yield submitted
-    yield events.WorkflowAdmitted(id=derive_id(sid, "admission"), ts=ts, workflow_id=workflow_id, causation_id=sid,
-                                  actor="security", principal=submitted.principal)
-    yield events.WorkflowValidated(id=derive_id(sid, "validation"), ts=ts, workflow_id=workflow_id,
+    yield events.WorkflowAdmitted(id=derive_id(sid, "admission"), ts=ts, workflow_id=workflow_id, run_id=sid,
+                                  causation_id=sid, actor="security", principal=submitted.principal)
+    yield events.WorkflowValidated(id=derive_id(sid, "validation"), ts=ts, workflow_id=workflow_id, run_id=sid,
                                    causation_id=sid, actor="validator", levels=[[s.id] for s in specs],
                                    critical_path=[s.id for s in specs], estimated_parallel_speedup=1.0)
     for spec in specs:
         task = spec.id
         ready = events.TaskReady(id=derive_id(sid, "TaskReady", task, 1), ts=ts, workflow_id=workflow_id,
-                                 causation_id=sid, actor="distributor", task_id=task, attempt=1, spec=spec)
+                                 run_id=sid, causation_id=sid, actor="distributor", task_id=task, attempt=1, spec=spec)
         yield ready
-        yield events.TaskStarted(id=derive_id(ready.id, "started"), ts=ts, workflow_id=workflow_id,
-                                 causation_id=ready.id, actor="executor", task_id=task, attempt=1,
+        yield events.TaskStarted(id=derive_id(sid, "TaskStarted", task, 1), ts=ts, workflow_id=workflow_id,
+                                 run_id=sid, causation_id=ready.id, actor="executor", task_id=task, attempt=1,
                                  executor="executor-1")
         if running:
             return
         done = events.TaskSucceeded(
-            id=derive_id(ready.id, "succeeded"), ts=ts, workflow_id=workflow_id, causation_id=ready.id,
+            id=derive_id(sid, "TaskSucceeded", task, 1), ts=ts, workflow_id=workflow_id, run_id=sid,
+            causation_id=ready.id,
             actor="executor", task_id=task, attempt=1, output={"text": f"summary of {task}"},
             duration_ms=800.0 + n % 400, model="model-a" if n % 3 else "model-b", cost_usd=0.0001,
             usage={"prompt_tokens": 40, "completion_tokens": 20 + n % 50})
         yield done
-        checked = events.OutcomeChecked(id=derive_id(workflow_id, "OutcomeChecked", task), ts=ts,
-                                        workflow_id=workflow_id, causation_id=done.id, actor="validator",
+        checked = events.OutcomeChecked(id=derive_id(sid, "OutcomeChecked", task), ts=ts,
+                                        workflow_id=workflow_id, run_id=sid, causation_id=done.id, actor="validator",
                                         task_id=task, attempt=1, passed=True)
         yield checked
-        yield events.TaskAssessed(id=derive_id(workflow_id, "TaskAssessed", task), ts=ts, workflow_id=workflow_id,
-                                  causation_id=checked.id, actor="assessor", task_id=task, attempt=1,
+        yield events.TaskAssessed(id=derive_id(sid, "TaskAssessed", task), ts=ts, workflow_id=workflow_id,
+                                  run_id=sid, causation_id=checked.id, actor="assessor", task_id=task, attempt=1,
                                   accuracy=0.9, completeness=0.9, consistency=0.9, efficiency=0.9,
                                   maintainability=0.9, overall=0.9)
     yield events.WorkflowCompleted(id=derive_id(sid, "WorkflowEnded"), ts=ts, workflow_id=workflow_id,
-                                   causation_id=sid, actor="distributor")
+                                   run_id=sid, causation_id=sid, actor="distributor")
 
 
 async def publish_history(js, stream_events: Iterator[events.Event], *, window: int = 20_000) -> int:  # type: ignore[no-untyped-def]

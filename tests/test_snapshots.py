@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ from actors._archive import HistoryDropped, matches
 from actors._snapshot import Snapshots, check_state_fields, encode_snapshot
 from actors.assessor._actor import Assessor
 from actors.distributor import Distributor
+from actors.distributor import _state as distributor_state
 from actors.monitor._actor import Monitor
 from actors.security import Security
+from actors.security import _actor as security_actor
 from actors.validator._actor import Validator
-from store import SqliteEventLog
+from store import SqliteEventLog, _once
 
 from .history import history, publish_history
 from .support import running_writer, wait_until
@@ -216,6 +219,28 @@ async def test_a_snapshot_write_that_dies_halfway_leaves_the_previous_one(nats_b
     assert (line["snapshot_seq"], line["events"]) == (last, 0)
     assert not [entry for entry in logs if entry["log_level"] == "warning"]
     assert state_of(restarted) == state_of(actor)
+
+
+def test_every_actor_state_is_bounded_by_its_active_runs_not_by_history(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What an actor remembers of ended runs (their ids, so late copies change nothing) is
+    # bounded by a constant: small here, so a short history passes it many times over. The
+    # workflows are a minute apart: security's rate window (an hour) holds the same in both.
+    monkeypatch.setattr(_once, "LOOSE_KEPT", 200)
+    monkeypatch.setattr(distributor_state, "ENDED_KEPT", 20)
+    monkeypatch.setattr(security_actor, "DECIDED_KEPT", 20)
+    settings = settings_for(tmp_path)
+    start = events.now() - timedelta(days=1)
+
+    def snapshot_bytes(kind: type[Actor], n_events: int) -> int:
+        actor = kind(settings)
+        for event in history(n_events, prefix="b", start=start, step=timedelta(minutes=1)):
+            actor.apply(event)
+        return len(encode_snapshot(actor, n_events, "created"))
+
+    for kind in ACTORS:
+        short, long = snapshot_bytes(kind, 2_000), snapshot_bytes(kind, 8_000)
+        assert long <= short * 1.1, f"{kind.name}: {short} bytes after 2,000 events, {long} after 8,000"
 
 
 def test_an_actor_keeping_state_outside_its_declared_fields_is_refused(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ class Distributor(Actor):
     )
     tick_seconds: ClassVar[float | None] = 0.25
     state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState, "read_until": datetime | None}
-    state_version: ClassVar[int] = 2  # 2: late results and timeouts in stream order (fencing)
+    state_version: ClassVar[int] = 3  # 2: late results and timeouts in stream order (fencing); 3: ended runs bounded
     # A large output is passed on to dependents as a reference, which the executor loads.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 

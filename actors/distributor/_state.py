@@ -35,8 +35,11 @@ from events import (
     WorkflowValidated,
     run_of,
 )
+from store import Recent
 
-__all__ = ["PRIORITY_RANK", "DistributorState", "TaskState", "WorkflowState"]
+__all__ = ["ENDED_KEPT", "PRIORITY_RANK", "DistributorState", "TaskState", "WorkflowState"]
+
+ENDED_KEPT = 100_000  # ended runs remembered (store.Recent): as many as the once-gate's ids
 
 PRIORITY_RANK = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}
 
@@ -98,7 +101,9 @@ class WorkflowState:
 class DistributorState:
     # Keyed by run (the submission's id): a workflow id may run again once its run ended.
     workflows: dict[str, WorkflowState] = field(default_factory=dict)
-    ended: set[str] = field(default_factory=set)
+    # The last runs that ended, so a late copy of their submission starts nothing: bounded
+    # by a constant, not by history (store.Recent).
+    ended: Recent = field(default_factory=lambda: Recent(ENDED_KEPT))
     _validations: int = 0
 
     @property

@@ -32,6 +32,7 @@ from events import (
     run_of,
     subject_filter,
 )
+from store import Recent
 
 __all__ = ["Security"]
 
@@ -39,6 +40,7 @@ WINDOW = timedelta(hours=1)
 # The events that end a run, so its workflow id may run again; a refusal is security's own.
 RUN_ENDS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid)
 MAX_DESCRIPTION_CHARS = 100_000
+DECIDED_KEPT = 100_000  # as many as the once-gate's ids (store.Recent)
 
 
 class Security(Actor):
@@ -47,7 +49,8 @@ class Security(Actor):
     own_subjects: ClassVar[tuple[str, ...]] = (subject_filter(WorkflowAdmitted), subject_filter(WorkflowRefused))
     state_fields: ClassVar[dict[str, Any]] = {
         "pending": dict[str, WorkflowSubmitted], "active": dict[str, str], "ended_undecided": set[str],
-        "admitted": dict[str, deque[datetime]], "decided": set[str]}
+        "admitted": dict[str, deque[datetime]], "decided": Recent}
+    state_version: ClassVar[int] = 2  # 2: the decided submissions are the last DECIDED_KEPT
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -57,7 +60,8 @@ class Security(Actor):
         # admission, when it comes, must not make them active.
         self.ended_undecided: set[str] = set()
         self.admitted: dict[str, deque[datetime]] = {}  # principal -> admission times in the window
-        self.decided: set[str] = set()  # submission ids admitted or refused
+        # The last submission ids admitted or refused: bounded by a constant, not by history.
+        self.decided = Recent(DECIDED_KEPT)
 
     def apply(self, event: Event) -> None:
         if isinstance(event, WorkflowSubmitted):
