@@ -248,7 +248,7 @@ def analyse(seconds: float, calls: int, seen: list[events.Event], lost_after: fl
         last[kind] = e.ts.timestamp()
     origin = first.get("TaskReady", 0.0)
     phases = {k: round(last[k] - origin, 3) for k in ("TaskReady", "TaskStarted", "TaskSucceeded",
-                                                       "OutcomeChecked", "TaskAssessed", "WorkflowCompleted")
+                                                       "TaskAssessed", "WorkflowCompleted")
               if k in last}
     return Run(seconds=seconds, calls=calls, phases=phases, cpu=cpu,
                timed_out=sum(isinstance(e, events.TaskTimedOut) for e in seen),

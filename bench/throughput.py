@@ -13,7 +13,7 @@ actor, as deployed), and every actor on this event loop (`actors.run_all`, as
   (log holds the last event - first submit).
 - chain N: one workflow of N tasks, each depending on the one before. A step is one task's
   `TaskReady.ts` to the next one's (the events' own timestamps, read back from the log):
-  release, start, run, succeed, outcome check, next release. p50/p99 over the steps of
+  release, run (with the outcome check), succeed, next release. p50/p99 over the steps of
   every repetition; the median of each hop is shown too.
 
 The Celery peer (`celery_peer.py`) runs the same shapes on 1 and 2 prefork worker
@@ -57,8 +57,9 @@ from actors import load_settings, run_all
 
 TASKS_TARGET, CELERY_FACTOR, STEP_TARGET_MS = 3_000, 3.0, 3.0
 CONSUMERS = ("store", "security", "validator", "distributor", "assessor", "monitor", "executor")
-# One chain step's critical path: the next release waits for OutcomeChecked, not TaskAssessed.
-HOPS = ("TaskReady", "TaskStarted", "TaskSucceeded", "OutcomeChecked", "TaskReady")
+# One chain step's critical path: two durable hops; the next release waits for TaskSucceeded,
+# not TaskAssessed.
+HOPS = ("TaskReady", "TaskSucceeded", "TaskReady")
 ENDS = ("completed", "failed", "invalid", "refused", "cancelled")
 CORES = os.cpu_count() or 1
 PROCESSES, IN_PROCESS, CELERY = "Ymera, process per actor", "Ymera, one process (run_all)", "Celery + Redis"

@@ -24,9 +24,10 @@ def subject_of(event: Event) -> str:
     return f"{PREFIX}.{event.domain}.{event.workflow_id}.{task_id}.{event.verb}"
 
 
-def subject_filter(event_type: type[Event]) -> str:
-    """The subject filter that matches every event of `event_type`, of any workflow (and task)."""
-    tokens = "*.*" if "task_id" in event_type.__struct_fields__ else "*"
+def subject_filter(event_type: type[Event], workflow_id: str = "*", task_id: str = "*") -> str:
+    """The subject filter that matches every event of `event_type` of `workflow_id` (and
+    `task_id`), any by default; given both ids, the one subject such events have."""
+    tokens = f"{workflow_id}.{task_id}" if "task_id" in event_type.__struct_fields__ else workflow_id
     return f"{PREFIX}.{event_type.domain}.{tokens}.{event_type.verb}"
 
 

@@ -1,4 +1,8 @@
-"""The life of one task attempt: released, started, alive, ended, checked, scored."""
+"""The life of one task attempt: released, alive (once it outlives its first heartbeat), ended, scored.
+
+An attempt's result says which executor ran it and when it began, so an attempt that ended
+before its first heartbeat needs no `TaskStarted` of its own.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,8 @@ class TaskReady(_TaskEvent, frozen=True, kw_only=True):
 
 
 class TaskStarted(_TaskEvent, frozen=True, kw_only=True):
+    """An attempt outlived its first heartbeat: from here on the distributor watches its heartbeats."""
+
     verb: ClassVar[str] = "started"
 
     attempt: Attempt
@@ -62,6 +68,8 @@ class TaskHeartbeat(_TaskEvent, frozen=True, kw_only=True):
 
 
 class TaskSucceeded(_TaskEvent, frozen=True, kw_only=True):
+    """An attempt produced an output that meets the task's `expect` (the executor checked it)."""
+
     verb: ClassVar[str] = "succeeded"
     blob_fields: ClassVar[tuple[str, ...]] = ("output",)
 
@@ -71,6 +79,8 @@ class TaskSucceeded(_TaskEvent, frozen=True, kw_only=True):
     model: str | None = None
     cost_usd: float | None = None
     usage: dict[str, int] = {}
+    executor: str = ""  # who ran the attempt
+    started_at: datetime | None = None  # when it began
 
 
 class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
@@ -80,10 +90,13 @@ class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
     error: str
     retryable: bool = True
     duration_ms: float = 0.0
-    # e.g. "timeout", "rate_limited", "server_error", "bad_request", "error"
+    # e.g. "timeout", "rate_limited", "server_error", "bad_request", "outcome" (its output failed
+    # the task's `expect`), "error"
     kind: str = "error"
     # A provider's Retry-After: the distributor waits at least this long before retrying.
     retry_after_seconds: float | None = None
+    executor: str = ""
+    started_at: datetime | None = None
 
 
 class TaskTimedOut(_TaskEvent, frozen=True, kw_only=True):
@@ -114,6 +127,10 @@ class TaskSkipped(_TaskEvent, frozen=True, kw_only=True):
 
 
 class OutcomeChecked(_TaskEvent, frozen=True, kw_only=True):
+    """Written by Ymera 0.1 only, whose validator checked each output after the attempt; an
+    attempt now applies its task's checks itself, and a failed check is a failed attempt.
+    Kept so logs written then still decode."""
+
     verb: ClassVar[str] = "outcome_checked"
 
     attempt: Attempt

@@ -40,7 +40,8 @@ class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_
 
 
 class Expectations(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """What a task's output must satisfy; the validator checks each outcome against it."""
+    """What a task's output must satisfy; the attempt (the executor) checks its output against
+    it, and an output that fails is a failed attempt."""
 
     contains: list[str] = []
     not_contains: list[str] = []

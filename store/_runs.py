@@ -19,7 +19,6 @@ import msgspec
 from events import (
     CancelRequested,
     Event,
-    OutcomeChecked,
     Problem,
     TaskAssessed,
     TaskFailed,
@@ -73,8 +72,8 @@ class AttemptFailure(msgspec.Struct):
 
 
 class TaskRun(msgspec.Struct):
-    """One task of a run: waiting, ready, running, checking (its output awaits the outcome
-    check), retrying, succeeded, failed, skipped or cancelled."""
+    """One task of a run: waiting, ready, running (it outlived its first heartbeat), retrying,
+    succeeded, failed, skipped or cancelled."""
 
     max_attempts: int
     state: str = "waiting"
@@ -204,16 +203,11 @@ def _apply_task(task: TaskRun, event: Event) -> None:
         if event.attempt == task.attempts and task.state == "ready":
             task.state = "running"
     elif isinstance(event, TaskSucceeded):
-        # The first success of any attempt counts (as with the distributor); its check follows.
-        if task.state != "checking":
-            task.state, task.duration_ms = "checking", event.duration_ms
+        # The success of the attempt in flight counts (as with the distributor): its output
+        # passed the task's checks in the executor.
+        if event.attempt == task.attempts and task.state in _IN_FLIGHT:
+            task.state, task.duration_ms = "succeeded", event.duration_ms
             task.model, task.cost_usd = event.model, event.cost_usd
-    elif isinstance(event, OutcomeChecked):
-        if task.state == "checking":
-            if event.passed:
-                task.state = "succeeded"
-            else:
-                task.state, task.reason = "failed", "outcome check failed: " + "; ".join(event.problems)
     elif isinstance(event, (TaskFailed, TaskTimedOut)):
         # Only the attempt in flight can fail; a late report of an earlier one changes nothing.
         if event.attempt == task.attempts and task.state in _IN_FLIGHT:

@@ -68,7 +68,9 @@ def _submission(rng: random.Random, n: int) -> events.WorkflowSubmitted:
     for i in range(TASKS):
         deps = sorted({f"t{j}" for j in rng.sample(range(i), min(i, rng.randint(0, 2)))})
         kind = rng.choice(["noop", "echo", "sleep"])
-        params = ({"seconds": round(rng.uniform(0.2, 0.8), 2)} if kind == "sleep"
+        # A sleep outlives its first heartbeat (0.5 s), so it sends TaskStarted: what a pause
+        # is seen to catch, and what heartbeat loss times out.
+        params = ({"seconds": round(rng.uniform(0.8, 1.6), 2)} if kind == "sleep"
                   else {"text": f"{n}-{i}"} if kind == "echo" else {})
         # Kills time attempts out again and again; no task may run out of attempts because of it.
         tasks.append(events.TaskSpec(id=f"t{i}", type=kind, dependencies=deps, parameters=params,
@@ -164,10 +166,10 @@ async def test_workflows_end_exactly_once_through_kills_pauses_and_a_killed_serv
     ends = Counter((type(e).__name__, e.workflow_id) for e in stored
                    if isinstance(e, (events.WorkflowCompleted, events.WorkflowFailed, events.WorkflowCancelled)))
     assert ends == Counter({("WorkflowCompleted", s.workflow_id): 1 for s in submissions}), _tails(logs)
-    # Each task has one result, the one the validator checked; every other success in the log
+    # Each task has one result, the one the assessor scored; every other success in the log
     # is a late result of an attempt that had already ended (docs/engine.md, "Fencing").
-    checked = Counter((e.workflow_id, e.task_id) for e in stored if isinstance(e, events.OutcomeChecked))
-    assert checked == Counter({(s.workflow_id, t.id): 1 for s in submissions for t in s.tasks})
+    scored = Counter((e.workflow_id, e.task_id) for e in stored if isinstance(e, events.TaskAssessed))
+    assert scored == Counter({(s.workflow_id, t.id): 1 for s in submissions for t in s.tasks})
     successes = {(e.workflow_id, e.task_id) for e in stored if isinstance(e, events.TaskSucceeded)}
     assert _uncounted_successes_not_late(stored) == []
     state = DistributorState()
@@ -187,7 +189,7 @@ async def test_workflows_end_exactly_once_through_kills_pauses_and_a_killed_serv
     effective = _effective_timeouts(stored)
     assert effective, "no attempt was timed out"
     assert {(e.workflow_id, e.task_id, e.attempt + 1) for e in effective} <= retried
-    taken = {(e.workflow_id, e.task_id, e.attempt) for e in stored if isinstance(e, events.OutcomeChecked)}
+    taken = {(e.workflow_id, e.task_id, e.attempt) for e in stored if isinstance(e, events.TaskAssessed)}
     retries_that_succeeded = {(e.workflow_id, e.task_id, e.attempt + 1) for e in effective} & released & taken
     assert retries_that_succeeded, "no timed-out attempt was retried to success"
 
@@ -229,7 +231,7 @@ async def test_workflows_end_exactly_once_through_kills_pauses_and_a_killed_serv
         elif isinstance(event, events.TaskTimedOut) and (
                 event.workflow_id, event.task_id, event.attempt) not in reported:
             gave_up.add((event.workflow_id, event.task_id, event.attempt))
-        elif isinstance(event, (events.OutcomeChecked, events.TaskAssessed)) and (
+        elif isinstance(event, events.TaskAssessed) and (
                 event.workflow_id, event.task_id, event.attempt) in gave_up:
             counted_late.append(f"{type(event).__name__} {event.workflow_id}/{event.task_id} attempt {event.attempt}")
     assert counted_late == []
@@ -364,11 +366,11 @@ async def _read_stream(connection: bus.Bus, last_seq: int) -> list[tuple[int, st
 
 
 def _uncounted_successes_not_late(stored: list[events.Event]) -> list[str]:
-    """Successes that are not their task's checked result and yet came while their attempt
+    """Successes that are not their task's scored result and yet came while their attempt
     was still the task's running one (neither timed out, failed, nor superseded before)."""
     ended: set[tuple[str, str, int]] = set()
     latest: dict[tuple[str, str], int] = {}
-    checked = {(e.workflow_id, e.task_id, e.attempt) for e in stored if isinstance(e, events.OutcomeChecked)}
+    scored = {(e.workflow_id, e.task_id, e.attempt) for e in stored if isinstance(e, events.TaskAssessed)}
     out = []
     for event in stored:
         if isinstance(event, events.TaskReady):
@@ -378,7 +380,7 @@ def _uncounted_successes_not_late(stored: list[events.Event]) -> list[str]:
         elif isinstance(event, events.TaskSucceeded):
             attempt = (event.workflow_id, event.task_id, event.attempt)
             superseded = latest.get((event.workflow_id, event.task_id), 0) > event.attempt
-            if attempt not in checked and attempt not in ended and not superseded:
+            if attempt not in scored and attempt not in ended and not superseded:
                 out.append(f"{event.workflow_id}/{event.task_id} attempt {event.attempt}")
     return out
 

@@ -88,13 +88,14 @@ def test_run_gives_up_on_time_while_its_own_executor_runs_an_attempt_and_cancels
         tmp_path: Path) -> None:
     path = tmp_path / "slow.yaml"
     path.write_text(SLOW)
-    env = ymera_env(tmp_path / "data")
+    # Heartbeats every 0.5 s: the attempt has outlived its first one (TaskStarted) when `run` gives up.
+    env = {**ymera_env(tmp_path / "data"), "YMERA_HEARTBEAT_SECONDS": "0.5"}
     # Before, the in-process executor finished the 600 s attempt before `run` returned.
     run = ymera("run", str(path), "--timeout", "2", env=env, timeout=60)
     assert run.returncode == 1
     assert run.stderr == "ymera: gave up waiting for workflow slow after 2s; cancelled it (its actors ran in this " \
                          "process)\n"
-    assert "  nap: started (attempt 1, " in run.stdout
+    assert "  nap: released (attempt 1)\n  nap: started (attempt 1, " in run.stdout
 
     async def ends() -> list[events.Event]:
         async with store.SqliteEventLog(tmp_path / "data" / "events.db", readonly=True) as log:

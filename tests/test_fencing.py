@@ -148,15 +148,14 @@ def test_the_gate_drops_copies_across_runs_of_one_workflow_id_and_forgets_within
     sub3 = events.WorkflowSubmitted(**_common("wf-3"), tasks=[events.TaskSpec(id="t", type="noop")])
     assert [gate.admit(stray), gate.admit(sub3), gate.admit(stray)] == [False, True, False]
     # Memory: the active run's ids, and the last LOOSE_KEPT forgotten ones (a quarter more at most).
-    forgotten = []
-    for n in range(20):
-        for e in _run(f"wf-many-{n}"):
+    runs = [_run(f"wf-many-{n}") for n in range(20)]
+    for run in runs:
+        for e in run:
             gate.admit(e)
-            forgotten.append(e.id)
     assert [r.workflow_id for r in gate.runs.values()] == ["wf-3"]
     assert 50 <= len(gate.loose) <= 62
-    assert all(i in gate.loose for i in forgotten[-50:])
-    assert not any(i in gate.loose for i in forgotten[:-62])
+    assert all(e.id in gate.loose for e in runs[-1])
+    assert not any(e.id in gate.loose for run in runs[:10] for e in run)
     # Each stream seq is rejected once.
     rejected = events.MessageRejected(**_common("wf-3"), subject="ymera.wf.wf-3.submitted", reason="not JSON",
                                       excerpt="{", size=1, stream_seq=41)
@@ -232,3 +231,26 @@ async def test_a_redelivered_attempt_that_was_timed_out_is_not_started_again(nat
     stream = await history(nats_bus, "wf-frozen")
     assert [(type(e).__name__, getattr(e, "executor", None)) for e in stream
             if isinstance(e, events.TaskStarted | events.TaskSucceeded)] == [("TaskStarted", "ex-frozen")]
+
+
+async def test_a_redelivered_attempt_whose_result_is_in_the_stream_is_not_run_again(nats_bus: bus.Bus) -> None:
+    # Its first executor published the result, then died before acking the TaskReady.
+    await nats_bus.js.add_consumer(nats_bus.stream.name, consumer_config(
+        CONSUMER, POLICY, subjects=(SUBJECT,), new_only=True))
+    spec = events.TaskSpec(id="t", type="echo", parameters={"text": "hi"})
+    ready = events.TaskReady(**_common("wf-dead"), task_id="t", attempt=1, spec=spec)
+    await nats_bus.publish_many([ready, events.TaskSucceeded(**_common("wf-dead"), task_id="t", attempt=1,
+                                                             output="hi", executor="ex-dead")])
+    first = bus.PullBatches(nats_bus.nc, nats_bus.stream.name, CONSUMER, batch=1)
+    await first.start()
+    [held] = await first.next()
+    await held.nak()
+    await first.stop()
+    stop = asyncio.Event()
+    running = asyncio.create_task(Executor(Settings(), "ex-healthy").run(nats_bus, stop))
+    await _caught_up(nats_bus, CONSUMER)
+    stop.set()
+    await running
+    stream = await history(nats_bus, "wf-dead")
+    assert [(type(e).__name__, getattr(e, "executor", None)) for e in stream
+            if isinstance(e, events.TaskStarted | events.TaskSucceeded)] == [("TaskSucceeded", "ex-dead")]

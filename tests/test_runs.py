@@ -41,10 +41,8 @@ class Script:
             self.add(events.TaskReady, run, task_id=t, attempt=1)
             self.add(events.TaskStarted, run, task_id=t, attempt=1, executor="ex")
 
-    def succeed(self, run: str, task: str, attempt: int = 1, passed: bool = True, problems: tuple[str, ...] = ()
-                ) -> None:
+    def succeed(self, run: str, task: str, attempt: int = 1) -> None:
         self.add(events.TaskSucceeded, run, task_id=task, attempt=attempt, output="out", duration_ms=12.0)
-        self.add(events.OutcomeChecked, run, task_id=task, attempt=attempt, passed=passed, problems=list(problems))
         self.add(events.TaskAssessed, run, task_id=task, attempt=attempt, accuracy=0.8, completeness=0.8,
                  consistency=0.8, efficiency=0.8, maintainability=0.8, overall=0.76)
 
@@ -103,25 +101,27 @@ def test_a_cancelled_run_shows_released_tasks_cancelled_and_the_rest_skipped() -
 def test_a_failed_outcome_check_fails_the_task_with_its_reason_in_progress_summary_and_result(
         capsys: pytest.CaptureFixture[str]) -> None:
     script = Script()
-    run = script.submit("a")
+    run = script.submit("a", max_attempts=1)
     script.start(run, "a")
-    script.succeed(run, "a", passed=False, problems=("contains: expected the output to contain 'bye'",))
+    # The executor checks the output: one that fails the task's `expect` is a failed attempt.
     reason = "outcome check failed: contains: expected the output to contain 'bye'"
-    end = script.add(events.WorkflowFailed, run, reason=f"task a failed: {reason}", overall_quality=0.76,
-                     results=[events.TaskResult(task_id="a", status="failed", attempts=1, quality=0.76, error=reason)])
+    script.add(events.TaskFailed, run, task_id="a", attempt=1, error=reason, kind="outcome", duration_ms=12.0)
+    end = script.add(events.WorkflowFailed, run, reason=f"task a failed: {reason}",
+                     results=[events.TaskResult(task_id="a", status="failed", attempts=1, error=reason)])
     progress = Progress(None, tty=False)
     for event in script.events:
         progress.update(event)
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["validated: 1 tasks in 1 parallel groups, estimated speedup 1.00x",
-                     "  a: started (attempt 1, ex)", f"  a: failed: {reason}"]
+                     "  a: released (attempt 1)", "  a: started (attempt 1, ex)",
+                     f"  a: attempt 1 failed (outcome): {reason}, no attempts left"]
     assert progress.run is not None
     assert summary(progress.run).splitlines()[2:] == [f"  task a failed: {reason}",
-                                                      f"  a: failed (attempts 1), {reason}; quality 0.76"]
+                                                      f"  a: failed (attempts 1), {reason}"]
     result = result_of(end, script.events)
     assert (result["status"], result["run_id"], result["error"]) == ("failed", run, f"task a failed: {reason}")
-    assert result["results"]["a"] == {"task_id": "a", "status": "failed", "attempts": 1, "quality": 0.76,
-                                      "error": reason, "duration_ms": 12.0, "model": None, "cost_usd": None}
+    assert result["results"]["a"] == {"task_id": "a", "status": "failed", "attempts": 1, "quality": None,
+                                      "error": reason, "duration_ms": None, "model": None, "cost_usd": None}
 
 
 def test_every_failed_attempt_keeps_its_reason_and_the_last_one_is_final() -> None:

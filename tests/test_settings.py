@@ -82,7 +82,7 @@ async def test_the_duplicate_window_setting_shapes_the_stream_and_every_consumer
         async with store.SqliteEventLog(tmp_path / "events.db") as log:
             writer = store.StoreWriter(connection, log)
         assert bus.redelivery_span(writer.policy) == 6.0  # 75 % of the window
-    # The executor's: 9 redeliveries of 5 s, shortened in proportion.
+    # A consumer of 9 redeliveries of 5 s, shortened in proportion.
     fitted = bus.fit_consumer(bus.ConsumerPolicy(ack_wait=5.0, max_deliver=10), settings.stream)
     assert (fitted.ack_wait, fitted.max_deliver, bus.redelivery_span(fitted)) == (6.0 / 9, 10, 6.0)
     # A consumer that already fits, or that never stops redelivering (refused by check_consumer), is left alone.

@@ -9,7 +9,8 @@ import pytest
 import events
 from actors import registry
 from actors._settings import LLMSettings, Settings
-from actors.validator import check_outcome, validate_workflow
+from actors.executor import check_outcome
+from actors.validator import validate_workflow
 from events import Expectations, RetryPolicy, TaskSpec
 
 LLM = LLMSettings(base_url="http://localhost:11434/v1", model="m")

@@ -13,12 +13,13 @@ from typing import Any
 from events import (
     CancelRequested,
     Event,
-    OutcomeChecked,
     TaskAssessed,
     TaskFailed,
+    TaskReady,
     TaskRetryScheduled,
     TaskSkipped,
     TaskStarted,
+    TaskSucceeded,
     TaskTimedOut,
     WorkflowSubmitted,
     WorkflowValidated,
@@ -87,13 +88,15 @@ def _line(run: Run, e: Event) -> str | None:
         return f"cancel requested: {run.cancel_requested}"
     if task is None or run.ended:
         return None
-    if isinstance(e, TaskStarted):
+    if isinstance(e, TaskReady):
+        return f"  {task_id}: released (attempt {e.attempt})"
+    if isinstance(e, TaskStarted):  # it outlived its first heartbeat
         return f"  {task_id}: started (attempt {e.attempt}, {e.executor})"
-    if isinstance(e, OutcomeChecked):
-        if task.state == "succeeded":
-            return f"  {task_id}: succeeded in {task.duration_ms or 0:.0f} ms" + (f" on {task.model}" if task.model
-                                                                                   else "")
-        return f"  {task_id}: failed: {task.reason}"
+    if isinstance(e, TaskSucceeded):
+        if task.state != "succeeded" or e.attempt != task.attempts:
+            return None  # a late result: not the task's
+        return f"  {task_id}: succeeded in {task.duration_ms or 0:.0f} ms" + (f" on {task.model}" if task.model
+                                                                               else "")
     if isinstance(e, TaskFailed | TaskTimedOut):
         what = f"failed ({e.kind}): {e.error}" if isinstance(e, TaskFailed) else f"timed out: {e.reason}"
         final = ", no attempts left" if task.state == "failed" else ""

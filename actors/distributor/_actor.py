@@ -1,8 +1,8 @@
 """The distributor: the one owner of each workflow's state machine and the only retry authority.
 
 Listens to: workflow submissions, refusals, validations, cancellations; task starts,
-heartbeats, successes, failures, outcome checks and assessments, its own timeouts (and, when
-rebuilding, its other own events).
+heartbeats, successes (whose outputs passed their checks in the executor), failures and
+assessments, its own timeouts (and, when rebuilding, its other own events).
 Emits: TaskReady (by priority, within the workflow and workflow-count caps),
 TaskRetryScheduled (exponential backoff with jitter), TaskTimedOut (past the time limit, or
 heartbeats stopped), TaskSkipped (a dependency failed), WorkflowCompleted / WorkflowFailed /
@@ -43,8 +43,8 @@ class Distributor(Actor):
     subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.submitted", "ymera.wf.*.refused", "ymera.wf.*.validated", "ymera.wf.*.invalid",
         "ymera.wf.*.cancel_requested", "ymera.task.*.*.started", "ymera.task.*.*.heartbeat",
-        "ymera.task.*.*.succeeded", "ymera.task.*.*.failed", "ymera.task.*.*.outcome_checked",
-        "ymera.task.*.*.assessed", "ymera.task.*.*.timed_out",
+        "ymera.task.*.*.succeeded", "ymera.task.*.*.failed", "ymera.task.*.*.assessed",
+        "ymera.task.*.*.timed_out",
     )
     own_subjects: ClassVar[tuple[str, ...]] = (
         "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled", "ymera.task.*.*.ready",
@@ -52,7 +52,9 @@ class Distributor(Actor):
     )
     tick_seconds: ClassVar[float | None] = 0.25
     state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState, "read_until": datetime | None}
-    state_version: ClassVar[int] = 3  # 2: late results and timeouts in stream order (fencing); 3: ended runs bounded
+    # 2: late results and timeouts in stream order (fencing); 3: ended runs bounded; 4: a success
+    # releases its dependents (the executor checks outcomes)
+    state_version: ClassVar[int] = 4
     # A large output is passed on to dependents as a reference, which the executor loads.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 

@@ -15,7 +15,6 @@ from events import (
     BlobRef,
     CancelRequested,
     Event,
-    OutcomeChecked,
     TaskAssessed,
     TaskFailed,
     TaskHeartbeat,
@@ -43,8 +42,7 @@ ENDED_KEPT = 100_000  # ended runs remembered (store.Recent): as many as the onc
 
 PRIORITY_RANK = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}
 
-TaskStatus = Literal["waiting", "running", "attempt_failed", "retry_wait", "checking", "succeeded", "failed",
-                     "skipped"]
+TaskStatus = Literal["waiting", "running", "attempt_failed", "retry_wait", "succeeded", "failed", "skipped"]
 FINAL = frozenset({"succeeded", "failed", "skipped"})
 
 
@@ -67,7 +65,6 @@ class TaskState:
     duration_ms: float | None = None
     model: str | None = None
     cost_usd: float | None = None
-    checked: bool = False
     quality: float | None = None
     # The attempt whose TaskTimedOut this distributor decided and has not yet read back from the
     # stream: it is not decided again, and takes effect only in stream order (docs/engine.md).
@@ -93,8 +90,8 @@ class WorkflowState:
 
     @property
     def running(self) -> int:
-        """Tasks holding one of the workflow's slots: released, and not yet through the outcome check."""
-        return sum(1 for t in self.tasks.values() if t.status in ("running", "checking"))
+        """Tasks holding one of the workflow's slots: released, and not ended yet."""
+        return sum(1 for t in self.tasks.values() if t.status == "running")
 
 
 @dataclass
@@ -181,13 +178,16 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
         if event.attempt == task.attempt and task.status == "running":
             task.last_seen = event.ts
     elif isinstance(event, TaskSucceeded):
-        # Only the result of the attempt still running counts. In stream order, anything else
-        # comes after its attempt ended: timed out, failed, or superseded by a later attempt.
+        # Only the result of the attempt still running counts (its output passed the task's
+        # checks in the executor). In stream order, anything else comes after its attempt
+        # ended: timed out, failed, or superseded by a later attempt.
         if event.attempt == task.attempt and task.status == "running":
-            task.status = "checking"
+            task.status = "succeeded"
             task.output, task.output_ref = event.output, event.blobs.get("output")
             task.duration_ms, task.model, task.cost_usd = event.duration_ms, event.model, event.cost_usd
-        elif not (event.attempt == task.attempt and task.status == "checking"):  # not a copy of the result
+            for child in wf.dependents.get(task.spec.id, ()):
+                wf.tasks[child].remaining_deps -= 1
+        else:
             task.late.append(event.attempt)
     elif isinstance(event, (TaskFailed, TaskTimedOut)):
         current = event.attempt == task.attempt and task.status == "running"
@@ -205,15 +205,6 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
     elif isinstance(event, TaskRetryScheduled):
         if task.status == "attempt_failed":
             task.status, task.retry_at = "retry_wait", event.not_before
-    elif isinstance(event, OutcomeChecked):
-        if task.status == "checking" and event.attempt == task.attempt:
-            task.checked = True
-            if event.passed:
-                task.status = "succeeded"
-                for child in wf.dependents.get(task.spec.id, ()):
-                    wf.tasks[child].remaining_deps -= 1
-            else:
-                task.status, task.error = "failed", "outcome check failed: " + "; ".join(event.problems)
     elif isinstance(event, TaskSkipped):
         task.status, task.error = "skipped", event.reason
     elif isinstance(event, TaskAssessed):

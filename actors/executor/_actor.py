@@ -1,9 +1,13 @@
-"""The executor: runs one attempt of one task, and reports it. Many may run side by side.
+"""The executor: runs one attempt of one task, checks its outcome, and reports it. Many may run side by side.
 
 Listens to: TaskReady, through the consumer `executor` that every executor process shares,
 so adding processes scales execution out.
-Emits: TaskStarted (then acks the TaskReady), TaskHeartbeat while the attempt runs (one
-batch per interval for all its attempts, `_fence.py`), TaskSucceeded or TaskFailed.
+Emits: TaskSucceeded (the output met the task's `expect`) or TaskFailed (it did not, or the
+attempt failed), each naming the executor and when the attempt began; for an attempt that
+outlives its first heartbeat, TaskStarted and then a TaskHeartbeat per interval (one batch
+for all its attempts, `_fence.py`).
+Acks a TaskReady once the stream has the attempt's TaskStarted or its result, whichever comes
+first: an executor that dies before either leaves it to be redelivered to another.
 Decides: nothing about retries. A failure is reported with its kind and whether a retry
 could help; the distributor alone decides. Results are per attempt (their ids name the
 attempt); the distributor takes the result of the attempt it is waiting for and records
@@ -20,6 +24,7 @@ import time
 from typing import Any
 
 import aiohttp
+import msgspec
 import nats.errors
 import nats.js.errors
 import structlog
@@ -43,7 +48,6 @@ from events import (
     MalformedEvent,
     TaskFailed,
     TaskReady,
-    TaskStarted,
     TaskSucceeded,
     TaskTimedOut,
     WorkflowCancelled,
@@ -54,9 +58,9 @@ from events import (
     now,
     read_message,
     subject_filter,
-    subject_of,
 )
 
+from ._expect import check_outcome
 from ._fence import Attempt, Fence, run_key
 from ._kinds import run_task
 from ._llm import http_client
@@ -67,9 +71,10 @@ __all__ = ["Executor"]
 _log = structlog.get_logger("ymera.executor")
 CONSUMER = "executor"
 SUBJECT = "ymera.task.*.*.ready"
-# An executor acks a TaskReady as soon as it has published TaskStarted, so an unacked one
-# belongs to an executor that died before starting it: hand it to another one soon.
-POLICY = ConsumerPolicy(ack_wait=5.0, max_deliver=10)
+# An executor acks a TaskReady once the stream has the attempt's TaskStarted (at most one and a
+# half heartbeat intervals in) or its result, so an unacked one belongs to an executor that
+# died before either: hand it to another one soon, but not before then (`Executor.policy`).
+POLICY = ConsumerPolicy(ack_wait=5.0, max_deliver=5)
 # Bounded error text: a stack trace must not make the event too large to publish.
 MAX_ERROR_CHARS = 2000
 
@@ -84,9 +89,13 @@ class Executor:
         self.fence = Fence(settings, executor_id, self.name)
         self.cancelled: set[str] = set()
 
+    def policy(self) -> ConsumerPolicy:
+        """`POLICY`, its ack wait past the first heartbeat (when TaskStarted lets the TaskReady go)."""
+        return msgspec.structs.replace(POLICY, ack_wait=max(POLICY.ack_wait, 2 * self.settings.heartbeat_seconds))
+
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Take attempts until `stop`; then finish the ones running (graceful shutdown)."""
-        policy = fit_consumer(POLICY, bus.stream)
+        policy = fit_consumer(self.policy(), bus.stream)
         check_consumer(CONSUMER, policy, bus.stream)
         try:
             await bus.js.add_consumer(bus.stream.name, consumer_config(
@@ -147,35 +156,20 @@ class Executor:
         if not isinstance(ready, TaskReady):
             await msg.ack()
             return
-        if deliveries(msg) > 1 and await self._timed_out_already(bus, ready):
+        if deliveries(msg) > 1 and await self._ended_already(bus, ready):
             await msg.ack()
             return
-        started = TaskStarted(id=derive_id(run_key(ready), "TaskStarted", ready.task_id, ready.attempt),
-                              ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id,
-                              actor=self.name, task_id=ready.task_id, attempt=ready.attempt,
-                              executor=self.executor_id)
-        stamped = time.monotonic()
-        # The task starts while TaskStarted is on its way; the TaskReady is acked, and the
-        # result published, only once the stream has TaskStarted.
-        started_ack = await bus.send([started])
-        work = asyncio.create_task(self._run(bus, http, ready))
-        try:
-            await started_ack
-        except BaseException:
-            work.cancel()
-            raise
-        await msg.ack()
-        attempt = Attempt(ready, work, alive_at=stamped)
+        attempt = Attempt(ready, msg, alive_at=time.monotonic(), started_at=now())
+        attempt.work = asyncio.create_task(self._run(bus, http, attempt))
         self.fence.add(attempt)
         try:
-            result = await work
+            result = await attempt.work
         except asyncio.CancelledError:
             if attempt.abandoned is not None:
-                return
+                return  # unacked, if it never started: another executor gets it
             if run_key(ready) not in self.cancelled:
                 raise
-            result = self._failed(self._common(ready), ready, 0.0, "the workflow was cancelled", "cancelled", False,
-                                  None)
+            result = self._failed(attempt, 0.0, "the workflow was cancelled", "cancelled", False, None)
         finally:
             self.fence.remove(attempt)
         # A result that could only arrive late is not published (`_fence.py`).
@@ -184,25 +178,27 @@ class Executor:
         try:
             await bus.publish(result)
         except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
-            await bus.publish(self._failed(self._common(ready), ready, 0.0, f"the result cannot be published: {exc}",
-                                           "error", False, None))
+            await bus.publish(self._failed(attempt, 0.0, f"the result cannot be published: {exc}", "error", False,
+                                           None))
+        await attempt.ack()
 
-    async def _timed_out_already(self, bus: Bus, ready: TaskReady) -> bool:
-        """Whether a redelivered attempt was timed out while its first executor held it (paused
-        between publishing TaskStarted and acking): then it is no one's to run any more."""
-        probe = TaskTimedOut(id="", ts=ready.ts, workflow_id=ready.workflow_id, run_id=ready.run_id,
-                             task_id=ready.task_id, attempt=ready.attempt, reason="")
-        data = await bus.last(subject_of(probe))
-        if data is None:
-            return False
-        try:
-            last = decode_message(subject_of(probe), data)
-        except MalformedEvent:
-            return False
-        if isinstance(last, TaskTimedOut) and run_key(last) == run_key(ready) and last.attempt >= ready.attempt:
-            _log.warning("redelivered attempt not started: it was timed out", workflow=ready.workflow_id,
-                         task=ready.task_id, attempt=ready.attempt, reason=last.reason)
-            return True
+    async def _ended_already(self, bus: Bus, ready: TaskReady) -> bool:
+        """Whether a redelivered attempt has ended already: its first executor published its
+        result but died before acking, or held it (paused) until the distributor timed it out.
+        Either way it is no one's to run any more."""
+        for kind in (TaskSucceeded, TaskFailed, TaskTimedOut):
+            subject = subject_filter(kind, ready.workflow_id, ready.task_id)
+            data = await bus.last(subject)
+            if data is None:
+                continue
+            try:
+                last = decode_message(subject, data)
+            except MalformedEvent:
+                continue
+            if run_key(last) == run_key(ready) and getattr(last, "attempt", 0) >= ready.attempt:
+                _log.warning("redelivered attempt not run: it has ended", workflow=ready.workflow_id,
+                             task=ready.task_id, attempt=ready.attempt, ended=type(last).__name__)
+                return True
         return False
 
     async def _on_cancelled(self, msg: Msg) -> None:
@@ -215,7 +211,7 @@ class Executor:
         if attempts:
             self.cancelled.add(run)
             for attempt in attempts:
-                attempt.work.cancel()
+                attempt.cancel()
 
     async def _on_timed_out(self, msg: Msg) -> None:
         try:
@@ -225,36 +221,43 @@ class Executor:
         if isinstance(event, TaskTimedOut):
             self.fence.timed_out((run_key(event), event.task_id, event.attempt), event.reason)
 
-    async def _run(self, bus: Bus, http: aiohttp.ClientSession, ready: TaskReady) -> Event:
+    async def _run(self, bus: Bus, http: aiohttp.ClientSession, attempt: Attempt) -> Event:
+        ready = attempt.ready
         assert ready.spec is not None
         t0 = time.perf_counter()
-        common = self._common(ready)
         try:
             inputs = await self._inputs(bus, ready.inputs)
             outcome = await run_task(ready.spec, inputs, self.settings,
                                      timeout=ready.timeout_seconds or self.settings.task_timeout_seconds, http=http)
         except TaskError as exc:
-            return self._failed(common, ready, t0, str(exc), exc.kind, exc.retryable, exc.retry_after)
+            return self._failed(attempt, t0, str(exc), exc.kind, exc.retryable, exc.retry_after)
         except (BusError, BlobError) as exc:
-            return self._failed(common, ready, t0, f"could not read an input: {exc}", "error",
-                                isinstance(exc, BusError), None)
+            return self._failed(attempt, t0, f"could not read an input: {exc}", "error", isinstance(exc, BusError),
+                                None)
         except Exception as exc:  # a bug in a task kind must not take the executor down
             _log.exception("task kind crashed", task=ready.task_id, workflow=ready.workflow_id)
-            return self._failed(common, ready, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
-        common["ts"] = now()
-        return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt), **common,
-                             output=outcome.output, duration_ms=(time.perf_counter() - t0) * 1000,
-                             model=outcome.model, cost_usd=outcome.cost_usd, usage=outcome.usage)
+            return self._failed(attempt, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
+        # The outcome check is part of the attempt: an output that fails it is a failed attempt,
+        # and the task's retry policy decides what follows.
+        problems = check_outcome(ready.spec, outcome.output)
+        if problems:
+            return self._failed(attempt, t0, "outcome check failed: " + "; ".join(problems), "outcome", True, None)
+        return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt),
+                             **self._common(attempt), output=outcome.output,
+                             duration_ms=(time.perf_counter() - t0) * 1000, model=outcome.model,
+                             cost_usd=outcome.cost_usd, usage=outcome.usage)
 
-    def _common(self, ready: TaskReady) -> dict[str, Any]:
+    def _common(self, attempt: Attempt) -> dict[str, Any]:
+        ready = attempt.ready
         return {"ts": now(), "workflow_id": ready.workflow_id, "run_id": ready.run_id, "causation_id": ready.id,
-                "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt}
+                "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt,
+                "executor": self.executor_id, "started_at": attempt.started_at}
 
-    def _failed(self, common: dict[str, Any], ready: TaskReady, t0: float, error: str, kind: str,
-                retryable: bool, retry_after: float | None) -> TaskFailed:
-        common["ts"] = now()
-        return TaskFailed(id=derive_id(run_key(ready), "TaskFailed", ready.task_id, ready.attempt), **common,
-                          error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
+    def _failed(self, attempt: Attempt, t0: float, error: str, kind: str, retryable: bool,
+                retry_after: float | None) -> TaskFailed:
+        ready = attempt.ready
+        return TaskFailed(id=derive_id(run_key(ready), "TaskFailed", ready.task_id, ready.attempt),
+                          **self._common(attempt), error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
                           retry_after_seconds=retry_after,
                           duration_ms=(time.perf_counter() - t0) * 1000 if t0 else 0.0)
 

@@ -3,7 +3,10 @@ abandons each the moment it stops being this executor's to finish.
 
 One loop beats for every running attempt, in one pipelined batch per interval, so 1,000
 attempts in flight cost one timer and one publish round, not 1,000 tasks competing with the
-work for the event loop.
+work for the event loop. An attempt's first beat is its `TaskStarted`, sent once it has run
+for half an interval at least (so within one and a half intervals of its start); an attempt
+that ends sooner has none, its result saying who ran it and since when. The TaskReady is
+acked once the stream has the one or the other.
 
 An attempt is abandoned (its work cancelled, no more heartbeats, no result published) when
 - the executor learns that the distributor timed it out (a `TaskTimedOut` for it arrives on
@@ -21,12 +24,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+import nats.errors
 import structlog
+from nats.aio.msg import Msg
 
 from actors._settings import Settings
 from bus import Bus, BusError
-from events import Event, TaskHeartbeat, TaskReady, derive_id, now
+from events import Event, TaskHeartbeat, TaskReady, TaskStarted, derive_id, now
 
 __all__ = ["Attempt", "Fence", "run_key"]
 
@@ -43,16 +50,40 @@ def run_key(event: Event) -> str:
 @dataclass
 class Attempt:
     ready: TaskReady
-    work: asyncio.Task[Event]
-    # time.monotonic() when the newest sign of life the stream has (TaskStarted, then each
-    # acknowledged heartbeat) was stamped: the distributor measures silence from its `ts`.
+    msg: Msg  # the TaskReady's delivery, acked once the stream has TaskStarted or the result
+    # time.monotonic() when the attempt began, then when the newest sign of life the stream has
+    # (TaskStarted, then each acknowledged heartbeat) was stamped: the distributor measures
+    # silence from its `ts`.
     alive_at: float
+    started_at: datetime
+    work: asyncio.Task[Event] | None = None
+    began: float = 0.0  # time.monotonic() at the start (set from alive_at)
+    started: bool = False  # its TaskStarted is in the stream
+    acked: bool = False
     beat: int = 0
     abandoned: str | None = None
+
+    def __post_init__(self) -> None:
+        self.began = self.alive_at
 
     @property
     def key(self) -> AttemptKey:
         return (run_key(self.ready), self.ready.task_id, self.ready.attempt)
+
+    async def ack(self) -> None:
+        """Let the TaskReady go (once): unacked, it would be redelivered to another executor."""
+        if self.acked:
+            return
+        self.acked = True
+        try:
+            await self.msg.ack()
+        except nats.errors.Error as exc:  # redelivered, it is found ended (`Executor._ended_already`)
+            _log.warning("TaskReady not acked", workflow=self.ready.workflow_id, task=self.ready.task_id,
+                         attempt=self.ready.attempt, error=str(exc))
+
+    def cancel(self) -> None:
+        if self.work is not None:
+            self.work.cancel()
 
 
 class Fence:
@@ -86,7 +117,7 @@ class Fence:
         if attempt.abandoned is not None:
             return
         attempt.abandoned = reason
-        attempt.work.cancel()
+        attempt.cancel()
         _log.warning("attempt abandoned", workflow=attempt.ready.workflow_id, task=attempt.ready.task_id,
                      attempt=attempt.ready.attempt, reason=reason)
 
@@ -96,28 +127,35 @@ class Fence:
             self.abandon(attempt, f"the distributor timed it out: {reason}")
 
     async def beat(self, bus: Bus, stop: asyncio.Event) -> None:
-        """Every heartbeat interval, one batch: a TaskHeartbeat per attempt still ours."""
+        """Every heartbeat interval, one batch: a TaskStarted for each attempt that has run half
+        an interval and has none yet, a TaskHeartbeat for every other attempt still ours."""
         interval = self.settings.heartbeat_seconds
         next_at = time.monotonic() + interval
         while not stop.is_set():
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             next_at = max(next_at + interval, time.monotonic())
             stamped, ts = time.monotonic(), now()
-            alive = [a for a in list(self.running.values()) if self.still_ours(a)]
-            if not alive:
+            due = [a for a in list(self.running.values())
+                   if (a.started or stamped - a.began >= interval / 2) and self.still_ours(a)]
+            if not due:
                 continue
-            beats = []
-            for a in alive:
-                a.beat += 1
-                r = a.ready
-                beats.append(TaskHeartbeat(
-                    id=derive_id(run_key(r), "TaskHeartbeat", r.task_id, r.attempt, a.beat), ts=ts,
-                    workflow_id=r.workflow_id, run_id=r.run_id, causation_id=r.id, actor=self.actor,
-                    task_id=r.task_id, attempt=r.attempt, executor=self.executor_id, beat=a.beat))
+            beats: list[Event] = [self._beat(a, ts) for a in due]
             try:
                 await bus.publish_many(beats)
             except BusError as exc:
                 _log.warning("heartbeats not published", attempts=len(beats), error=str(exc))
                 continue
-            for a in alive:
+            for a in due:
                 a.alive_at = max(a.alive_at, stamped)
+                a.started = True
+                await a.ack()
+
+    def _beat(self, a: Attempt, ts: datetime) -> Event:
+        r = a.ready
+        common: dict[str, Any] = {"ts": ts, "workflow_id": r.workflow_id, "run_id": r.run_id, "causation_id": r.id,
+                  "actor": self.actor, "task_id": r.task_id, "attempt": r.attempt, "executor": self.executor_id}
+        if not a.started:
+            return TaskStarted(id=derive_id(run_key(r), "TaskStarted", r.task_id, r.attempt), **common)
+        a.beat += 1
+        return TaskHeartbeat(id=derive_id(run_key(r), "TaskHeartbeat", r.task_id, r.attempt, a.beat), **common,
+                             beat=a.beat)

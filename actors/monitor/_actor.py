@@ -27,7 +27,8 @@ class Monitor(Actor):
     subjects: ClassVar[tuple[str, ...]] = ("ymera.>",)
     tick_seconds: ClassVar[float | None] = 1.0
     state_fields: ClassVar[dict[str, Any]] = {"state": MetricsState, "once": Once, "raises": dict[str, int]}
-    state_version: ClassVar[int] = 3  # 2: the once-gate of fencing in the state; 3: loose ids in a store.Recent
+    # 2: the once-gate of fencing in the state; 3: loose ids in a store.Recent; 4: attempts that began
+    state_version: ClassVar[int] = 4
     by_reference: ClassVar[frozenset[str]] = Metrics.by_reference
 
     def __init__(self, settings: Settings) -> None:

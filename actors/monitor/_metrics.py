@@ -65,8 +65,9 @@ _WORKFLOW_COUNTS: dict[type, str] = {
     WorkflowCancelled: "cancelled",
 }
 _ENDED = (WorkflowRefused, WorkflowInvalid, WorkflowCompleted, WorkflowFailed, WorkflowCancelled)
+# "started" counts attempts that began (`_attempt_seen`), not TaskStarted events.
+_STARTED = "started"
 _TASK_COUNTS: dict[type, str] = {
-    TaskStarted: "started",
     TaskSucceeded: "succeeded",
     TaskFailed: "failed",
     TaskTimedOut: "timed_out",
@@ -102,7 +103,8 @@ class MetricsState:
     # workflow id -> its latest run, until it ends: the run of an event that names none (from before runs).
     latest_run: dict[str, str] = field(default_factory=dict)
     # "late": results of attempts that had already ended (timed out), never a task's result.
-    tasks: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*_TASK_COUNTS.values(), "late"), 0))
+    tasks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("started", *_TASK_COUNTS.values(), "late"),
+                                                                        0))
     models: dict[str, ModelStats] = field(default_factory=dict)
     assessed: int = 0
     overall_sum: float = 0.0
@@ -111,8 +113,9 @@ class MetricsState:
     # (run id, task_id, attempt) -> "succeeded" | "failed" | "timed_out"; one entry per attempt.
     ends: deque[tuple[tuple[str, str, int], str]] = field(default_factory=lambda: deque(maxlen=ENDS_WINDOW))
     alerts: deque[RecentAlert] = field(default_factory=lambda: deque(maxlen=ALERTS_KEPT))
-    # run id -> (task_id, attempt) -> how the attempt ended, while the run is active: a second
-    # end of an attempt is a late result (after a timeout) or a moot timeout (after a result).
+    # run id -> (task_id, attempt) -> "started", then how the attempt ended, while the run is
+    # active: a second end of an attempt is a late result (after a timeout) or a moot timeout
+    # (after a result).
     attempts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
     # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
     # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
@@ -154,10 +157,14 @@ class Metrics:
     def apply(self, state: MetricsState, event: Event) -> MetricsState:
         kind = type(event)
         run = _run_key(state, event)
-        if isinstance(event, (TaskSucceeded, TaskFailed, TaskTimedOut)) and not _first_end(state, event, run):
-            if not isinstance(event, TaskTimedOut):
-                state.tasks["late"] += 1  # a result after its attempt was timed out: not the task's
-            return state  # a timeout after the attempt's result changes nothing
+        if isinstance(event, (TaskStarted, TaskSucceeded, TaskFailed, TaskTimedOut)):
+            began, first_end = _attempt_seen(state, event, run)
+            if began:
+                state.tasks["started"] += 1
+            if not first_end:
+                if isinstance(event, (TaskSucceeded, TaskFailed)):
+                    state.tasks["late"] += 1  # a result after its attempt was timed out: not the task's
+                return state  # a timeout after the attempt's result changes nothing
         if kind in _WORKFLOW_COUNTS:
             state.workflows[_WORKFLOW_COUNTS[kind]] += 1
             _track_workflow(state, event, run)
@@ -189,16 +196,25 @@ class Metrics:
         return state
 
 
-def _first_end(state: MetricsState, event: TaskSucceeded | TaskFailed | TaskTimedOut, run: str) -> bool:
-    """Whether this is the first end of its attempt, in stream order (the distributor's rule)."""
+def _attempt_seen(state: MetricsState, event: TaskStarted | TaskSucceeded | TaskFailed | TaskTimedOut,
+                  run: str) -> tuple[bool, bool]:
+    """(whether the attempt began with this event, whether this is its first end), in stream
+    order (the distributor's rule). An attempt began with its TaskStarted, or, if it ended
+    before its first heartbeat, with its result; a TaskStarted is no end."""
     if run not in state.active:
-        return True
-    ends = state.attempts.setdefault(run, {})
+        return not isinstance(event, TaskTimedOut), True
+    seen = state.attempts.setdefault(run, {})
     key = (event.task_id, event.attempt)
-    if key in ends:
-        return False
-    ends[key] = type(event).__name__
-    return True
+    before = seen.get(key)
+    began = before is None and not isinstance(event, TaskTimedOut)
+    if isinstance(event, TaskStarted):
+        if before is None:
+            seen[key] = _STARTED
+        return began, False
+    if before is not None and before != _STARTED:
+        return False, False
+    seen[key] = type(event).__name__
+    return began, True
 
 
 def _run_key(state: MetricsState, event: Event) -> str:

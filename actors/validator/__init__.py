@@ -1,7 +1,6 @@
-"""The validator: whether a submitted workflow can run, its plan, and whether an outcome meets its spec."""
+"""The validator: whether a submitted workflow can run, and its plan."""
 
-from ._outcome import check_outcome
 from ._plan import Plan, plan
 from ._rules import validate_workflow
 
-__all__ = ["Plan", "check_outcome", "plan", "validate_workflow"]
+__all__ = ["Plan", "plan", "validate_workflow"]

@@ -1,0 +1,126 @@
+"""A step is two durable hops: TaskReady, then the attempt's result, which releases the dependents.
+
+The executor checks each output against its task's `expect` before reporting (a result that
+fails is a failed attempt, and the retry policy applies); an attempt that ends before its
+first heartbeat sends no TaskStarted (its result names the executor and when it began); the
+assessor scores off the critical path, and a workflow still ends only once every success is
+scored. Real nats-server, every actor in this process, a local OpenAI-format server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import bus
+import events
+from actors import Settings, load_settings, run_all
+from actors.distributor import DistributorState
+from actors.distributor._decide import decide
+from actors.executor._actor import CONSUMER
+from ymera import WorkflowClient
+
+from .engine import all_events
+from .openai_server import OpenAIServer
+
+
+@pytest.fixture
+def llm() -> OpenAIServer:
+    with OpenAIServer(model="test-model") as server:
+        yield server
+
+
+def settings_for(tmp_path: Path, llm: OpenAIServer) -> Settings:
+    return load_settings({"YMERA_DATA_DIR": str(tmp_path / "data"), "YMERA_HEARTBEAT_SECONDS": "0.2",
+                          "YMERA_LLM_BASE_URL": llm.base_url, "YMERA_LLM_MODEL": "test-model"}, dotenv=None)
+
+
+@pytest.fixture
+async def engine(nats_bus: bus.Bus, tmp_path: Path, llm: OpenAIServer) -> AsyncIterator[Settings]:
+    settings = settings_for(tmp_path, llm)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(run_all(settings, nats_bus, stop, ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    try:
+        yield settings
+    finally:
+        stop.set()
+        await running
+
+
+def submission(workflow_id: str, *tasks: events.TaskSpec) -> events.WorkflowSubmitted:
+    return events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id=workflow_id, tasks=list(tasks))
+
+
+async def run(connection: bus.Bus, sub: events.WorkflowSubmitted) -> tuple[events.Event, list[events.Event]]:
+    client = WorkflowClient(connection)
+    seq = await client.submit(sub)
+    end, _ = await client.wait(sub.workflow_id, seq, timeout=60)
+    return end, await all_events(connection, f"ymera.*.{sub.workflow_id}.>")
+
+
+async def test_an_output_that_fails_its_check_is_a_failed_attempt_and_its_retry_can_succeed(
+        nats_bus: bus.Bus, engine: Settings, llm: OpenAIServer) -> None:
+    llm.reply("hello")
+    llm.reply("hello and bye")
+    end, seen = await run(nats_bus, submission("wf-check", events.TaskSpec(
+        id="ask", type="llm", parameters={"prompt": "say bye"}, expect=events.Expectations(contains=["bye"]),
+        retry=events.RetryPolicy(max_attempts=2, initial_delay_seconds=0.01))))
+    assert isinstance(end, events.WorkflowCompleted), end
+    kinds = [type(e).__name__ for e in seen if not isinstance(e, events.TaskHeartbeat)]
+    assert kinds == ["WorkflowSubmitted", "WorkflowAdmitted", "WorkflowValidated", "TaskReady", "TaskFailed",
+                     "TaskRetryScheduled", "TaskReady", "TaskSucceeded", "TaskAssessed", "WorkflowCompleted"]
+    failed = next(e for e in seen if isinstance(e, events.TaskFailed))
+    assert (failed.attempt, failed.kind, failed.retryable) == (1, "outcome", True)
+    assert failed.error == ("outcome check failed: contains: expected the output to contain 'bye'; "
+                            "output: 'hello'")
+    assessed = next(e for e in seen if isinstance(e, events.TaskAssessed))
+    assert assessed.attempt == 2
+    [result] = end.results
+    assert (result.status, result.attempts, result.quality) == ("succeeded", 2, assessed.overall)
+    assert len(llm.requests) == 2
+
+
+async def test_a_short_attempt_sends_no_task_started_a_long_one_does_and_both_are_acked(
+        nats_bus: bus.Bus, engine: Settings) -> None:
+    end, seen = await run(nats_bus, submission(
+        "wf-hops", events.TaskSpec(id="quick", type="noop"),
+        events.TaskSpec(id="long", type="sleep", parameters={"seconds": 1.0})))
+    assert isinstance(end, events.WorkflowCompleted), end
+    started = [e.task_id for e in seen if isinstance(e, events.TaskStarted)]
+    assert started == ["long"]  # it outlived its first heartbeat (0.2 s); quick ended before it
+    order = [(type(e).__name__, e.task_id) for e in seen if isinstance(e, events.TaskStarted | events.TaskSucceeded)
+             and e.task_id == "long"]
+    assert order == [("TaskStarted", "long"), ("TaskSucceeded", "long")]
+    results = {e.task_id: e for e in seen if isinstance(e, events.TaskSucceeded)}
+    releases = {e.task_id: e for e in seen if isinstance(e, events.TaskReady)}
+    for task_id, result in results.items():
+        assert result.executor != ""
+        assert result.started_at is not None
+        assert releases[task_id].ts <= result.started_at <= result.ts
+    info = await nats_bus.js.consumer_info(nats_bus.stream.name, CONSUMER)
+    assert (info.num_ack_pending, info.num_redelivered) == (0, 0)
+
+
+def test_a_success_releases_its_dependents_before_it_is_scored() -> None:
+    sub = submission("wf-chain", events.TaskSpec(id="a", type="noop"),
+                     events.TaskSpec(id="b", type="noop", dependencies=["a"]))
+    run_id = sub.id
+    common = {"ts": events.now(), "workflow_id": sub.workflow_id, "run_id": run_id}
+    state = DistributorState()
+    for event in [
+        sub,
+        events.WorkflowValidated(id=events.new_id(), **common, levels=[["a"], ["b"]]),
+        events.TaskReady(id=events.new_id(), **common, task_id="a", attempt=1),
+        events.TaskSucceeded(id=events.new_id(), **common, task_id="a", attempt=1, output=None),
+    ]:
+        state.apply(event)
+    released = [e for e in decide(state, state.workflows[run_id], Settings(), None, None)
+                if isinstance(e, events.TaskReady)]
+    assert [(e.task_id, e.attempt) for e in released] == [("b", 1)]
+    # ... and the workflow ends only once that success is scored.
+    assert not any(isinstance(e, events.WorkflowCompleted)
+                   for e in decide(state, state.workflows[run_id], Settings(), None, None))
