@@ -45,7 +45,6 @@ from events import (
     WorkflowInvalid,
     WorkflowRefused,
     WorkflowSubmitted,
-    run_of,
 )
 
 __all__ = ["LOOSE_KEPT", "Once", "Recent", "Run"]
@@ -93,26 +92,33 @@ class Once(msgspec.Struct):
     rejected_through: int = 0  # the highest stream seq a folded MessageRejected named
 
     def admit(self, event: Event) -> bool:
-        """Whether to fold `event`; remembers that it was."""
-        if isinstance(event, MessageRejected) and event.stream_seq is not None:
+        """Whether to fold `event`; remembers that it was. (On every fold's path: kept lean.)"""
+        if type(event) is MessageRejected and event.stream_seq is not None:
             if event.stream_seq <= self.rejected_through:
                 return False
             self.rejected_through = event.stream_seq
             return True
-        if event.id in self.loose:
+        event_id = event.id
+        if event_id in self.loose.ids:
             return False
-        key = self._run_key(event)
+        # The run it belongs to; one that names none belongs to its workflow's active run (an
+        # event from before runs, a cancel naming only the workflow); "" outside any workflow.
+        submitted = type(event) is WorkflowSubmitted
+        key = event_id if submitted else event.run_id
+        if not key and event.workflow_id != NO_WORKFLOW:
+            key = self.latest.get(event.workflow_id, _NO_ACTIVE_RUN)
         run = self.runs.get(key) if key else None
         if run is None:
-            if isinstance(event, WorkflowSubmitted):
-                self.runs[key] = Run(event.workflow_id, {event.id})
+            if submitted:
+                self.runs[key] = Run(event.workflow_id, {event_id})
                 self.latest[event.workflow_id] = key
                 return True
-            self._forget_into_loose([event.id])
+            self.loose.add(event_id)
             return not key  # outside any run (alerts): once; of a run not active: not folded
-        if event.id in run.ids:
+        ids = run.ids
+        if event_id in ids:
             return False
-        run.ids.add(event.id)
+        ids.add(event_id)
         if isinstance(event, _ENDS):
             del self.runs[key]
             if self.latest.get(run.workflow_id) == key:  # another of its runs may still be active
@@ -121,17 +127,8 @@ class Once(msgspec.Struct):
                     self.latest[run.workflow_id] = others[-1]
                 else:
                     del self.latest[run.workflow_id]
-            self._forget_into_loose(run.ids)
+            self._forget_into_loose(ids)
         return True
-
-    def _run_key(self, event: Event) -> str:
-        """The run an event belongs to; one that names none belongs to its workflow's active run
-        (an event from before runs, a cancel naming only the workflow), else none that is active;
-        "" for an event outside any workflow."""
-        run = run_of(event)
-        if run or event.workflow_id == NO_WORKFLOW:
-            return run
-        return self.latest.get(event.workflow_id, _NO_ACTIVE_RUN)
 
     def _forget_into_loose(self, ids: Iterable[str]) -> None:
         for event_id in ids:
