@@ -64,15 +64,15 @@ async def fold_archived(actor: Actor, bus: Bus, subjects: list[str], start: int,
             if log.head_seq < first - 1:
                 raise HistoryDropped(actor.name, start, first,
                                      f"the log at {path} holds seqs only through {log.head_seq}")
-            async with contextlib.aclosing(log.read_chunks(start)) as chunks:
+            async with contextlib.aclosing(log.scan("seq, subject, data", start)) as chunks:
                 async for chunk in chunks:
-                    for row in chunk:
-                        if row.seq >= first:
+                    for seq, subject, data in chunk:
+                        if seq >= first:
                             return folded
-                        if not wanted(row.subject):
+                        if not wanted(subject):
                             continue
                         try:
-                            event = await read_message(row.subject, row.data, bus.get_blob, actor.by_reference)
+                            event = await read_message(subject, data, bus.get_blob, actor.by_reference)
                         except (MalformedEvent, BlobError):
                             continue
                         actor.apply(event)

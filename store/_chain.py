@@ -17,11 +17,8 @@ GENESIS = bytes(32)
 
 
 def link(prev_hash: bytes, seq: int, event_id: str, data: bytes) -> bytes:
-    h = hashlib.sha256(prev_hash)
-    h.update(seq.to_bytes(8, "big"))
-    h.update(event_id.encode())
-    h.update(data)
-    return h.digest()
+    # One call over the joined bytes: cheaper than four `update`s (store.verify inlines this).
+    return hashlib.sha256(prev_hash + seq.to_bytes(8, "big") + event_id.encode() + data).digest()
 
 
 class StoredEvent(msgspec.Struct, frozen=True, array_like=True):

@@ -23,7 +23,7 @@ from bus import Bus, stream_seq
 from events import BlobError, Event, MalformedEvent, decode, read_message, resolve
 
 from ._once import Once
-from ._sqlite import SqliteEventLog
+from ._sqlite import LogReader, SqliteEventLog, completed
 
 __all__ = ["LiveProjection", "Projection", "rebuild"]
 
@@ -39,17 +39,22 @@ class Projection(Protocol[S]):
 
 
 async def rebuild(projection: Projection[S], log: SqliteEventLog, from_seq: int = 0) -> tuple[S, int]:
-    """Fold the stored log; return the state and the last seq folded."""
+    """Fold the stored log; return the state and the last seq folded. The fold runs in a thread
+    of its own, on a connection of its own (`SqliteEventLog.in_thread`): a projection is pure."""
+    return await log.in_thread(lambda reader: _fold(projection, reader, from_seq))
+
+
+def _fold(projection: Projection[S], log: LogReader, from_seq: int) -> tuple[S, int]:
     state, last, once = projection.initial(), 0, Once()
-    keep = by_reference(projection)
-    async for rows in log.scan("seq, data", from_seq):
+    keep, apply, admit = by_reference(projection), projection.apply, once.admit
+    for rows in log.scan("seq, data", from_seq):
         for _, data in rows:
             event = decode(data)
-            if not once.admit(event):
+            if not admit(event):
                 continue
             if event.blobs:
-                event = await resolve(event, log.get_blob, keep)
-            state = projection.apply(state, event)
+                event = completed(resolve(event, log.get_blob, keep))
+            state = apply(state, event)
         last = rows[-1][0]
     return state, last
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import events
 import store
 from store import SqliteEventLog, StoreError, StoreLocked
+from store._sqlite import completed
 
 from .store_contract import EventLogContract, row
 
@@ -141,3 +143,16 @@ async def test_chunks_and_scans_hold_the_rows_read_gives(tmp_path: Path) -> None
     assert [r for c in chunks for r in c] == rows
     assert scanned == [[(2, rows[0].data), (4, rows[2].data)], [(6, rows[4].data)]]
     assert str(info.value) == "no such columns in the log: seq, password"
+
+
+def test_a_coroutine_that_suspends_cannot_be_completed_in_a_reader_thread() -> None:
+    async def ready() -> int:
+        return 7
+
+    async def suspends() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    assert completed(ready()) == 7
+    with pytest.raises(RuntimeError, match="the coroutine suspended; only one that never does can be completed"):
+        completed(suspends())
