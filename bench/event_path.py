@@ -19,7 +19,8 @@ the system NATS) and temporary SQLite files:
     (`python -m runner actor store`), each against a fresh server and stream.
 (c) replay over the stored log: `log.read(0)` + `events.decode`, `store.verify` (the hash
     chain audit) and `store.rebuild(store.EventCounts(), log)`; plus a synchronous stdlib
-    scan + decode as a reference.
+    scan + decode as a reference. The readers and the reference take turns, three rounds per
+    repetition, and each keeps its best time of the three.
 
 Targets (from the issue): durable path >= 50% of the raw pair; replay (read + decode) and
 `store.verify` >= 60% of the stdlib sqlite3 scan + decode reference, paired per repetition.
@@ -60,6 +61,7 @@ import store
 DURABLE_TARGET = 0.50
 REPLAY_SHARE = 0.60  # of the stdlib sqlite3 scan + decode, measured in the same run
 POLL_S = 0.005
+REPLAY_ROUNDS = 3  # turns each reader and the reference take, per repetition; the best counts
 
 # ---- workload ----------------------------------------------------------------------------
 
@@ -261,7 +263,9 @@ def verdicts(raw_pair: Row, durable: Sequence[Row], replay: Sequence[Row]) -> li
         ratio = statistics.median(paired)
         line = (f"- {r.path}: {r.rate:,.0f} events/s, {ratio:.1%} of the stdlib reference in the same run "
                 f"(per repetition: {', '.join(f'{x:.1%}' for x in paired)}")
-        if "row by row" in r.path:  # the per-row API, shown for comparison; nothing replays through it
+        if "row by row" in r.path or "every column" in r.path:
+            # Row APIs (`read`, `read_chunks`), shown for comparison: no replay and no audit reads
+            # through them (the audit reads its columns in a thread; the rest scan the columns they use).
             out.append(line + "; no target)")
         else:
             out.append(line + f"; target >= {REPLAY_SHARE:.0%}): {'met' if ratio >= REPLAY_SHARE else 'NOT met'}")
@@ -294,16 +298,21 @@ async def measure_once(evs: Sequence[events.Event], wire: Sequence[tuple[str, st
 
     print("  (c) replay …", file=sys.stderr)
     log_path = tmp / "inproc" / "events.db"
+
+    async def reference(_: store.SqliteEventLog) -> int:
+        return raw_scan_decode(log_path)
+
+    # Each reader and the reference take turns, REPLAY_ROUNDS times; each keeps its best time:
+    # on a machine shared with other jobs, a pause lands on one pass, not on one reader.
     async with store.SqliteEventLog(log_path, readonly=True) as log:
-        for key, fn in (("payloads", replay_decode_payloads), ("decode", replay_decode),
-                        ("decode_rows", replay_decode_rows), ("verify", replay_verify), ("rebuild", replay_rebuild)):
-            t0 = time.perf_counter()
-            count = await fn(log)
-            t[key] = time.perf_counter() - t0
-            assert count == n, f"replay {key}: {count} rows, expected {n}"
-    t0 = time.perf_counter()
-    assert raw_scan_decode(log_path) == n
-    t["raw_scan"] = time.perf_counter() - t0
+        for _ in range(REPLAY_ROUNDS):
+            for key, fn in (("payloads", replay_decode_payloads), ("decode", replay_decode),
+                            ("decode_rows", replay_decode_rows), ("verify", replay_verify),
+                            ("rebuild", replay_rebuild), ("raw_scan", reference)):
+                t0 = time.perf_counter()
+                count = await fn(log)
+                t[key] = min(t.get(key, float("inf")), time.perf_counter() - t0)
+                assert count == n, f"replay {key}: {count} rows, expected {n}"
     return t
 
 
