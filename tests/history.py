@@ -1,10 +1,11 @@
 """A long history for start-up tests and bench/startup.py: many workflows, most of them ended.
 
 Each workflow is what the engine writes for a chain of tasks t1 <- t2 <- ...: submitted,
-admitted, validated, and per task ready, started, succeeded (with a model and token usage),
-outcome_checked, assessed; then completed. Ids are derived as the actors derive them, so an
+admitted, validated, and per task ready, succeeded (with a model and token usage; an attempt
+of under a heartbeat sends no TaskStarted), assessed; then completed. Ids are derived as the actors derive them, so an
 actor reconciling over this history finds its own decisions already made. The last `active`
-workflows stop with their first task running, as a live system has some in flight. Every event
+workflows stop with their first task running (it outlived its first heartbeat: started), as
+a live system has some in flight. Every event
 but the submission names its run (the submission's id), as the engine's do.
 """
 
@@ -20,7 +21,7 @@ from events import derive_id
 __all__ = ["EVENTS_PER_WORKFLOW", "history", "publish_history"]
 
 TASKS = 4
-EVENTS_PER_WORKFLOW = 3 + 5 * TASKS + 1
+EVENTS_PER_WORKFLOW = 3 + 3 * TASKS + 1
 _ACTIVE_EVENTS = 5  # submitted, admitted, validated, t1 ready, t1 started
 
 
@@ -53,24 +54,19 @@ def _workflow(workflow_id: str, ts: datetime, running: bool, n: int) -> Iterator
         ready = events.TaskReady(id=derive_id(sid, "TaskReady", task, 1), ts=ts, workflow_id=workflow_id,
                                  run_id=sid, causation_id=sid, actor="distributor", task_id=task, attempt=1, spec=spec)
         yield ready
-        yield events.TaskStarted(id=derive_id(sid, "TaskStarted", task, 1), ts=ts, workflow_id=workflow_id,
-                                 run_id=sid, causation_id=ready.id, actor="executor", task_id=task, attempt=1,
-                                 executor="executor-1")
         if running:
+            yield events.TaskStarted(id=derive_id(sid, "TaskStarted", task, 1), ts=ts, workflow_id=workflow_id,
+                                     run_id=sid, causation_id=ready.id, actor="executor", task_id=task, attempt=1,
+                                     executor="executor-1")
             return
         done = events.TaskSucceeded(
             id=derive_id(sid, "TaskSucceeded", task, 1), ts=ts, workflow_id=workflow_id, run_id=sid,
-            causation_id=ready.id,
-            actor="executor", task_id=task, attempt=1, output={"text": f"summary of {task}"},
+            causation_id=ready.id, actor="executor", task_id=task, attempt=1, output={"text": f"summary of {task}"},
             duration_ms=800.0 + n % 400, model="model-a" if n % 3 else "model-b", cost_usd=0.0001,
-            usage={"prompt_tokens": 40, "completion_tokens": 20 + n % 50})
+            usage={"prompt_tokens": 40, "completion_tokens": 20 + n % 50}, executor="executor-1", started_at=ts)
         yield done
-        checked = events.OutcomeChecked(id=derive_id(sid, "OutcomeChecked", task), ts=ts,
-                                        workflow_id=workflow_id, run_id=sid, causation_id=done.id, actor="validator",
-                                        task_id=task, attempt=1, passed=True)
-        yield checked
         yield events.TaskAssessed(id=derive_id(sid, "TaskAssessed", task), ts=ts, workflow_id=workflow_id,
-                                  run_id=sid, causation_id=checked.id, actor="assessor", task_id=task, attempt=1,
+                                  run_id=sid, causation_id=done.id, actor="assessor", task_id=task, attempt=1,
                                   accuracy=0.9, completeness=0.9, consistency=0.9, efficiency=0.9,
                                   maintainability=0.9, overall=0.9)
     yield events.WorkflowCompleted(id=derive_id(sid, "WorkflowEnded"), ts=ts, workflow_id=workflow_id,
