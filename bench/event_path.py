@@ -19,8 +19,8 @@ the system NATS) and temporary SQLite files:
     (`python -m runner actor store`), each against a fresh server and stream.
 (c) replay over the stored log: `log.read(0)` + `events.decode`, `store.verify` (the hash
     chain audit) and `store.rebuild(store.EventCounts(), log)`; plus a synchronous stdlib
-    scan + decode as a reference. The readers and the reference take turns, three rounds per
-    repetition, and each keeps its best time of the three.
+    scan + decode as a reference. The readers and the reference take turns, five rounds per
+    repetition, and each keeps its best time of the five.
 
 Targets (from the issue): durable path >= 50% of the raw pair; replay (read + decode) and
 `store.verify` >= 60% of the stdlib sqlite3 scan + decode reference, paired per repetition.
@@ -61,7 +61,7 @@ import store
 DURABLE_TARGET = 0.50
 REPLAY_SHARE = 0.60  # of the stdlib sqlite3 scan + decode, measured in the same run
 POLL_S = 0.005
-REPLAY_ROUNDS = 3  # turns each reader and the reference take, per repetition; the best counts
+REPLAY_ROUNDS = 5  # turns each reader and the reference take, per repetition; the best counts
 
 # ---- workload ----------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ __all__ = ["LOOSE_KEPT", "Once", "Recent", "Run"]
 LOOSE_KEPT = 100_000
 # A run ends with its end, its refusal or its invalidity (each names the run it ends).
 _NO_ACTIVE_RUN = "-"  # not an id: ids are uuids
-_ENDS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid, WorkflowRefused)
+_ENDS = frozenset({WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid, WorkflowRefused})
 
 
 class Recent(msgspec.Struct):
@@ -98,12 +98,12 @@ class Once(msgspec.Struct):
                 return False
             self.rejected_through = event.stream_seq
             return True
-        event_id = event.id
+        kind, event_id = type(event), event.id
         if event_id in self.loose.ids:
             return False
         # The run it belongs to; one that names none belongs to its workflow's active run (an
         # event from before runs, a cancel naming only the workflow); "" outside any workflow.
-        submitted = type(event) is WorkflowSubmitted
+        submitted = kind is WorkflowSubmitted
         key = event_id if submitted else event.run_id
         if not key and event.workflow_id != NO_WORKFLOW:
             key = self.latest.get(event.workflow_id, _NO_ACTIVE_RUN)
@@ -119,7 +119,7 @@ class Once(msgspec.Struct):
         if event_id in ids:
             return False
         ids.add(event_id)
-        if isinstance(event, _ENDS):
+        if kind in _ENDS:
             del self.runs[key]
             if self.latest.get(run.workflow_id) == key:  # another of its runs may still be active
                 others = [k for k, r in self.runs.items() if r.workflow_id == run.workflow_id]
