@@ -207,50 +207,41 @@ async def test_a_distributor_behind_the_stream_does_not_take_its_lag_for_a_lost_
     assert (timed_out.attempt, timed_out.reason) == (1, "executor lost: no heartbeat for 1.5s")
 
 
-async def test_a_redelivered_attempt_that_was_timed_out_is_not_started_again(nats_bus: bus.Bus) -> None:
-    # Its first executor published TaskStarted, then froze before acking the TaskReady.
-    await nats_bus.js.add_consumer(nats_bus.stream.name, consumer_config(
+async def _redelivered_to_a_healthy_executor(connection: bus.Bus, workflow_id: str,
+                                             *after: events.Event) -> list[tuple[str, str | None]]:
+    """Publish a TaskReady and `after`; take the TaskReady once and give it back (its first
+    executor froze or died), let a healthy executor have it; the attempt's starts and
+    successes in the stream then, with their executors."""
+    await connection.js.add_consumer(connection.stream.name, consumer_config(
         CONSUMER, POLICY, subjects=(SUBJECT,), new_only=True))
     spec = events.TaskSpec(id="t", type="echo", parameters={"text": "hi"})
-    ready = events.TaskReady(**_common("wf-frozen"), task_id="t", attempt=1, spec=spec)
-    await nats_bus.publish_many([
-        ready, events.TaskStarted(**_common("wf-frozen"), task_id="t", attempt=1, executor="ex-frozen"),
-        events.TaskTimedOut(**_common("wf-frozen"), task_id="t", attempt=1, reason="executor lost"),
-    ])
-    first = bus.PullBatches(nats_bus.nc, nats_bus.stream.name, CONSUMER, batch=1)
+    await connection.publish_many([events.TaskReady(**_common(workflow_id), task_id="t", attempt=1, spec=spec),
+                                   *after])
+    first = bus.PullBatches(connection.nc, connection.stream.name, CONSUMER, batch=1)
     await first.start()
     [held] = await first.next()
-    await held.nak()  # given back at once: the second delivery goes to a healthy executor
+    await held.nak()  # given back at once: the second delivery goes to the healthy executor
     await first.stop()
     stop = asyncio.Event()
-    executor = Executor(Settings(), "ex-healthy")
-    running = asyncio.create_task(executor.run(nats_bus, stop))
-    await _caught_up(nats_bus, CONSUMER)
+    running = asyncio.create_task(Executor(Settings(), "ex-healthy").run(connection, stop))
+    await _caught_up(connection, CONSUMER)
     stop.set()
     await running
-    stream = await history(nats_bus, "wf-frozen")
-    assert [(type(e).__name__, getattr(e, "executor", None)) for e in stream
-            if isinstance(e, events.TaskStarted | events.TaskSucceeded)] == [("TaskStarted", "ex-frozen")]
+    return [(type(e).__name__, getattr(e, "executor", None)) for e in await history(connection, workflow_id)
+            if isinstance(e, events.TaskStarted | events.TaskSucceeded)]
+
+
+async def test_a_redelivered_attempt_that_was_timed_out_is_not_started_again(nats_bus: bus.Bus) -> None:
+    # Its first executor published TaskStarted, then froze before acking the TaskReady.
+    seen = await _redelivered_to_a_healthy_executor(
+        nats_bus, "wf-frozen", events.TaskStarted(**_common("wf-frozen"), task_id="t", attempt=1, executor="ex-frozen"),
+        events.TaskTimedOut(**_common("wf-frozen"), task_id="t", attempt=1, reason="executor lost"))
+    assert seen == [("TaskStarted", "ex-frozen")]
 
 
 async def test_a_redelivered_attempt_whose_result_is_in_the_stream_is_not_run_again(nats_bus: bus.Bus) -> None:
     # Its first executor published the result, then died before acking the TaskReady.
-    await nats_bus.js.add_consumer(nats_bus.stream.name, consumer_config(
-        CONSUMER, POLICY, subjects=(SUBJECT,), new_only=True))
-    spec = events.TaskSpec(id="t", type="echo", parameters={"text": "hi"})
-    ready = events.TaskReady(**_common("wf-dead"), task_id="t", attempt=1, spec=spec)
-    await nats_bus.publish_many([ready, events.TaskSucceeded(**_common("wf-dead"), task_id="t", attempt=1,
-                                                             output="hi", executor="ex-dead")])
-    first = bus.PullBatches(nats_bus.nc, nats_bus.stream.name, CONSUMER, batch=1)
-    await first.start()
-    [held] = await first.next()
-    await held.nak()
-    await first.stop()
-    stop = asyncio.Event()
-    running = asyncio.create_task(Executor(Settings(), "ex-healthy").run(nats_bus, stop))
-    await _caught_up(nats_bus, CONSUMER)
-    stop.set()
-    await running
-    stream = await history(nats_bus, "wf-dead")
-    assert [(type(e).__name__, getattr(e, "executor", None)) for e in stream
-            if isinstance(e, events.TaskStarted | events.TaskSucceeded)] == [("TaskSucceeded", "ex-dead")]
+    seen = await _redelivered_to_a_healthy_executor(
+        nats_bus, "wf-dead", events.TaskSucceeded(**_common("wf-dead"), task_id="t", attempt=1, output="hi",
+                                                  executor="ex-dead"))
+    assert seen == [("TaskSucceeded", "ex-dead")]
