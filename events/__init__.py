@@ -50,6 +50,8 @@ from ._task import (
     TaskTimedOut,
 )
 from ._workflow import (
+    PRIORITY_RANK,
+    RUN_ENDS,
     CancelRequested,
     Expectations,
     Priority,
@@ -77,7 +79,9 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "NO_WORKFLOW",
     "PREFIX",
+    "PRIORITY_RANK",
     "RESERVED_IDS",
+    "RUN_ENDS",
     "AlertRaised",
     "BlobError",
     "BlobGet",

@@ -9,6 +9,8 @@ import msgspec
 from ._envelope import EventBase, Name
 
 __all__ = [
+    "PRIORITY_RANK",
+    "RUN_ENDS",
     "CancelRequested",
     "Expectations",
     "Priority",
@@ -28,6 +30,8 @@ __all__ = [
 ]
 
 Priority = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+# Released first to last: the distributor's order, and the plan's.
+PRIORITY_RANK: dict[str, int] = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -185,3 +189,8 @@ class WorkflowFailed(EventBase, frozen=True, kw_only=True):
     results: list[TaskResult] = []
     overall_quality: Quality | None = None
     duration_ms: float | None = None
+
+
+# The events that end a run: it completed, failed or was cancelled, or it never ran (invalid,
+# refused). Every actor and projection that forgets a run when it ends reads this one tuple.
+RUN_ENDS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid, WorkflowRefused)

@@ -37,13 +37,9 @@ import msgspec
 
 from events import (
     NO_WORKFLOW,
+    RUN_ENDS,
     Event,
     MessageRejected,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowFailed,
-    WorkflowInvalid,
-    WorkflowRefused,
     WorkflowSubmitted,
 )
 
@@ -52,7 +48,7 @@ __all__ = ["LOOSE_KEPT", "Once", "Recent", "Run"]
 LOOSE_KEPT = 100_000
 # A run ends with its end, its refusal or its invalidity (each names the run it ends).
 _NO_ACTIVE_RUN = "-"  # not an id: ids are uuids
-_ENDS = frozenset({WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid, WorkflowRefused})
+_ENDS = frozenset(RUN_ENDS)  # a set, for `type(event) in`: on every fold's path
 
 
 class Recent(msgspec.Struct):

@@ -17,6 +17,7 @@ from typing import Literal
 import msgspec
 
 from events import (
+    RUN_ENDS,
     CancelRequested,
     Event,
     Problem,
@@ -45,7 +46,7 @@ __all__ = ["RUN_STATE_OF", "TERMINAL", "AttemptFailure", "Run", "Runs", "TaskRun
 RunState = Literal["submitted", "admitted", "validated", "running", "completed", "failed", "cancelled", "invalid",
                    "refused"]
 # A run in one of these has ended, and never leaves it.
-TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "invalid", "refused"})
+TERMINAL: frozenset[str] = frozenset(kind.verb for kind in RUN_ENDS)  # completed, failed, cancelled, …
 # The state of a run after each event that moves it (a terminal state excepted).
 RUN_STATE_OF: dict[type, RunState] = {
     WorkflowSubmitted: "submitted",

@@ -15,15 +15,11 @@ import nats.js.errors
 
 from bus import Bus
 from events import (
+    RUN_ENDS,
     BlobError,
     CancelRequested,
     Event,
     MalformedEvent,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowFailed,
-    WorkflowInvalid,
-    WorkflowRefused,
     WorkflowSubmitted,
     YmeraError,
     new_id,
@@ -49,11 +45,8 @@ __all__ = [
 
 # How a run can end, and what its status then reads. A `MessageRejected` is not among them:
 # a stray message on a workflow's subject belongs to no run and changes none.
-END_STATUS: dict[type, str] = {
-    WorkflowCompleted: "completed", WorkflowFailed: "failed", WorkflowCancelled: "cancelled",
-    WorkflowInvalid: "invalid", WorkflowRefused: "refused",
-}
-END_TYPES = tuple(END_STATUS)
+END_STATUS: dict[type, str] = {kind: kind.verb for kind in RUN_ENDS}  # completed, failed, …
+END_TYPES = RUN_ENDS
 # What a client never shows, left in its blobs: task outputs and inputs may be large.
 UNSHOWN = frozenset({"TaskSucceeded.output", "TaskReady.inputs", "TaskReady.spec"})
 

@@ -18,17 +18,13 @@ from typing import Any, ClassVar
 from actors._runtime import Actor
 from actors._settings import Settings
 from events import (
+    RUN_ENDS,
     Event,
     TaskAssessed,
     TaskFailed,
     TaskSpec,
     TaskSucceeded,
     TaskTimedOut,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowFailed,
-    WorkflowInvalid,
-    WorkflowRefused,
     WorkflowSubmitted,
     derive_id,
     now,
@@ -78,8 +74,7 @@ class Assessor(Actor):
         elif isinstance(event, TaskAssessed):
             self.assessed.setdefault(run, set()).add(event.task_id)
             self.to_assess.pop((run, event.task_id), None)
-        elif isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowRefused,
-                                WorkflowInvalid)):
+        elif isinstance(event, RUN_ENDS):
             for task_id in self.specs.pop(run, {}):
                 self.to_assess.pop((run, task_id), None)
             self.assessed.pop(run, None)

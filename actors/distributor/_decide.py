@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from actors._settings import Settings
 from events import (
+    PRIORITY_RANK,
     Event,
     TaskReady,
     TaskResult,
@@ -27,7 +28,7 @@ from events import (
     now,
 )
 
-from ._state import FINAL, PRIORITY_RANK, DistributorState, TaskState, WorkflowState
+from ._state import FINAL, DistributorState, TaskState, WorkflowState
 
 __all__ = ["activate_queued", "decide", "retry_delay", "timers"]
 

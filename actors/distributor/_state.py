@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from events import (
+    RUN_ENDS,
     BlobRef,
     CancelRequested,
     Event,
@@ -25,22 +26,16 @@ from events import (
     TaskStarted,
     TaskSucceeded,
     TaskTimedOut,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowFailed,
-    WorkflowInvalid,
-    WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
     run_of,
 )
 from store import Recent
 
-__all__ = ["ENDED_KEPT", "PRIORITY_RANK", "DistributorState", "TaskState", "WorkflowState"]
+__all__ = ["ENDED_KEPT", "DistributorState", "TaskState", "WorkflowState"]
 
 ENDED_KEPT = 100_000  # ended runs remembered (store.Recent): as many as the once-gate's ids
 
-PRIORITY_RANK = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}
 
 TaskStatus = Literal["waiting", "running", "attempt_failed", "retry_wait", "succeeded", "failed", "skipped"]
 FINAL = frozenset({"succeeded", "failed", "skipped"})
@@ -136,8 +131,7 @@ class DistributorState:
         wf = self.workflows.get(run)
         if wf is None:
             return
-        if isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid,
-                              WorkflowRefused)):
+        if isinstance(event, RUN_ENDS):
             del self.workflows[run]
             self.ended.add(run)
             return

@@ -13,6 +13,7 @@ from typing import Any
 
 from events import (
     EVENT_TYPES,
+    RUN_ENDS,
     AlertRaised,
     Event,
     MessageRejected,
@@ -64,7 +65,6 @@ _WORKFLOW_COUNTS: dict[type, str] = {
     WorkflowFailed: "failed",
     WorkflowCancelled: "cancelled",
 }
-_ENDED = (WorkflowRefused, WorkflowInvalid, WorkflowCompleted, WorkflowFailed, WorkflowCancelled)
 # "started" counts attempts that began (`_attempt_seen`), not TaskStarted events.
 _STARTED = "started"
 _TASK_COUNTS: dict[type, str] = {
@@ -227,7 +227,7 @@ def _run_key(state: MetricsState, event: Event) -> str:
 
 
 def _track_workflow(state: MetricsState, event: Event, run: str) -> None:
-    if isinstance(event, _ENDED):
+    if isinstance(event, RUN_ENDS):
         state.active.pop(run, None)
         state.attempts.pop(run, None)
         if state.latest_run.get(event.workflow_id) == run:

@@ -19,12 +19,9 @@ from typing import Any, ClassVar
 from actors._runtime import Actor
 from actors._settings import Settings
 from events import (
+    RUN_ENDS,
     Event,
     WorkflowAdmitted,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowFailed,
-    WorkflowInvalid,
     WorkflowRefused,
     WorkflowSubmitted,
     derive_id,
@@ -37,15 +34,16 @@ from store import Recent
 __all__ = ["Security"]
 
 WINDOW = timedelta(hours=1)
-# The events that end a run, so its workflow id may run again; a refusal is security's own.
-RUN_ENDS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowInvalid)
+# What security reads of the events that end a run (so its workflow id may run again): all
+# but a refusal, which is its own decision.
+_ENDS_READ: tuple[type[Event], ...] = tuple(kind for kind in RUN_ENDS if kind is not WorkflowRefused)
 MAX_DESCRIPTION_CHARS = 100_000
 DECIDED_KEPT = 100_000  # as many as the once-gate's ids (store.Recent)
 
 
 class Security(Actor):
     name: ClassVar[str] = "security"
-    subjects: ClassVar[tuple[str, ...]] = tuple(subject_filter(t) for t in (WorkflowSubmitted, *RUN_ENDS))
+    subjects: ClassVar[tuple[str, ...]] = tuple(subject_filter(t) for t in (WorkflowSubmitted, *_ENDS_READ))
     own_subjects: ClassVar[tuple[str, ...]] = (subject_filter(WorkflowAdmitted), subject_filter(WorkflowRefused))
     state_fields: ClassVar[dict[str, Any]] = {
         "pending": dict[str, WorkflowSubmitted], "active": dict[str, str], "ended_undecided": set[str],
@@ -67,7 +65,7 @@ class Security(Actor):
         if isinstance(event, WorkflowSubmitted):
             if event.id not in self.decided:
                 self.pending.setdefault(event.id, event)
-        elif isinstance(event, RUN_ENDS):
+        elif isinstance(event, _ENDS_READ):
             # An end without a run id predates runs: it ends the only run its workflow had.
             run = run_of(event)
             if event.workflow_id in self.active and run in ("", self.active[event.workflow_id]):

@@ -17,11 +17,9 @@ from typing import Any, ClassVar
 from actors._runtime import Actor
 from actors._settings import Settings
 from events import (
+    RUN_ENDS,
     Event,
     WorkflowAdmitted,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowFailed,
     WorkflowInvalid,
     WorkflowRefused,
     WorkflowSubmitted,
@@ -70,7 +68,7 @@ class Validator(Actor):
             self.admitted.discard(run)
             if self.submissions.pop(run, None) is not None and isinstance(event, WorkflowValidated):
                 self.validated.add(run)
-        elif isinstance(event, (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)):
+        elif isinstance(event, RUN_ENDS):  # (its own invalid and a refusal are folded above)
             self.submissions.pop(run, None)
             self.admitted.discard(run)
             self.validated.discard(run)

@@ -11,11 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from events import TaskSpec
+from events import PRIORITY_RANK, TaskSpec
 
 __all__ = ["Plan", "cycles", "levels", "plan"]
 
-_RANK = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}
 
 
 class Plan(msgspec.Struct, frozen=True):
@@ -52,7 +51,7 @@ def plan(tasks: Sequence[TaskSpec]) -> Plan:
 
     buckets: list[list[list[str]]] = [[[], [], [], []] for _ in range(depth)]
     for task, lv in zip(tasks, level, strict=True):
-        buckets[lv][_RANK[task.priority]].append(task.id)
+        buckets[lv][PRIORITY_RANK[task.priority]].append(task.id)
     ordered = [[*b[0], *b[1], *b[2], *b[3]] for b in buckets]
 
     # The chain ends at the first-submitted task of the deepest level; each step back takes
