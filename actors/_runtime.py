@@ -31,7 +31,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, fit_consumer, resume, stream_seq
-from events import BlobError, Event, MalformedEvent, now, read_message, resolve
+from events import BlobError, Event, MalformedEvent, now, read_message, resolve, subject_filters
 
 from ._archive import fold_archived, matcher
 from ._settings import Settings
@@ -48,14 +48,18 @@ UNFILTERED_TAIL = 20_000
 
 
 class Actor:
-    """Base of the single-instance actors. Subclasses set `name` and `subjects`."""
+    """Base of the single-instance actors. Subclasses set `name`, `reads` and `own`."""
 
     name: ClassVar[str]
-    # NATS subject filters of the events this actor folds and reacts to.
+    # The events this actor folds and reacts to, live and when rebuilding.
+    reads: ClassVar[tuple[type[Event], ...]]
+    # The events only this actor emits. It folds each when it decides it, so they are read
+    # back only when rebuilding, never live: a delivery per decision saved.
+    own: ClassVar[tuple[type[Event], ...]] = ()
+    # Their subject filters, derived from them (`events.subject_filters`), never written: what
+    # an actor listens to and what it folds cannot disagree.
     subjects: ClassVar[tuple[str, ...]]
-    # Subjects of the events only this actor emits. It folds each when it decides it, so they
-    # are read back only when rebuilding, never live: a delivery per decision saved.
-    own_subjects: ClassVar[tuple[str, ...]] = ()
+    own_subjects: ClassVar[tuple[str, ...]]
     # How often `reconcile` runs while live (timers: retries, timeouts); None: only at start.
     tick_seconds: ClassVar[float | None] = None
     # The attributes that hold the folded state, with their types: what a snapshot saves and
@@ -65,6 +69,11 @@ class Actor:
     # Every event reaches `apply` with its blob-held fields back in place, except these
     # (`"TaskSucceeded.output"`): fields the actor never reads, or reads later with `resolve`.
     by_reference: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.subjects = subject_filters(cls.reads)
+        cls.own_subjects = subject_filters(cls.own)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -35,7 +35,15 @@ from ._envelope import (
 )
 from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraError
 from ._schema import json_schema
-from ._subjects import ALL_SUBJECTS, PREFIX, subject_filter, subject_of, workflow_of, workflow_subjects
+from ._subjects import (
+    ALL_SUBJECTS,
+    PREFIX,
+    subject_filter,
+    subject_filters,
+    subject_of,
+    workflow_filter,
+    workflow_of,
+)
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -141,7 +149,8 @@ __all__ = [
     "resolve",
     "run_of",
     "subject_filter",
+    "subject_filters",
     "subject_of",
+    "workflow_filter",
     "workflow_of",
-    "workflow_subjects",
 ]

@@ -7,11 +7,13 @@ single subject tokens, so an event can never land on a subject it does not own.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from ._catalog import Event
+from ._catalog import EVENT_TYPES, Event
 from ._envelope import NO_WORKFLOW
 
-__all__ = ["ALL_SUBJECTS", "PREFIX", "subject_filter", "subject_of", "workflow_of", "workflow_subjects"]
+__all__ = ["ALL_SUBJECTS", "PREFIX", "subject_filter", "subject_filters", "subject_of", "workflow_filter",
+           "workflow_of"]
 
 PREFIX = "ymera"
 ALL_SUBJECTS = f"{PREFIX}.>"
@@ -31,6 +33,16 @@ def subject_filter(event_type: type[Event], workflow_id: str = "*", task_id: str
     return f"{PREFIX}.{event_type.domain}.{tokens}.{event_type.verb}"
 
 
+def subject_filters(event_types: Iterable[type[Event]]) -> tuple[str, ...]:
+    """The filters that match every event of `event_types` and nothing else, each once, in
+    order; for every event type there is, the whole stream (`ALL_SUBJECTS`), which also
+    carries what is no event yet (the store writer's input)."""
+    kinds = tuple(dict.fromkeys(event_types))
+    if set(kinds) >= set(EVENT_TYPES.values()):
+        return (ALL_SUBJECTS,)
+    return tuple(subject_filter(kind) for kind in kinds)
+
+
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
@@ -43,6 +55,6 @@ def workflow_of(subject: str) -> str:
     return NO_WORKFLOW
 
 
-def workflow_subjects(workflow_id: str) -> list[str]:
-    """Subject filters that match every event of one workflow."""
-    return [f"{PREFIX}.{domain}.{workflow_id}.>" for domain in ("wf", "task", "sec", "alert", "fb")]
+def workflow_filter(workflow_id: str) -> str:
+    """The subject filter that matches every event of one workflow, in any domain."""
+    return f"{PREFIX}.*.{workflow_id}.>"

@@ -26,6 +26,7 @@ from events import (
     now,
     read_message,
     run_of,
+    workflow_filter,
 )
 from store import Run, WorkflowRuns
 
@@ -69,7 +70,7 @@ class WorkflowClient:
     async def events(self, workflow_id: str, start_seq: int = 1) -> AsyncIterator[Event]:
         """Every event of one workflow (all its runs) from `start_seq`, live, forever; each id once (a
         copy the stream kept past its duplicate window is skipped, as the log skips it)."""
-        sub = await self.bus.follow(start_seq, f"ymera.*.{workflow_id}.>")
+        sub = await self.bus.follow(start_seq, workflow_filter(workflow_id))
         ids: set[str] = set()
         try:
             while True:
@@ -160,7 +161,7 @@ def describe_problem(task_id: str | None, field: str | None, message: str) -> st
 
 async def history(bus: Bus, workflow_id: str) -> list[Event]:
     """Every event of one workflow stored in the stream so far."""
-    return await stored(bus, f"ymera.*.{workflow_id}.>", UNSHOWN)
+    return await stored(bus, workflow_filter(workflow_id), UNSHOWN)
 
 
 async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Event]:

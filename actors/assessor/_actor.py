@@ -38,12 +38,8 @@ __all__ = ["Assessor"]
 
 class Assessor(Actor):
     name: ClassVar[str] = "assessor"
-    subjects: ClassVar[tuple[str, ...]] = (
-        "ymera.wf.*.submitted", "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled",
-        "ymera.wf.*.refused", "ymera.wf.*.invalid",
-        "ymera.task.*.*.succeeded", "ymera.task.*.*.failed", "ymera.task.*.*.timed_out",
-    )
-    own_subjects: ClassVar[tuple[str, ...]] = ("ymera.task.*.*.assessed",)
+    reads: ClassVar[tuple[type[Event], ...]] = (WorkflowSubmitted, *RUN_ENDS, TaskSucceeded, TaskFailed, TaskTimedOut)
+    own: ClassVar[tuple[type[Event], ...]] = (TaskAssessed,)
     state_fields: ClassVar[dict[str, Any]] = {
         "specs": dict[str, dict[str, TaskSpec]], "ended_attempts": dict[str, set[tuple[str, int]]],
         "to_assess": dict[tuple[str, str], TaskSucceeded], "assessed": dict[str, set[str]]}

@@ -24,7 +24,26 @@ from typing import Any, ClassVar
 
 from actors._runtime import Actor
 from actors._settings import Settings
-from events import Event, TaskTimedOut, WorkflowCancelled, WorkflowCompleted, WorkflowFailed, WorkflowValidated
+from events import (
+    CancelRequested,
+    Event,
+    TaskAssessed,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskReady,
+    TaskRetryScheduled,
+    TaskSkipped,
+    TaskStarted,
+    TaskSucceeded,
+    TaskTimedOut,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowInvalid,
+    WorkflowRefused,
+    WorkflowSubmitted,
+    WorkflowValidated,
+)
 
 from ._decide import activate_queued, decide
 from ._state import DistributorState
@@ -40,16 +59,12 @@ _OPENS_OR_FREES_A_SLOT = (WorkflowValidated, WorkflowCompleted, WorkflowFailed, 
 
 class Distributor(Actor):
     name: ClassVar[str] = "distributor"
-    subjects: ClassVar[tuple[str, ...]] = (
-        "ymera.wf.*.submitted", "ymera.wf.*.refused", "ymera.wf.*.validated", "ymera.wf.*.invalid",
-        "ymera.wf.*.cancel_requested", "ymera.task.*.*.started", "ymera.task.*.*.heartbeat",
-        "ymera.task.*.*.succeeded", "ymera.task.*.*.failed", "ymera.task.*.*.assessed",
-        "ymera.task.*.*.timed_out",
+    reads: ClassVar[tuple[type[Event], ...]] = (
+        WorkflowSubmitted, WorkflowRefused, WorkflowValidated, WorkflowInvalid, CancelRequested, TaskStarted,
+        TaskHeartbeat, TaskSucceeded, TaskFailed, TaskAssessed, TaskTimedOut,
     )
-    own_subjects: ClassVar[tuple[str, ...]] = (
-        "ymera.wf.*.completed", "ymera.wf.*.failed", "ymera.wf.*.cancelled", "ymera.task.*.*.ready",
-        "ymera.task.*.*.retry_scheduled", "ymera.task.*.*.skipped",
-    )
+    own: ClassVar[tuple[type[Event], ...]] = (
+        WorkflowCompleted, WorkflowFailed, WorkflowCancelled, TaskReady, TaskRetryScheduled, TaskSkipped)
     tick_seconds: ClassVar[float | None] = 0.25
     state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState, "read_until": datetime | None}
     # 2: late results and timeouts in stream order (fencing); 3: ended runs bounded; 4: a success

@@ -70,7 +70,7 @@ __all__ = ["Executor"]
 
 _log = structlog.get_logger("ymera.executor")
 CONSUMER = "executor"
-SUBJECT = "ymera.task.*.*.ready"
+SUBJECT = subject_filter(TaskReady)
 # An executor acks a TaskReady once the stream has the attempt's TaskStarted (at most one and a
 # half heartbeat intervals in) or its result, so an unacked one belongs to an executor that
 # died before either: hand it to another one soon, but not before then (`Executor.policy`).

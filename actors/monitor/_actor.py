@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from actors._runtime import Actor
 from actors._settings import Settings
-from events import NO_WORKFLOW, AlertRaised, Event, derive_id
+from events import EVENT_TYPES, NO_WORKFLOW, AlertRaised, Event, derive_id
 from store import Once
 
 from ._alerts import evaluate
@@ -24,7 +24,7 @@ __all__ = ["Monitor"]
 
 class Monitor(Actor):
     name: ClassVar[str] = "monitor"
-    subjects: ClassVar[tuple[str, ...]] = ("ymera.>",)
+    reads: ClassVar[tuple[type[Event], ...]] = tuple(EVENT_TYPES.values())  # the whole stream
     tick_seconds: ClassVar[float | None] = 1.0
     state_fields: ClassVar[dict[str, Any]] = {"state": MetricsState, "once": Once, "raises": dict[str, int]}
     # 2: the once-gate of fencing in the state; 3: loose ids in a store.Recent; 4: attempts that began

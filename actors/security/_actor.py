@@ -27,7 +27,6 @@ from events import (
     derive_id,
     now,
     run_of,
-    subject_filter,
 )
 from store import Recent
 
@@ -43,8 +42,8 @@ DECIDED_KEPT = 100_000  # as many as the once-gate's ids (store.Recent)
 
 class Security(Actor):
     name: ClassVar[str] = "security"
-    subjects: ClassVar[tuple[str, ...]] = tuple(subject_filter(t) for t in (WorkflowSubmitted, *_ENDS_READ))
-    own_subjects: ClassVar[tuple[str, ...]] = (subject_filter(WorkflowAdmitted), subject_filter(WorkflowRefused))
+    reads: ClassVar[tuple[type[Event], ...]] = (WorkflowSubmitted, *_ENDS_READ)
+    own: ClassVar[tuple[type[Event], ...]] = (WorkflowAdmitted, WorkflowRefused)
     state_fields: ClassVar[dict[str, Any]] = {
         "pending": dict[str, WorkflowSubmitted], "active": dict[str, str], "ended_undecided": set[str],
         "admitted": dict[str, deque[datetime]], "decided": Recent}

@@ -34,14 +34,14 @@ from ._rules import validate_workflow
 
 __all__ = ["Validator"]
 
+# The ends of a run it reads: all but its own invalid, folded when decided.
+_ENDS_READ: tuple[type[Event], ...] = tuple(kind for kind in RUN_ENDS if kind is not WorkflowInvalid)
+
 
 class Validator(Actor):
     name: ClassVar[str] = "validator"
-    subjects: ClassVar[tuple[str, ...]] = (
-        "ymera.wf.*.submitted", "ymera.wf.*.admitted", "ymera.wf.*.refused", "ymera.wf.*.completed",
-        "ymera.wf.*.failed", "ymera.wf.*.cancelled",
-    )
-    own_subjects: ClassVar[tuple[str, ...]] = ("ymera.wf.*.validated", "ymera.wf.*.invalid")
+    reads: ClassVar[tuple[type[Event], ...]] = (WorkflowSubmitted, WorkflowAdmitted, *_ENDS_READ)
+    own: ClassVar[tuple[type[Event], ...]] = (WorkflowValidated, WorkflowInvalid)
     state_fields: ClassVar[dict[str, Any]] = {"submissions": dict[str, WorkflowSubmitted], "admitted": set[str],
                                               "validated": set[str]}
     state_version: ClassVar[int] = 3  # 3: outcomes are checked by the executor
