@@ -16,7 +16,8 @@ import msgspec
 from bus import StreamPolicy
 from events import YmeraError
 
-from .registry import MAX_TIMEOUT_SECONDS
+from .agents import AgentCatalogue, load_agents
+from .registry import AGENT_TASK_TYPES, MAX_TIMEOUT_SECONDS
 
 __all__ = ["LLMSettings", "Settings", "SettingsError", "load_settings"]
 
@@ -61,6 +62,8 @@ class Settings(msgspec.Struct, frozen=True):
     duplicate_window_seconds: float = 120.0
     python_modules: tuple[str, ...] = ()
     llm: LLMSettings = LLMSettings()
+    # The agents a task may name: the built-in ones and those of YMERA_AGENTS_FILE (actors/agents.py).
+    agents: AgentCatalogue = AgentCatalogue()
     # Snapshots of each actor's folded state (docs/operations.md, "Snapshots").
     snapshots: bool = True
     snapshot_every_events: int = 5_000  # stream seqs folded since the last snapshot
@@ -120,6 +123,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             model=env.text("YMERA_LLM_MODEL", "") or None,
             api_keys=tuple(keys),
         ),
+        agents=load_agents(Path(agents_file) if (agents_file := env.text("YMERA_AGENTS_FILE", "")) else None,
+                           AGENT_TASK_TYPES),
         snapshots=env.flag("YMERA_SNAPSHOTS", True),
         snapshot_every_events=env.integer("YMERA_SNAPSHOT_EVERY_EVENTS", 5_000),
         snapshot_every_seconds=env.number("YMERA_SNAPSHOT_EVERY_SECONDS", 30.0),

@@ -1,7 +1,7 @@
-"""Which task types and agents exist, and the parameters each task type takes.
+"""Which task types exist, and the parameters each task type takes.
 
-The one place that says so: the validator checks submissions against it, the executor
-dispatches on it and uses an agent's `role` as its system prompt.
+The one place that says so: the validator checks submissions against it and the executor
+dispatches on it. Which agents exist is data (`actors/agents.py`).
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = [
-    "AGENTS",
+    "AGENT_TASK_TYPES",
     "MAX_RETRY_DELAY_SECONDS",
     "MAX_SLEEP_SECONDS",
     "MAX_TIMEOUT_SECONDS",
     "NO_LLM",
     "TASK_KINDS",
     "TEMPLATE_REFERENCE",
-    "Agent",
     "Param",
     "TaskKind",
     "module_allowed",
@@ -115,13 +114,6 @@ class TaskKind(msgspec.Struct, frozen=True):
         return frozenset(p.name for p in self.params)
 
 
-class Agent(msgspec.Struct, frozen=True):
-    """A role an agent task runs as; `role` is the system prompt the executor sends."""
-
-    name: str
-    role: str
-
-
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
@@ -175,40 +167,7 @@ TASK_KINDS: Mapping[str, TaskKind] = {
     )
 }
 
-AGENTS: Mapping[str, Agent] = {
-    agent.name: agent
-    for agent in (
-        Agent("architect", (
-            "You are a software architect. You turn requirements into a structure: components, their "
-            "responsibilities and the interfaces between them. You weigh trade-offs (simplicity, performance, "
-            "cost, operability) explicitly, prefer designs that are easy to change, and state the assumptions "
-            "and risks your design rests on.")),
-        Agent("developer", (
-            "You are a senior software developer. You write correct, readable, idiomatic code that does exactly "
-            "what is asked, handles errors and edge cases, and follows the conventions of the language and "
-            "project at hand. You return complete code, not fragments, and explain only what is not obvious.")),
-        Agent("tester", (
-            "You are a software tester. You find out how things break: you derive test cases from the "
-            "requirements and the code, cover edge cases and failure paths, and write tests that are "
-            "deterministic, independent and named after the behaviour they check.")),
-        Agent("reviewer", (
-            "You are a meticulous code reviewer. You read for correctness first, then security, clarity and "
-            "maintainability. You name each problem precisely, say why it matters and how to fix it, rank "
-            "findings by severity, and acknowledge what is already good without padding.")),
-        Agent("analyst", (
-            "You are an analyst. You break a subject into its parts, separate facts from assumptions, quantify "
-            "where you can, and draw conclusions that follow from the evidence. You state the limits of your "
-            "analysis and what further information would change it.")),
-        Agent("writer", (
-            "You are a technical writer. You explain clearly and accurately for the intended reader, lead with "
-            "what they need most, use concrete examples, and keep structure and terminology consistent. You "
-            "prefer short sentences and plain words over jargon.")),
-        Agent("researcher", (
-            "You are a researcher. You gather what is known about a question, compare sources and their "
-            "reliability, distinguish established findings from open questions, and summarise the state of "
-            "knowledge with its uncertainties, citing where each claim comes from.")),
-    )
-}
+AGENT_TASK_TYPES: tuple[str, ...] = tuple(name for name, kind in TASK_KINDS.items() if kind.agent)
 
 
 def module_allowed(module: str, allowed: Iterable[str]) -> bool:

@@ -18,7 +18,7 @@ from ._blobs import (
     resolve,
 )
 from ._catalog import EVENT_TYPES, Event
-from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt
+from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt, one_line
 from ._envelope import (
     ID_RULE,
     NO_WORKFLOW,
@@ -145,6 +145,7 @@ __all__ = [
     "new_id",
     "now",
     "offload",
+    "one_line",
     "read_message",
     "resolve",
     "run_of",

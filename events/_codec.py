@@ -11,7 +11,7 @@ from ._catalog import Event
 from ._errors import MalformedEvent
 from ._subjects import subject_of
 
-__all__ = ["MAX_EVENT_BYTES", "decode", "decode_message", "encode", "excerpt"]
+__all__ = ["MAX_EVENT_BYTES", "decode", "decode_message", "encode", "excerpt", "one_line"]
 
 # Larger events are refused: values that big travel as blobs (see `events.offload`).
 # Half of NATS's default 1 MiB max_payload, leaving room for headers and growth.
@@ -60,3 +60,9 @@ def excerpt(data: bytes) -> str:
     """The start of a message as text, bounded, for a rejection a person will read."""
     text = data[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
     return text[:EXCERPT_CHARS] + ("…" if len(text) > EXCERPT_CHARS or len(data) > EXCERPT_CHARS * 4 else "")
+
+
+def one_line(error: Exception) -> str:
+    """A decoder's error as the one line a user reads (a YAML parser's spans several)."""
+    parts = [line.strip().replace('in "<byte string>", ', "") for line in str(error).splitlines()]
+    return ": ".join(p for p in parts if p)

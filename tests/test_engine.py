@@ -11,6 +11,7 @@ import pytest
 
 import bus
 import events
+from actors.agents import BUILTIN_AGENTS
 from ymera import Task, TaskPriority, WorkflowOrchestrator
 
 from .engine import all_events, connected, engine_env, engine_processes, settings_of, wait_for_actors
@@ -72,6 +73,36 @@ async def test_the_monitoring_report_is_active(engine: WorkflowOrchestrator) -> 
     report = engine.monitor.get_monitoring_report()
     assert report["monitoring_status"] == "active"
     assert report["workflows"]["completed"] >= 1
+
+
+async def test_the_guide_s_validation_scenario_runs_with_its_coding_agent(engine: WorkflowOrchestrator,
+                                                                         llm: OpenAIServer) -> None:
+    # As the original guide's validation script: one simple task, then two dependent tasks on its
+    # agent `coding_agent`, then the monitoring report.
+    llm.reply("def hello():\n    return 'hello'")
+    simple = await engine.execute_workflow(workflow_id="validation_simple", tasks=[
+        Task(task_id="simple_task", workflow_id="validation_simple", agent_name="coding_agent",
+             task_type="code_generation", description="Write a hello world function", priority=TaskPriority.HIGH)])
+    assert simple["status"] == "completed", simple
+    llm.reply("```python\ndef fib(n: int) -> int:\n    \"\"\"The n-th Fibonacci number.\"\"\"\n"
+              "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n```")
+    llm.reply("The code is correct; memoise it for large n.")
+    chained = await engine.execute_workflow(workflow_id="validation_deps", tasks=[
+        Task(task_id="generate", workflow_id="validation_deps", agent_name="coding_agent",
+             task_type="code_generation", description="Create a Fibonacci function", priority=TaskPriority.HIGH),
+        Task(task_id="review", workflow_id="validation_deps", agent_name="coding_agent", task_type="code_review",
+             description="Review the generated code: {{ tasks.generate.output }}", dependencies=["generate"],
+             priority=TaskPriority.MEDIUM),
+    ], enable_monitoring=True)
+    assert chained["status"] == "completed", chained
+    assert [r["status"] for r in chained["results"].values()] == ["succeeded", "succeeded"]
+    assert 0.0 < chained["overall_quality"] <= 1.0
+    review = llm.requests[2].body["messages"]
+    assert review[0]["content"].startswith(BUILTIN_AGENTS["coding_agent"].role)
+    assert "def fib(n: int) -> int:" in review[-1]["content"]
+    report = engine.monitor.get_monitoring_report()
+    assert report["monitoring_status"] == "active"
+    assert report["workflows"]["completed"] >= 2
 
 
 async def test_an_invalid_workflow_lists_every_problem(engine: WorkflowOrchestrator) -> None:

@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 
 from actors._settings import LLMSettings, Settings
+from actors.agents import BUILTIN_AGENTS as AGENTS
 from actors.executor import KeyPool, Outcome, TaskError, run_task
 from actors.executor._llm import DEFAULT_SYSTEM, http_client, retry_after_seconds
-from actors.registry import AGENTS, TASK_KINDS
+from actors.registry import TASK_KINDS
 from events import TaskSpec
 from tests.openai_server import OpenAIServer
 
@@ -258,5 +259,5 @@ async def test_an_agent_task_without_a_known_agent_is_a_bad_request() -> None:
     spec = TaskSpec(id="t", type="analysis", agent="wizard", description="Analyse")
     error = await failure(spec, settings_for("https://llm.example/v1"))
     assert (error.kind, error.retryable) == ("bad_request", False)
-    assert str(error) == ("analysis task needs an agent, one of: analyst, architect, developer, researcher, "
-                          "reviewer, tester, writer; got 'wizard'")
+    assert str(error) == ("analysis task needs an agent; built-in agents: analyst, architect, coding_agent, "
+                          "developer, researcher, reviewer, tester, writer; got 'wizard'")

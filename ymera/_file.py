@@ -42,9 +42,7 @@ def read_workflow(path: Path) -> events.WorkflowSubmitted:
     except msgspec.ValidationError as exc:
         raise events.YmeraError(f"{path}: {_explain(exc, decode(raw))}") from None
     except msgspec.DecodeError as exc:
-        # YAML parser errors span lines; a user reads one.
-        parts = [line.strip().replace('in "<byte string>", ', "") for line in str(exc).splitlines()]
-        raise events.YmeraError(f"{path}: {': '.join(p for p in parts if p)}") from None
+        raise events.YmeraError(f"{path}: {events.one_line(exc)}") from None
     except events.InvalidId as exc:
         raise events.YmeraError(f"{path}: {exc}") from None
     return events.WorkflowSubmitted(

@@ -22,7 +22,7 @@ import msgspec
 from events import TaskSpec
 
 from .._settings import Settings
-from ..registry import AGENTS, NO_LLM, TASK_KINDS
+from ..registry import NO_LLM, TASK_KINDS
 from ._outcome import Outcome, TaskError
 from ._templates import render, render_text
 
@@ -104,10 +104,11 @@ async def run_llm(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, ht
     """One chat completion for `spec`; the key comes from `keys`, else the process's pool."""
     params = spec.parameters
     base_url = str(params.get("base_url") or settings.llm.base_url or "").rstrip("/")
-    model = str(params.get("model") or settings.llm.model or "")
+    agent = settings.agents.get(spec.agent) if spec.agent is not None else None
+    model = str(params.get("model") or (agent.model if agent is not None else None) or settings.llm.model or "")
     if not (base_url and model):
         raise TaskError("bad_request", NO_LLM, retryable=False)
-    body: dict[str, Any] = {"model": model, "messages": _messages(spec, inputs)}
+    body: dict[str, Any] = {"model": model, "messages": _messages(spec, inputs, settings)}
     for name in ("temperature", "max_tokens"):
         if name in params:
             body[name] = params[name]
@@ -130,7 +131,7 @@ async def run_llm(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, ht
     return Outcome(output=content, model=completion.model or model, usage=usage, cost_usd=cost)
 
 
-def _messages(spec: TaskSpec, inputs: dict[str, Any]) -> list[dict[str, str]]:
+def _messages(spec: TaskSpec, inputs: dict[str, Any], settings: Settings) -> list[dict[str, str]]:
     params = spec.parameters
     if "prompt" in params:
         request = _text(render(params["prompt"], inputs, "parameters.prompt"))
@@ -140,11 +141,10 @@ def _messages(spec: TaskSpec, inputs: dict[str, Any]) -> list[dict[str, str]]:
     kind = TASK_KINDS.get(spec.type)
     if kind is None or not kind.agent:
         return [{"role": "system", "content": extra or DEFAULT_SYSTEM}, {"role": "user", "content": request}]
-    agent = AGENTS.get(spec.agent or "")
-    if agent is None:
-        known = ", ".join(sorted(AGENTS))
-        raise TaskError("bad_request", f"{spec.type} task needs an agent, one of: {known}; got {spec.agent!r}",
-                        retryable=False)
+    agent = settings.agents.get(spec.agent or "")
+    if agent is None:  # the validator's rule, should a submission slip past it
+        raise TaskError("bad_request", f"{spec.type} task needs an agent; {settings.agents.known()}; "
+                        f"got {spec.agent!r}", retryable=False)
     system = f"{agent.role}\n\nYour task is {spec.type}: {kind.description}"
     if extra:
         system = f"{system}\n\n{extra}"

@@ -20,7 +20,6 @@ from ._plan import cycles, levels
 __all__ = ["validate_workflow"]
 
 _KNOWN_TYPES = ", ".join(sorted(registry.TASK_KINDS))
-_KNOWN_AGENTS = ", ".join(sorted(registry.AGENTS))
 _DEFAULT_RETRY = RetryPolicy()
 _NAMES = {kind.name: kind.param_names for kind in registry.TASK_KINDS.values()}
 _REQUIRED = {kind.name: any(p.required for p in kind.params) for kind in registry.TASK_KINDS.values()}
@@ -83,15 +82,20 @@ def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found) -> No
     if kind is None:
         _add(found, i, task, "type", f"unknown task type {task.type!r}; known types: {_KNOWN_TYPES}")
     else:
+        agent = settings.agents.get(task.agent) if task.agent is not None else None
         if kind.agent and task.agent is None:
-            _add(found, i, task, "agent", f"task type {task.type!r} needs an agent; known agents: {_KNOWN_AGENTS}")
-        elif kind.agent and task.agent not in registry.AGENTS:
-            _add(found, i, task, "agent", f"unknown agent {task.agent!r}; known agents: {_KNOWN_AGENTS}")
+            _add(found, i, task, "agent", f"task type {task.type!r} needs an agent; {settings.agents.known()}")
+        elif kind.agent and agent is None:
+            _add(found, i, task, "agent", f"unknown agent {task.agent!r}; {settings.agents.known()}")
+        elif kind.agent and agent is not None and not agent.takes(task.type):
+            _add(found, i, task, "agent", f"agent {task.agent!r} does not take task type {task.type!r}; it takes "
+                                          + ", ".join(agent.task_types))
         if task.parameters or _REQUIRED[kind.name]:
             _check_parameters(task, i, kind, found)
         if kind.llm:
             params = task.parameters
-            if not ((params.get("base_url") or settings.llm.base_url) and (params.get("model") or settings.llm.model)):
+            model = params.get("model") or (agent.model if agent is not None else None) or settings.llm.model
+            if not ((params.get("base_url") or settings.llm.base_url) and model):
                 _add(found, i, task, "type", registry.NO_LLM)
         if kind.name == "python":
             _check_python(task, i, settings, found)
