@@ -182,10 +182,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, env: str) -> None:
+    """Logs on stderr: structlog's console format for a person at a terminal, or one JSON object
+    per line in production (YMERA_ENV), for a log collector."""
+    production: dict[str, Any] = {"processors": [
+        structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True), structlog.processors.format_exc_info,
+        structlog.processors.JSONRenderer()]} if env == "production" else {}
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        **production,
     )
 
 
@@ -197,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        _configure_logging(settings.log_level or ("info" if args.command in ("up", "actor") else "warning"))
+        _configure_logging(settings.log_level or ("info" if args.command in ("up", "actor") else "warning"),
+                           settings.env)
         result = args.fn(settings, args)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
+from dotenv import dotenv_values
 
 from bus import StreamPolicy
 from events import YmeraError
@@ -41,14 +42,18 @@ class LLMSettings(msgspec.Struct, frozen=True):
         return bool(self.base_url and self.model)
 
 
+ENVS = ("development", "production")
+
+
 class Settings(msgspec.Struct, frozen=True):
+    # "production": logs are JSON lines (one object per event, for a collector); "development":
+    # logs are for a person at a terminal.
     env: str = "development"
     nats_url: str | None = None
     data_dir: Path = Path(".ymera")
     # None: "info" for long-running commands (up, actor), "warning" for the others.
     log_level: str | None = None
     enable_security_validation: bool = True
-    enable_audit_logging: bool = True
     enable_continuous_monitoring: bool = True
     rate_limit_per_hour: int = 1000
     quality_threshold: float = 0.7
@@ -90,23 +95,25 @@ class Settings(msgspec.Struct, frozen=True):
 
 
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
-    """Settings from `.env` (if present) overlaid by the real environment."""
+    """Settings from `.env` (if present, read with python-dotenv) overlaid by the real environment."""
     values: dict[str, str] = {}
     if dotenv is not None and dotenv.is_file():
-        for line in dotenv.read_text().splitlines():
-            key, sep, value = line.strip().partition("=")
-            if sep and not key.startswith("#"):
-                values[key.strip()] = value.strip().strip("'\"")
+        values.update((k, v) for k, v in dotenv_values(dotenv).items() if v is not None)
     values.update(os.environ if environ is None else environ)
     env = _Reader(values)
     keys = [v for k, v in sorted(values.items()) if _is_key(k, "YMERA_LLM_API_KEY") and v]
+    if not env.flag("ENABLE_AUDIT_LOGGING", True):
+        # The guide's switch: Ymera's log is the system of record (status, replay, the audit
+        # read it), so it cannot be turned off; say so rather than ignore it.
+        raise SettingsError("ENABLE_AUDIT_LOGGING", values["ENABLE_AUDIT_LOGGING"],
+                            "supported: every event is stored in the hash-chained log, which status, replay and "
+                            "the audit read; unset it")
     return Settings(
-        env=env.text("YMERA_ENV", "development"),
+        env=env.choice("YMERA_ENV", ENVS) or "development",
         nats_url=env.text("NATS_URL", "") or None,
         data_dir=Path(env.text("YMERA_DATA_DIR", "") or ".ymera"),
         log_level=env.choice("YMERA_LOG_LEVEL", ("debug", "info", "warning", "error", "critical")),
         enable_security_validation=env.flag("ENABLE_SECURITY_VALIDATION", True),
-        enable_audit_logging=env.flag("ENABLE_AUDIT_LOGGING", True),
         enable_continuous_monitoring=env.flag("ENABLE_CONTINUOUS_MONITORING", True),
         rate_limit_per_hour=env.integer("RATE_LIMIT_PER_HOUR", 1000),
         quality_threshold=env.number("QUALITY_THRESHOLD", 0.7),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,37 @@ def test_the_guide_names_are_read(tmp_path: Path) -> None:
          "setting YMERA_DUPLICATE_WINDOW_SECONDS='inf' is not a number > 0"),
         ("YMERA_LOG_LEVEL", "loud",
          "setting YMERA_LOG_LEVEL='loud' is not one of debug, info, warning, error, critical"),
+        ("YMERA_ENV", "staging", "setting YMERA_ENV='staging' is not one of development, production"),
+        # The guide's switch cannot turn the log off: the system of record is the log.
+        ("ENABLE_AUDIT_LOGGING", "false", "setting ENABLE_AUDIT_LOGGING='false' is not supported: every event is "
+         "stored in the hash-chained log, which status, replay and the audit read; unset it"),
     ],
 )
 def test_a_bad_setting_names_itself(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings({name: value}, dotenv=None)
     assert str(info.value) == message
+
+
+def test_dotenv_syntax_is_read_as_python_dotenv_reads_it(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text('export RATE_LIMIT_PER_HOUR=9  # per principal\nYMERA_LLM_MODEL="llama3 8b"\n'
+                      "YMERA_LLM_BASE_URL=http://h:1/v1#not-a-comment\nQUALITY_THRESHOLD=\nYMERA_ENV=production\n")
+    settings = load_settings({}, dotenv=dotenv)
+    assert (settings.rate_limit_per_hour, settings.llm.model, settings.llm.base_url) == (9, "llama3 8b",
+                                                                                          "http://h:1/v1#not-a-comment")
+    assert (settings.quality_threshold, settings.env) == (0.7, "production")
+
+
+def test_in_production_the_logs_are_json_lines(tmp_path: Path) -> None:
+    env = {**ymera_env(tmp_path / "data"), "YMERA_ENV": "production", "YMERA_LOG_LEVEL": "info"}
+    (tmp_path / "wf.yaml").write_text("workflow_id: wf\ntasks:\n  - {id: a, type: noop}\n")
+    result = ymera("run", str(tmp_path / "wf.yaml"), env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert lines, "nothing was logged at info"
+    assert all({"event", "level", "timestamp"} <= line.keys() for line in lines)
+    assert any(line["event"] == "actor started" and line["actor"] == "distributor" for line in lines)
 
 
 def test_the_command_line_prints_a_bad_setting_as_one_line(tmp_path: Path) -> None:
