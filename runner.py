@@ -23,7 +23,6 @@ import bus
 import events
 import store
 from actors import Settings, load_settings
-from actors.monitor import Metrics, MetricsState, report
 from ymera._cli import add_workflow_commands, stop_on_signals
 
 __all__ = ["main", "open_bus"]
@@ -75,7 +74,7 @@ async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 # Every projection `ymera replay` folds, under the name it declares (docs/store.md lists them).
 PROJECTIONS: dict[str, store.Projection[Any]] = {
-    p.name: p for p in (store.WorkflowStatus(), store.WorkflowRuns(), store.EventCounts(), Metrics())}
+    p.name: p for p in (store.WorkflowStatus(), store.WorkflowRuns(), store.EventCounts(), store.Metrics())}
 
 
 async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -86,8 +85,8 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
         for name in names:
             state, last = await store.rebuild(PROJECTIONS[name], log, args.from_seq)
-            if isinstance(state, MetricsState):
-                state = {k: v for k, v in report(state).items() if k != "monitoring_status"}
+            if isinstance(state, store.MetricsState):
+                state = {k: v for k, v in store.report(state).items() if k != "monitoring_status"}
             print(json.dumps({"projection": name, "through_seq": last, "state": msgspec.to_builtins(state)},
                              indent=2, default=str))
     return 0

@@ -23,7 +23,7 @@ import msgspec
 from events import EVENT_TYPES, MAX_EVENT_BYTES, PREFIX, BlobRef, MalformedEvent, decode, subject_of
 
 from ._chain import GENESIS, StoredEvent, link
-from ._sqlite import LogReader, SqliteEventLog
+from ._log import EventLog, LogReader
 
 __all__ = ["AuditReport", "Break", "verify"]
 
@@ -92,9 +92,9 @@ _SUBJECTS = {name: (f"{PREFIX}.{cls.domain}.", f".{cls.verb}", "task_id" in cls.
              for name, cls in EVENT_TYPES.items()}
 
 
-async def verify(log: SqliteEventLog, *, batch: int = 5000) -> AuditReport:
+async def verify(log: EventLog, *, batch: int = 5000) -> AuditReport:
     """Check the whole log; the report names the first seq that breaks, if one does. The pass
-    runs in a thread of its own, on a connection of its own (`SqliteEventLog.in_thread`)."""
+    runs in a thread of its own, on a view of the log of its own (`EventLog.in_thread`)."""
     return await log.in_thread(lambda reader: _verify(reader, batch))
 
 

@@ -11,7 +11,7 @@ import hashlib
 
 import msgspec
 
-__all__ = ["GENESIS", "StoredEvent", "link"]
+__all__ = ["GENESIS", "NewEvent", "StoredEvent", "link"]
 
 GENESIS = bytes(32)
 
@@ -36,3 +36,15 @@ class StoredEvent(msgspec.Struct, frozen=True, array_like=True):
     data: bytes
     prev_hash: bytes
     hash: bytes
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    """An event to append; the log assigns its place in the chain."""
+
+    seq: int
+    id: str
+    type: str
+    subject: str
+    workflow_id: str
+    ts: float
+    data: bytes

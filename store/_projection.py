@@ -22,8 +22,8 @@ from nats.aio.msg import Msg
 from bus import Bus, stream_seq
 from events import BlobError, Event, MalformedEvent, decode, read_message, resolve
 
+from ._log import EventLog, LogReader, completed
 from ._once import Once
-from ._sqlite import LogReader, SqliteEventLog, completed
 
 __all__ = ["LiveProjection", "Projection", "rebuild"]
 
@@ -38,9 +38,9 @@ class Projection(Protocol[S]):
     def apply(self, state: S, event: Event) -> S: ...
 
 
-async def rebuild(projection: Projection[S], log: SqliteEventLog, from_seq: int = 0) -> tuple[S, int]:
+async def rebuild(projection: Projection[S], log: EventLog, from_seq: int = 0) -> tuple[S, int]:
     """Fold the stored log; return the state and the last seq folded. The fold runs in a thread
-    of its own, on a connection of its own (`SqliteEventLog.in_thread`): a projection is pure."""
+    of its own, on a view of the log of its own (`EventLog.in_thread`): a projection is pure."""
     return await log.in_thread(lambda reader: _fold(projection, reader, from_seq))
 
 

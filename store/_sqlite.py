@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -24,10 +24,11 @@ import msgspec
 
 from events import BlobError, BlobRef
 
-from ._chain import GENESIS, StoredEvent, link
+from ._chain import GENESIS, NewEvent, StoredEvent, link
 from ._errors import DuplicateEvent, StoreError, StoreLocked
+from ._log import EventLog, LogReader
 
-__all__ = ["LogReader", "NewEvent", "SqliteEventLog", "completed"]
+__all__ = ["SqliteEventLog", "SqliteLogReader"]
 
 T = TypeVar("T")
 
@@ -54,22 +55,9 @@ _COLUMNS = "seq, id, type, subject, workflow_id, ts, data, prev_hash, hash"
 _COLUMN_NAMES = frozenset(_COLUMNS.replace(" ", "").split(","))
 
 
-class NewEvent(msgspec.Struct, frozen=True):
-    """An event to append; the log assigns its place in the chain."""
-
-    seq: int
-    id: str
-    type: str
-    subject: str
-    workflow_id: str
-    ts: float
-    data: bytes
-
-
-class LogReader:
-    """A synchronous, read-only view of the log, for a long CPU-bound pass (the audit) run in a
-    thread of its own (`SqliteEventLog.in_thread`): rows come straight off one connection, with
-    no hop between threads per chunk and no step of an async generator per chunk."""
+class SqliteLogReader:
+    """`LogReader` on a connection of its own (`SqliteEventLog.in_thread`): rows come straight
+    off it, with no hop between threads per chunk and no step of an async generator per chunk."""
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
@@ -87,22 +75,11 @@ class LogReader:
 
     async def get_blob(self, ref: BlobRef) -> bytes:
         """`SqliteEventLog.get_blob`, for `events.resolve`; it never suspends, so a resolve
-        with it runs to completion at once (`completed`)."""
+        with it runs to completion at once (`store.completed`)."""
         data = self.blob(ref.digest)
         if data is None:
             raise BlobError(ref.digest, f"not in the event log {self.path}")
         return data
-
-
-def completed(coro: Coroutine[Any, Any, T]) -> T:
-    """The result of a coroutine that never suspends (one awaiting only `LogReader.get_blob`),
-    run to its end here: how a reader in a thread uses the one async `events.resolve`."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coro.close()
-    raise RuntimeError("the coroutine suspended; only one that never does can be completed")
 
 
 def _checked(columns: str) -> str:
@@ -279,7 +256,7 @@ class SqliteEventLog:
             with self._translated("read"):
                 db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
                 try:
-                    return fn(LogReader(db, self.path))
+                    return fn(SqliteLogReader(db, self.path))
                 finally:
                     db.close()
 
@@ -303,3 +280,6 @@ class SqliteEventLog:
             async with self.db.execute("SELECT count(*) FROM events") as cur:
                 row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+
+_conforms: type[EventLog] = SqliteEventLog  # mypy checks that the SQLite log is an `EventLog`

@@ -29,8 +29,9 @@ from events import (
     workflow_of,
 )
 
+from ._chain import NewEvent
 from ._errors import DuplicateEvent
-from ._sqlite import NewEvent, SqliteEventLog
+from ._log import EventLog
 
 __all__ = ["StoreWriter"]
 
@@ -42,7 +43,7 @@ POLL_SECONDS = 0.1
 class StoreWriter:
     name = "store"
 
-    def __init__(self, bus: Bus, log: SqliteEventLog, *, durable: str = "store",
+    def __init__(self, bus: Bus, log: EventLog, *, durable: str = "store",
                  batch: int = 1000, policy: ConsumerPolicy | None = None) -> None:
         self.bus = bus
         self.log = log

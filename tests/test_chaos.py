@@ -27,7 +27,8 @@ import events
 import store
 from actors import run_actor
 from actors.distributor import DistributorState
-from actors.monitor import Metrics, MetricsState, Monitor, report
+from actors.monitor import Monitor
+from store import Metrics, MetricsState, report
 
 from .conftest import ymera
 from .engine import Actors, connected, engine_env, settings_of, wait_for_actors

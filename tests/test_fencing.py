@@ -21,9 +21,8 @@ from actors._runtime import rebuild, run_actor
 from actors.distributor import Distributor
 from actors.executor._actor import CONSUMER, POLICY, SUBJECT, Executor
 from actors.monitor import Monitor
-from actors.monitor._metrics import Metrics, report
 from bus import ConsumerPolicy, consumer_config
-from store import _once
+from store import Metrics, _once, report
 from ymera import WorkflowClient
 from ymera._client import history
 

@@ -16,7 +16,7 @@ import store
 from actors import Settings
 from actors._runtime import rebuild
 from actors.monitor import Monitor
-from actors.monitor._metrics import Metrics, report
+from store import Metrics, report
 from ymera import WorkflowClient
 from ymera._client import store_caught_up
 

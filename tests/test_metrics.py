@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import events
 from actors._settings import Settings
-from actors.monitor import Alert, Metrics, MetricsState, evaluate, firing, report
+from actors.monitor import Alert, evaluate, firing
+from store import Metrics, MetricsState, report
 
 METRICS = Metrics()
 DEFAULTS = Settings()

@@ -1,29 +1,19 @@
-"""The SQLite event log: the shared contract, plus what only a file has (locks, read-only)."""
+"""The SQLite event log beyond the shared contract (tests/test_store_contract.py): what only a
+file has (locks, read-only readers, columns an attacker can edit in place)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 import events
 import store
-from store import SqliteEventLog, StoreError, StoreLocked
-from store._sqlite import completed
+from store import SqliteEventLog, StoreError, StoreLocked, completed
 
-from .store_contract import EventLogContract, row
-
-
-class TestSqliteEventLog(EventLogContract):
-    @pytest.fixture(autouse=True)
-    def _path(self, tmp_path: Path) -> None:
-        self.path = tmp_path / "events.db"
-
-    def open_log(self) -> AbstractAsyncContextManager[SqliteEventLog]:
-        return SqliteEventLog(self.path)
+from .test_store_contract import row
 
 
 async def test_a_second_writer_is_refused(tmp_path: Path) -> None:

@@ -16,10 +16,9 @@ from typing import Any
 
 from actors import Settings, load_settings
 from actors._supervisor import run_all
-from actors.monitor import Metrics, MetricsState, report
 from bus import Bus, EmbeddedServer, open_local
 from events import TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check_workflow_id, new_id, now
-from store import LiveProjection
+from store import LiveProjection, Metrics, MetricsState, report
 
 from ._client import WorkflowClient, result_of, store_caught_up
 from ._deadline import wait_or_give_up

@@ -1,20 +1,15 @@
-"""The monitor: metrics folded from every event, the monitoring report, and the alerts raised on them."""
+"""The monitor: folds every event into the metrics projection (`store.Metrics`) and raises
+alerts on them."""
 
 from ._actor import Monitor
 from ._alerts import DEFAULT_THRESHOLDS, Alert, AlertGate, Thresholds, evaluate, firing
-from ._metrics import Metrics, MetricsState, ModelStats, percentile, report
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "Alert",
     "AlertGate",
-    "Metrics",
-    "MetricsState",
-    "ModelStats",
     "Monitor",
     "Thresholds",
     "evaluate",
     "firing",
-    "percentile",
-    "report",
 ]

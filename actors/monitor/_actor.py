@@ -2,7 +2,7 @@
 
 Listens to: everything on `ymera.>`.
 Emits: AlertRaised when an alert starts firing (once, until it clears and fires again).
-Decides: on a timer, with `evaluate` over the folded metrics (`_metrics.py`, `_alerts.py`);
+Decides: on a timer, with `evaluate` over the folded metrics (`store/_metrics.py`, `_alerts.py`);
 the thresholds are documented in docs/quality.md. (Issue "quality" deepens it.)
 """
 
@@ -14,10 +14,9 @@ from typing import Any, ClassVar
 from actors._runtime import Actor
 from actors._settings import Settings
 from events import EVENT_TYPES, NO_WORKFLOW, AlertRaised, Event, derive_id
-from store import Once
+from store import Metrics, MetricsState, Once
 
 from ._alerts import evaluate
-from ._metrics import Metrics, MetricsState
 
 __all__ = ["Monitor"]
 

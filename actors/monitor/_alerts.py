@@ -10,8 +10,9 @@ from typing import Literal
 
 import msgspec
 
+from store import MetricsState, percentile
+
 from .._settings import Settings
-from ._metrics import MetricsState, percentile
 
 __all__ = ["DEFAULT_THRESHOLDS", "Alert", "AlertGate", "Thresholds", "evaluate", "firing"]
 
