@@ -1,31 +1,49 @@
-"""Which task types exist, and the parameters each task type takes.
+"""Which task types exist: each one's declaration (`TaskKind`: its parameters, whether it needs
+an agent or a model) and its handler (`run(task, inputs, ctx)`), registered together.
 
-The one place that says so: the validator checks submissions against it and the executor
-dispatches on it. Which agents exist is data (`actors/agents.py`).
+The one place that says so: the validator checks submissions against the declarations and
+the executor runs the handlers. A new task kind is one module and one `register` call; a
+handler takes what it needs (an HTTP client, key pools, later MCP sessions and sandboxes)
+from the `Context` each executor builds from its settings at start, never from globals.
+Which agents exist is data (`actors/agents.py`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Container, Iterable, Mapping
-from typing import Any, Literal
+from collections.abc import Container, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import aiohttp
 import msgspec
+
+from events import TaskSpec
+
+from ._keys import KeyPool
+from ._outcome import Outcome
+
+if TYPE_CHECKING:
+    from ._settings import Settings
 
 __all__ = [
     "AGENT_TASK_TYPES",
+    "HANDLERS",
     "MAX_RETRY_DELAY_SECONDS",
     "MAX_SLEEP_SECONDS",
     "MAX_TIMEOUT_SECONDS",
     "NO_LLM",
     "TASK_KINDS",
     "TEMPLATE_REFERENCE",
+    "Context",
+    "Handler",
     "Param",
     "TaskKind",
     "module_allowed",
     "number_in_string",
     "reference_problem",
+    "register",
     "template_references",
 ]
 
@@ -113,6 +131,10 @@ class TaskKind(msgspec.Struct, frozen=True):
     def param_names(self) -> frozenset[str]:
         return frozenset(p.name for p in self.params)
 
+    @property
+    def required_params(self) -> bool:
+        return any(p.required for p in self.params)
+
 
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
@@ -158,7 +180,7 @@ _AGENT_TYPES = {
     "research": "Research the question: what is known, from which sources, and what remains uncertain.",
 }
 
-TASK_KINDS: Mapping[str, TaskKind] = {
+TASK_KINDS: dict[str, TaskKind] = {
     kind.name: kind
     for kind in (
         *_DIRECT,
@@ -168,6 +190,37 @@ TASK_KINDS: Mapping[str, TaskKind] = {
 }
 
 AGENT_TASK_TYPES: tuple[str, ...] = tuple(name for name, kind in TASK_KINDS.items() if kind.agent)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What handlers share within one executor, built from its settings at start."""
+
+    settings: Settings
+    http: aiohttp.ClientSession  # one pool of connections for every request the executor makes
+    keys: KeyPool  # the configured endpoint's API keys, in turn
+
+
+class Handler(Protocol):
+    async def __call__(self, task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
+        """One attempt of `task`, `inputs` being its direct dependencies' outputs; a `TaskError`
+        says how it failed and whether a retry may help. Exactly one attempt: retrying is the
+        distributor's decision."""
+        ...
+
+
+HANDLERS: dict[str, Handler] = {}
+
+
+def register(kind: TaskKind, handler: Handler) -> None:
+    """Add a task kind (or give a declared one its handler): the validator accepts tasks of it,
+    the executor runs them with `handler`."""
+    if kind.name in HANDLERS:
+        raise ValueError(f"task kind {kind.name!r} has a handler already")
+    if TASK_KINDS.get(kind.name, kind) is not kind:
+        raise ValueError(f"task kind {kind.name!r} is declared already, differently")
+    TASK_KINDS[kind.name] = kind
+    HANDLERS[kind.name] = handler
 
 
 def module_allowed(module: str, allowed: Iterable[str]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -12,11 +13,23 @@ from pathlib import Path
 import bus
 import events
 import store
+from actors import Settings
+from actors.executor import KeyPool, Outcome, context, run_task
 
 
 def started(workflow_id: str = "wf", task_id: str = "t", n: int = 0) -> events.TaskStarted:
     return events.TaskStarted(id=events.new_id(), ts=events.now(), workflow_id=workflow_id,
                               task_id=task_id, attempt=1, executor=f"ex-{n}")
+
+
+async def attempt(spec: events.TaskSpec, inputs: dict[str, object], settings: Settings, *, timeout: float = 10.0,
+                  keys: KeyPool | None = None) -> Outcome:
+    """One attempt of `spec`, as an executor with `settings` runs it (its own context; `keys`
+    in place of the configured ones, to watch their rotation)."""
+    async with context(settings, 8) as ctx:
+        if keys is not None:
+            ctx = dataclasses.replace(ctx, keys=keys)
+        return await run_task(spec, dict(inputs), ctx, timeout=timeout)
 
 
 def stored_count(path: Path) -> int:

@@ -10,13 +10,12 @@ import pytest
 
 from actors import load_settings
 from actors.agents import BUILTIN_AGENTS, AgentsFileError
-from actors.executor import run_task
-from actors.executor._llm import http_client
 from actors.validator import validate_workflow
 from events import TaskSpec, WorkflowSubmitted, new_id, now
 from tests.openai_server import OpenAIServer
 
 from .conftest import ymera, ymera_env
+from .support import attempt
 
 SQL_EXPERT = """agents:
   - name: sql_expert
@@ -108,11 +107,9 @@ async def test_the_executor_sends_the_agent_s_role_and_its_preferred_model(tmp_p
                               "YMERA_LLM_BASE_URL": llm.base_url, "YMERA_LLM_MODEL": "default-model"}, dotenv=None)
     llm.reply("SELECT 1;")
     llm.reply("fine")
-    async with http_client(4) as http:
-        preferred = await run_task(TaskSpec(id="q", type="code_generation", agent="sql_expert", description="one"),
-                                   {}, settings, timeout=10, http=http)
-        default = await run_task(TaskSpec(id="g", type="research", agent="generalist", description="two"),
-                                 {}, settings, timeout=10, http=http)
+    preferred = await attempt(TaskSpec(id="q", type="code_generation", agent="sql_expert", description="one"),
+                              {}, settings)
+    default = await attempt(TaskSpec(id="g", type="research", agent="generalist", description="two"), {}, settings)
     assert preferred.output == "SELECT 1;"
     first, second = llm.requests[0].body, llm.requests[1].body
     assert (first["model"], second["model"]) == ("sql-model", "default-model")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from actors._settings import Settings
-from actors.executor import Outcome, TaskError, run_task
+from actors.executor import Outcome, TaskError
 from events import TaskSpec
-from tests.support import wait_until
+from tests.support import attempt, wait_until
 
 SETTINGS = Settings(python_modules=("tests.pytasks",))
 
@@ -24,7 +24,7 @@ def task(type_: str, description: str = "", **parameters: Any) -> TaskSpec:
 
 async def run(spec: TaskSpec, inputs: dict[str, Any] | None = None, *, timeout: float = 30.0,
               settings: Settings = SETTINGS) -> Outcome:
-    return await run_task(spec, inputs or {}, settings, timeout=timeout)
+    return await attempt(spec, inputs or {}, settings, timeout=timeout)
 
 
 async def failure(spec: TaskSpec, inputs: dict[str, Any] | None = None, *, timeout: float = 30.0,

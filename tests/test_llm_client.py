@@ -14,10 +14,11 @@ import pytest
 from actors._settings import LLMSettings, Settings
 from actors.agents import BUILTIN_AGENTS as AGENTS
 from actors.executor import KeyPool, Outcome, TaskError, run_task
-from actors.executor._llm import DEFAULT_SYSTEM, http_client, retry_after_seconds
-from actors.registry import TASK_KINDS
+from actors.executor._llm import DEFAULT_SYSTEM, retry_after_seconds
+from actors.registry import TASK_KINDS, Context
 from events import TaskSpec
 from tests.openai_server import OpenAIServer
+from tests.support import attempt
 
 
 @pytest.fixture
@@ -35,9 +36,9 @@ def llm(prompt: str = "Say hello", **parameters: Any) -> TaskSpec:
 
 
 async def failure(spec: TaskSpec, settings: Settings, *, timeout: float = 10.0,
-                  http: aiohttp.ClientSession | None = None, keys: KeyPool | None = None) -> TaskError:
+                  keys: KeyPool | None = None) -> TaskError:
     with pytest.raises(TaskError) as caught:
-        await run_task(spec, {}, settings, timeout=timeout, http=http, keys=keys)
+        await attempt(spec, {}, settings, timeout=timeout, keys=keys)
     return caught.value
 
 
@@ -49,7 +50,7 @@ def free_port() -> int:
 
 async def test_a_completion_gives_the_content_the_model_and_the_token_usage(server: OpenAIServer) -> None:
     server.reply("Hello there, friend")
-    outcome = await run_task(llm(), {}, settings_for(server.base_url, "k1"), timeout=10)
+    outcome = await attempt(llm(), {}, settings_for(server.base_url, "k1"), timeout=10)
     assert outcome == Outcome(output="Hello there, friend", model="gpt-test",
                               usage={"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14})
     [request] = server.requests
@@ -62,7 +63,7 @@ async def test_a_completion_gives_the_content_the_model_and_the_token_usage(serv
 async def test_an_llm_task_uses_its_own_system_model_and_sampling_parameters(server: OpenAIServer) -> None:
     spec = TaskSpec(id="t", type="llm", description="Name {{ tasks.a.output }}",
                     parameters={"system": "Be terse.", "model": "other", "temperature": 0, "max_tokens": 5})
-    outcome = await run_task(spec, {"a": "a colour"}, settings_for(server.base_url), timeout=10)
+    outcome = await attempt(spec, {"a": "a colour"}, settings_for(server.base_url), timeout=10)
     assert (outcome.output, outcome.model) == ("ok: Name a colour", "other")
     assert server.requests[0].body == {
         "model": "other", "temperature": 0, "max_tokens": 5,
@@ -72,15 +73,15 @@ async def test_an_llm_task_uses_its_own_system_model_and_sampling_parameters(ser
 
 async def test_cost_is_computed_from_usage_only_when_a_price_is_given(server: OpenAIServer) -> None:
     settings = settings_for(server.base_url)
-    priced = await run_task(llm(cost_per_1k_tokens=2.0), {}, settings, timeout=10)
-    unpriced = await run_task(llm(), {}, settings, timeout=10)
+    priced = await attempt(llm(cost_per_1k_tokens=2.0), {}, settings, timeout=10)
+    unpriced = await attempt(llm(), {}, settings, timeout=10)
     assert priced.cost_usd == priced.usage["total_tokens"] * 2.0 / 1000
     assert unpriced.cost_usd is None
 
 
 async def test_the_configured_keys_are_never_sent_to_a_tasks_own_base_url(server: OpenAIServer) -> None:
     settings = settings_for("https://configured.example/v1", "secret-key")
-    await run_task(llm(base_url=server.base_url, model="m"), {}, settings, timeout=10)
+    await attempt(llm(base_url=server.base_url, model="m"), {}, settings, timeout=10)
     assert "authorization" not in server.requests[0].headers
 
 
@@ -115,19 +116,19 @@ async def test_keys_rotate_per_request_and_a_rate_limited_key_rests_until_its_re
     pool = KeyPool(["k1", "k2"], clock=lambda: now[0])
     settings = settings_for(server.base_url, "k1", "k2")
 
-    async def attempt() -> None:
-        await run_task(llm(), {}, settings, timeout=10, keys=pool)
+    async def call() -> None:
+        await attempt(llm(), {}, settings, timeout=10, keys=pool)
 
     for _ in range(3):
-        await attempt()
+        await call()
     server.rate_limit(retry_after="30")
     error = await failure(llm(), settings, keys=pool)
     assert error.kind == "rate_limited"
     assert pool.cooldown_until == {"k2": 1030.0}
-    await attempt()
-    await attempt()
+    await call()
+    await call()
     now[0] = 1031.0
-    await attempt()
+    await call()
     used = [request.headers["authorization"].removeprefix("Bearer ") for request in server.requests]
     assert used == ["k1", "k2", "k1", "k2", "k1", "k1", "k2"]
 
@@ -187,8 +188,11 @@ async def test_a_long_provider_message_is_cut_to_200_characters_on_one_line(serv
 async def test_a_server_that_does_not_answer_within_the_clients_timeout_is_a_retryable_timeout(
         server: OpenAIServer) -> None:
     server.hang()
+    settings = settings_for(server.base_url)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.3)) as http:
-        error = await failure(llm(), settings_for(server.base_url), http=http)
+        with pytest.raises(TaskError) as caught:
+            await run_task(llm(), {}, Context(settings, http, KeyPool(())), timeout=10)
+    error = caught.value
     assert (error.kind, error.retryable) == ("timeout", True)
     assert str(error) == f"{server.base_url}/chat/completions did not answer in time (SocketTimeoutError)"
 
@@ -231,8 +235,7 @@ async def test_an_agent_task_sends_its_role_task_parameters_and_dependency_outpu
                     dependencies=["write", "plan"])
     inputs = {"write": "def add(a, b):\n    return a - b", "plan": {"functions": ["add"]}}
     settings = settings_for(server.base_url + "/", "k1", "k2")
-    async with http_client() as http:
-        outcome = await run_task(spec, inputs, settings, timeout=10, http=http, keys=KeyPool(["k1", "k2"]))
+    outcome = await attempt(spec, inputs, settings, timeout=10, keys=KeyPool(["k1", "k2"]))
 
     assert (outcome.output, outcome.model) == ("LGTM", "gpt-test")
     [request] = server.requests

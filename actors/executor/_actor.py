@@ -23,7 +23,6 @@ import contextlib
 import time
 from typing import Any
 
-import aiohttp
 import msgspec
 import nats.errors
 import nats.js.errors
@@ -31,6 +30,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from actors._settings import Settings
+from actors.registry import Context
 from bus import (
     Bus,
     BusError,
@@ -60,11 +60,10 @@ from events import (
     subject_filter,
 )
 
+from .._outcome import TaskError
 from ._expect import check_outcome
 from ._fence import Attempt, Fence, run_key
-from ._kinds import run_task
-from ._llm import http_client
-from ._outcome import TaskError
+from ._kinds import context, run_task
 
 __all__ = ["Executor"]
 
@@ -114,9 +113,10 @@ class Executor:
         if ready is not None:
             ready.set()
         _log.info("executor started", executor=self.executor_id, concurrency=concurrency)
-        # A connection per attempt that may run: fewer would queue attempts inside the client,
-        # inflating their duration_ms (BENCHMARKS.md, "1,000 LLM calls in flight").
-        async with http_client(concurrency) as http:
+        # The handlers' resources, among them a connection per attempt that may run: fewer would
+        # queue attempts inside the client, inflating their duration_ms (BENCHMARKS.md, "1,000
+        # LLM calls in flight").
+        async with context(self.settings, concurrency) as ctx:
             try:
                 while not stop.is_set():
                     free = concurrency - len(self.running)
@@ -124,7 +124,7 @@ class Executor:
                         await asyncio.wait(self.running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
                         continue
                     for msg in await batches.next(limit=free):
-                        task = asyncio.create_task(self._attempt(bus, http, msg))
+                        task = asyncio.create_task(self._attempt(bus, ctx, msg))
                         self.running.add(task)
                         task.add_done_callback(self.running.discard)
             finally:
@@ -138,14 +138,14 @@ class Executor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await beating
 
-    async def _attempt(self, bus: Bus, http: aiohttp.ClientSession, msg: Msg) -> None:
+    async def _attempt(self, bus: Bus, ctx: Context, msg: Msg) -> None:
         try:
-            await self._attempt_once(bus, http, msg)
+            await self._attempt_once(bus, ctx, msg)
         except BusError as exc:
             # Unacked, the TaskReady comes back; started, the attempt is timed out and retried.
             _log.warning("attempt not reported", error=str(exc))
 
-    async def _attempt_once(self, bus: Bus, http: aiohttp.ClientSession, msg: Msg) -> None:
+    async def _attempt_once(self, bus: Bus, ctx: Context, msg: Msg) -> None:
         try:
             ready = await read_message(msg.subject, msg.data, bus.get_blob)
         except (MalformedEvent, BlobError) as exc:
@@ -160,7 +160,7 @@ class Executor:
             await msg.ack()
             return
         attempt = Attempt(ready, msg, alive_at=time.monotonic(), started_at=now())
-        attempt.work = asyncio.create_task(self._run(bus, http, attempt))
+        attempt.work = asyncio.create_task(self._run(bus, ctx, attempt))
         self.fence.add(attempt)
         try:
             result = await attempt.work
@@ -221,14 +221,14 @@ class Executor:
         if isinstance(event, TaskTimedOut):
             self.fence.timed_out((run_key(event), event.task_id, event.attempt), event.reason)
 
-    async def _run(self, bus: Bus, http: aiohttp.ClientSession, attempt: Attempt) -> Event:
+    async def _run(self, bus: Bus, ctx: Context, attempt: Attempt) -> Event:
         ready = attempt.ready
         assert ready.spec is not None
         t0 = time.perf_counter()
         try:
             inputs = await self._inputs(bus, ready.inputs)
-            outcome = await run_task(ready.spec, inputs, self.settings,
-                                     timeout=ready.timeout_seconds or self.settings.task_timeout_seconds, http=http)
+            outcome = await run_task(ready.spec, inputs, ctx,
+                                     timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)
         except TaskError as exc:
             return self._failed(attempt, t0, str(exc), exc.kind, exc.retryable, exc.retry_after)
         except (BusError, BlobError) as exc:

@@ -1,66 +1,83 @@
-"""One attempt of one task, by kind: noop, sleep, echo, python, llm and the agent task types.
+"""The built-in task kinds' handlers (noop, sleep, echo, python, llm and the agent task types),
+registered with their declarations in `actors/registry.py`; and `run_task`, one attempt of any
+registered kind within its time limit.
 
-`run_task` makes exactly one attempt (at most one HTTP request, one subprocess); retrying is
-the distributor's decision, informed by `TaskError.kind`, `retryable` and `retry_after`.
+An attempt is exactly one try (at most one HTTP request, one subprocess); retrying is the
+distributor's decision, informed by `TaskError.kind`, `retryable` and `retry_after`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
-
-import aiohttp
 
 from events import TaskSpec
 
+from .._keys import KeyPool
+from .._outcome import Outcome, TaskError
 from .._settings import Settings
-from ..registry import TASK_KINDS
+from ..registry import HANDLERS, TASK_KINDS, Context, register
 from . import _llm, _python, _templates
-from ._llm import KeyPool
-from ._outcome import Outcome, TaskError
 
-__all__ = ["run_task"]
+__all__ = ["context", "run_task"]
 
 _SLEEP_SECONDS = next(p for p in TASK_KINDS["sleep"].params if p.name == "seconds")
 
-async def run_task(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, *, timeout: float,
-                   http: aiohttp.ClientSession | None = None, keys: KeyPool | None = None) -> Outcome:
-    """Run one attempt of `spec` within `timeout` seconds; `inputs` are its dependencies' outputs.
 
-    `http` and `keys` are the caller's to share across attempts; without them a client is made
-    for the one request and the process's key pool for `settings.llm.api_keys` is used.
-    """
+async def run_task(spec: TaskSpec, inputs: dict[str, Any], ctx: Context, *, timeout: float) -> Outcome:
+    """Run one attempt of `spec` within `timeout` seconds; `inputs` are its dependencies' outputs."""
+    handler = HANDLERS.get(spec.type)
+    if handler is None:
+        raise TaskError("bad_request", f"unknown task type {spec.type!r}", retryable=False)
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
-            return await _dispatch(spec, inputs, settings, http, keys)
+            return await handler(spec, inputs, ctx)
     except TimeoutError:
         if not deadline.expired():
             raise
         raise TaskError("timeout", f"timed out after {timeout:g}s", retryable=True) from None
 
 
-async def _dispatch(spec: TaskSpec, inputs: dict[str, Any], settings: Settings,
-                    http: aiohttp.ClientSession | None, keys: KeyPool | None) -> Outcome:
-    if spec.type == "noop":
-        return Outcome(output=None)
-    if spec.type == "sleep":
-        seconds = spec.parameters.get("seconds", 0)
-        if not _SLEEP_SECONDS.accepts(seconds):  # the validator's rule, should a submission slip past it
-            raise TaskError("bad_request", f"parameters.seconds must be {_SLEEP_SECONDS.expected()}, not {seconds!r}",
-                            retryable=False)
-        await asyncio.sleep(seconds)
-        return Outcome(output={"slept": seconds})
-    if spec.type == "echo":
-        if "text" in spec.parameters:
-            return Outcome(output=_templates.render(spec.parameters["text"], inputs, "parameters.text"))
-        return Outcome(output=_templates.render_text(spec.description, inputs, "description"))
-    if spec.type == "python":
-        return await _python.run_python(spec, inputs, settings)
-    kind = TASK_KINDS.get(spec.type)
-    if kind is not None and kind.llm:
-        if http is not None:
-            return await _llm.run_llm(spec, inputs, settings, http, keys)
-        async with _llm.http_client() as client:
-            return await _llm.run_llm(spec, inputs, settings, client, keys)
-    raise TaskError("bad_request", f"unknown task type {spec.type!r}", retryable=False)
+@contextlib.asynccontextmanager
+async def context(settings: Settings, connections: int | None = None) -> AsyncIterator[Context]:
+    """The handlers' resources for one executor (or one test): an HTTP client holding up to
+    `connections` (default: the executor's concurrency, so no attempt waits for a connection
+    and its duration_ms is the call's) and the configured API keys."""
+    async with _llm.http_client(connections or settings.executor_concurrency) as http:
+        yield Context(settings=settings, http=http, keys=KeyPool(settings.llm.api_keys))
+
+
+async def _noop(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
+    return Outcome(output=None)
+
+
+async def _sleep(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
+    seconds = task.parameters.get("seconds", 0)
+    if not _SLEEP_SECONDS.accepts(seconds):  # the validator's rule, should a submission slip past it
+        raise TaskError("bad_request", f"parameters.seconds must be {_SLEEP_SECONDS.expected()}, not {seconds!r}",
+                        retryable=False)
+    await asyncio.sleep(seconds)
+    return Outcome(output={"slept": seconds})
+
+
+async def _echo(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
+    if "text" in task.parameters:
+        return Outcome(output=_templates.render(task.parameters["text"], inputs, "parameters.text"))
+    return Outcome(output=_templates.render_text(task.description, inputs, "description"))
+
+
+async def _python_task(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
+    return await _python.run_python(task, inputs, ctx.settings)
+
+
+async def _llm_task(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
+    return await _llm.run_llm(task, inputs, ctx.settings, ctx.http, ctx.keys)
+
+
+for _name, _handler in (("noop", _noop), ("sleep", _sleep), ("echo", _echo), ("python", _python_task)):
+    register(TASK_KINDS[_name], _handler)
+for _kind in [k for k in TASK_KINDS.values() if k.llm]:
+    register(_kind, _llm_task)

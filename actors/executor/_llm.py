@@ -10,8 +10,6 @@ httpx's connection pool spends CPU quadratic in the requests queued (BENCHMARKS.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -21,12 +19,13 @@ import msgspec
 
 from events import TaskSpec
 
+from .._keys import KeyPool
+from .._outcome import Outcome, TaskError
 from .._settings import Settings
 from ..registry import NO_LLM, TASK_KINDS
-from ._outcome import Outcome, TaskError
 from ._templates import render, render_text
 
-__all__ = ["DEFAULT_SYSTEM", "KeyPool", "http_client", "key_pool", "retry_after_seconds", "run_llm"]
+__all__ = ["DEFAULT_SYSTEM", "http_client", "retry_after_seconds", "run_llm"]
 
 DEFAULT_SYSTEM = "You are a helpful assistant. Answer precisely and completely."
 # How long a key rests after a 429 that does not say how long.
@@ -35,40 +34,6 @@ MESSAGE_CHARS = 200
 # Parameters that shape the request rather than describe the work; the rest reach an agent's prompt.
 _REQUEST_PARAMS = frozenset({"prompt", "system", "model", "base_url", "temperature", "max_tokens",
                              "cost_per_1k_tokens"})
-
-
-class KeyPool:
-    """API keys used in turn, one per request; a key answered with 429 rests until `cooldown_until[key]`."""
-
-    def __init__(self, keys: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:
-        self.keys = tuple(keys)
-        self.cooldown_until: dict[str, float] = {}
-        self._clock = clock
-        self._next = 0
-
-    def take(self) -> str | None:
-        """The next key not cooling down; if all are, the one free soonest. None without keys."""
-        if not self.keys:
-            return None
-        now = self._clock()
-        count = len(self.keys)
-        order = [(self._next + i) % count for i in range(count)]
-        ready = [i for i in order if self.cooldown_until.get(self.keys[i], 0.0) <= now]
-        index = ready[0] if ready else min(order, key=lambda i: self.cooldown_until[self.keys[i]])
-        self._next = (index + 1) % count
-        return self.keys[index]
-
-    def cool_down(self, key: str, seconds: float) -> None:
-        until = self._clock() + seconds
-        self.cooldown_until[key] = max(until, self.cooldown_until.get(key, 0.0))
-
-
-_pools: dict[tuple[str, ...], KeyPool] = {}
-
-
-def key_pool(keys: Sequence[str]) -> KeyPool:
-    """The process's pool for these keys, so rotation and cooldowns carry across attempts."""
-    return _pools.setdefault(tuple(keys), KeyPool(keys))
 
 
 def http_client(connections: int = 100) -> aiohttp.ClientSession:
@@ -100,8 +65,8 @@ class _Completion(msgspec.Struct):
 
 
 async def run_llm(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, http: aiohttp.ClientSession,
-                  keys: KeyPool | None = None) -> Outcome:
-    """One chat completion for `spec`; the key comes from `keys`, else the process's pool."""
+                  keys: KeyPool) -> Outcome:
+    """One chat completion for `spec`; the key comes from `keys` (the configured endpoint's)."""
     params = spec.parameters
     base_url = str(params.get("base_url") or settings.llm.base_url or "").rstrip("/")
     agent = settings.agents.get(spec.agent) if spec.agent is not None else None
@@ -114,7 +79,7 @@ async def run_llm(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, ht
             body[name] = params[name]
     # The configured keys go only to the configured endpoint: a task's own base_url must not receive them.
     configured = (settings.llm.base_url or "").rstrip("/")
-    pool = (keys or key_pool(settings.llm.api_keys)) if base_url == configured else None
+    pool = keys if base_url == configured else None
     key = pool.take() if pool is not None else None
     url = f"{base_url}/chat/completions"
     completion = await _complete(http, url, body, key, pool)

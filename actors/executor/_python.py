@@ -17,9 +17,9 @@ import msgspec
 
 from events import TaskSpec
 
+from .._outcome import Outcome, TaskError
 from .._settings import Settings
 from ..registry import TASK_KINDS, module_allowed
-from ._outcome import Outcome, TaskError
 from ._templates import render
 
 __all__ = ["run_python"]

@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
+from .._outcome import TaskError
 from ..registry import TEMPLATE_REFERENCE, reference_problem
-from ._outcome import TaskError
 
 __all__ = ["render", "render_text"]
 

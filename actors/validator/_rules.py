@@ -19,10 +19,7 @@ from ._plan import cycles, levels
 
 __all__ = ["validate_workflow"]
 
-_KNOWN_TYPES = ", ".join(sorted(registry.TASK_KINDS))
 _DEFAULT_RETRY = RetryPolicy()
-_NAMES = {kind.name: kind.param_names for kind in registry.TASK_KINDS.values()}
-_REQUIRED = {kind.name: any(p.required for p in kind.params) for kind in registry.TASK_KINDS.values()}
 _WORKFLOW = -1  # the position of problems that belong to no task: they come first
 
 # (position of the task in the submission, field, problem); sorted by the first two at the end.
@@ -80,7 +77,8 @@ def _check_workflow(submission: WorkflowSubmitted, settings: Settings, found: _F
 def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found) -> None:
     kind = registry.TASK_KINDS.get(task.type)
     if kind is None:
-        _add(found, i, task, "type", f"unknown task type {task.type!r}; known types: {_KNOWN_TYPES}")
+        known = ", ".join(sorted(registry.TASK_KINDS))  # read now: a kind may be registered after import
+        _add(found, i, task, "type", f"unknown task type {task.type!r}; known types: {known}")
     else:
         agent = settings.agents.get(task.agent) if task.agent is not None else None
         if kind.agent and task.agent is None:
@@ -90,7 +88,7 @@ def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found) -> No
         elif kind.agent and agent is not None and not agent.takes(task.type):
             _add(found, i, task, "agent", f"agent {task.agent!r} does not take task type {task.type!r}; it takes "
                                           + ", ".join(agent.task_types))
-        if task.parameters or _REQUIRED[kind.name]:
+        if task.parameters or kind.required_params:
             _check_parameters(task, i, kind, found)
         if kind.llm:
             params = task.parameters
@@ -121,7 +119,7 @@ def _check_parameters(task: TaskSpec, i: int, kind: registry.TaskKind, found: _F
             numeric = spec.type in ("number", "integer")
             shown = (numeric and registry.number_in_string(value, spec.type == "integer")) or _show(value)
             _add(found, i, task, field, f"parameter {spec.name!r} must be {spec.expected()}, got {shown}")
-    names = _NAMES[kind.name]
+    names = kind.param_names
     if params.keys() - names:
         takes = "takes no parameters" if not kind.params else "takes: " + ", ".join(p.name for p in kind.params)
         for name in params:
