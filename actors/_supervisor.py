@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from typing import Protocol
 
 import nats.errors
 import structlog
@@ -21,24 +22,60 @@ from store import SqliteEventLog, StoreLocked, StoreWriter
 from ._archive import HistoryDropped
 from ._runtime import Actor, run_actor
 from ._settings import Settings
+from .assessor import Assessor
+from .distributor import Distributor
+from .executor import Executor
+from .monitor import Monitor
+from .security import Security
+from .validator import Validator
 
-__all__ = ["ACTOR_NAMES", "run_all", "run_named"]
+__all__ = ["ACTORS", "ACTOR_NAMES", "run_all", "run_named"]
 
 _log = structlog.get_logger("ymera.supervisor")
-ACTOR_NAMES = ("store", "security", "validator", "distributor", "executor", "assessor", "monitor")
 RESTART_DELAY = 0.5
 
 
-def _actor(name: str, settings: Settings) -> Actor:
-    from .assessor._actor import Assessor
-    from .distributor import Distributor
-    from .monitor._actor import Monitor
-    from .security import Security
-    from .validator._actor import Validator
+class Runner(Protocol):
+    async def __call__(self, settings: Settings, bus: Bus, stop: asyncio.Event,
+                       ready: asyncio.Event | None) -> None: ...
 
-    kinds: dict[str, type[Actor]] = {"security": Security, "validator": Validator, "distributor": Distributor,
-                                     "assessor": Assessor, "monitor": Monitor}
-    return kinds[name](settings)
+
+async def _store_writer(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
+    async with SqliteEventLog(settings.log_path) as log:
+        # The log is the archive, so its writer is who sets how long the stream keeps events.
+        if await set_retention(bus.js, bus.stream.name, max_age=settings.stream_max_age_seconds,
+                               max_bytes=settings.stream_max_bytes):
+            _log.info("stream retention set", stream=bus.stream.name,
+                      max_age_seconds=settings.stream_max_age_seconds, max_bytes=settings.stream_max_bytes)
+        writer = StoreWriter(bus, log)
+        if ready is not None:
+            ready.set()
+        await writer.run(stop)
+
+
+async def _executor(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
+    await Executor(settings, f"{socket.gethostname()}-{os.getpid()}").run(bus, stop, ready)
+
+
+def _single(kind: type[Actor]) -> Runner:
+    """A single-instance actor on the runtime (actors/_runtime.py)."""
+    async def run(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
+        await run_actor(kind(settings), bus, stop, ready)
+    return run
+
+
+# Every actor, by the name `ymera actor NAME` takes, in the order `ymera up` starts them:
+# adding an actor is one entry.
+ACTORS: dict[str, Runner] = {
+    "store": _store_writer,
+    "security": _single(Security),
+    "validator": _single(Validator),
+    "distributor": _single(Distributor),
+    "executor": _executor,
+    "assessor": _single(Assessor),
+    "monitor": _single(Monitor),
+}
+ACTOR_NAMES = tuple(ACTORS)
 
 
 async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event,
@@ -48,7 +85,7 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
         raise YmeraError(f"no actor named {name!r}; actors: {', '.join(ACTOR_NAMES)}")
     while not stop.is_set():
         try:
-            await _run_once(name, settings, bus, stop, ready)
+            await ACTORS[name](settings, bus, stop, ready)
             return
         except (ConsumerConfigError, StoreLocked, HistoryDropped):
             raise  # a configuration no restart can fix
@@ -60,27 +97,6 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
             await asyncio.wait_for(stop.wait(), RESTART_DELAY)
         except TimeoutError:
             pass
-
-
-async def _run_once(name: str, settings: Settings, bus: Bus, stop: asyncio.Event,
-                    ready: asyncio.Event | None) -> None:
-    if name == "store":
-        async with SqliteEventLog(settings.log_path) as log:
-            # The log is the archive, so its writer is who sets how long the stream keeps events.
-            if await set_retention(bus.js, bus.stream.name, max_age=settings.stream_max_age_seconds,
-                                   max_bytes=settings.stream_max_bytes):
-                _log.info("stream retention set", stream=bus.stream.name,
-                          max_age_seconds=settings.stream_max_age_seconds, max_bytes=settings.stream_max_bytes)
-            writer = StoreWriter(bus, log)
-            if ready is not None:
-                ready.set()
-            await writer.run(stop)
-    elif name == "executor":
-        from .executor._actor import Executor
-
-        await Executor(settings, f"{socket.gethostname()}-{os.getpid()}").run(bus, stop, ready)
-    else:
-        await run_actor(_actor(name, settings), bus, stop, ready)
 
 
 async def run_all(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None,

@@ -3,7 +3,8 @@ and whether its outcome meets the task's `expect`."""
 
 from .._keys import KeyPool
 from .._outcome import Outcome, TaskError
+from ._actor import Executor
 from ._expect import check_outcome
 from ._kinds import context, run_task
 
-__all__ = ["KeyPool", "Outcome", "TaskError", "check_outcome", "context", "run_task"]
+__all__ = ["Executor", "KeyPool", "Outcome", "TaskError", "check_outcome", "context", "run_task"]
