@@ -27,11 +27,9 @@ __all__ = [
     "MAX_BLOB_BYTES",
     "BlobGet",
     "BlobPut",
-    "blob_marker",
     "blob_ref",
     "check_blob",
     "load_blob",
-    "marked_blob",
     "offload",
     "read_message",
     "resolve",
@@ -136,17 +134,3 @@ async def read_message(subject: str, data: bytes, get: BlobGet, keep: Collection
     return await resolve(event, get, keep) if event.blobs else event
 
 
-# A dependency's output too large to travel inline reaches the executor as this marker in
-# `TaskReady.inputs`; the executor loads it with `load_blob`.
-_MARKER_KEYS = frozenset({"$blob", "size"})
-
-
-def blob_marker(ref: BlobRef) -> dict[str, Any]:
-    return {"$blob": ref.digest, "size": ref.size}
-
-
-def marked_blob(value: Any) -> BlobRef | None:
-    """The blob a `blob_marker` value names, or None for any other value."""
-    if isinstance(value, dict) and set(value) == _MARKER_KEYS:
-        return BlobRef(digest=value["$blob"], size=value["size"])
-    return None

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from ._envelope import EventBase, Name
+from ._envelope import BlobRef, EventBase, Name
 from ._workflow import TaskSpec
 
 __all__ = [
@@ -46,6 +46,9 @@ class TaskReady(_TaskEvent, frozen=True, kw_only=True):
     attempt: Attempt
     spec: TaskSpec | None = None
     inputs: dict[str, Any] = {}
+    # Dependencies whose outputs are too large to travel inline: each is a blob the executor
+    # loads (`load_blob`) into `inputs` before the attempt runs.
+    input_refs: dict[str, BlobRef] = {}
     # The attempt's time limit, seconds: the task's own or TASK_TIMEOUT_SECONDS.
     timeout_seconds: float | None = None
 

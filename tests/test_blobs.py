@@ -94,16 +94,17 @@ async def test_a_reader_may_keep_fields_it_never_reads_as_references() -> None:
     assert (await resolve(sent, bucket.get, keep={"TaskSucceeded.output"})) == submitted
 
 
-async def test_a_blob_marker_names_the_blob_a_dependency_output_lives_in() -> None:
+async def test_a_dependency_output_held_in_a_blob_travels_as_a_typed_reference() -> None:
     bucket = Bucket()
     sent, _ = await offload(succeeded(["x" * 100] * 1000), bucket.put)
-    marker = events.blob_marker(sent.blobs["output"])
-    assert marker == {"$blob": sent.blobs["output"].digest, "size": sent.blobs["output"].size}
-    ref = events.marked_blob(marker)
-    assert ref == sent.blobs["output"]
-    assert await events.load_blob(ref, bucket.get) == ["x" * 100] * 1000
-    assert events.marked_blob({"$blob": "d", "size": 1, "other": 2}) is None
-    assert events.marked_blob("text") is None
+    ref = sent.blobs["output"]
+    # An output that looks like a reference is an output: only `input_refs` names blobs.
+    ready = events.TaskReady(id="r", ts=events.now(), workflow_id="wf", task_id="b", attempt=1,
+                             inputs={"c": {"$blob": "d", "size": 1}}, input_refs={"a": ref})
+    again = events.decode(events.encode(ready))
+    assert isinstance(again, events.TaskReady)
+    assert (again.input_refs, again.inputs) == ({"a": ref}, {"c": {"$blob": "d", "size": 1}})
+    assert await events.load_blob(again.input_refs["a"], bucket.get) == ["x" * 100] * 1000
 
 
 async def test_a_blob_that_is_not_json_is_refused_with_the_reason() -> None:

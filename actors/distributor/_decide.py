@@ -14,6 +14,7 @@ from typing import Any, Literal
 from actors._settings import Settings
 from events import (
     PRIORITY_RANK,
+    BlobRef,
     Event,
     TaskReady,
     TaskResult,
@@ -23,7 +24,6 @@ from events import (
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowFailed,
-    blob_marker,
     derive_id,
     now,
 )
@@ -115,18 +115,19 @@ def _release(wf: WorkflowState, settings: Settings, at: datetime | None, cause: 
         out.append(TaskReady(
             id=derive_id(wf.submission_id, "TaskReady", task.spec.id, attempt), ts=_now(at),
             workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR, task_id=task.spec.id,
-            attempt=attempt, spec=task.spec, inputs=_inputs(wf, task),
+            attempt=attempt, spec=task.spec, inputs=_inputs(wf, task), input_refs=_input_refs(wf, task),
             timeout_seconds=task.spec.timeout_seconds or settings.task_timeout_seconds))
     return out
 
 
 def _inputs(wf: WorkflowState, task: TaskState) -> dict[str, Any]:
-    inputs: dict[str, Any] = {}
-    for dep in task.spec.dependencies:
-        source = wf.tasks[dep]
-        # An output too large to travel inline stays a blob; the executor loads it.
-        inputs[dep] = blob_marker(source.output_ref) if source.output_ref is not None else source.output
-    return inputs
+    """The direct dependencies' outputs that travel inline."""
+    return {dep: wf.tasks[dep].output for dep in task.spec.dependencies if wf.tasks[dep].output_ref is None}
+
+
+def _input_refs(wf: WorkflowState, task: TaskState) -> dict[str, BlobRef]:
+    """... and those too large to: they stay blobs, which the executor loads."""
+    return {dep: ref for dep in task.spec.dependencies if (ref := wf.tasks[dep].output_ref) is not None}
 
 
 def timers(wf: WorkflowState, settings: Settings, at: datetime, cause: str | None,

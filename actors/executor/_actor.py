@@ -54,7 +54,6 @@ from events import (
     decode_message,
     derive_id,
     load_blob,
-    marked_blob,
     now,
     read_message,
     subject_filter,
@@ -226,7 +225,7 @@ class Executor:
         assert ready.spec is not None
         t0 = time.perf_counter()
         try:
-            inputs = await self._inputs(bus, ready.inputs)
+            inputs = await self._inputs(bus, ready)
             outcome = await run_task(ready.spec, inputs, ctx,
                                      timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)
         except TaskError as exc:
@@ -261,10 +260,9 @@ class Executor:
                           retry_after_seconds=retry_after,
                           duration_ms=(time.perf_counter() - t0) * 1000 if t0 else 0.0)
 
-    async def _inputs(self, bus: Bus, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Dependency outputs; one too large to travel inline arrives as a blob reference."""
-        out: dict[str, Any] = {}
-        for task_id, value in inputs.items():
-            ref = marked_blob(value)
-            out[task_id] = value if ref is None else await load_blob(ref, bus.get_blob)
-        return out
+    async def _inputs(self, bus: Bus, ready: TaskReady) -> dict[str, Any]:
+        """The dependencies' outputs: inline, or loaded from the blobs of those too large to travel."""
+        inputs = dict(ready.inputs)
+        for task_id, ref in ready.input_refs.items():
+            inputs[task_id] = await load_blob(ref, bus.get_blob)
+        return inputs
