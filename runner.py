@@ -95,22 +95,21 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     async with open_bus(settings, "ymera-tail") as connection:
-        start = 1 if args.from_start else (await connection.js.stream_info(connection.stream.name)).state.last_seq + 1
+        start = 1 if args.from_start else (await connection.stream_state()).last_seq + 1
         subject = events.ALL_SUBJECTS
         sub = await connection.follow(start, subject)
         shown = 0
         try:
             while not stop.is_set() and (args.limit is None or shown < args.limit):
-                try:
-                    msg = await sub.next_msg(timeout=0.5)
-                except TimeoutError:
+                msg = await sub.next(timeout=0.5)
+                if msg is None:
                     continue
-                line = _describe(msg.metadata.sequence.stream, msg.subject, msg.data, args)
+                line = _describe(bus.stream_seq(msg), msg.subject, msg.data, args)
                 if line is not None:
                     print(line, flush=True)
                     shown += 1
         finally:
-            await sub.unsubscribe()
+            await sub.stop()
     return 0
 
 

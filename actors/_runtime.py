@@ -19,18 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
-import nats.errors
-import nats.js.errors
 import structlog
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, fit_consumer, resume, stream_seq
+from bus import Bus, ConsumerPolicy, Delivery, ack, check_consumer, fit_consumer, pending_after, stream_seq
 from events import BlobError, Event, MalformedEvent, now, read_message, resolve, subject_filters
 
 from ._archive import fold_archived, matcher
@@ -110,11 +105,9 @@ class Actor:
 async def rebuild(actor: Actor, bus: Bus, snapshots: Snapshots | None = None) -> int:
     """Restore the actor's snapshot, if it has a usable one, and fold every stored event on its
     subjects after it; return the stream seq folded through."""
-    js, stream = bus.js, bus.stream.name
-    info = await js.stream_info(stream)
-    last, first = info.state.last_seq, info.state.first_seq
-    created = info.created.isoformat() if info.created else ""
-    restored = await snapshots.load(created) if snapshots is not None else 0
+    state = await bus.stream_state()
+    last, first = state.last_seq, state.first_seq
+    restored = await snapshots.load(state.created) if snapshots is not None else 0
     start = restored + 1
     subjects = [*actor.subjects, *actor.own_subjects]
     from_log = 0
@@ -138,27 +131,16 @@ async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, 
     with subject filters makes nats-server count its pending messages over every subject in
     the stream (a stream with a million events has nearly as many subjects), which at a
     million events took longer than reading the whole tail (bench/startup.py)."""
-    js, stream = bus.js, bus.stream.name
-    name = f"{actor.name}-rebuild-{uuid.uuid4().hex[:12]}"
     tail = last - start + 1
     wanted = matcher(subjects) if tail < UNFILTERED_TAIL and tail * 10 < last else None
-    await js.add_consumer(stream, ConsumerConfig(
-        name=name, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
-        ack_policy=AckPolicy.NONE,
-        filter_subject=subjects[0] if len(subjects) == 1 and wanted is None else None,
-        filter_subjects=subjects if len(subjects) > 1 and wanted is None else None,
-        inactive_threshold=30.0, mem_storage=True,
-    ))
-    batches = PullBatches(bus.nc, stream, name, batch=2000, poll=0.2)
-    await batches.start()
     folded = 0
-    try:
+    async with bus.replay(f"{actor.name}-rebuild", start, None if wanted is not None else subjects) as batches:
         while True:
             msgs = await batches.next()
             if not msgs:
                 # Nothing pending on our subjects below `last`: we are through.
-                info = await js.consumer_info(stream, name)
-                if info.num_pending == 0:
+                consumer = await bus.consumer_state(batches.durable)
+                if consumer is None or consumer.num_pending == 0:
                     break
                 continue
             for msg in msgs:
@@ -171,14 +153,8 @@ async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, 
                     actor.apply(event)
                     folded += 1
             # Parsing the full metadata costs; once per batch tells whether more is coming.
-            if msgs[-1].metadata.num_pending == 0:
+            if pending_after(msgs[-1]) == 0:
                 return folded
-    finally:
-        await batches.stop()
-        try:
-            await js.delete_consumer(stream, name)
-        except nats.js.errors.NotFoundError:
-            pass
     return folded
 
 
@@ -190,8 +166,8 @@ async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.
     snapshots = Snapshots(actor, bus)
     through = await rebuild(actor, bus, snapshots)
     await _publish(bus, await actor.reconcile(now()))
-    config = consumer_config(actor.name, policy, subjects=actor.subjects, start_seq=through + 1, ack_all=True)
-    batches = await resume(bus.nc, bus.stream.name, actor.name, config, batch=500, poll=POLL_SECONDS)
+    batches = await bus.reader(actor.name, policy, subjects=actor.subjects, start_seq=through + 1, ack_all=True,
+                               batch=500, poll=POLL_SECONDS)
     if ready is not None:
         ready.set()
     _log.info("actor started", actor=actor.name, resume_at=through + 1)
@@ -212,7 +188,7 @@ async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.
         await batches.stop()
 
 
-async def _handle(actor: Actor, bus: Bus, msgs: Sequence[Msg], applied: int) -> int:
+async def _handle(actor: Actor, bus: Bus, msgs: Sequence[Delivery], applied: int) -> int:
     batch: list[Event] = []
     for msg in msgs:
         seq = stream_seq(msg)
@@ -223,7 +199,7 @@ async def _handle(actor: Actor, bus: Bus, msgs: Sequence[Msg], applied: int) -> 
         if event is not None:
             batch.append(event)
     await _publish(bus, await actor.handle(batch))
-    await msgs[-1].ack()
+    await ack(msgs[-1])
     return applied
 
 
@@ -232,7 +208,7 @@ async def _publish(bus: Bus, events: list[Event]) -> None:
         await bus.publish_many(events)
 
 
-async def _read(actor: Actor, bus: Bus, msg: Msg) -> Event | None:
+async def _read(actor: Actor, bus: Bus, msg: Delivery) -> Event | None:
     """The event a message holds, its blobs resolved; None for what the store writer rejects."""
     try:
         return await read_message(msg.subject, msg.data, bus.get_blob, actor.by_reference)

@@ -12,10 +12,9 @@ import os
 import socket
 from typing import Protocol
 
-import nats.errors
 import structlog
 
-from bus import Bus, BusError, ConsumerConfigError, set_retention
+from bus import Bus, BusError, ConsumerConfigError
 from events import YmeraError
 from store import SqliteEventLog, StoreLocked, StoreWriter
 
@@ -43,8 +42,7 @@ class Runner(Protocol):
 async def _store_writer(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
     async with SqliteEventLog(settings.log_path) as log:
         # The log is the archive, so its writer is who sets how long the stream keeps events.
-        if await set_retention(bus.js, bus.stream.name, max_age=settings.stream_max_age_seconds,
-                               max_bytes=settings.stream_max_bytes):
+        if await bus.set_retention(max_age=settings.stream_max_age_seconds, max_bytes=settings.stream_max_bytes):
             _log.info("stream retention set", stream=bus.stream.name,
                       max_age_seconds=settings.stream_max_age_seconds, max_bytes=settings.stream_max_bytes)
         writer = StoreWriter(bus, log)
@@ -89,7 +87,7 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
             return
         except (ConsumerConfigError, StoreLocked, HistoryDropped):
             raise  # a configuration no restart can fix
-        except (BusError, OSError, TimeoutError, nats.errors.Error) as exc:
+        except (BusError, OSError, TimeoutError) as exc:
             _log.warning("actor crashed; restarting", actor=name, error=str(exc) or type(exc).__name__)
         except Exception:
             _log.exception("actor crashed; restarting", actor=name)

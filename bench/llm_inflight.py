@@ -212,7 +212,7 @@ def submissions(prefix: str, workflows: int, tasks: int) -> list[events.Workflow
 
 async def run_workflows(connection: bus.Bus, subs: list[events.WorkflowSubmitted]) -> tuple[float, list[events.Event]]:
     """Publish at once; follow the stream until every workflow ended. Seconds to the last end, and the events."""
-    start = (await connection.js.stream_info(connection.stream.name)).state.last_seq + 1
+    start = (await connection.stream_state()).last_seq + 1
     sub = await connection.follow(start)
     pending = {s.workflow_id for s in subs}
     seen: list[events.Event] = []
@@ -220,14 +220,16 @@ async def run_workflows(connection: bus.Bus, subs: list[events.WorkflowSubmitted
         t0 = time.perf_counter()
         await connection.publish_many(subs)
         while pending:
-            msg = await sub.next_msg(timeout=120)
+            msg = await sub.next(timeout=120)
+            if msg is None:
+                raise TimeoutError(f"no event for 120 s; workflows still open: {sorted(pending)}")
             event = events.decode(msg.data)
             seen.append(event)
             if isinstance(event, ENDS) and event.workflow_id in pending:
                 pending.discard(event.workflow_id)
         return time.perf_counter() - t0, seen
     finally:
-        await sub.unsubscribe()
+        await sub.stop()
 
 
 def analyse(seconds: float, calls: int, seen: list[events.Event], lost_after: float, cpu: dict[str, float]) -> Run:

@@ -4,6 +4,7 @@ from ._connection import BLOB_BUCKET, Bus, connect, connect_when_up
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, ServerStartError
 from ._local import open_bus, open_local
 from ._pull import PullBatches, deliveries, resume, stream_seq
+from ._reading import ConsumerState, Delivery, Follower, StreamState, Subscription, ack, nak, pending_after
 from ._server import EmbeddedServer, find_binary, free_port, running_server
 from ._snapshots import SNAPSHOT_BUCKET, SnapshotStore
 from ._stream import (
@@ -27,11 +28,17 @@ __all__ = [
     "BusUnavailable",
     "ConsumerConfigError",
     "ConsumerPolicy",
+    "ConsumerState",
+    "Delivery",
     "EmbeddedServer",
+    "Follower",
     "PullBatches",
     "ServerStartError",
     "SnapshotStore",
     "StreamPolicy",
+    "StreamState",
+    "Subscription",
+    "ack",
     "check_consumer",
     "connect",
     "connect_when_up",
@@ -41,8 +48,10 @@ __all__ = [
     "find_binary",
     "fit_consumer",
     "free_port",
+    "nak",
     "open_bus",
     "open_local",
+    "pending_after",
     "redelivery_span",
     "resume",
     "running_server",

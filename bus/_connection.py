@@ -7,7 +7,9 @@ nats exception.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import nats
 import nats.errors
@@ -15,14 +17,16 @@ import nats.js.errors
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy, ObjectStoreConfig, PubAck, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectStoreConfig, PubAck, StorageType
 from nats.js.object_store import ObjectStore
 
 from events import ALL_SUBJECTS, BlobError, BlobRef, Event, check_blob, offload, subject_of
 
 from ._errors import BusError, BusUnavailable
+from ._pull import PullBatches, resume
+from ._reading import Callback, ConsumerState, Follower, StreamState, Subscription
 from ._snapshots import SnapshotStore
-from ._stream import StreamPolicy, ensure_stream
+from ._stream import ConsumerPolicy, StreamPolicy, consumer_config, ensure_stream, set_retention
 
 __all__ = ["BLOB_BUCKET", "Bus", "connect", "connect_when_up"]
 
@@ -114,10 +118,95 @@ class Bus:
             return None
         return int(info.num_pending)
 
-    async def follow(self, start_seq: int = 1, subject: str = ALL_SUBJECTS) -> JetStreamContext.PushSubscription:
+    async def set_retention(self, *, max_age: float | None, max_bytes: int | None) -> bool:
+        """Bring the stream's limits to these (`set_retention`); whether it changed them."""
+        try:
+            return await set_retention(self.js, self.stream.name, max_age=max_age, max_bytes=max_bytes)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"could not set the retention of stream {self.stream.name}: {exc}") from exc
+
+    async def stream_state(self) -> StreamState:
+        """Where the stream stands: its first and last seq, and when it was created."""
+        try:
+            info = await self.js.stream_info(self.stream.name)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"could not read stream {self.stream.name}: {exc}") from exc
+        return StreamState(first_seq=info.state.first_seq, last_seq=info.state.last_seq,
+                           created=info.created.isoformat() if info.created else "")
+
+    async def consumer_state(self, name: str) -> ConsumerState | None:
+        """Where durable consumer `name` stands; None if there is no such consumer."""
+        try:
+            info = await self.js.consumer_info(self.stream.name, name)
+        except nats.js.errors.NotFoundError:
+            return None
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"could not read consumer {name}: {exc}") from exc
+        return ConsumerState(num_pending=info.num_pending, num_ack_pending=info.num_ack_pending,
+                             delivered_seq=info.delivered.stream_seq if info.delivered else 0,
+                             ack_floor_seq=info.ack_floor.stream_seq if info.ack_floor else 0)
+
+    async def follow(self, start_seq: int = 1, subject: str = ALL_SUBJECTS) -> Follower:
         """An ordered, unacknowledged reader of the stream from `start_seq` (live views, tail)."""
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start_seq, 1))
-        return await self.js.subscribe(subject, stream=self.stream.name, ordered_consumer=True, config=config)
+        try:
+            sub = await self.js.subscribe(subject, stream=self.stream.name, ordered_consumer=True, config=config)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"could not follow stream {self.stream.name}: {exc}") from exc
+        return Follower(sub)
+
+    async def subscribe(self, subject: str, callback: Callback) -> Subscription:
+        """Every message published on `subject` from now on, to `callback` (not the stream's past)."""
+        try:
+            return Subscription(await self.nc.subscribe(subject, cb=callback))
+        except nats.errors.Error as exc:
+            raise BusError(f"could not subscribe to {subject}: {exc}") from exc
+
+    async def reader(self, name: str, policy: ConsumerPolicy, *, subjects: Sequence[str] = (ALL_SUBJECTS,),
+                     start_seq: int | None = None, new_only: bool = False, ack_all: bool = False,
+                     shared: bool = False, batch: int = 1000, poll: float = 0.1) -> PullBatches:
+        """Batches from durable consumer `name`. A single reader's consumer is made anew at
+        `start_seq` (it resumes where its own state reached); a `shared` one (executors) is made
+        once and joined by every other reader."""
+        config = consumer_config(name, policy, subjects=subjects, start_seq=start_seq, new_only=new_only,
+                                 ack_all=ack_all)
+        try:
+            if not shared:
+                return await resume(self.nc, self.stream.name, name, config, batch=batch, poll=poll)
+            try:
+                await self.js.add_consumer(self.stream.name, config)
+            except nats.js.errors.BadRequestError:
+                pass  # it exists: its readers share it
+            batches = PullBatches(self.nc, self.stream.name, name, batch=batch, poll=poll)
+            await batches.start()
+            return batches
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"could not read consumer {name}: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def replay(self, name: str, start_seq: int, subjects: Sequence[str] | None = None,
+                     batch: int = 2000) -> AsyncIterator[PullBatches]:
+        """Batches of the stored stream from `start_seq` (on `subjects`, or all of it), through a
+        consumer of its own that is gone afterwards: how an actor folds what it missed."""
+        name = f"{name}-{uuid.uuid4().hex[:12]}"
+        filters = list(subjects or ())
+        try:
+            await self.js.add_consumer(self.stream.name, ConsumerConfig(
+                name=name, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq,
+                ack_policy=AckPolicy.NONE, filter_subject=filters[0] if len(filters) == 1 else None,
+                filter_subjects=filters if len(filters) > 1 else None, inactive_threshold=30.0, mem_storage=True))
+            batches = PullBatches(self.nc, self.stream.name, name, batch=batch, poll=0.2)
+            await batches.start()
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"could not replay stream {self.stream.name}: {exc}") from exc
+        try:
+            yield batches
+        finally:
+            await batches.stop()
+            try:
+                await self.js.delete_consumer(self.stream.name, name)
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+                pass  # it expires by itself (inactive_threshold)
 
     async def _bucket(self) -> ObjectStore:
         if self._blobs is None:
@@ -131,13 +220,16 @@ class Bus:
 
     async def put_blob(self, ref: BlobRef, data: bytes) -> None:
         """Store a blob under its digest. Storing the same content twice is a no-op."""
-        bucket = await self._bucket()
         try:
-            await bucket.get_info(ref.digest)
-            return
-        except nats.js.errors.ObjectNotFoundError:
-            pass
-        await bucket.put(ref.digest, data)
+            bucket = await self._bucket()
+            try:
+                await bucket.get_info(ref.digest)
+                return
+            except nats.js.errors.ObjectNotFoundError:
+                pass
+            await bucket.put(ref.digest, data)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"blob {ref.digest[:12]}…: could not store it in bucket {BLOB_BUCKET}: {exc}") from exc
 
     async def get_blob(self, ref: BlobRef) -> bytes:
         """A blob's bytes, checked against its digest.
@@ -146,11 +238,13 @@ class Bus:
         format) into one buffer: nats-py's `ObjectStore.get` joins chunks with `bytes +=`,
         quadratic in their number (17 s for 60 MB; bench/blobs.py), or with `writeinto`
         hops to a thread per 128 KiB chunk."""
-        bucket = await self._bucket()
         try:
+            bucket = await self._bucket()
             info = await bucket.get_info(ref.digest)
         except nats.js.errors.ObjectNotFoundError:
             raise BlobError(ref.digest, f"not in bucket {BLOB_BUCKET}") from None
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"blob {ref.digest[:12]}…: could not read bucket {BLOB_BUCKET}: {exc}") from exc
         data = bytearray()
         if info.size:
             sub = await self.js.subscribe(f"$O.{BLOB_BUCKET}.C.{info.nuid}", ordered_consumer=True)
@@ -163,6 +257,8 @@ class Bus:
             except nats.errors.TimeoutError:
                 raise BusError(f"blob {ref.digest[:12]}…: no chunk from bucket {BLOB_BUCKET} within "
                                f"{self.publish_timeout:g}s ({len(data)} of {info.size} bytes read)") from None
+            except nats.errors.Error as exc:
+                raise BusError(f"blob {ref.digest[:12]}…: reading bucket {BLOB_BUCKET} failed: {exc}") from exc
             finally:
                 await sub.unsubscribe()
         return check_blob(ref, bytes(data))

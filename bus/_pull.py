@@ -20,6 +20,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig
 
+from ._errors import BusError
+from ._reading import Delivery
+
 __all__ = ["PullBatches", "deliveries", "resume", "stream_seq"]
 
 _STATUS = "Status"
@@ -31,12 +34,13 @@ class PullBatches:
 
     def __init__(self, nc: Client, stream: str, durable: str, *, batch: int = 1000, poll: float = 0.1) -> None:
         self.nc = nc
+        self.durable = durable
         self.batch = batch
         self.poll = poll
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
         self._sub: Subscription | None = None
-        self._buffer: list[Msg] = []
+        self._buffer: list[Delivery] = []
         self._arrived = asyncio.Event()
         self._left = 0  # messages the outstanding request may still deliver
         self._expires_at = 0.0
@@ -49,9 +53,12 @@ class PullBatches:
         """Stop receiving. Messages delivered but not returned are redelivered after ack_wait."""
         sub, self._sub = self._sub, None
         if sub is not None and not self.nc.is_closed:
-            await sub.unsubscribe()
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass  # the connection is going: the subscription goes with it
 
-    async def next(self, limit: int | None = None) -> list[Msg]:
+    async def next(self, limit: int | None = None) -> list[Delivery]:
         """What has arrived, waiting up to `poll` seconds for something; [] when idle.
 
         `limit` caps a new pull request, for a reader that must not hold more messages than
@@ -63,6 +70,8 @@ class PullBatches:
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
                 await asyncio.sleep(self.poll)  # the client reconnects; ask again then
                 return []
+            except nats.errors.Error as exc:
+                raise BusError(f"pulling from consumer {self.durable} failed: {exc}") from exc
             try:
                 await asyncio.wait_for(self._arrived.wait(), self.poll)
             except TimeoutError:
@@ -106,7 +115,7 @@ async def resume(nc: Client, stream: str, durable: str, config: ConsumerConfig, 
     return batches
 
 
-def stream_seq(msg: Msg) -> int:
+def stream_seq(msg: Delivery) -> int:
     """A JetStream message's stream sequence, read straight off its ack subject.
 
     `msg.metadata` parses every field of the subject into objects; on the hot paths only
@@ -119,10 +128,10 @@ def stream_seq(msg: Msg) -> int:
         return int(tokens[5])
     if len(tokens) >= 12:
         return int(tokens[7])
-    return int(msg.metadata.sequence.stream)
+    return int(msg.metadata.sequence.stream)  # type: ignore[attr-defined]
 
 
-def deliveries(msg: Msg) -> int:
+def deliveries(msg: Delivery) -> int:
     """How many times this message has been delivered (1 the first time), off its ack subject as
     `stream_seq` reads it: the token before the stream seq."""
     tokens = (msg.reply or "").split(".")
@@ -130,4 +139,4 @@ def deliveries(msg: Msg) -> int:
         return int(tokens[4])
     if len(tokens) >= 12:
         return int(tokens[6])
-    return int(msg.metadata.num_delivered)
+    return int(msg.metadata.num_delivered)  # type: ignore[attr-defined]

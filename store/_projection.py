@@ -16,10 +16,7 @@ import asyncio
 from collections.abc import Collection
 from typing import Generic, Protocol, TypeVar
 
-import nats.errors
-from nats.aio.msg import Msg
-
-from bus import Bus, stream_seq
+from bus import Bus, Delivery, stream_seq
 from events import BlobError, Event, MalformedEvent, decode, read_message, resolve
 
 from ._log import EventLog, LogReader, completed
@@ -85,15 +82,13 @@ class LiveProjection(Generic[S]):
         sub = await self.bus.follow(self.start_seq)
         try:
             while not stop.is_set():
-                try:
-                    msg = await sub.next_msg(timeout=POLL_SECONDS)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                await self._fold(msg)
+                msg = await sub.next(timeout=POLL_SECONDS)
+                if msg is not None:
+                    await self._fold(msg)
         finally:
-            await sub.unsubscribe()
+            await sub.stop()
 
-    async def _fold(self, msg: Msg) -> None:
+    async def _fold(self, msg: Delivery) -> None:
         seq = stream_seq(msg)
         try:
             event = await read_message(msg.subject, msg.data, self.bus.get_blob, by_reference(self.projection))

@@ -14,9 +14,8 @@ import asyncio
 from collections.abc import Iterable, Sequence
 
 import structlog
-from nats.aio.msg import Msg
 
-from bus import Bus, ConsumerPolicy, PullBatches, check_consumer, consumer_config, fit_consumer, resume, stream_seq
+from bus import Bus, ConsumerPolicy, Delivery, PullBatches, ack, check_consumer, fit_consumer, stream_seq
 from events import (
     BlobError,
     BlobRef,
@@ -73,11 +72,10 @@ class StoreWriter:
             await batches.stop()
 
     async def _subscribe(self) -> PullBatches:
-        config = consumer_config(self.durable, self.policy, start_seq=self.log.head_seq + 1, ack_all=True)
-        return await resume(self.bus.nc, self.bus.stream.name, self.durable, config, batch=self.batch,
-                            poll=POLL_SECONDS)
+        return await self.bus.reader(self.durable, self.policy, start_seq=self.log.head_seq + 1, ack_all=True,
+                                     batch=self.batch, poll=POLL_SECONDS)
 
-    async def write(self, msgs: Sequence[Msg]) -> None:
+    async def write(self, msgs: Sequence[Delivery]) -> None:
         """Append one fetched batch and ack it."""
         new: list[NewEvent] = []
         blobs: dict[str, bytes] = {}
@@ -118,10 +116,10 @@ class StoreWriter:
                 await self.log.append(new, blobs)
             self.stored += len(new)
         if msgs:
-            await msgs[-1].ack()
+            await ack(msgs[-1])
         self.position = max(self.position, head)
 
-    def _rejection(self, msg: Msg, seq: int, reason: str) -> MessageRejected:
+    def _rejection(self, msg: Delivery, seq: int, reason: str) -> MessageRejected:
         # Derived from the stream position, so re-reading the same bad message after a
         # crash re-emits the same rejection, which the duplicate window and the log drop.
         return MessageRejected(

@@ -32,6 +32,14 @@ async def attempt(spec: events.TaskSpec, inputs: dict[str, object], settings: Se
         return await run_task(spec, dict(inputs), ctx, timeout=timeout)
 
 
+async def next_msg(follower: bus.Follower, timeout: float) -> bus.Delivery:
+    """The follower's next message; TimeoutError if none comes within `timeout` seconds."""
+    msg = await follower.next(timeout)
+    if msg is None:
+        raise TimeoutError(f"no message within {timeout:g}s")
+    return msg
+
+
 def stored_count(path: Path) -> int:
     """Rows in the log, read through a separate plain sqlite3 connection."""
     if not path.exists():

@@ -32,7 +32,7 @@ from store import Metrics, MetricsState, report
 
 from .conftest import ymera
 from .engine import Actors, connected, engine_env, settings_of, wait_for_actors
-from .support import wait_until
+from .support import next_msg, wait_until
 
 WORKFLOWS, TASKS = 225, 20
 # 150 workflows are submitted before the chaos (every executor holds attempts when the pauses
@@ -359,10 +359,10 @@ async def _read_stream(connection: bus.Bus, last_seq: int) -> list[tuple[int, st
     sub = await connection.follow(1)
     try:
         while not out or out[-1][0] < last_seq:
-            msg = await sub.next_msg(timeout=10)
+            msg = await next_msg(sub, 10)
             out.append((bus.stream_seq(msg), msg.subject, msg.data))
     finally:
-        await sub.unsubscribe()
+        await sub.stop()
     return out
 
 

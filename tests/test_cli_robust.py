@@ -19,7 +19,7 @@ import store
 
 from .conftest import spawn_ymera, ymera, ymera_env
 from .engine import connected, wait_for_actors
-from .support import started, wait_until
+from .support import next_msg, started, wait_until
 
 ROOT = Path(__file__).parent.parent
 
@@ -132,7 +132,7 @@ async def test_an_actor_started_before_nats_waits_for_it_then_works(tmp_path: Pa
                 submission = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="late")
                 await connection.publish(submission)
                 admitted = await connection.follow(1, "ymera.wf.late.admitted")
-                msg = await admitted.next_msg(timeout=30)
+                msg = await next_msg(admitted, 30)
                 assert events.decode(msg.data).causation_id == submission.id
             actor.terminate()
             assert actor.wait(30) == 0

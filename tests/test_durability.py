@@ -18,6 +18,7 @@ import events
 from ymera import WorkflowClient
 
 from .engine import Actors, all_events, connected, engine_env, wait_for_actors
+from .support import next_msg
 
 ALL = ("store", "security", "validator", "distributor", "assessor", "monitor", "executor", "executor")
 
@@ -41,10 +42,10 @@ async def run_to_end(connection: bus.Bus, sub: events.WorkflowSubmitted, timeout
 async def wait_for(connection: bus.Bus, subject: str, timeout: float = 30) -> events.Event:
     sub = await connection.follow(1, subject)
     try:
-        msg = await sub.next_msg(timeout=timeout)
+        msg = await next_msg(sub, timeout)
         return events.decode(msg.data)
     finally:
-        await sub.unsubscribe()
+        await sub.stop()
 
 
 async def test_a_task_whose_executor_dies_is_retried_on_another(nats_server: bus.EmbeddedServer,

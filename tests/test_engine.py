@@ -16,6 +16,7 @@ from ymera import Task, TaskPriority, WorkflowOrchestrator
 
 from .engine import all_events, connected, engine_env, engine_processes, settings_of, wait_for_actors
 from .openai_server import OpenAIServer
+from .support import next_msg
 
 
 @pytest.fixture
@@ -158,8 +159,8 @@ async def test_a_stray_malformed_message_on_a_workflow_subject_does_not_end_it(e
         started = await connection.follow(1, "ymera.task.wf_stray.nap.started")
         run = asyncio.create_task(engine.execute_workflow(workflow_id="wf_stray", tasks=[
             Task("nap", task_type="sleep", parameters={"seconds": 1.0})], timeout=60))
-        await started.next_msg(timeout=30)
-        await started.unsubscribe()
+        await next_msg(started, 30)
+        await started.stop()
         await connection.js.publish("ymera.wf.wf_stray.submitted", b"{not an event")
         result = await run
         rejected = await all_events(connection, "ymera.sec.wf_stray.rejected")
@@ -173,8 +174,8 @@ async def test_a_second_run_while_one_is_active_is_refused_naming_it(engine: Wor
     first = asyncio.create_task(engine.execute_workflow(workflow_id="wf_dup", tasks=long, timeout=60))
     async with connected(engine.settings.nats_url or "") as connection:
         admitted = await connection.follow(1, "ymera.wf.wf_dup.admitted")
-        active = (await admitted.next_msg(timeout=30)).data
-        await admitted.unsubscribe()
+        active = (await next_msg(admitted, 30)).data
+        await admitted.stop()
     run_id = events.decode(active).run_id
     second = await engine.execute_workflow(workflow_id="wf_dup", tasks=long, timeout=60)
     assert (second["status"], second["error"]) == (

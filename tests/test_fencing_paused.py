@@ -21,7 +21,7 @@ from ymera import WorkflowClient
 from ymera._client import store_caught_up
 
 from .engine import Actors, connected, engine_env, wait_for_actors
-from .support import wait_until
+from .support import next_msg, wait_until
 
 ALL = ("store", "security", "validator", "distributor", "assessor", "monitor", "executor", "executor")
 WINDOW = 2.0  # seconds; the stream's duplicate window, shortened for the test
@@ -88,10 +88,10 @@ async def test_a_paused_executor_resumed_after_its_attempt_was_timed_out_adds_no
 async def _first(connection: bus.Bus, subject: str) -> events.Event:
     sub = await connection.follow(1, subject)
     try:
-        msg = await sub.next_msg(timeout=30)
+        msg = await next_msg(sub, 30)
         return events.decode(msg.data)
     finally:
-        await sub.unsubscribe()
+        await sub.stop()
 
 
 async def _raw(connection: bus.Bus, subject: str) -> list[events.Event]:
@@ -100,9 +100,9 @@ async def _raw(connection: bus.Bus, subject: str) -> list[events.Event]:
     out: list[events.Event] = []
     try:
         while True:
-            msg = await sub.next_msg(timeout=2)
+            msg = await next_msg(sub, 2)
             out.append(events.decode(msg.data))
-            if msg.metadata.num_pending == 0:
+            if bus.pending_after(msg) == 0:
                 return out
     finally:
-        await sub.unsubscribe()
+        await sub.stop()

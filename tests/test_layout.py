@@ -1,5 +1,7 @@
 """The layout's rules, checked on the source: arrows go down only (DESIGN.md, "Layout").
 
+- nothing above `bus/` imports nats-py or reaches for the bus's raw client (`.nc`, `.js`,
+  kept for tests and benchmarks that measure NATS itself);
 - `events/` imports nothing of Ymera;
 - actors never import each other (an actor package may import what `actors/` shares:
   the runtime, settings, registry);
@@ -48,6 +50,16 @@ def imported(path: Path) -> Iterator[tuple[int, str]]:
 
 def where(path: Path, line: int) -> str:
     return f"{path.relative_to(ROOT)}:{line}"
+
+
+def test_nothing_above_the_bus_knows_nats() -> None:
+    above = ("actors", "store", "ymera", "runner.py")
+    found = [f"{where(p, n)} imports {m}" for p in sources(*above) for n, m in imported(p)
+             if m.split(".")[0] == "nats"]
+    found += [f"{where(p, node.lineno)} uses .{node.attr}" for p in sources(*above)
+              for node in ast.walk(ast.parse(p.read_text(), str(p)))
+              if isinstance(node, ast.Attribute) and node.attr in ("nc", "js")]
+    assert found == []
 
 
 def test_events_import_nothing_of_ymera() -> None:

@@ -16,7 +16,7 @@ import events
 import store
 
 from .conftest import spawn_ymera, ymera, ymera_env
-from .support import running_writer, started, stored_count, stored_events, wait_until
+from .support import next_msg, running_writer, started, stored_count, stored_events, wait_until
 
 
 def _valid_started() -> dict[str, object]:
@@ -201,11 +201,11 @@ async def _first_copies_in_stream_order(connection: bus.Bus, last_seq: int) -> l
     out = []
     seq = 0
     while seq < last_seq:
-        msg = await sub.next_msg(timeout=5)
-        seq = msg.metadata.sequence.stream
+        msg = await next_msg(sub, 5)
+        seq = bus.stream_seq(msg)
         event = events.decode(msg.data)
         if event.id not in seen:
             seen.add(event.id)
             out.append((seq, event.id))
-    await sub.unsubscribe()
+    await sub.stop()
     return out

@@ -101,7 +101,7 @@ class WorkflowOrchestrator:
             ready = asyncio.Event()
             self._tasks.append(asyncio.create_task(run_all(self.settings, self._bus, self._stop, ready)))
             await asyncio.wait_for(ready.wait(), 60)
-        start = (await self._bus.js.stream_info(self._bus.stream.name)).state.last_seq + 1
+        start = (await self._bus.stream_state()).last_seq + 1
         live = LiveProjection(Metrics(), self._bus, start)
         self.monitor._live = live
         self._tasks.append(asyncio.create_task(live.run(self._stop)))
@@ -130,7 +130,7 @@ class WorkflowOrchestrator:
         result = result_of(end, seen)
         if self.monitor._live is not None:
             # The report folds the stream on its own; let it reach this run's end first (bounded).
-            last = (await self._bus.js.stream_info(self._bus.stream.name)).state.last_seq
+            last = (await self._bus.stream_state()).last_seq
             with contextlib.suppress(TimeoutError):
                 await self.monitor._live.wait_for(last)
         if enable_monitoring:

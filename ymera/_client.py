@@ -11,9 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
-import nats.js.errors
-
-from bus import Bus
+from bus import Bus, pending_after
 from events import (
     RUN_ENDS,
     BlobError,
@@ -74,9 +72,8 @@ class WorkflowClient:
         ids: set[str] = set()
         try:
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=1.0)
-                except TimeoutError:
+                msg = await sub.next(timeout=1.0)
+                if msg is None:
                     continue
                 try:
                     event = await read_message(msg.subject, msg.data, self.bus.get_blob, UNSHOWN)
@@ -86,7 +83,7 @@ class WorkflowClient:
                     ids.add(event.id)
                     yield event
         finally:
-            await sub.unsubscribe()
+            await sub.stop()
 
     async def wait(self, workflow_id: str, start_seq: int = 1, on_event: Callable[[Event], None] | None = None,
                    timeout: float | None = None, *, run_id: str | None = None) -> tuple[Event, list[Event]]:
@@ -172,31 +169,27 @@ async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Eve
     ids: set[str] = set()
     try:
         while True:
-            try:
-                msg = await sub.next_msg(timeout=1.0)
-            except TimeoutError:
+            msg = await sub.next(timeout=1.0)
+            if msg is None:
                 return out  # nothing on these subjects at all
             with contextlib.suppress(MalformedEvent, BlobError):
                 event = await read_message(msg.subject, msg.data, bus.get_blob, keep)
                 if event.id not in ids:
                     ids.add(event.id)
                     out.append(event)
-            if msg.metadata.num_pending == 0:
+            if pending_after(msg) == 0:
                 return out
     finally:
-        await sub.unsubscribe()
+        await sub.stop()
 
 
 async def store_caught_up(bus: Bus, timeout: float = 15.0) -> None:
     """Wait until the store writer has every event in the stream (before stopping an in-process engine)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        try:
-            info = await bus.js.consumer_info(bus.stream.name, "store")
-            if info.num_pending == 0 and info.num_ack_pending == 0:
-                return
-        except nats.js.errors.NotFoundError:
-            pass
+        writer = await bus.consumer_state("store")
+        if writer is not None and writer.num_pending == 0 and writer.num_ack_pending == 0:
+            return
         if asyncio.get_running_loop().time() > deadline:
             raise YmeraError(f"the store writer did not catch up with the stream within {timeout:g}s")
         await asyncio.sleep(0.05)

@@ -24,23 +24,11 @@ import time
 from typing import Any
 
 import msgspec
-import nats.errors
-import nats.js.errors
 import structlog
-from nats.aio.msg import Msg
 
 from actors._settings import Settings
 from actors.registry import Context
-from bus import (
-    Bus,
-    BusError,
-    ConsumerPolicy,
-    PullBatches,
-    check_consumer,
-    consumer_config,
-    deliveries,
-    fit_consumer,
-)
+from bus import Bus, BusError, ConsumerPolicy, Delivery, ack, check_consumer, deliveries, fit_consumer
 from events import (
     BlobError,
     Event,
@@ -95,18 +83,13 @@ class Executor:
         """Take attempts until `stop`; then finish the ones running (graceful shutdown)."""
         policy = fit_consumer(self.policy(), bus.stream)
         check_consumer(CONSUMER, policy, bus.stream)
-        try:
-            await bus.js.add_consumer(bus.stream.name, consumer_config(
-                CONSUMER, policy, subjects=(SUBJECT,), new_only=True))
-        except nats.js.errors.BadRequestError:
-            pass  # it exists: executors share it
         concurrency = self.settings.executor_concurrency
-        batches = PullBatches(bus.nc, bus.stream.name, CONSUMER, batch=concurrency, poll=0.05)
-        await batches.start()
+        batches = await bus.reader(CONSUMER, policy, subjects=(SUBJECT,), new_only=True, shared=True,
+                                   batch=concurrency, poll=0.05)
         # Cancellations and timeouts reach running attempts at once, through plain subscriptions:
         # one missed while this executor was down concerns no attempt it is running.
-        ends = await bus.nc.subscribe(subject_filter(WorkflowCancelled), cb=self._on_cancelled)
-        timeouts = await bus.nc.subscribe(subject_filter(TaskTimedOut), cb=self._on_timed_out)
+        ends = await bus.subscribe(subject_filter(WorkflowCancelled), self._on_cancelled)
+        timeouts = await bus.subscribe(subject_filter(TaskTimedOut), self._on_timed_out)
         beating_stop = asyncio.Event()
         beating = asyncio.create_task(self.fence.beat(bus, beating_stop))
         if ready is not None:
@@ -128,35 +111,35 @@ class Executor:
                         task.add_done_callback(self.running.discard)
             finally:
                 await batches.stop()
-                await ends.unsubscribe()
+                await ends.stop()
                 if self.running:
                     await asyncio.gather(*self.running, return_exceptions=True)
-                await timeouts.unsubscribe()
+                await timeouts.stop()
                 beating_stop.set()
                 beating.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await beating
 
-    async def _attempt(self, bus: Bus, ctx: Context, msg: Msg) -> None:
+    async def _attempt(self, bus: Bus, ctx: Context, msg: Delivery) -> None:
         try:
             await self._attempt_once(bus, ctx, msg)
         except BusError as exc:
             # Unacked, the TaskReady comes back; started, the attempt is timed out and retried.
             _log.warning("attempt not reported", error=str(exc))
 
-    async def _attempt_once(self, bus: Bus, ctx: Context, msg: Msg) -> None:
+    async def _attempt_once(self, bus: Bus, ctx: Context, msg: Delivery) -> None:
         try:
             ready = await read_message(msg.subject, msg.data, bus.get_blob)
         except (MalformedEvent, BlobError) as exc:
             if isinstance(exc, BlobError):
                 _log.warning("task not started: a blob cannot be read", subject=msg.subject, error=str(exc))
-            await msg.ack()  # the store writer records it as MessageRejected
+            await ack(msg)  # the store writer records it as MessageRejected
             return
         if not isinstance(ready, TaskReady):
-            await msg.ack()
+            await ack(msg)
             return
         if deliveries(msg) > 1 and await self._ended_already(bus, ready):
-            await msg.ack()
+            await ack(msg)
             return
         attempt = Attempt(ready, msg, alive_at=time.monotonic(), started_at=now())
         attempt.work = asyncio.create_task(self._run(bus, ctx, attempt))
@@ -200,7 +183,7 @@ class Executor:
                 return True
         return False
 
-    async def _on_cancelled(self, msg: Msg) -> None:
+    async def _on_cancelled(self, msg: Delivery) -> None:
         try:
             cancelled = decode_message(msg.subject, msg.data)
         except MalformedEvent:
@@ -212,7 +195,7 @@ class Executor:
             for attempt in attempts:
                 attempt.cancel()
 
-    async def _on_timed_out(self, msg: Msg) -> None:
+    async def _on_timed_out(self, msg: Delivery) -> None:
         try:
             event = decode_message(msg.subject, msg.data)
         except MalformedEvent:

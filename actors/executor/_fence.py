@@ -27,12 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import nats.errors
 import structlog
-from nats.aio.msg import Msg
 
 from actors._settings import Settings
-from bus import Bus, BusError
+from bus import Bus, BusError, Delivery, ack
 from events import Event, TaskHeartbeat, TaskReady, TaskStarted, derive_id, now
 
 __all__ = ["Attempt", "Fence", "run_key"]
@@ -50,7 +48,7 @@ def run_key(event: Event) -> str:
 @dataclass
 class Attempt:
     ready: TaskReady
-    msg: Msg  # the TaskReady's delivery, acked once the stream has TaskStarted or the result
+    msg: Delivery  # the TaskReady's delivery, acked once the stream has TaskStarted or the result
     # time.monotonic() when the attempt began, then when the newest sign of life the stream has
     # (TaskStarted, then each acknowledged heartbeat) was stamped: the distributor measures
     # silence from its `ts`.
@@ -76,8 +74,8 @@ class Attempt:
             return
         self.acked = True
         try:
-            await self.msg.ack()
-        except nats.errors.Error as exc:  # redelivered, it is found ended (`Executor._ended_already`)
+            await ack(self.msg)
+        except BusError as exc:  # redelivered, it is found ended (`Executor._ended_already`)
             _log.warning("TaskReady not acked", workflow=self.ready.workflow_id, task=self.ready.task_id,
                          attempt=self.ready.attempt, error=str(exc))
 
