@@ -104,7 +104,7 @@ async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
                 msg = await sub.next(timeout=0.5)
                 if msg is None:
                     continue
-                line = _describe(bus.stream_seq(msg), msg.subject, msg.data, args)
+                line = _describe(connection, bus.stream_seq(msg), msg.subject, msg.data, args)
                 if line is not None:
                     print(line, flush=True)
                     shown += 1
@@ -113,12 +113,12 @@ async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(seq: int, subject: str, data: bytes, args: argparse.Namespace) -> str | None:
+def _describe(connection: bus.Bus, seq: int, subject: str, data: bytes, args: argparse.Namespace) -> str | None:
     # The subject names the workflow even of a message that is no valid event.
     if args.workflow and events.workflow_of(subject) != args.workflow:
         return None
     try:
-        event = events.decode_message(subject, data)
+        event = connection.decode(subject, data)
     except events.MalformedEvent as exc:
         if args.type:
             return None  # not an event, so of none of the types asked for

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bus import Bus
-from events import BlobError, MalformedEvent, YmeraError, read_message
+from events import BlobError, MalformedEvent, YmeraError
 from store import SqliteEventLog, StoreError
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ async def fold_archived(actor: Actor, bus: Bus, subjects: list[str], start: int,
                         if not wanted(subject):
                             continue
                         try:
-                            event = await read_message(subject, data, bus.get_blob, actor.by_reference)
+                            event = await bus.read(subject, data, actor.by_reference)
                         except (MalformedEvent, BlobError):
                             continue
                         actor.apply(event)

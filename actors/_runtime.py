@@ -26,7 +26,7 @@ from typing import Any, ClassVar, TypeVar
 import structlog
 
 from bus import Bus, ConsumerPolicy, Delivery, ack, check_consumer, fit_consumer, pending_after, stream_seq
-from events import BlobError, Event, MalformedEvent, now, read_message, resolve, subject_filters
+from events import BlobError, Event, MalformedEvent, now, resolve, subject_filters
 
 from ._archive import fold_archived, matcher
 from ._settings import Settings
@@ -211,7 +211,7 @@ async def _publish(bus: Bus, events: list[Event]) -> None:
 async def _read(actor: Actor, bus: Bus, msg: Delivery) -> Event | None:
     """The event a message holds, its blobs resolved; None for what the store writer rejects."""
     try:
-        return await read_message(msg.subject, msg.data, bus.get_blob, actor.by_reference)
+        return await bus.read(msg.subject, msg.data, actor.by_reference)
     except MalformedEvent:
         return None  # the store writer records it as MessageRejected
     except BlobError as exc:

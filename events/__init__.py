@@ -12,7 +12,6 @@ from ._blobs import (
     check_blob,
     load_blob,
     offload,
-    read_message,
     resolve,
 )
 from ._catalog import EVENT_TYPES, Event
@@ -142,7 +141,6 @@ __all__ = [
     "now",
     "offload",
     "one_line",
-    "read_message",
     "resolve",
     "run_of",
     "subject_filter",

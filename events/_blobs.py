@@ -2,7 +2,7 @@
 
 An event over `INLINE_LIMIT` bytes has its declared `blob_fields` replaced by a `BlobRef`
 (sha256 and size) in `event.blobs`; `resolve` puts the values back. Every reader of events
-goes through `resolve` (readers of the bus through `read_message`: each actor's runtime, the
+goes through `resolve` (readers of the bus through `bus.Bus.read`: each actor's runtime, the
 executor, the client, live projections; `store.rebuild` from the log), and every blob is
 read back through `load_blob`, which checks it against its digest. Where
 the bytes live is the caller's business (a JetStream object store, the SQLite store): this
@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from ._catalog import Event
-from ._codec import MAX_EVENT_BYTES, decode_message, encode
+from ._codec import MAX_EVENT_BYTES, encode
 from ._envelope import BlobRef
 from ._errors import BlobError, EventTooLarge
 
@@ -31,7 +31,6 @@ __all__ = [
     "check_blob",
     "load_blob",
     "offload",
-    "read_message",
     "resolve",
 ]
 
@@ -124,13 +123,3 @@ async def resolve(event: Event, get: BlobGet, keep: Collection[str] = ()) -> Eve
     if not changes:
         return event
     return msgspec.structs.replace(event, blobs=kept, **changes)
-
-
-async def read_message(subject: str, data: bytes, get: BlobGet, keep: Collection[str] = ()) -> Event:
-    """The event a message from the bus holds, its blobs resolved (but for `keep`): how every
-    reader of the bus reads. Raises `MalformedEvent`, or `BlobError` for a blob that is
-    missing or does not match; the store writer records either as `MessageRejected`."""
-    event = decode_message(subject, data)
-    return await resolve(event, get, keep) if event.blobs else event
-
-

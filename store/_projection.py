@@ -17,7 +17,7 @@ from collections.abc import Collection
 from typing import Generic, Protocol, TypeVar
 
 from bus import Bus, Delivery, stream_seq
-from events import BlobError, Event, MalformedEvent, decode, read_message, resolve
+from events import BlobError, Event, MalformedEvent, decode, resolve
 
 from ._log import EventLog, LogReader, completed
 from ._once import Once
@@ -91,7 +91,7 @@ class LiveProjection(Generic[S]):
     async def _fold(self, msg: Delivery) -> None:
         seq = stream_seq(msg)
         try:
-            event = await read_message(msg.subject, msg.data, self.bus.get_blob, by_reference(self.projection))
+            event = await self.bus.read(msg.subject, msg.data, by_reference(self.projection))
         except (MalformedEvent, BlobError):
             event = None  # the store writer records it as MessageRejected
         if event is not None and self.once.admit(event):

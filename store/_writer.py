@@ -21,7 +21,6 @@ from events import (
     BlobRef,
     MalformedEvent,
     MessageRejected,
-    decode_message,
     derive_id,
     excerpt,
     now,
@@ -88,7 +87,7 @@ class StoreWriter:
                 continue  # redelivered after we stored it
             head = seq
             try:
-                event = decode_message(msg.subject, msg.data)
+                event = self.bus.decode(msg.subject, msg.data)
                 if event.blobs:
                     await self._fetch_blobs(event.blobs.values(), blobs)
             except (MalformedEvent, BlobError) as exc:

@@ -62,6 +62,16 @@ def test_nothing_above_the_bus_knows_nats() -> None:
     assert found == []
 
 
+def test_messages_from_the_bus_are_decoded_in_the_bus_only() -> None:
+    # The one point where an incoming event is decoded (`Bus.decode`, `Bus.read`): where its
+    # signature will be verified.
+    found = [f"{where(p, node.lineno)} calls {name}" for p in sources("actors", "store", "ymera", "runner.py")
+             for node in ast.walk(ast.parse(p.read_text(), str(p))) if isinstance(node, ast.Call)
+             if (name := getattr(node.func, "attr", getattr(node.func, "id", ""))) in ("read_message",
+                                                                                       "decode_message")]
+    assert found == []
+
+
 def test_events_import_nothing_of_ymera() -> None:
     found = [f"{where(p, n)} imports {m}" for p in sources("events") for n, m in imported(p)
              if m.split(".")[0] in OURS - {"events"}]

@@ -22,7 +22,6 @@ from events import (
     YmeraError,
     new_id,
     now,
-    read_message,
     run_of,
     workflow_filter,
 )
@@ -76,7 +75,7 @@ class WorkflowClient:
                 if msg is None:
                     continue
                 try:
-                    event = await read_message(msg.subject, msg.data, self.bus.get_blob, UNSHOWN)
+                    event = await self.bus.read(msg.subject, msg.data, UNSHOWN)
                 except (MalformedEvent, BlobError):
                     continue  # the store writer records it as MessageRejected
                 if event.id not in ids:
@@ -173,7 +172,7 @@ async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Eve
             if msg is None:
                 return out  # nothing on these subjects at all
             with contextlib.suppress(MalformedEvent, BlobError):
-                event = await read_message(msg.subject, msg.data, bus.get_blob, keep)
+                event = await bus.read(msg.subject, msg.data, keep)
                 if event.id not in ids:
                     ids.add(event.id)
                     out.append(event)

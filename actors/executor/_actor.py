@@ -39,11 +39,9 @@ from events import (
     TaskSucceeded,
     TaskTimedOut,
     WorkflowCancelled,
-    decode_message,
     derive_id,
     load_blob,
     now,
-    read_message,
     subject_filter,
 )
 
@@ -74,6 +72,7 @@ class Executor:
         self.running: set[asyncio.Task[None]] = set()
         self.fence = Fence(settings, executor_id, self.name)
         self.cancelled: set[str] = set()
+        self.bus: Bus | None = None  # set by `run`, for the subscriptions' callbacks
 
     def policy(self) -> ConsumerPolicy:
         """`POLICY`, its ack wait past the first heartbeat (when TaskStarted lets the TaskReady go)."""
@@ -81,6 +80,7 @@ class Executor:
 
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Take attempts until `stop`; then finish the ones running (graceful shutdown)."""
+        self.bus = bus
         policy = fit_consumer(self.policy(), bus.stream)
         check_consumer(CONSUMER, policy, bus.stream)
         concurrency = self.settings.executor_concurrency
@@ -129,7 +129,7 @@ class Executor:
 
     async def _attempt_once(self, bus: Bus, ctx: Context, msg: Delivery) -> None:
         try:
-            ready = await read_message(msg.subject, msg.data, bus.get_blob)
+            ready = await bus.read(msg.subject, msg.data)
         except (MalformedEvent, BlobError) as exc:
             if isinstance(exc, BlobError):
                 _log.warning("task not started: a blob cannot be read", subject=msg.subject, error=str(exc))
@@ -174,7 +174,7 @@ class Executor:
             if data is None:
                 continue
             try:
-                last = decode_message(subject, data)
+                last = bus.decode(subject, data)
             except MalformedEvent:
                 continue
             if run_key(last) == run_key(ready) and getattr(last, "attempt", 0) >= ready.attempt:
@@ -183,9 +183,13 @@ class Executor:
                 return True
         return False
 
+    def _bus(self) -> Bus:
+        assert self.bus is not None, "the executor is not running"
+        return self.bus
+
     async def _on_cancelled(self, msg: Delivery) -> None:
         try:
-            cancelled = decode_message(msg.subject, msg.data)
+            cancelled = self._bus().decode(msg.subject, msg.data)
         except MalformedEvent:
             return
         run = run_key(cancelled)
@@ -197,7 +201,7 @@ class Executor:
 
     async def _on_timed_out(self, msg: Delivery) -> None:
         try:
-            event = decode_message(msg.subject, msg.data)
+            event = self._bus().decode(msg.subject, msg.data)
         except MalformedEvent:
             return
         if isinstance(event, TaskTimedOut):
