@@ -18,6 +18,7 @@ from ._stream import (
     redelivery_span,
     set_retention,
 )
+from ._worker import Worker, run_worker
 
 __all__ = [
     "BLOB_BUCKET",
@@ -38,6 +39,7 @@ __all__ = [
     "StreamPolicy",
     "StreamState",
     "Subscription",
+    "Worker",
     "ack",
     "check_consumer",
     "connect",
@@ -54,6 +56,7 @@ __all__ = [
     "pending_after",
     "redelivery_span",
     "resume",
+    "run_worker",
     "running_server",
     "set_retention",
     "stream_seq",
