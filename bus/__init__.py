@@ -17,6 +17,7 @@ from ._stream import (
     fit_consumer,
     redelivery_span,
     set_retention,
+    stream_policy,
 )
 from ._worker import Worker, run_worker
 
@@ -59,5 +60,6 @@ __all__ = [
     "run_worker",
     "running_server",
     "set_retention",
+    "stream_policy",
     "stream_seq",
 ]
