@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import urllib.request
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import pytest
 
 import bus
@@ -44,8 +43,7 @@ async def connected(url: str, name: str) -> AsyncIterator[bus.Bus]:
 
 def connection_names(port: int) -> list[str]:
     """Who the server says is connected (its /connz monitoring endpoint)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/connz?limit=1000", timeout=5) as response:
-        connz = json.load(response)
+    connz = httpx.get(f"http://127.0.0.1:{port}/connz", params={"limit": 1000}).json()
     return sorted(c.get("name", "") for c in connz["connections"] or [])
 
 
