@@ -37,10 +37,10 @@ from bus import (
     run_worker,
     stream_seq,
 )
-from config import Settings
 from events import BlobError, Event, MalformedEvent, now, resolve, subject_filters
 
 from ._archive import fold_archived, matcher
+from ._settings import Settings
 from ._snapshot import Snapshots
 
 __all__ = ["Actor", "ActorWorker", "rebuild", "run_actor"]

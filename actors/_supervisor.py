@@ -17,12 +17,12 @@ from typing import Protocol
 import structlog
 
 from bus import Bus, BusError, ConsumerConfigError, Worker, run_worker
-from config import Settings
 from events import YmeraError
 from store import SqliteEventLog, StoreLocked, StoreWriter
 
 from ._archive import HistoryDropped
 from ._runtime import Actor, ActorWorker
+from ._settings import Settings
 from .assessor import Assessor
 from .distributor import Distributor
 from .executor import Executor

@@ -17,7 +17,6 @@ from ._stream import (
     fit_consumer,
     redelivery_span,
     set_retention,
-    stream_policy,
 )
 from ._worker import Worker, run_worker
 
@@ -60,6 +59,5 @@ __all__ = [
     "run_worker",
     "running_server",
     "set_retention",
-    "stream_policy",
     "stream_seq",
 ]

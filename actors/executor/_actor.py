@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from actors._settings import Settings
 from actors.registry import Context
 from bus import (
     Bus,
@@ -40,7 +41,6 @@ from bus import (
     fit_consumer,
     run_worker,
 )
-from config import Settings
 from events import (
     BlobError,
     Event,
