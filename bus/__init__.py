@@ -18,7 +18,6 @@ from ._stream import (
     redelivery_span,
     set_retention,
 )
-from ._worker import Worker, run_worker
 
 __all__ = [
     "BLOB_BUCKET",
@@ -39,7 +38,6 @@ __all__ = [
     "StreamPolicy",
     "StreamState",
     "Subscription",
-    "Worker",
     "ack",
     "check_consumer",
     "connect",
@@ -56,7 +54,6 @@ __all__ = [
     "pending_after",
     "redelivery_span",
     "resume",
-    "run_worker",
     "running_server",
     "set_retention",
     "stream_seq",
