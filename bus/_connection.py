@@ -59,7 +59,9 @@ class Bus:
     async def read(self, subject: str, data: bytes, keep: Collection[str] = ()) -> Event:
         """`decode`, with the blob-held fields back in place (but for `keep`, e.g.
         `"TaskSucceeded.output"`); `BlobError` when a blob cannot be read."""
-        return await resolve(self.decode(subject, data), self.get_blob, keep)
+        event = self.decode(subject, data)
+        # Most events hold no blob: no coroutine for them on the hot path.
+        return await resolve(event, self.get_blob, keep) if event.blobs else event
 
     async def publish(self, event: Event) -> PubAck:
         """Publish one event and wait until the stream has it (or had it: a duplicate)."""
