@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -25,12 +24,7 @@ import store
 from actors import Settings, load_settings
 from ymera._cli import add_workflow_commands, stop_on_signals
 
-__all__ = ["main", "open_bus"]
-
-
-def open_bus(settings: Settings, name: str = "ymera") -> contextlib.AbstractAsyncContextManager[bus.Bus]:
-    """NATS_URL if set; else this data dir's embedded server, joined or started."""
-    return bus.open_bus(settings.nats_url, settings.data_dir, name, settings.stream)
+__all__ = ["main"]
 
 
 # ---- subcommands -------------------------------------------------------------------------
@@ -47,10 +41,10 @@ async def cmd_actor(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     name = f"ymera-{args.name}"
     if settings.nats_url is None:
-        async with open_bus(settings, name) as connection:
+        async with bus.open_bus(settings, name) as connection:
             await actors.run_named(args.name, settings, connection, stop)
         return 0
-    waited = await bus.connect_when_up(settings.nats_url, stop, name=name, stream=settings.stream)
+    waited = await bus.connect_when_up(settings.nats_url, stop, name=name, stream=bus.stream_policy(settings))
     if waited is None:
         return 0  # stopped before the server came up
     try:
@@ -94,7 +88,7 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    async with open_bus(settings, "ymera-tail") as connection:
+    async with bus.open_bus(settings, "ymera-tail") as connection:
         start = 1 if args.from_start else (await connection.stream_state()).last_seq + 1
         subject = events.ALL_SUBJECTS
         sub = await connection.follow(start, subject)

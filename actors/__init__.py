@@ -4,8 +4,10 @@ security, validator, distributor, executor, assessor, monitor; the store writer 
 `store/`. `run_named` and `run_all` run them, restarted after a crash.
 """
 
+from config import LLMSettings, Settings, SettingsError
+
+from ._config import load_settings
 from ._runtime import Actor, rebuild, run_actor
-from ._settings import LLMSettings, Settings, SettingsError, load_settings
 from ._supervisor import ACTOR_NAMES, run_all, run_named
 
 __all__ = [

@@ -25,14 +25,25 @@ from typing import Any, ClassVar, TypeVar
 
 import structlog
 
-from bus import Bus, ConsumerPolicy, Delivery, ack, check_consumer, fit_consumer, pending_after, stream_seq
+from bus import (
+    Bus,
+    ConsumerPolicy,
+    Delivery,
+    PullBatches,
+    ack,
+    check_consumer,
+    fit_consumer,
+    pending_after,
+    run_worker,
+    stream_seq,
+)
+from config import Settings
 from events import BlobError, Event, MalformedEvent, now, resolve, subject_filters
 
 from ._archive import fold_archived, matcher
-from ._settings import Settings
 from ._snapshot import Snapshots
 
-__all__ = ["Actor", "rebuild", "run_actor"]
+__all__ = ["Actor", "ActorWorker", "rebuild", "run_actor"]
 
 _log = structlog.get_logger("ymera.actor")
 E = TypeVar("E", bound=Event)
@@ -158,49 +169,68 @@ async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, 
     return folded
 
 
+class ActorWorker:
+    """A single-instance actor on the runtime (`bus.run_worker`): rebuilt from its snapshot and
+    the stream, reconciled, then fed its consumer's batches; `reconcile` again every
+    `tick_seconds`, a snapshot between batches when one is due."""
+
+    bus: Bus  # set by `start`
+
+    def __init__(self, actor: Actor) -> None:
+        self.actor = actor
+        self.name = actor.name
+        self.applied = 0  # the last stream seq folded
+        self.snapshots: Snapshots | None = None
+        self.next_tick = 0.0
+
+    async def start(self, bus: Bus) -> PullBatches:
+        actor = self.actor
+        policy = fit_consumer(ConsumerPolicy(ack_wait=30.0, max_deliver=3), bus.stream)
+        check_consumer(actor.name, policy, bus.stream)
+        actor.bus = bus
+        self.bus = bus
+        self.snapshots = Snapshots(actor, bus)
+        self.applied = await rebuild(actor, bus, self.snapshots)
+        await _publish(bus, await actor.reconcile(now()))
+        batches = await bus.reader(actor.name, policy, subjects=actor.subjects, start_seq=self.applied + 1,
+                                   ack_all=True, batch=500, poll=POLL_SECONDS)
+        _log.info("actor started", actor=actor.name, resume_at=self.applied + 1)
+        self.next_tick = time.monotonic() + (actor.tick_seconds or 0)
+        return batches
+
+    def room(self) -> int | None:
+        return None
+
+    async def handle(self, msgs: Sequence[Delivery]) -> None:
+        batch: list[Event] = []
+        for msg in msgs:
+            seq = stream_seq(msg)
+            if seq <= self.applied:
+                continue  # folded already (a redelivery)
+            self.applied = seq
+            event = await _read(self.actor, self.bus, msg)
+            if event is not None:
+                batch.append(event)
+        await _publish(self.bus, await self.actor.handle(batch))
+        await ack(msgs[-1])
+
+    async def between(self) -> None:
+        actor = self.actor
+        if actor.tick_seconds is not None and time.monotonic() >= self.next_tick:
+            await _publish(self.bus, await actor.reconcile(now()))
+            self.next_tick = time.monotonic() + actor.tick_seconds
+        # Between batches: every output published, every input folded (actors/_snapshot.py).
+        assert self.snapshots is not None
+        self.snapshots.maybe_take(self.applied)
+
+    async def finish(self, graceful: bool) -> None:
+        if graceful and self.snapshots is not None:
+            await self.snapshots.close(self.applied)
+
+
 async def run_actor(actor: Actor, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
     """Run until `stop` is set; finish the batch in hand, publish, ack, return."""
-    policy = fit_consumer(ConsumerPolicy(ack_wait=30.0, max_deliver=3), bus.stream)
-    check_consumer(actor.name, policy, bus.stream)
-    actor.bus = bus
-    snapshots = Snapshots(actor, bus)
-    through = await rebuild(actor, bus, snapshots)
-    await _publish(bus, await actor.reconcile(now()))
-    batches = await bus.reader(actor.name, policy, subjects=actor.subjects, start_seq=through + 1, ack_all=True,
-                               batch=500, poll=POLL_SECONDS)
-    if ready is not None:
-        ready.set()
-    _log.info("actor started", actor=actor.name, resume_at=through + 1)
-    applied = through
-    next_tick = time.monotonic() + (actor.tick_seconds or 0)
-    try:
-        while not stop.is_set():
-            msgs = await batches.next()
-            if msgs:
-                applied = await _handle(actor, bus, msgs, applied)
-            if actor.tick_seconds is not None and time.monotonic() >= next_tick:
-                await _publish(bus, await actor.reconcile(now()))
-                next_tick = time.monotonic() + actor.tick_seconds
-            # Between batches: every output published, every input folded (actors/_snapshot.py).
-            snapshots.maybe_take(applied)
-        await snapshots.close(applied)
-    finally:
-        await batches.stop()
-
-
-async def _handle(actor: Actor, bus: Bus, msgs: Sequence[Delivery], applied: int) -> int:
-    batch: list[Event] = []
-    for msg in msgs:
-        seq = stream_seq(msg)
-        if seq <= applied:
-            continue  # folded already (a redelivery)
-        applied = seq
-        event = await _read(actor, bus, msg)
-        if event is not None:
-            batch.append(event)
-    await _publish(bus, await actor.handle(batch))
-    await ack(msgs[-1])
-    return applied
+    await run_worker(ActorWorker(actor), bus, stop, ready)
 
 
 async def _publish(bus: Bus, events: list[Event]) -> None:

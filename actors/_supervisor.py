@@ -8,19 +8,21 @@ start after SIGKILL. Nothing is repaired in place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import structlog
 
-from bus import Bus, BusError, ConsumerConfigError
+from bus import Bus, BusError, ConsumerConfigError, Worker, run_worker
+from config import Settings
 from events import YmeraError
 from store import SqliteEventLog, StoreLocked, StoreWriter
 
 from ._archive import HistoryDropped
-from ._runtime import Actor, run_actor
-from ._settings import Settings
+from ._runtime import Actor, ActorWorker
 from .assessor import Assessor
 from .distributor import Distributor
 from .executor import Executor
@@ -34,37 +36,38 @@ _log = structlog.get_logger("ymera.supervisor")
 RESTART_DELAY = 0.5
 
 
-class Runner(Protocol):
-    async def __call__(self, settings: Settings, bus: Bus, stop: asyncio.Event,
-                       ready: asyncio.Event | None) -> None: ...
+class Opener(Protocol):
+    """How an actor is made ready to run: the worker, and what it holds open while it runs."""
+
+    def __call__(self, settings: Settings, bus: Bus) -> contextlib.AbstractAsyncContextManager[Worker]: ...
 
 
-async def _store_writer(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
+@contextlib.asynccontextmanager
+async def _store_writer(settings: Settings, bus: Bus) -> AsyncIterator[Worker]:
     async with SqliteEventLog(settings.log_path) as log:
         # The log is the archive, so its writer is who sets how long the stream keeps events.
         if await bus.set_retention(max_age=settings.stream_max_age_seconds, max_bytes=settings.stream_max_bytes):
             _log.info("stream retention set", stream=bus.stream.name,
                       max_age_seconds=settings.stream_max_age_seconds, max_bytes=settings.stream_max_bytes)
-        writer = StoreWriter(bus, log)
-        if ready is not None:
-            ready.set()
-        await writer.run(stop)
+        yield StoreWriter(bus, log)
 
 
-async def _executor(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
-    await Executor(settings, f"{socket.gethostname()}-{os.getpid()}").run(bus, stop, ready)
+@contextlib.asynccontextmanager
+async def _executor(settings: Settings, bus: Bus) -> AsyncIterator[Worker]:
+    yield Executor(settings, f"{socket.gethostname()}-{os.getpid()}")
 
 
-def _single(kind: type[Actor]) -> Runner:
-    """A single-instance actor on the runtime (actors/_runtime.py)."""
-    async def run(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
-        await run_actor(kind(settings), bus, stop, ready)
-    return run
+def _single(kind: type[Actor]) -> Opener:
+    """A single-instance actor: its decisions on the actor runtime (actors/_runtime.py)."""
+    @contextlib.asynccontextmanager
+    async def open_actor(settings: Settings, bus: Bus) -> AsyncIterator[Worker]:
+        yield ActorWorker(kind(settings))
+    return open_actor
 
 
-# Every actor, by the name `ymera actor NAME` takes, in the order `ymera up` starts them:
-# adding an actor is one entry.
-ACTORS: dict[str, Runner] = {
+# Every actor, by the name `ymera actor NAME` takes, in the order `ymera up` starts them; each
+# runs on the one runtime (`bus.run_worker`). Adding an actor is one entry.
+ACTORS: dict[str, Opener] = {
     "store": _store_writer,
     "security": _single(Security),
     "validator": _single(Validator),
@@ -78,28 +81,32 @@ ACTOR_NAMES = tuple(ACTORS)
 
 async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event,
                     ready: asyncio.Event | None = None) -> None:
-    """Run one actor until `stop`, starting it again whenever it crashes."""
+    """Run one actor until `stop`, starting it again whenever it crashes, on a connection of its
+    own to `bus`'s server (`Bus.as_actor`)."""
     if name not in ACTOR_NAMES:
         raise YmeraError(f"no actor named {name!r}; actors: {', '.join(ACTOR_NAMES)}")
-    while not stop.is_set():
-        try:
-            await ACTORS[name](settings, bus, stop, ready)
-            return
-        except (ConsumerConfigError, StoreLocked, HistoryDropped):
-            raise  # a configuration no restart can fix
-        except (BusError, OSError, TimeoutError) as exc:
-            _log.warning("actor crashed; restarting", actor=name, error=str(exc) or type(exc).__name__)
-        except Exception:
-            _log.exception("actor crashed; restarting", actor=name)
-        try:
-            await asyncio.wait_for(stop.wait(), RESTART_DELAY)
-        except TimeoutError:
-            pass
+    async with bus.as_actor(name) as own:
+        while not stop.is_set():
+            try:
+                async with ACTORS[name](settings, own) as worker:
+                    await run_worker(worker, own, stop, ready)
+                return
+            except (ConsumerConfigError, StoreLocked, HistoryDropped):
+                raise  # a configuration no restart can fix
+            except (BusError, OSError, TimeoutError) as exc:
+                _log.warning("actor crashed; restarting", actor=name, error=str(exc) or type(exc).__name__)
+            except Exception:
+                _log.exception("actor crashed; restarting", actor=name)
+            try:
+                await asyncio.wait_for(stop.wait(), RESTART_DELAY)
+            except TimeoutError:
+                pass
 
 
 async def run_all(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None,
                   names: tuple[str, ...] = ACTOR_NAMES) -> None:
-    """Every actor in this process, supervised together; `ready` is set once all have started."""
+    """Every actor in this process, each on its own connection, supervised together; `ready` is
+    set once all have started."""
     events = {name: asyncio.Event() for name in names}
     async with asyncio.TaskGroup() as group:
         for name in names:

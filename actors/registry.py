@@ -5,7 +5,7 @@ The one place that says so: the validator checks submissions against the declara
 the executor runs the handlers. A new task kind is one module and one `register` call; a
 handler takes what it needs (an HTTP client, key pools, later MCP sessions and sandboxes)
 from the `Context` each executor builds from its settings at start, never from globals.
-Which agents exist is data (`actors/agents.py`).
+Which agents exist is data (`config/_agents.py`).
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import aiohttp
 import msgspec
 
+from config import MAX_TIMEOUT_SECONDS
 from events import TaskSpec
 
 from ._keys import KeyPool
 from ._outcome import Outcome
 
 if TYPE_CHECKING:
-    from ._settings import Settings
+    from config import Settings
 
 __all__ = [
-    "AGENT_TASK_TYPES",
     "HANDLERS",
     "MAX_RETRY_DELAY_SECONDS",
     "MAX_SLEEP_SECONDS",
@@ -40,6 +40,7 @@ __all__ = [
     "Handler",
     "Param",
     "TaskKind",
+    "agent_task_types",
     "module_allowed",
     "number_in_string",
     "reference_problem",
@@ -58,7 +59,6 @@ NO_LLM = ("no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible e
 # Upper bounds on what a submission may ask for: a day each. Anything longer is a mistake or
 # belongs outside Ymera (and the distributor adds these to the clock: a date past year 9999
 # would not even be representable).
-MAX_TIMEOUT_SECONDS = 86_400.0  # a task's `timeout_seconds` and TASK_TIMEOUT_SECONDS
 MAX_SLEEP_SECONDS = MAX_TIMEOUT_SECONDS  # a sleep task's `seconds`: it could not outlast its time limit anyway
 MAX_RETRY_DELAY_SECONDS = 86_400.0  # `retry.initial_delay_seconds` and `retry.max_delay_seconds`
 
@@ -189,7 +189,9 @@ TASK_KINDS: dict[str, TaskKind] = {
     )
 }
 
-AGENT_TASK_TYPES: tuple[str, ...] = tuple(name for name, kind in TASK_KINDS.items() if kind.agent)
+def agent_task_types() -> tuple[str, ...]:
+    """The task types an agent may take: every registered kind that runs as an agent."""
+    return tuple(name for name, kind in TASK_KINDS.items() if kind.agent)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from report import machine, write_section
 
 import events
-from actors._settings import Settings
 from actors.validator import plan, validate_workflow
+from config import Settings
 
 TARGET_SECONDS = 1.0  # validate + plan of 100,000 tasks
 PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")

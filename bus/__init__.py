@@ -17,7 +17,9 @@ from ._stream import (
     fit_consumer,
     redelivery_span,
     set_retention,
+    stream_policy,
 )
+from ._worker import Worker, run_worker
 
 __all__ = [
     "BLOB_BUCKET",
@@ -38,6 +40,7 @@ __all__ = [
     "StreamPolicy",
     "StreamState",
     "Subscription",
+    "Worker",
     "ack",
     "check_consumer",
     "connect",
@@ -54,7 +57,9 @@ __all__ = [
     "pending_after",
     "redelivery_span",
     "resume",
+    "run_worker",
     "running_server",
     "set_retention",
+    "stream_policy",
     "stream_seq",
 ]

@@ -39,10 +39,11 @@ class Bus:
     """A connected client: `publish` events, `put_blob`/`get_blob`, `close` once."""
 
     def __init__(self, nc: Client, js: JetStreamContext, url: str, stream: StreamPolicy,
-                 publish_timeout: float) -> None:
+                 publish_timeout: float, name: str = "ymera") -> None:
         self.nc = nc
         self.js = js
         self.url = url
+        self.name = name  # who this connection is to the server (`as_actor`)
         self.stream = stream
         self.publish_timeout = publish_timeout
         self._blobs: ObjectStore | None = None
@@ -278,6 +279,22 @@ class Bus:
                 await sub.unsubscribe()
         return check_blob(ref, bytes(data))
 
+    @contextlib.asynccontextmanager
+    async def as_actor(self, actor: str) -> AsyncIterator[Bus]:
+        """A connection to this bus's server opened as `actor` (named `ymera-<actor>`), closed
+        afterwards; this one if it is that actor's already (`ymera actor NAME`). Every actor
+        runs on a connection of its own, so what the server grants a connection (per-actor
+        credentials: the security issue) is granted to one actor."""
+        name = f"ymera-{actor}"
+        if self.name == name:
+            yield self
+            return
+        own = await connect(self.url, name=name, stream=self.stream, publish_timeout=self.publish_timeout)
+        try:
+            yield own
+        finally:
+            await own.close()
+
     async def close(self) -> None:
         """Flush and close. Safe to call twice."""
         if self.nc.is_closed:
@@ -329,7 +346,7 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
     except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
         await nc.close()
         raise BusUnavailable(url, f"could not set up stream {policy.name}: {_describe(exc)}") from None
-    return Bus(nc, js, url, policy, publish_timeout)
+    return Bus(nc, js, url, policy, publish_timeout, name)
 
 
 def _abandon(futures: list[asyncio.Future[PubAck]]) -> None:

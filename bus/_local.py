@@ -10,24 +10,25 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from config import Settings
+
 from ._connection import Bus, connect
 from ._server import EmbeddedServer, running_server
-from ._stream import StreamPolicy
+from ._stream import stream_policy
 
 __all__ = ["open_bus", "open_local"]
 
 
-async def open_local(nats_url: str | None, data_dir: Path, name: str = "ymera",
-                     stream: StreamPolicy | None = None) -> tuple[Bus, EmbeddedServer | None]:
-    """Connect (the stream set up as `stream` says); return the bus and the embedded server
-    this call started, if it started one."""
+async def open_local(settings: Settings, name: str = "ymera") -> tuple[Bus, EmbeddedServer | None]:
+    """Connect as `name` (the stream set up as the settings say); return the bus and the
+    embedded server this call started, if it started one."""
     server = None
-    url = nats_url or running_server(data_dir)
+    url = settings.nats_url or running_server(settings.data_dir)
     if url is None:
-        server = _start_embedded(data_dir)
+        server = _start_embedded(settings.data_dir)
         url = server.url
     try:
-        return await connect(url, name=name, stream=stream), server
+        return await connect(url, name=name, stream=stream_policy(settings)), server
     except BaseException:
         if server is not None:
             server.stop()
@@ -35,9 +36,9 @@ async def open_local(nats_url: str | None, data_dir: Path, name: str = "ymera",
 
 
 @contextlib.asynccontextmanager
-async def open_bus(nats_url: str | None, data_dir: Path, name: str = "ymera",
-                   stream: StreamPolicy | None = None) -> AsyncIterator[Bus]:
-    connection, server = await open_local(nats_url, data_dir, name, stream)
+async def open_bus(settings: Settings, name: str = "ymera") -> AsyncIterator[Bus]:
+    """`open_local` for the duration of the block: closed after, and the server stopped if it started one."""
+    connection, server = await open_local(settings, name)
     try:
         yield connection
     finally:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -57,8 +58,10 @@ class EmbeddedServer:
     """A nats-server with JetStream, storing under `store_dir`, owned by this process."""
 
     def __init__(self, store_dir: Path, port: int | None = None, binary: str | None = None,
-                 announce_in: Path | None = None) -> None:
-        """`announce_in`: a data dir where the server's URL is written while it runs."""
+                 announce_in: Path | None = None, options: Sequence[str] = ()) -> None:
+        """`announce_in`: a data dir where the server's URL is written while it runs; `options`:
+        more nats-server flags (e.g. `-m <port>` for its monitoring endpoint)."""
+        self.options = tuple(options)
         self.store_dir = Path(store_dir)
         self.announce_in = announce_in
         self.port = port or free_port()
@@ -81,7 +84,7 @@ class EmbeddedServer:
         # The log is appended to across runs: only what this start writes counts.
         offset = log.stat().st_size if log.exists() else 0
         args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
-                "-sd", str(self.store_dir), "-l", str(log)]
+                "-sd", str(self.store_dir), "-l", str(log), *self.options]
         try:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -29,6 +29,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from config import Settings
 from events import ALL_SUBJECTS
 
 from ._errors import ConsumerConfigError
@@ -43,6 +44,7 @@ __all__ = [
     "fit_consumer",
     "redelivery_span",
     "set_retention",
+    "stream_policy",
 ]
 
 STREAM = "YMERA"
@@ -54,6 +56,11 @@ class StreamPolicy(msgspec.Struct, frozen=True):
     storage: str = "file"
     replicas: int = 1
     max_msg_size: int = 1024 * 1024
+
+
+def stream_policy(settings: Settings) -> StreamPolicy:
+    """The YMERA stream as the settings configure it; every process connects with it."""
+    return StreamPolicy(duplicate_window=settings.duplicate_window_seconds)
 
 
 class ConsumerPolicy(msgspec.Struct, frozen=True):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import structlog
 
-from bus import Bus, ConsumerPolicy, Delivery, PullBatches, ack, check_consumer, fit_consumer, stream_seq
+from bus import Bus, ConsumerPolicy, Delivery, PullBatches, ack, check_consumer, fit_consumer, run_worker, stream_seq
 from events import (
     BlobError,
     BlobRef,
@@ -58,21 +58,29 @@ class StoreWriter:
         self.rejected = 0
         self.duplicates = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Append until `stop` is set; then finish the batch in hand and return."""
-        batches = await self._subscribe()
-        _log.info("store writer started", log=str(self.log.path), resume_at=self.log.head_seq + 1)
-        try:
-            while not stop.is_set():
-                msgs = await batches.next()
-                if msgs:
-                    await self.write(msgs)
-        finally:
-            await batches.stop()
+        await run_worker(self, self.bus, stop, ready)
 
-    async def _subscribe(self) -> PullBatches:
-        return await self.bus.reader(self.durable, self.policy, start_seq=self.log.head_seq + 1, ack_all=True,
-                                     batch=self.batch, poll=POLL_SECONDS)
+    # ---- on the runtime (`bus.run_worker`) --------------------------------------------------
+
+    async def start(self, bus: Bus) -> PullBatches:
+        batches = await bus.reader(self.durable, self.policy, start_seq=self.log.head_seq + 1, ack_all=True,
+                                   batch=self.batch, poll=POLL_SECONDS)
+        _log.info("store writer started", log=str(self.log.path), resume_at=self.log.head_seq + 1)
+        return batches
+
+    def room(self) -> None:
+        return None
+
+    async def handle(self, msgs: Sequence[Delivery]) -> None:
+        await self.write(msgs)
+
+    async def between(self) -> None:
+        pass
+
+    async def finish(self, graceful: bool) -> None:
+        pass  # every batch is committed and acked before the next is fetched
 
     async def write(self, msgs: Sequence[Delivery]) -> None:
         """Append one fetched batch and ack it."""

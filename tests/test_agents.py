@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from actors import load_settings
-from actors.agents import BUILTIN_AGENTS, AgentsFileError
 from actors.validator import validate_workflow
+from config import BUILTIN_AGENTS, AgentsFileError
 from events import TaskSpec, WorkflowSubmitted, new_id, now
 from tests.openai_server import OpenAIServer
 

@@ -107,7 +107,7 @@ async def test_workflows_end_exactly_once_through_kills_pauses_and_a_killed_serv
     chaos = _Chaos()
     stop_probes = asyncio.Event()
     actors: Actors | None = None
-    async with connected(nats_server.url, settings.stream) as connection:
+    async with connected(nats_server.url, bus.stream_policy(settings)) as connection:
         probe = _ProbeMonitor(msgspec.structs.replace(settings, enable_continuous_monitoring=False))
         probe_ready = asyncio.Event()
         probe_task = asyncio.create_task(run_actor(probe, connection, stop_probes, probe_ready))

@@ -11,7 +11,7 @@ import pytest
 
 import bus
 import events
-from actors.agents import BUILTIN_AGENTS
+from config import BUILTIN_AGENTS
 from ymera import Task, TaskPriority, WorkflowOrchestrator
 
 from .engine import all_events, connected, engine_env, engine_processes, settings_of, wait_for_actors

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from actors._settings import Settings
 from actors.executor import Outcome, TaskError
+from config import Settings
 from events import TaskSpec
 from tests.support import attempt, wait_until
 

@@ -2,6 +2,7 @@
 
 - nothing above `bus/` imports nats-py or reaches for the bus's raw client (`.nc`, `.js`,
   kept for tests and benchmarks that measure NATS itself);
+- arrows go down only: `runner → web/ymera → actors → llm/guard/tools → store → bus → config → events`;
 - `events/` imports nothing of Ymera;
 - actors never import each other (an actor package may import what `actors/` shares:
   the runtime, settings, registry);
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("actors", "bus", "events", "store", "ymera")
+PACKAGES = ("actors", "bus", "config", "events", "store", "ymera")
 OURS = frozenset({*PACKAGES, "runner", "llm", "guard", "tools", "web"})
 ACTOR_PACKAGES = frozenset(p.name for p in (ROOT / "actors").iterdir() if (p / "__init__.py").exists())
 # A NATS subject or filter of Ymera's stream: `ymera.wf.…`, `ymera.task.…`, `ymera.>`, `ymera.*.…`
@@ -72,6 +73,22 @@ def test_messages_from_the_bus_are_decoded_in_the_bus_only() -> None:
     assert found == []
 
 
+# How low each package sits (DESIGN.md, "Layout"): a package imports only those below it.
+RANK = {"events": 0, "config": 1, "bus": 2, "store": 3, "llm": 4, "guard": 4, "tools": 4, "actors": 5,
+        "ymera": 6, "web": 6, "runner": 7}
+
+
+def test_arrows_go_down_only() -> None:
+    found = []
+    for path in sources(*PACKAGES, "runner.py"):
+        own = path.relative_to(ROOT).parts[0].removesuffix(".py")
+        for line, module in imported(path):
+            top = module.split(".")[0]
+            if top in RANK and top != own and RANK[top] >= RANK[own]:
+                found.append(f"{where(path, line)} imports {module}")
+    assert found == []
+
+
 def test_events_import_nothing_of_ymera() -> None:
     found = [f"{where(p, n)} imports {m}" for p in sources("events") for n, m in imported(p)
              if m.split(".")[0] in OURS - {"events"}]
@@ -108,3 +125,4 @@ def test_the_rules_see_what_they_look_for() -> None:
     assert SUBJECT.match("ymera.>")
     assert not SUBJECT.match("ymera.actor")
     assert {"distributor", "executor", "monitor"} <= ACTOR_PACKAGES
+    assert "config" in {m for _, m in imported(ROOT / "bus" / "_local.py")}

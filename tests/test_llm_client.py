@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from actors._settings import LLMSettings, Settings
-from actors.agents import BUILTIN_AGENTS as AGENTS
 from actors.executor import KeyPool, Outcome, TaskError, run_task
 from actors.executor._llm import DEFAULT_SYSTEM, retry_after_seconds
 from actors.registry import TASK_KINDS, Context
+from config import BUILTIN_AGENTS as AGENTS
+from config import LLMSettings, Settings
 from events import TaskSpec
 from tests.openai_server import OpenAIServer
 from tests.support import attempt

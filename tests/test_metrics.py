@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import events
-from actors._settings import Settings
 from actors.monitor import Alert, evaluate, firing
+from config import Settings
 from store import Metrics, MetricsState, report
 
 METRICS = Metrics()

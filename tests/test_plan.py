@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import events
-from actors._settings import Settings
 from actors.validator import Plan, plan, validate_workflow
+from config import Settings
 from events import TaskSpec
 
 

@@ -99,9 +99,10 @@ def test_the_command_line_prints_a_bad_setting_as_one_line(tmp_path: Path) -> No
 async def test_the_duplicate_window_setting_shapes_the_stream_and_every_consumer_fits_in_it(
     nats_server: bus.EmbeddedServer, tmp_path: Path,
 ) -> None:
-    settings = load_settings({"YMERA_DUPLICATE_WINDOW_SECONDS": "8"}, dotenv=None)
-    assert settings.stream.duplicate_window == 8.0
-    async with bus.open_bus(nats_server.url, tmp_path, stream=settings.stream) as connection:
+    settings = load_settings({"YMERA_DUPLICATE_WINDOW_SECONDS": "8", "NATS_URL": nats_server.url,
+                              "YMERA_DATA_DIR": str(tmp_path)}, dotenv=None)
+    assert bus.stream_policy(settings).duplicate_window == 8.0
+    async with bus.open_bus(settings) as connection:
         info = await connection.js.stream_info(bus.STREAM)
         assert info.config.duplicate_window == 8.0
         # Every consumer of the engine starts under the short window: the writer's fits it.
@@ -109,18 +110,18 @@ async def test_the_duplicate_window_setting_shapes_the_stream_and_every_consumer
             writer = store.StoreWriter(connection, log)
         assert bus.redelivery_span(writer.policy) == 6.0  # 75 % of the window
     # A consumer of 9 redeliveries of 5 s, shortened in proportion.
-    fitted = bus.fit_consumer(bus.ConsumerPolicy(ack_wait=5.0, max_deliver=10), settings.stream)
+    fitted = bus.fit_consumer(bus.ConsumerPolicy(ack_wait=5.0, max_deliver=10), bus.stream_policy(settings))
     assert (fitted.ack_wait, fitted.max_deliver, bus.redelivery_span(fitted)) == (6.0 / 9, 10, 6.0)
     # A consumer that already fits, or that never stops redelivering (refused by check_consumer), is left alone.
     fits = bus.ConsumerPolicy(ack_wait=1.0, max_deliver=3, backoff=(0.5, 1.0))
-    assert bus.fit_consumer(fits, settings.stream) is fits
+    assert bus.fit_consumer(fits, bus.stream_policy(settings)) is fits
     endless = bus.ConsumerPolicy(max_deliver=-1)
-    assert bus.fit_consumer(endless, settings.stream) is endless
+    assert bus.fit_consumer(endless, bus.stream_policy(settings)) is endless
 
 
 async def test_an_actor_waiting_for_nats_connects_with_the_configured_window(nats_server: bus.EmbeddedServer) -> None:
     settings = load_settings({"YMERA_DUPLICATE_WINDOW_SECONDS": "9"}, dotenv=None)
-    connection = await bus.connect_when_up(nats_server.url, asyncio.Event(), stream=settings.stream)
+    connection = await bus.connect_when_up(nats_server.url, asyncio.Event(), stream=bus.stream_policy(settings))
     assert connection is not None
     try:
         assert (await connection.js.stream_info(bus.STREAM)).config.duplicate_window == 9.0

@@ -8,10 +8,9 @@ import pytest
 
 import events
 from actors import registry
-from actors._settings import LLMSettings, Settings
-from actors.agents import BUILTIN_AGENTS
 from actors.executor import check_outcome
 from actors.validator import validate_workflow
+from config import BUILTIN_AGENTS, LLMSettings, Settings
 from events import Expectations, RetryPolicy, TaskSpec
 
 LLM = LLMSettings(base_url="http://localhost:11434/v1", model="m")

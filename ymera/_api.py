@@ -93,8 +93,7 @@ class WorkflowOrchestrator:
             raise YmeraError("this WorkflowOrchestrator is closed; create a new one")
         if self._bus is not None:
             return
-        self._bus, self._server = await open_local(self.settings.nats_url, self.settings.data_dir, "ymera-api",
-                                                   self.settings.stream)
+        self._bus, self._server = await open_local(self.settings, "ymera-api")
         run_actors = self.run_actors if self.run_actors is not None else self._server is not None
         self._runs_actors = run_actors
         if run_actors:

@@ -81,7 +81,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.timeout > 0:
         raise events.YmeraError(f"--timeout must be a number of seconds greater than 0, got {args.timeout:g}")
     submission = read_workflow(Path(args.file))
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-run", settings.stream)
+    connection, server = await open_local(settings, "ymera-run")
     stop = asyncio.Event()
     engine = None
     try:
@@ -125,7 +125,7 @@ ENGINE_STOP_SECONDS = 10.0
 async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     """Publish a workflow file; with --with-store, wait until the log has it."""
     submission = read_workflow(Path(args.file))
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-submit", settings.stream)
+    connection, server = await open_local(settings, "ymera-submit")
     stop = asyncio.Event()
     log = store.SqliteEventLog(settings.log_path) if args.with_store else None
     writer = None
@@ -159,7 +159,7 @@ async def _runs(settings: Settings, workflow_id: str, cancel_reason: str | None 
     """Every run of one workflow, folded from the stream (an error if it has none); with
     `cancel_reason`, also ask to cancel its active run (an error if it has none) and return its id."""
     events.check_workflow_id(workflow_id)
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-status", settings.stream)
+    connection, server = await open_local(settings, "ymera-status")
     try:
         projection = store.WorkflowRuns()
         runs = projection.initial()
@@ -231,7 +231,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    connection, server = await open_local(settings.nats_url, settings.data_dir, "ymera-up", settings.stream)
+    connection, server = await open_local(settings, "ymera-up")
     try:
         if args.processes:
             await _supervise_processes(settings, connection.url, args.executors, stop)

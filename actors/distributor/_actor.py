@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from actors._runtime import Actor
-from actors._settings import Settings
+from config import Settings
 from events import (
     CancelRequested,
     Event,

@@ -11,7 +11,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from actors._settings import Settings
+from config import Settings
 from events import (
     PRIORITY_RANK,
     BlobRef,

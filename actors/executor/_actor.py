@@ -21,14 +21,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import structlog
 
-from actors._settings import Settings
 from actors.registry import Context
-from bus import Bus, BusError, ConsumerPolicy, Delivery, ack, check_consumer, deliveries, fit_consumer
+from bus import (
+    Bus,
+    BusError,
+    ConsumerPolicy,
+    Delivery,
+    PullBatches,
+    ack,
+    check_consumer,
+    deliveries,
+    fit_consumer,
+    run_worker,
+)
+from config import Settings
 from events import (
     BlobError,
     Event,
@@ -72,7 +84,10 @@ class Executor:
         self.running: set[asyncio.Task[None]] = set()
         self.fence = Fence(settings, executor_id, self.name)
         self.cancelled: set[str] = set()
-        self.bus: Bus | None = None  # set by `run`, for the subscriptions' callbacks
+        self.concurrency = settings.executor_concurrency
+        self.bus: Bus | None = None  # set by `start`, for the subscriptions' callbacks
+        self.ctx: Context | None = None  # the handlers' resources, from `start` to `finish`
+        self._resources = contextlib.AsyncExitStack()
 
     def policy(self) -> ConsumerPolicy:
         """`POLICY`, its ack wait past the first heartbeat (when TaskStarted lets the TaskReady go)."""
@@ -80,45 +95,54 @@ class Executor:
 
     async def run(self, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Take attempts until `stop`; then finish the ones running (graceful shutdown)."""
+        await run_worker(self, bus, stop, ready)
+
+    # ---- on the runtime (`bus.run_worker`) --------------------------------------------------
+
+    async def start(self, bus: Bus) -> PullBatches:
         self.bus = bus
         policy = fit_consumer(self.policy(), bus.stream)
         check_consumer(CONSUMER, policy, bus.stream)
-        concurrency = self.settings.executor_concurrency
-        batches = await bus.reader(CONSUMER, policy, subjects=(SUBJECT,), new_only=True, shared=True,
-                                   batch=concurrency, poll=0.05)
-        # Cancellations and timeouts reach running attempts at once, through plain subscriptions:
-        # one missed while this executor was down concerns no attempt it is running.
-        ends = await bus.subscribe(subject_filter(WorkflowCancelled), self._on_cancelled)
-        timeouts = await bus.subscribe(subject_filter(TaskTimedOut), self._on_timed_out)
-        beating_stop = asyncio.Event()
-        beating = asyncio.create_task(self.fence.beat(bus, beating_stop))
-        if ready is not None:
-            ready.set()
-        _log.info("executor started", executor=self.executor_id, concurrency=concurrency)
         # The handlers' resources, among them a connection per attempt that may run: fewer would
         # queue attempts inside the client, inflating their duration_ms (BENCHMARKS.md, "1,000
         # LLM calls in flight").
-        async with context(self.settings, concurrency) as ctx:
-            try:
-                while not stop.is_set():
-                    free = concurrency - len(self.running)
-                    if free <= 0:
-                        await asyncio.wait(self.running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
-                        continue
-                    for msg in await batches.next(limit=free):
-                        task = asyncio.create_task(self._attempt(bus, ctx, msg))
-                        self.running.add(task)
-                        task.add_done_callback(self.running.discard)
-            finally:
-                await batches.stop()
-                await ends.stop()
-                if self.running:
-                    await asyncio.gather(*self.running, return_exceptions=True)
-                await timeouts.stop()
-                beating_stop.set()
-                beating.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beating
+        self.ctx = await self._resources.enter_async_context(context(self.settings, self.concurrency))
+        # Cancellations and timeouts reach running attempts at once, through plain subscriptions:
+        # one missed while this executor was down concerns no attempt it is running.
+        for kind, callback in ((WorkflowCancelled, self._on_cancelled), (TaskTimedOut, self._on_timed_out)):
+            subscription = await bus.subscribe(subject_filter(kind), callback)
+            self._resources.push_async_callback(subscription.stop)
+        beating_stop = asyncio.Event()
+        beating = asyncio.create_task(self.fence.beat(bus, beating_stop))
+        self._resources.push_async_callback(_stopped, beating, beating_stop)
+        batches = await bus.reader(CONSUMER, policy, subjects=(SUBJECT,), new_only=True, shared=True,
+                                   batch=self.concurrency, poll=0.05)
+        _log.info("executor started", executor=self.executor_id, concurrency=self.concurrency)
+        return batches
+
+    def room(self) -> int:
+        return max(self.concurrency - len(self.running), 0)
+
+    async def handle(self, msgs: Sequence[Delivery]) -> None:
+        assert self.ctx is not None
+        for msg in msgs:
+            task = asyncio.create_task(self._attempt(self._bus(), self.ctx, msg))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def between(self) -> None:
+        if self.running and not self.room():
+            await asyncio.wait(self.running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+
+    async def finish(self, graceful: bool) -> None:
+        """Fetching has stopped: let the attempts running end and report (on a crash too: each
+        one's result is still its own), then stop heartbeating and close the resources."""
+        try:
+            if self.running:
+                await asyncio.gather(*self.running, return_exceptions=True)
+        finally:
+            await self._resources.aclose()
+            self.ctx = None
 
     async def _attempt(self, bus: Bus, ctx: Context, msg: Delivery) -> None:
         try:
@@ -253,3 +277,10 @@ class Executor:
         for task_id, ref in ready.input_refs.items():
             inputs[task_id] = await load_blob(ref, bus.get_blob)
         return inputs
+
+
+async def _stopped(beating: asyncio.Task[None], stop: asyncio.Event) -> None:
+    stop.set()
+    beating.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await beating

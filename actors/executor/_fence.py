@@ -29,8 +29,8 @@ from typing import Any
 
 import structlog
 
-from actors._settings import Settings
 from bus import Bus, BusError, Delivery, ack
+from config import Settings
 from events import Event, TaskHeartbeat, TaskReady, TaskStarted, derive_id, now
 
 __all__ = ["Attempt", "Fence", "run_key"]

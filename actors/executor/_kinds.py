@@ -13,11 +13,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from config import Settings
 from events import TaskSpec
 
 from .._keys import KeyPool
 from .._outcome import Outcome, TaskError
-from .._settings import Settings
 from ..registry import HANDLERS, TASK_KINDS, Context, register
 from . import _llm, _python, _templates
 

@@ -17,11 +17,11 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from config import Settings
 from events import TaskSpec
 
 from .._keys import KeyPool
 from .._outcome import Outcome, TaskError
-from .._settings import Settings
 from ..registry import NO_LLM, TASK_KINDS
 from ._templates import render, render_text
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import msgspec
 
+from config import Settings
 from events import TaskSpec
 
 from .._outcome import Outcome, TaskError
-from .._settings import Settings
 from ..registry import TASK_KINDS, module_allowed
 from ._templates import render
 

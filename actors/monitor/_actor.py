@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from actors._runtime import Actor
-from actors._settings import Settings
+from config import Settings
 from events import EVENT_TYPES, NO_WORKFLOW, AlertRaised, Event, derive_id
 from store import Metrics, MetricsState, Once
 

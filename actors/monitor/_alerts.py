@@ -10,9 +10,8 @@ from typing import Literal
 
 import msgspec
 
+from config import Settings
 from store import MetricsState, percentile
-
-from .._settings import Settings
 
 __all__ = ["DEFAULT_THRESHOLDS", "Alert", "AlertGate", "Thresholds", "evaluate", "firing"]
 

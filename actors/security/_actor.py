@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from actors._runtime import Actor
-from actors._settings import Settings
+from config import Settings
 from events import (
     RUN_ENDS,
     Event,

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from actors import registry
-from actors._settings import Settings
+from config import Settings
 from events import InvalidId, Problem, RetryPolicy, TaskSpec, WorkflowSubmitted, check_workflow_id
 
 from ._plan import cycles, levels

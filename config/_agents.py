@@ -106,9 +106,10 @@ class AgentCatalogue(msgspec.Struct, frozen=True):
         return text
 
 
-def load_agents(path: Path | None, agent_task_types: Iterable[str]) -> AgentCatalogue:
-    """The catalogue with the agents of `path` (None: the built-in ones only); `AgentsFileError`
-    says, in one line, why the file cannot be used."""
+def load_agents(path: Path | None, agent_task_types: Iterable[str] | None = None) -> AgentCatalogue:
+    """The catalogue with the agents of `path` (None: the built-in ones only), their task types
+    checked against `agent_task_types` if given; `AgentsFileError` says, in one line, why the
+    file cannot be used."""
     if path is None:
         return AgentCatalogue()
     try:
@@ -123,7 +124,7 @@ def load_agents(path: Path | None, agent_task_types: Iterable[str]) -> AgentCata
     except msgspec.DecodeError as exc:
         raise AgentsFileError(f"agents file {path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                               f"{one_line(exc)}") from None
-    types = frozenset(agent_task_types)
+    types = frozenset(agent_task_types) if agent_task_types is not None else None
     user: dict[str, Agent] = {}
     for agent in agents:
         where = f"agents file {path}: agent {agent.name!r}"
@@ -135,9 +136,9 @@ def load_agents(path: Path | None, agent_task_types: Iterable[str]) -> AgentCata
             raise AgentsFileError(f"{where} is listed twice")
         if not agent.role.strip():
             raise AgentsFileError(f"{where}: role is empty (it is the agent's system prompt)")
-        unknown = [t for t in agent.task_types if t not in types]
+        unknown = [t for t in agent.task_types if types is not None and t not in types]
         if unknown:
             raise AgentsFileError(f"{where}: unknown task type {unknown[0]!r}; agent task types: "
-                                  + ", ".join(sorted(types)))
+                                  + ", ".join(sorted(types or ())))
         user[agent.name] = agent
     return AgentCatalogue(user=user, path=str(path))

@@ -1,5 +1,8 @@
 """Ymera's settings: read once at start, from the environment over a `.env` file, and handed down.
 
+Below `bus/` and `store/` (DESIGN.md, "Config"), so each layer takes the settings object;
+it imports nothing of Ymera but `events` (for `YmeraError`).
+
 Nothing else in Ymera reads the environment. Names follow the original guide
 (`RATE_LIMIT_PER_HOUR`, `QUALITY_THRESHOLD`, ...) plus `NATS_URL` and `YMERA_*`.
 """
@@ -8,19 +11,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import msgspec
 from dotenv import dotenv_values
 
-from bus import StreamPolicy
 from events import YmeraError
 
-from .agents import AgentCatalogue, load_agents
-from .registry import AGENT_TASK_TYPES, MAX_TIMEOUT_SECONDS
+from ._agents import AgentCatalogue, load_agents
 
-__all__ = ["LLMSettings", "Settings", "SettingsError", "load_settings"]
+__all__ = ["MAX_TIMEOUT_SECONDS", "LLMSettings", "Settings", "SettingsError", "load_settings"]
+
+MAX_TIMEOUT_SECONDS = 86_400.0  # TASK_TIMEOUT_SECONDS, and a task's own `timeout_seconds` (actors/registry.py)
 
 
 class SettingsError(YmeraError):
@@ -67,7 +70,7 @@ class Settings(msgspec.Struct, frozen=True):
     duplicate_window_seconds: float = 120.0
     python_modules: tuple[str, ...] = ()
     llm: LLMSettings = LLMSettings()
-    # The agents a task may name: the built-in ones and those of YMERA_AGENTS_FILE (actors/agents.py).
+    # The agents a task may name: the built-in ones and those of YMERA_AGENTS_FILE (config/_agents.py).
     agents: AgentCatalogue = AgentCatalogue()
     # Snapshots of each actor's folded state (docs/operations.md, "Snapshots").
     snapshots: bool = True
@@ -88,14 +91,12 @@ class Settings(msgspec.Struct, frozen=True):
     def log_path(self) -> Path:
         return self.data_dir / "events.db"
 
-    @property
-    def stream(self) -> StreamPolicy:
-        """The YMERA stream as these settings configure it; every process connects with it."""
-        return StreamPolicy(duplicate_window=self.duplicate_window_seconds)
 
-
-def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
-    """Settings from `.env` (if present, read with python-dotenv) overlaid by the real environment."""
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env"), *,
+                  agent_task_types: Collection[str] | None = None) -> Settings:
+    """Settings from `.env` (if present, read with python-dotenv) overlaid by the real environment;
+    the agents file's task types checked against `agent_task_types` when given (the registry's:
+    `actors.load_settings` passes them)."""
     values: dict[str, str] = {}
     if dotenv is not None and dotenv.is_file():
         values.update((k, v) for k, v in dotenv_values(dotenv).items() if v is not None)
@@ -131,7 +132,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             api_keys=tuple(keys),
         ),
         agents=load_agents(Path(agents_file) if (agents_file := env.text("YMERA_AGENTS_FILE", "")) else None,
-                           AGENT_TASK_TYPES),
+                           agent_task_types),
         snapshots=env.flag("YMERA_SNAPSHOTS", True),
         snapshot_every_events=env.integer("YMERA_SNAPSHOT_EVERY_EVENTS", 5_000),
         snapshot_every_seconds=env.number("YMERA_SNAPSHOT_EVERY_SECONDS", 30.0),

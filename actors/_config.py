@@ -1,0 +1,20 @@
+"""The settings as the actors take them: `config.load_settings`, with the agents file's task
+types checked against the task kinds this registry holds (what the validator will check a
+workflow's agents against), so a bad agents file stops every command before anything starts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import config
+from config import Settings
+
+from . import registry
+
+__all__ = ["load_settings"]
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
+    """Settings from `.env` (if present) overlaid by the environment (`config.load_settings`)."""
+    return config.load_settings(environ, dotenv, agent_task_types=registry.agent_task_types())
