@@ -27,6 +27,7 @@ import structlog
 
 from bus import (
     Bus,
+    BusError,
     ConsumerPolicy,
     Delivery,
     PullBatches,
@@ -151,7 +152,13 @@ async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, 
             if not msgs:
                 # Nothing pending on our subjects below `last`: we are through.
                 consumer = await bus.consumer_state(batches.durable)
-                if consumer is None or consumer.num_pending == 0:
+                if consumer is None:
+                    # A restarted nats-server forgets the replay's in-memory consumer: what was
+                    # read is not the whole history, and a state folded from it would be wrong
+                    # for good (a snapshot would keep it). Crash; the restart rebuilds again.
+                    raise BusError(f"rebuilding {actor.name}: the replay consumer is gone after {folded} "
+                                   f"events (nats-server restarted?), before seq {last} was read")
+                if consumer.num_pending == 0:
                     break
                 continue
             for msg in msgs:

@@ -165,6 +165,31 @@ async def ignored(kind: type[Actor], settings: Settings, connection: bus.Bus) ->
     return str(warning["reason"])
 
 
+async def test_a_rebuild_whose_replay_consumer_vanishes_fails_rather_than_stopping_short(
+        nats_bus: bus.Bus, tmp_path: Path) -> None:
+    """A nats-server restarted mid-rebuild has forgotten the replay's in-memory consumer (the
+    chaos test caught an assessor taking 60 of ~2,600 events for its whole history, then
+    snapshotting that). The rebuild fails, so the actor crashes and rebuilds again."""
+    await publish_history(nats_bus.js, history(5_000))
+    actor = Assessor(settings_for(tmp_path))
+    folded: list[events.Event] = []
+    actor.apply = folded.append  # type: ignore[method-assign]
+
+    async def forget_the_replay() -> None:
+        await wait_until(lambda: bool(folded), 30, "the rebuild to fold its first batch")
+        for info in await nats_bus.js.consumers_info(nats_bus.stream.name):
+            if info.name.startswith("assessor-rebuild-"):
+                await nats_bus.js.delete_consumer(nats_bus.stream.name, info.name)
+
+    forgetting = asyncio.create_task(forget_the_replay())
+    with pytest.raises(bus.BusError, match=r"rebuilding assessor: the replay consumer is gone after \d+ events "
+                                           r"\(nats-server restarted\?\), before seq \d+ was read"):
+        await runtime._fold_stream(actor, nats_bus, [*actor.subjects, *actor.own_subjects], 1,
+                                   (await nats_bus.stream_state()).last_seq)
+    await forgetting
+    assert 0 < len(folded) < await on_subjects(nats_bus, Assessor, 0)
+
+
 async def test_a_corrupt_snapshot_is_ignored_with_a_warning(nats_bus: bus.Bus, tmp_path: Path) -> None:
     await publish_history(nats_bus.js, history(200))
     await nats_bus.snapshots.save("security", b"\x93 not a snapshot")
