@@ -195,13 +195,14 @@ async def test_sigterm_lets_an_executor_finish_its_attempt(nats_server: bus.Embe
         async with connected(nats_server.url) as connection:
             await wait_for_actors(connection)
             client = WorkflowClient(connection)
-            seq = await client.submit(submission("wf-drain", sleep("s", 1.0)))
+            # TaskStarted goes out at the first heartbeat (0.5 s in): 2.5 s of the attempt are left.
+            seq = await client.submit(submission("wf-drain", sleep("s", 3.0)))
             await wait_for(connection, "ymera.task.wf-drain.s.started")
             executor = actors.procs[actors.index("executor")]
             t0 = time.monotonic()
             executor.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(executor.wait, 30)
-            assert (code, time.monotonic() - t0 > 0.5) == (0, True)
+            assert (code, time.monotonic() - t0 > 1.0) == (0, True)  # it waited for the attempt
             succeeded = await wait_for(connection, "ymera.task.wf-drain.s.succeeded", timeout=5)
             actors.restart(actors.index("executor"))
             end, _ = await client.wait("wf-drain", seq, timeout=30)
