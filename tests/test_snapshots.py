@@ -165,28 +165,41 @@ async def ignored(kind: type[Actor], settings: Settings, connection: bus.Bus) ->
     return str(warning["reason"])
 
 
+class _Forgetful:
+    """A replay whose consumer the server forgets after the first batch, as a restarted
+    nats-server forgets an in-memory consumer."""
+
+    def __init__(self, batches: bus.PullBatches, connection: bus.Bus) -> None:
+        self.batches, self.connection, self.calls = batches, connection, 0
+        self.durable = batches.durable
+
+    async def next(self, limit: int | None = None) -> list[bus.Delivery]:
+        self.calls += 1
+        if self.calls == 2:
+            await self.connection.js.delete_consumer(self.connection.stream.name, self.durable)
+        return await self.batches.next(limit)
+
+
 async def test_a_rebuild_whose_replay_consumer_vanishes_fails_rather_than_stopping_short(
-        nats_bus: bus.Bus, tmp_path: Path) -> None:
-    """A nats-server restarted mid-rebuild has forgotten the replay's in-memory consumer (the
-    chaos test caught an assessor taking 60 of ~2,600 events for its whole history, then
-    snapshotting that). The rebuild fails, so the actor crashes and rebuilds again."""
+        nats_bus: bus.Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chaos test caught an assessor taking 60 of ~2,600 events for its whole history
+    after a server restart, then snapshotting that. The rebuild fails instead, so the actor
+    crashes and rebuilds again."""
     await publish_history(nats_bus.js, history(5_000))
+    replay = nats_bus.replay
+
+    @contextlib.asynccontextmanager
+    async def forgetful(name: str, start_seq: int, subjects: Any = None, batch: int = 2000) -> Any:
+        async with replay(name, start_seq, subjects, batch=100) as batches:
+            yield _Forgetful(batches, nats_bus)
+
+    monkeypatch.setattr(nats_bus, "replay", forgetful)
     actor = Assessor(settings_for(tmp_path))
     folded: list[events.Event] = []
     actor.apply = folded.append  # type: ignore[method-assign]
-
-    async def forget_the_replay() -> None:
-        await wait_until(lambda: bool(folded), 30, "the rebuild to fold its first batch")
-        for info in await nats_bus.js.consumers_info(nats_bus.stream.name):
-            if info.name.startswith("assessor-rebuild-"):
-                await nats_bus.js.delete_consumer(nats_bus.stream.name, info.name)
-
-    forgetting = asyncio.create_task(forget_the_replay())
     with pytest.raises(bus.BusError, match=r"rebuilding assessor: the replay consumer is gone after \d+ events "
                                            r"\(nats-server restarted\?\), before seq \d+ was read"):
-        await runtime._fold_stream(actor, nats_bus, [*actor.subjects, *actor.own_subjects], 1,
-                                   (await nats_bus.stream_state()).last_seq)
-    await forgetting
+        await rebuild(actor, nats_bus)
     assert 0 < len(folded) < await on_subjects(nats_bus, Assessor, 0)
 
 
