@@ -3,6 +3,7 @@
 from ._connection import BLOB_BUCKET, Bus, connect, connect_when_up
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, ServerStartError
 from ._local import open_bus, open_local
+from ._publish import PubAck
 from ._pull import PullBatches, deliveries, resume, stream_seq
 from ._reading import ConsumerState, Delivery, Follower, StreamState, Subscription, ack, nak, pending_after
 from ._server import EmbeddedServer, find_binary, free_port, running_server
@@ -34,6 +35,7 @@ __all__ = [
     "Delivery",
     "EmbeddedServer",
     "Follower",
+    "PubAck",
     "PullBatches",
     "ServerStartError",
     "SnapshotStore",

@@ -17,12 +17,13 @@ import nats.js.errors
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectStoreConfig, PubAck, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectStoreConfig, StorageType
 from nats.js.object_store import ObjectStore
 
 from events import ALL_SUBJECTS, BlobError, BlobRef, Event, check_blob, decode_message, offload, resolve, subject_of
 
 from ._errors import BusError, BusUnavailable
+from ._publish import PubAck, Publisher
 from ._pull import PullBatches, resume
 from ._reading import Callback, ConsumerState, Follower, StreamState, Subscription
 from ._snapshots import SnapshotStore
@@ -31,7 +32,6 @@ from ._stream import ConsumerPolicy, StreamPolicy, consumer_config, ensure_strea
 __all__ = ["BLOB_BUCKET", "Bus", "connect", "connect_when_up"]
 
 BLOB_BUCKET = "YMERA_BLOBS"
-MSG_ID = "Nats-Msg-Id"
 _log = structlog.get_logger("ymera.bus")
 
 
@@ -47,6 +47,7 @@ class Bus:
         self.stream = stream
         self.publish_timeout = publish_timeout
         self._blobs: ObjectStore | None = None
+        self._publisher = Publisher(nc)
         self.snapshots = SnapshotStore(js)  # actors' folded state (actors/_snapshot.py)
 
     # ---- the one point where events leave, and the one where they arrive (signing and its
@@ -83,8 +84,7 @@ class Bus:
         try:
             for event in events:
                 event, data = await offload(event, self.put_blob)
-                futures.append(await self.js.publish_async(
-                    subject_of(event), data, headers={MSG_ID: event.id}))
+                futures.append(await self._publisher.publish(subject_of(event), data, event.id))
         except (nats.errors.Error, nats.js.errors.Error) as exc:
             _abandon(futures)
             raise BusError(f"publish failed: {exc}") from exc
@@ -96,23 +96,17 @@ class Bus:
     async def _acks(self, futures: list[asyncio.Future[PubAck]]) -> list[PubAck]:
         """Every ack, in order. No gather: a caller cancelled mid-wait (an executor's heartbeat, when
         its attempt ends) would leave a gathering future holding an exception nobody retrieves."""
-        if not futures:
-            return []
         try:
-            _, pending = await asyncio.wait(futures, timeout=self.publish_timeout)
-        except asyncio.CancelledError:
-            _abandon(futures)
-            raise
-        if pending:
+            async with asyncio.timeout(self.publish_timeout):
+                for future in futures:
+                    await future  # a refusal raises its BusError (bus/_publish.py)
+        except TimeoutError:
             _abandon(futures)
             raise BusError(f"nats: no ack from stream {self.stream.name} within "
                            f"{self.publish_timeout:g}s") from None
-        failed = next((f.exception() for f in futures if f.exception() is not None), None)
-        if failed is not None:
+        except BaseException:
             _abandon(futures)
-            if isinstance(failed, (nats.errors.Error, nats.js.errors.Error)):
-                raise BusError(f"publish failed: {failed}") from failed
-            raise failed
+            raise
         return [f.result() for f in futures]
 
     async def last(self, subject: str) -> bytes | None:

@@ -1,12 +1,18 @@
-"""Publishing through the bus: a publish cancelled while it waits for its acks leaves nothing behind."""
+"""Publishing through the bus: each publish answered with its seq, a copy as a duplicate, every refusal
+as a BusError saying why; a publish cancelled while it waits for its acks leaves nothing behind."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 from typing import Any
 
+import pytest
+
 import bus
+from bus._publish import Publisher
 
 from .support import started
 
@@ -36,3 +42,43 @@ async def test_a_publish_cancelled_while_waiting_for_its_ack_leaves_no_unretriev
     finally:
         loop.set_exception_handler(None)
     assert reported == []
+
+
+async def test_the_stream_answers_each_publish_with_its_seq_and_a_copy_as_a_duplicate(nats_bus: bus.Bus) -> None:
+    first, second = started(task_id="a"), started(task_id="b")
+    acks = await nats_bus.publish_many([first, second])
+    again = await nats_bus.publish(first)
+    assert [(a.stream, a.seq, a.duplicate) for a in acks] == [(bus.STREAM, 1, False), (bus.STREAM, 2, False)]
+    assert (again.seq, again.duplicate) == (1, True)
+
+
+async def test_a_message_the_stream_refuses_fails_with_the_streams_reason(nats_server: bus.EmbeddedServer) -> None:
+    connection = await bus.connect(nats_server.url, stream=bus.StreamPolicy(max_msg_size=600))
+    try:
+        with pytest.raises(bus.BusError, match=r"^publish failed: the stream refused it: message size exceeds "
+                                               r"maximum allowed \(JetStream error 10054, code 400\)$"):
+            await connection.publish_many([started(task_id="t" * 700), started()])
+        # Pipelined: the event sent with the refused one is stored (seq 1), and the connection goes on.
+        assert (await connection.publish(started(task_id="small"))).seq == 2
+    finally:
+        await connection.close()
+
+
+async def test_a_subject_no_stream_takes_fails_with_no_responders(nats_bus: bus.Bus) -> None:
+    publisher = Publisher(nats_bus.nc)
+    answer = await publisher.publish("elsewhere.x", b"{}", "an-id")
+    with pytest.raises(bus.BusError, match=r"^publish failed: no stream takes the subject \(status 503\)$"):
+        await asyncio.wait_for(answer, 5)
+
+
+async def test_a_stream_that_does_not_answer_in_time_fails_the_publish(nats_server: bus.EmbeddedServer) -> None:
+    connection = await bus.connect(nats_server.url, publish_timeout=0.5)
+    assert nats_server.pid is not None
+    os.kill(nats_server.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(bus.BusError, match=r"^nats: no ack from stream YMERA within 0.5s$"):
+            await connection.publish(started())
+    finally:
+        os.kill(nats_server.pid, signal.SIGCONT)
+    assert (await connection.publish(started(task_id="after"))).seq >= 1
+    await connection.close()
