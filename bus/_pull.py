@@ -10,6 +10,7 @@ in one `next()`: batching follows load by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -72,10 +73,10 @@ class PullBatches:
                 return []
             except nats.errors.Error as exc:
                 raise BusError(f"pulling from consumer {self.durable} failed: {exc}") from exc
-            try:
-                await asyncio.wait_for(self._arrived.wait(), self.poll)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: no task per wait on every reader's hot path.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll):
+                    await self._arrived.wait()
         msgs, self._buffer = self._buffer, []
         self._arrived.clear()
         return msgs
