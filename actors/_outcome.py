@@ -10,7 +10,7 @@ from events import YmeraError
 
 __all__ = ["ErrorKind", "Outcome", "TaskError"]
 
-ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "outcome", "error"]
+ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "cut_off", "outcome", "error"]
 
 
 class Outcome(msgspec.Struct, frozen=True):

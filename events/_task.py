@@ -93,8 +93,9 @@ class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
     error: str
     retryable: bool = True
     duration_ms: float = 0.0
-    # e.g. "timeout", "rate_limited", "server_error", "bad_request", "outcome" (its output failed
-    # the task's `expect`), "error"
+    # e.g. "timeout", "rate_limited", "server_error", "bad_request", "cut_off" (the model stopped
+    # at its token limit: the answer is incomplete), "outcome" (its output failed the task's
+    # `expect`), "error"
     kind: str = "error"
     # A provider's Retry-After: the distributor waits at least this long before retrying.
     retry_after_seconds: float | None = None

@@ -30,6 +30,7 @@ class Behaviour:
     message: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    finish_reason: str = "stop"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class OpenAIServer:
 
     def reply(self, content: str) -> None:
         self._push(Behaviour("reply", content=content))
+
+    def cut_off(self, content: str) -> None:
+        """Reply with `content` as a model stopped by its token limit does: `finish_reason: length`."""
+        self._push(Behaviour("reply", content=content, finish_reason="length"))
 
     def rate_limit(self, retry_after: str | None = "2", message: str = "Rate limit reached for requests") -> None:
         headers = {} if retry_after is None else {"Retry-After": retry_after}
@@ -119,7 +124,7 @@ class OpenAIServer:
         with self._lock:
             return self._script.popleft() if self._script else Behaviour("reply")
 
-    def _completion(self, body: Any, content: str) -> dict[str, Any]:
+    def _completion(self, body: Any, content: str, finish_reason: str = "stop") -> dict[str, Any]:
         messages = body.get("messages", []) if isinstance(body, dict) else []
         if not content:
             users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
@@ -134,7 +139,8 @@ class OpenAIServer:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", self.model) if isinstance(body, dict) else self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
@@ -183,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif not isinstance(body, dict):
             self._send_json(400, _error_body(400, "We could not parse the JSON body of your request."))
         else:
-            self._send_json(200, state._completion(body, behaviour.content))
+            self._send_json(200, state._completion(body, behaviour.content, behaviour.finish_reason))
 
     def _recorded(self, raw: bytes) -> RecordedRequest:
         try:

@@ -159,6 +159,15 @@ async def test_a_server_error_is_retryable(server: OpenAIServer) -> None:
                           "The server had an error while processing your request.")
 
 
+async def test_an_answer_cut_off_at_the_token_limit_is_a_retryable_failure_not_a_success(
+        server: OpenAIServer) -> None:
+    server.cut_off("def fib(n):\n    if n < 2:")
+    error = await failure(llm(max_tokens=8), settings_for(server.base_url))
+    assert (error.kind, error.retryable, error.retry_after) == ("cut_off", True, None)
+    assert str(error) == (f"{server.base_url}/chat/completions: the model stopped at its token limit after 6 "
+                          "tokens (max_tokens 8): the answer is incomplete")
+
+
 async def test_a_refused_request_is_not_retryable_and_quotes_the_provider(server: OpenAIServer) -> None:
     server.error(400, "This model's maximum context length is 8192 tokens.")
     error = await failure(llm(), settings_for(server.base_url))

@@ -50,6 +50,7 @@ class _Message(msgspec.Struct):
 
 class _Choice(msgspec.Struct):
     message: _Message
+    finish_reason: str | None = None
 
 
 class _Usage(msgspec.Struct):
@@ -172,6 +173,13 @@ async def _complete(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
     if not completion.choices or completion.choices[0].message.content is None:
         raise TaskError("server_error", f"{url} sent a malformed completion: no choices with message content",
                         retryable=True)
+    if completion.choices[0].finish_reason == "length":
+        # An answer cut off at the token limit is not the answer: a failed attempt of its own kind,
+        # which a larger max_tokens or another model may get right (the task's retry policy decides).
+        used = f" after {completion.usage.completion_tokens} tokens" if completion.usage is not None else ""
+        limit = f" (max_tokens {body['max_tokens']})" if "max_tokens" in body else ""
+        raise TaskError("cut_off", f"{url}: the model stopped at its token limit{used}{limit}: "
+                        "the answer is incomplete", retryable=True)
     return completion
 
 
