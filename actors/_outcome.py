@@ -26,10 +26,11 @@ class TaskError(YmeraError):
     """An attempt that failed. The message is one line; `detail` may hold a traceback."""
 
     def __init__(self, kind: ErrorKind, message: str, *, retryable: bool, retry_after: float | None = None,
-                 detail: str | None = None) -> None:
+                 detail: str | None = None, model: str | None = None) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
         self.detail = detail
+        self.model = model  # the model the attempt asked for, when it got as far as asking

@@ -101,6 +101,7 @@ class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
     retry_after_seconds: float | None = None
     executor: str = ""
     started_at: datetime | None = None
+    model: str | None = None  # the model an LLM attempt asked for, when it got as far as asking
 
 
 class TaskTimedOut(_TaskEvent, frozen=True, kw_only=True):

@@ -134,7 +134,7 @@ async def test_a_failed_attempt_is_retried_by_the_distributor(engine: WorkflowOr
     # The attempt ended before its first heartbeat: no TaskStarted; its result names its executor.
     assert kinds[:4] == ["TaskReady", "TaskFailed", "TaskRetryScheduled", "TaskReady"]
     failed = next(e for e in seen if isinstance(e, events.TaskFailed))
-    assert (failed.kind, failed.retryable) == ("server_error", True)
+    assert (failed.kind, failed.retryable, failed.model) == ("server_error", True, "test-model")
     assert failed.executor != ""
     assert failed.started_at is not None
 

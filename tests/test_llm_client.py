@@ -163,7 +163,7 @@ async def test_an_answer_cut_off_at_the_token_limit_is_a_retryable_failure_not_a
         server: OpenAIServer) -> None:
     server.cut_off("def fib(n):\n    if n < 2:")
     error = await failure(llm(max_tokens=8), settings_for(server.base_url))
-    assert (error.kind, error.retryable, error.retry_after) == ("cut_off", True, None)
+    assert (error.kind, error.retryable, error.retry_after, error.model) == ("cut_off", True, None, "gpt-test")
     assert str(error) == (f"{server.base_url}/chat/completions: the model stopped at its token limit after 6 "
                           "tokens (max_tokens 8): the answer is incomplete")
 

@@ -240,7 +240,7 @@ class Executor:
             outcome = await run_task(ready.spec, inputs, ctx,
                                      timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)
         except TaskError as exc:
-            return self._failed(attempt, t0, str(exc), exc.kind, exc.retryable, exc.retry_after)
+            return self._failed(attempt, t0, str(exc), exc.kind, exc.retryable, exc.retry_after, exc.model)
         except (BusError, BlobError) as exc:
             return self._failed(attempt, t0, f"could not read an input: {exc}", "error", isinstance(exc, BusError),
                                 None)
@@ -264,11 +264,11 @@ class Executor:
                 "executor": self.executor_id, "started_at": attempt.started_at}
 
     def _failed(self, attempt: Attempt, t0: float, error: str, kind: str, retryable: bool,
-                retry_after: float | None) -> TaskFailed:
+                retry_after: float | None, model: str | None = None) -> TaskFailed:
         ready = attempt.ready
         return TaskFailed(id=derive_id(run_key(ready), "TaskFailed", ready.task_id, ready.attempt),
                           **self._common(attempt), error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
-                          retry_after_seconds=retry_after,
+                          retry_after_seconds=retry_after, model=model,
                           duration_ms=(time.perf_counter() - t0) * 1000 if t0 else 0.0)
 
     async def _inputs(self, bus: Bus, ready: TaskReady) -> dict[str, Any]:

@@ -83,7 +83,11 @@ async def run_llm(spec: TaskSpec, inputs: dict[str, Any], settings: Settings, ht
     pool = keys if base_url == configured else None
     key = pool.take() if pool is not None else None
     url = f"{base_url}/chat/completions"
-    completion = await _complete(http, url, body, key, pool)
+    try:
+        completion = await _complete(http, url, body, key, pool)
+    except TaskError as exc:  # a failure names its model too: the tracker's failure rate per model
+        exc.model = model
+        raise
     usage = {}
     if completion.usage is not None:
         usage = {"prompt_tokens": completion.usage.prompt_tokens,
