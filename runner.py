@@ -40,6 +40,7 @@ async def cmd_actor(settings: Settings, args: argparse.Namespace) -> int:
     for that server to come up (actors may start before NATS); other commands fail at once."""
     stop = stop_on_signals()
     name = f"ymera-{args.name}"
+    actors.lower_priority(args.name, settings)
     if settings.nats_url is None:
         async with bus.open_bus(settings, name) as connection:
             await actors.run_named(args.name, settings, connection, stop)

@@ -8,15 +8,17 @@ from config import LLMSettings, Settings, SettingsError
 
 from ._config import load_settings
 from ._runtime import Actor, rebuild, run_actor
-from ._supervisor import ACTOR_NAMES, run_all, run_named
+from ._supervisor import ACTOR_NAMES, BACKGROUND, lower_priority, run_all, run_named
 
 __all__ = [
     "ACTOR_NAMES",
+    "BACKGROUND",
     "Actor",
     "LLMSettings",
     "Settings",
     "SettingsError",
     "load_settings",
+    "lower_priority",
     "rebuild",
     "run_actor",
     "run_all",

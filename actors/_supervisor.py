@@ -30,7 +30,7 @@ from .monitor import Monitor
 from .security import Security
 from .validator import Validator
 
-__all__ = ["ACTORS", "ACTOR_NAMES", "run_all", "run_named"]
+__all__ = ["ACTORS", "ACTOR_NAMES", "BACKGROUND", "lower_priority", "run_all", "run_named"]
 
 _log = structlog.get_logger("ymera.supervisor")
 RESTART_DELAY = 0.5
@@ -77,6 +77,18 @@ ACTORS: dict[str, Opener] = {
     "monitor": _single(Monitor),
 }
 ACTOR_NAMES = tuple(ACTORS)
+# Off a step's critical path (TaskReady -> run -> TaskSucceeded -> next TaskReady, which is the
+# distributor's and the executor's): with each actor in its own process they run at a lower CPU
+# priority (`YMERA_BACKGROUND_NICE`), so on a busy machine a step does not wait behind them. The
+# store writer is not among them: the log must keep up with the stream.
+BACKGROUND = frozenset({"monitor", "assessor", "security", "validator"})
+
+
+def lower_priority(name: str, settings: Settings) -> None:
+    """In the process of actor `name` alone (`ymera actor NAME`): a background actor yields the
+    CPU to the critical path by `settings.background_nice`."""
+    if name in BACKGROUND and settings.background_nice:
+        os.nice(settings.background_nice)
 
 
 async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event,

@@ -66,6 +66,9 @@ class Settings(msgspec.Struct, frozen=True):
     task_timeout_seconds: float = 300.0
     heartbeat_seconds: float = 5.0
     executor_concurrency: int = 128
+    # CPU niceness of the actors off a step's critical path (monitor, assessor, security,
+    # validator) when each runs in a process of its own; 0 leaves them at the default priority.
+    background_nice: int = 10
     # How long the stream remembers a message id to drop a second copy (JetStream's duplicate window).
     duplicate_window_seconds: float = 120.0
     python_modules: tuple[str, ...] = ()
@@ -124,6 +127,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         task_timeout_seconds=env.limit("TASK_TIMEOUT_SECONDS", 300.0, MAX_TIMEOUT_SECONDS),
         heartbeat_seconds=env.number("YMERA_HEARTBEAT_SECONDS", 5.0),
         executor_concurrency=env.integer("YMERA_EXECUTOR_CONCURRENCY", 128),
+        background_nice=env.niceness("YMERA_BACKGROUND_NICE", 10),
         duplicate_window_seconds=env.positive("YMERA_DUPLICATE_WINDOW_SECONDS", 120.0),
         python_modules=tuple(m.strip() for m in env.text("YMERA_PYTHON_MODULES", "").split(",") if m.strip()),
         llm=LLMSettings(
@@ -179,6 +183,18 @@ class _Reader:
             raise SettingsError(name, raw, "an integer") from None
         if value < 1:
             raise SettingsError(name, raw, "a positive integer")
+        return value
+
+    def niceness(self, name: str, default: int) -> int:
+        raw = self.values.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if not 0 <= value <= 19:
+            raise SettingsError(name, raw, "an integer from 0 (off) to 19")
         return value
 
     def optional_number(self, name: str) -> float | None:

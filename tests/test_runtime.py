@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -16,9 +17,10 @@ import pytest
 
 import bus
 import events
-from actors import ACTOR_NAMES, load_settings, run_all, run_named
+from actors import ACTOR_NAMES, BACKGROUND, load_settings, run_all, run_named
 from actors import _supervisor as supervisor
 
+from .engine import Actors, engine_env
 from .support import started, wait_until
 
 
@@ -138,3 +140,23 @@ async def test_an_actor_added_as_one_table_entry_runs_is_restarted_after_a_crash
     assert log[:3] == ["start", "crash", "finish graceful=False"], log
     assert log[3] == "start", log
     assert log[-1] == "finish graceful=True", log
+
+
+def niceness(pid: int) -> int:
+    """A process's nice value: field 19 of /proc/PID/stat (the 17th after the command's name)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+async def test_background_actors_in_processes_of_their_own_yield_the_cpu_to_the_critical_path(
+        nats_server: bus.EmbeddedServer, tmp_path: Path) -> None:
+    names = ("monitor", "assessor", "security", "validator", "distributor", "executor", "store")
+    actors = Actors(engine_env(tmp_path / "data", nats_server.url, YMERA_BACKGROUND_NICE="7"), tmp_path / "logs",
+                    names)
+    base = os.nice(0)
+    expected = [min(base + 7, 19) if name in BACKGROUND else base for name in names]
+    try:
+        await wait_until(lambda: [niceness(p.pid) for p in actors.procs] == expected, 30,
+                         f"nice values {expected} for {names}")
+    finally:
+        actors.stop()
+    assert {"monitor", "assessor", "security", "validator"} == BACKGROUND  # never the store writer

@@ -56,6 +56,8 @@ def test_the_guide_names_are_read(tmp_path: Path) -> None:
         ("YMERA_LOG_LEVEL", "loud",
          "setting YMERA_LOG_LEVEL='loud' is not one of debug, info, warning, error, critical"),
         ("YMERA_ENV", "staging", "setting YMERA_ENV='staging' is not one of development, production"),
+        ("YMERA_BACKGROUND_NICE", "20", "setting YMERA_BACKGROUND_NICE='20' is not an integer from 0 (off) to 19"),
+        ("YMERA_BACKGROUND_NICE", "low", "setting YMERA_BACKGROUND_NICE='low' is not an integer from 0 (off) to 19"),
         # The guide's switch cannot turn the log off: the system of record is the log.
         ("ENABLE_AUDIT_LOGGING", "false", "setting ENABLE_AUDIT_LOGGING='false' is not supported: every event is "
          "stored in the hash-chained log, which status, replay and the audit read; unset it"),
