@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 from dotenv import dotenv_values
@@ -23,6 +24,7 @@ from ._agents import AgentCatalogue, load_agents
 
 __all__ = ["MAX_TIMEOUT_SECONDS", "LLMSettings", "Settings", "SettingsError", "load_settings"]
 
+W = TypeVar("W", int, None)  # a setting's default: a number, or None when unset is allowed
 MAX_TIMEOUT_SECONDS = 86_400.0  # TASK_TIMEOUT_SECONDS, and a task's own `timeout_seconds` (actors/registry.py)
 
 
@@ -174,27 +176,24 @@ class _Reader:
         raise SettingsError(name, raw, "a boolean (true/false)")
 
     def integer(self, name: str, default: int) -> int:
-        raw = self.values.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(name, raw, "an integer") from None
-        if value < 1:
-            raise SettingsError(name, raw, "a positive integer")
-        return value
+        return self._whole(name, default, 1, None, "a positive integer")
 
     def niceness(self, name: str, default: int) -> int:
+        expected = "an integer from 0 (off) to 19"
+        return self._whole(name, default, 0, 19, expected, not_whole=expected)
+
+    def _whole(self, name: str, default: W, low: int, high: int | None, in_range: str, *,
+               not_whole: str = "an integer") -> int | W:
+        """The integer setting `name` (`default` when unset) within [low, high]."""
         raw = self.values.get(name)
         if raw is None or raw == "":
             return default
         try:
             value = int(raw)
         except ValueError:
-            value = -1
-        if not 0 <= value <= 19:
-            raise SettingsError(name, raw, "an integer from 0 (off) to 19")
+            raise SettingsError(name, raw, not_whole) from None
+        if value < low or (high is not None and value > high):
+            raise SettingsError(name, raw, in_range)
         return value
 
     def optional_number(self, name: str) -> float | None:
@@ -202,16 +201,7 @@ class _Reader:
         return None if raw is None or raw == "" else self.number(name, 0.0)
 
     def optional_count(self, name: str) -> int | None:
-        raw = self.values.get(name)
-        if raw is None or raw == "":
-            return None
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(name, raw, "an integer") from None
-        if value < 0:
-            raise SettingsError(name, raw, "an integer >= 0")
-        return value
+        return self._whole(name, None, 0, None, "an integer >= 0")
 
     def number(self, name: str, default: float) -> float:
         raw = self.values.get(name)
