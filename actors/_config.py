@@ -1,6 +1,7 @@
 """The settings as the actors take them: `config.load_settings`, with the agents file's task
 types checked against the task kinds this registry holds (what the validator will check a
-workflow's agents against), so a bad agents file stops every command before anything starts."""
+workflow's agents against), so a bad agents file stops every command before anything starts; and the model catalogue
+read, so a bad models file does too."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import config
+import llm
 from config import Settings
 
 from . import registry
@@ -17,4 +19,6 @@ __all__ = ["load_settings"]
 
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
     """Settings from `.env` (if present) overlaid by the environment (`config.load_settings`)."""
-    return config.load_settings(environ, dotenv, agent_task_types=registry.agent_task_types())
+    settings = config.load_settings(environ, dotenv, agent_task_types=registry.agent_task_types())
+    llm.Catalogue.load(settings.models_file)  # a bad YMERA_MODELS_FILE stops every command here too
+    return settings

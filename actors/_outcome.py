@@ -10,7 +10,9 @@ from events import YmeraError
 
 __all__ = ["ErrorKind", "Outcome", "TaskError"]
 
-ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "cut_off", "outcome", "error"]
+# The AI layer's kinds (`llm.ErrorKind`), and "outcome" (the output failed the task's expect) and "error".
+ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "cut_off", "auth", "quota",
+                    "context_too_long", "content_filtered", "outcome", "error"]
 
 
 class Outcome(msgspec.Struct, frozen=True):

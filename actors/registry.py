@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import aiohttp
 import msgspec
 
+import llm
 from config import MAX_TIMEOUT_SECONDS
 from events import TaskSpec
 
-from ._keys import KeyPool
 from ._outcome import Outcome
 
 if TYPE_CHECKING:
@@ -48,13 +48,11 @@ __all__ = [
     "template_references",
 ]
 
-ParamType = Literal["any", "string", "number", "integer", "object"]
+ParamType = Literal["any", "string", "number", "integer", "object", "boolean"]
 
 # What a user reads when an llm or agent task has no model: the validator refuses the
 # workflow with it, and the executor fails an attempt with it should one slip through.
-NO_LLM = ("no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. "
-          "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
-          "or give the task both base_url and model parameters")
+NO_LLM = llm.NO_LLM
 
 # Upper bounds on what a submission may ask for: a day each. Anything longer is a mistake or
 # belongs outside Ymera (and the distributor adds these to the clock: a date past year 9999
@@ -70,7 +68,7 @@ TEMPLATE_REFERENCE = re.compile(r"\{\{\s*tasks\.([^\s.{}]+)\.output\s*\}\}")
 # 1.0e12, 2E-3. YAML 1.1 wants a dot and a signed exponent: 1.0e+12.
 _EXPONENT_NUMBER = re.compile(r"([-+]?)([0-9]+)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)")
 
-_ARTICLE = {"any": "", "string": "a ", "number": "a ", "integer": "an ", "object": "an "}
+_ARTICLE = {"any": "", "string": "a ", "number": "a ", "integer": "an ", "object": "an ", "boolean": "a "}
 
 
 class Param(msgspec.Struct, frozen=True):
@@ -109,6 +107,8 @@ class Param(msgspec.Struct, frozen=True):
             return isinstance(value, str) and (self.pattern is None or re.fullmatch(self.pattern, value) is not None)
         if kind == "object":
             return isinstance(value, dict)
+        if kind == "boolean":
+            return isinstance(value, bool)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
         if kind == "integer" and not isinstance(value, int):
@@ -147,6 +147,7 @@ _LLM_PARAMS = (
     Param("base_url", "string"),
     Param("temperature", "number", minimum=0, maximum=2),
     Param("max_tokens", "integer", minimum=1),
+    Param("stream", "boolean"),  # true: the answer comes as a stream (OpenAI, Anthropic, Gemini formats)
     # The price the executor uses to report `cost_usd` from the token usage.
     Param("cost_per_1k_tokens", "number", minimum=0),
 )
@@ -200,7 +201,7 @@ class Context:
 
     settings: Settings
     http: aiohttp.ClientSession  # one pool of connections for every request the executor makes
-    keys: KeyPool  # the configured endpoint's API keys, in turn
+    llm: llm.LLMClient  # the providers with keys, their key pools, the model catalogue
 
 
 class Handler(Protocol):

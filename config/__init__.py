@@ -4,7 +4,7 @@ Below `bus/` and `store/`: every layer may take the settings; nothing else reads
 """
 
 from ._agents import BUILTIN_AGENTS, Agent, AgentCatalogue, AgentsFileError, load_agents
-from ._settings import ENVS, MAX_TIMEOUT_SECONDS, LLMSettings, Settings, SettingsError, load_settings
+from ._settings import ENVS, MAX_TIMEOUT_SECONDS, LLMSettings, ProviderEnv, Settings, SettingsError, load_settings
 
 __all__ = [
     "BUILTIN_AGENTS",
@@ -14,6 +14,7 @@ __all__ = [
     "AgentCatalogue",
     "AgentsFileError",
     "LLMSettings",
+    "ProviderEnv",
     "Settings",
     "SettingsError",
     "load_agents",

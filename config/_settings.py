@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -22,7 +23,7 @@ from events import YmeraError
 
 from ._agents import AgentCatalogue, load_agents
 
-__all__ = ["MAX_TIMEOUT_SECONDS", "LLMSettings", "Settings", "SettingsError", "load_settings"]
+__all__ = ["MAX_TIMEOUT_SECONDS", "LLMSettings", "ProviderEnv", "Settings", "SettingsError", "load_settings"]
 
 W = TypeVar("W", int, None)  # a setting's default: a number, or None when unset is allowed
 MAX_TIMEOUT_SECONDS = 86_400.0  # TASK_TIMEOUT_SECONDS, and a task's own `timeout_seconds` (actors/registry.py)
@@ -35,12 +36,24 @@ class SettingsError(YmeraError):
         self.value = value
 
 
+class ProviderEnv(msgspec.Struct, frozen=True):
+    """What the environment says of one provider prefix: `<PREFIX>_API_KEY[_<n>]` as (n, key),
+    n = 0 for the unnumbered one, in order of n; `<PREFIX>_BASE_URL`. Which prefixes name a
+    provider is the AI layer's table (`llm/_providers.py`); the rest are ignored there."""
+
+    keys: tuple[tuple[int, str], ...] = ()
+    base_url: str | None = None
+
+    def __repr__(self) -> str:  # settings get logged and printed: never the keys
+        return f"ProviderEnv(keys={len(self.keys)}, base_url={self.base_url!r})"
+
+
 class LLMSettings(msgspec.Struct, frozen=True):
-    """One OpenAI-compatible chat-completions endpoint (OpenAI, Ollama, llama.cpp, vLLM, ...)."""
+    """The local OpenAI-compatible endpoint (`YMERA_LLM_*`: Ollama, llama.cpp, vLLM, ...) and the
+    default model of an LLM task that names none (`provider/model`, or a model the catalogue knows)."""
 
     base_url: str | None = None
     model: str | None = None
-    api_keys: tuple[str, ...] = ()
 
     @property
     def configured(self) -> bool:
@@ -75,6 +88,11 @@ class Settings(msgspec.Struct, frozen=True):
     duplicate_window_seconds: float = 120.0
     python_modules: tuple[str, ...] = ()
     llm: LLMSettings = LLMSettings()
+    # Every `<PREFIX>_API_KEY[_<n>]` / `<PREFIX>_BASE_URL` in the environment, by prefix (the
+    # local endpoint's is YMERA_LLM); the AI layer picks the providers it knows.
+    providers: dict[str, ProviderEnv] = {}
+    # A file of models adding to or replacing the shipped catalogue (llm/_catalogue.py).
+    models_file: Path | None = None
     # The agents a task may name: the built-in ones and those of YMERA_AGENTS_FILE (config/_agents.py).
     agents: AgentCatalogue = AgentCatalogue()
     # Snapshots of each actor's folded state (docs/operations.md, "Snapshots").
@@ -107,7 +125,6 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         values.update((k, v) for k, v in dotenv_values(dotenv).items() if v is not None)
     values.update(os.environ if environ is None else environ)
     env = _Reader(values)
-    keys = [v for k, v in sorted(values.items()) if _is_key(k, "YMERA_LLM_API_KEY") and v]
     if not env.flag("ENABLE_AUDIT_LOGGING", True):
         # The guide's switch: Ymera's log is the system of record (status, replay, the audit
         # read it), so it cannot be turned off; say so rather than ignore it.
@@ -135,8 +152,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         llm=LLMSettings(
             base_url=env.text("YMERA_LLM_BASE_URL", "") or None,
             model=env.text("YMERA_LLM_MODEL", "") or None,
-            api_keys=tuple(keys),
         ),
+        providers=_providers(values),
+        models_file=Path(models_file) if (models_file := env.text("YMERA_MODELS_FILE", "")) else None,
         agents=load_agents(Path(agents_file) if (agents_file := env.text("YMERA_AGENTS_FILE", "")) else None,
                            agent_task_types),
         snapshots=env.flag("YMERA_SNAPSHOTS", True),
@@ -147,9 +165,23 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     )
 
 
-def _is_key(name: str, prefix: str) -> bool:
-    """`YMERA_LLM_API_KEY` or `YMERA_LLM_API_KEY_<n>`."""
-    return name == prefix or (name.startswith(prefix + "_") and name[len(prefix) + 1 :].isdigit())
+_KEY = re.compile(r"([A-Z][A-Z0-9_]*?)_API_KEY(?:_([0-9]+))?")
+_BASE_URL = re.compile(r"([A-Z][A-Z0-9_]*?)_BASE_URL")
+
+
+def _providers(values: Mapping[str, str]) -> dict[str, ProviderEnv]:
+    """`<PREFIX>_API_KEY`, `<PREFIX>_API_KEY_<n>` and `<PREFIX>_BASE_URL`, grouped by prefix; empty values skipped."""
+    keys: dict[str, list[tuple[int, str]]] = {}
+    urls: dict[str, str] = {}
+    for name, value in values.items():
+        if not value:
+            continue
+        if match := _KEY.fullmatch(name):
+            keys.setdefault(match[1], []).append((int(match[2] or 0), value))
+        elif match := _BASE_URL.fullmatch(name):
+            urls[match[1]] = value
+    return {prefix: ProviderEnv(keys=tuple(sorted(keys.get(prefix, ()))), base_url=urls.get(prefix))
+            for prefix in sorted(keys.keys() | urls.keys())}
 
 
 class _Reader:

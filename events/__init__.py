@@ -31,6 +31,7 @@ from ._envelope import (
     now,
 )
 from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraError
+from ._llm import CALL_OUTCOMES, FINISH_REASONS, LLMCalled
 from ._schema import json_schema
 from ._subjects import (
     ALL_SUBJECTS,
@@ -77,7 +78,9 @@ from ._workflow import (
 
 __all__ = [
     "ALL_SUBJECTS",
+    "CALL_OUTCOMES",
     "EVENT_TYPES",
+    "FINISH_REASONS",
     "ID_RULE",
     "INLINE_LIMIT",
     "MAX_BLOB_BYTES",
@@ -98,6 +101,7 @@ __all__ = [
     "EventTooLarge",
     "Expectations",
     "InvalidId",
+    "LLMCalled",
     "MalformedEvent",
     "MessageRejected",
     "Name",

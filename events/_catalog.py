@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
+from ._llm import LLMCalled
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -51,6 +52,7 @@ Event: TypeAlias = (
     | TaskSkipped
     | OutcomeChecked
     | TaskAssessed
+    | LLMCalled
     | MessageRejected
     | AlertRaised
 )

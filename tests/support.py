@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +13,8 @@ import bus
 import events
 import store
 from actors import Settings
-from actors.executor import KeyPool, Outcome, context, run_task
+from actors.executor import Outcome, context, run_task
+from actors.registry import Context
 
 
 def started(workflow_id: str = "wf", task_id: str = "t", n: int = 0) -> events.TaskStarted:
@@ -23,13 +23,13 @@ def started(workflow_id: str = "wf", task_id: str = "t", n: int = 0) -> events.T
 
 
 async def attempt(spec: events.TaskSpec, inputs: dict[str, object], settings: Settings, *, timeout: float = 10.0,
-                  keys: KeyPool | None = None) -> Outcome:
-    """One attempt of `spec`, as an executor with `settings` runs it (its own context; `keys`
-    in place of the configured ones, to watch their rotation)."""
-    async with context(settings, 8) as ctx:
-        if keys is not None:
-            ctx = dataclasses.replace(ctx, keys=keys)
+                  ctx: Context | None = None) -> Outcome:
+    """One attempt of `spec`, as an executor with `settings` runs it: in a context of its own, or
+    in `ctx` (an executor's, kept across attempts: its key pools remember)."""
+    if ctx is not None:
         return await run_task(spec, dict(inputs), ctx, timeout=timeout)
+    async with context(settings, 8) as own:
+        return await run_task(spec, dict(inputs), own, timeout=timeout)
 
 
 async def next_msg(follower: bus.Follower, timeout: float) -> bus.Delivery:

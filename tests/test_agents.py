@@ -12,7 +12,7 @@ from actors import load_settings
 from actors.validator import validate_workflow
 from config import BUILTIN_AGENTS, AgentsFileError
 from events import TaskSpec, WorkflowSubmitted, new_id, now
-from tests.openai_server import OpenAIServer
+from tests.llm_server import OpenAIServer
 
 from .conftest import ymera, ymera_env
 from .support import attempt

@@ -15,7 +15,7 @@ from config import BUILTIN_AGENTS
 from ymera import Task, TaskPriority, WorkflowOrchestrator
 
 from .engine import all_events, connected, engine_env, engine_processes, settings_of, wait_for_actors
-from .openai_server import OpenAIServer
+from .llm_server import OpenAIServer
 from .support import next_msg
 
 

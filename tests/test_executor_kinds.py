@@ -124,9 +124,9 @@ async def test_an_llm_task_without_a_configured_model_is_a_bad_request() -> None
     error = await failure(task("llm", "hi"))
     assert (error.kind, error.retryable) == ("bad_request", False)
     assert str(error) == (
-        "no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. "
-        "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
-        "or give the task both base_url and model parameters")
+        "no LLM is configured: set a provider's key (e.g. GEMINI_API_KEY or GROQ_API_KEY_1; docs/llm.md lists "
+        "the providers) or YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for "
+        "Ollama) with YMERA_LLM_MODEL; or give the task both base_url and model parameters")
 
 
 # -- python tasks ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from ymera import Task, WorkflowOrchestrator
 from ymera._client import stored
 
 from .conftest import ymera, ymera_env
-from .openai_server import OpenAIServer
+from .llm_server import OpenAIServer
 from .pytasks import text_of_size
 from .support import running_writer, stored_events, wait_until
 

@@ -32,7 +32,7 @@ def test_the_guide_names_are_read(tmp_path: Path) -> None:
     assert settings.quality_threshold == 0.8
     assert settings.enable_security_validation is False
     assert settings.task_timeout_seconds == 12.5
-    assert settings.llm.api_keys == ("k1", "k2")
+    assert settings.providers["YMERA_LLM"].keys == ((1, "k1"), (2, "k2"))
     assert settings.llm.configured
     assert settings.python_modules == ("tasks", "more.tasks")
 

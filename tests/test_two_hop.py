@@ -24,7 +24,7 @@ from actors.executor._actor import CONSUMER
 from ymera import WorkflowClient
 
 from .engine import all_events
-from .openai_server import OpenAIServer
+from .llm_server import OpenAIServer
 
 
 @pytest.fixture
@@ -71,8 +71,15 @@ async def test_an_output_that_fails_its_check_is_a_failed_attempt_and_its_retry_
         retry=events.RetryPolicy(max_attempts=2, initial_delay_seconds=0.01))))
     assert isinstance(end, events.WorkflowCompleted), end
     kinds = [type(e).__name__ for e in seen if not isinstance(e, events.TaskHeartbeat)]
-    assert kinds == ["WorkflowSubmitted", "WorkflowAdmitted", "WorkflowValidated", "TaskReady", "TaskFailed",
-                     "TaskRetryScheduled", "TaskReady", "TaskSucceeded", "TaskAssessed", "WorkflowCompleted"]
+    # Each attempt's call is recorded before its result.
+    assert kinds == ["WorkflowSubmitted", "WorkflowAdmitted", "WorkflowValidated", "TaskReady", "LLMCalled",
+                     "TaskFailed", "TaskRetryScheduled", "TaskReady", "LLMCalled", "TaskSucceeded", "TaskAssessed",
+                     "WorkflowCompleted"]
+    calls = [e for e in seen if isinstance(e, events.LLMCalled)]
+    assert [(c.attempt, c.provider, c.model, c.outcome, c.cost_usd) for c in calls] == [
+        (1, "local", "test-model", "ok", 0.0), (2, "local", "test-model", "ok", 0.0)]
+    assert calls[0].response is not None
+    assert '"hello"' in calls[0].response
     failed = next(e for e in seen if isinstance(e, events.TaskFailed))
     assert (failed.attempt, failed.kind, failed.retryable) == (1, "outcome", True)
     assert failed.error == ("outcome check failed: contains: expected the output to contain 'bye'; "

@@ -18,9 +18,9 @@ SETTINGS = Settings(llm=LLM, python_modules=("json", "mypkg.tools"))
 TYPES = ("analysis, code_generation, code_review, design, documentation, echo, llm, noop, python, research, "
          "sleep, summarization, testing")
 AGENTS = "built-in agents: analyst, architect, coding_agent, developer, researcher, reviewer, tester, writer"
-NO_LLM = ("no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. "
-          "http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
-          "or give the task both base_url and model parameters")
+NO_LLM = ("no LLM is configured: set a provider's key (e.g. GEMINI_API_KEY or GROQ_API_KEY_1; docs/llm.md lists "
+          "the providers) or YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for "
+          "Ollama) with YMERA_LLM_MODEL; or give the task both base_url and model parameters")
 NOT_A_DEPENDENCY = ("which is not a direct dependency of this task: add 'b' to its dependencies "
                     "(a task receives only its direct dependencies' outputs)")
 
@@ -247,7 +247,7 @@ def test_the_validator_and_the_executor_apply_one_rule_to_references() -> None:
 def test_a_task_may_bring_its_own_model_when_none_is_configured() -> None:
     own = {"base_url": "http://localhost:8080/v1", "model": "qwen"}
     assert problems(llm(**own), task("b", type="analysis", agent="analyst", parameters=own), settings=Settings()) == []
-    assert problems(llm(model="qwen"), settings=Settings()) == [(NO_LLM, "a", "type")]
+    assert problems(llm(model="qwen"), settings=Settings()) == [(NO_LLM, "a", "parameters.model")]
 
 
 @pytest.mark.parametrize(("function", "allowed"), [

@@ -5,7 +5,8 @@ so adding processes scales execution out.
 Emits: TaskSucceeded (the output met the task's `expect`) or TaskFailed (it did not, or the
 attempt failed), each naming the executor and when the attempt began; for an attempt that
 outlives its first heartbeat, TaskStarted and then a TaskHeartbeat per interval (one batch
-for all its attempts, `_fence.py`).
+for all its attempts, `_fence.py`); before an attempt's result, an LLMCalled for each call
+it made to a model (`llm/`), whatever came of it.
 Acks a TaskReady once the stream has the attempt's TaskStarted or its result, whichever comes
 first: an executor that dies before either leaves it to be redelivered to another.
 Decides: nothing about retries. A failure is reported with its kind and whether a retry
@@ -27,6 +28,7 @@ from typing import Any
 import msgspec
 import structlog
 
+import llm
 from actors.registry import Context
 from bus import (
     Bus,
@@ -45,6 +47,7 @@ from events import (
     BlobError,
     Event,
     EventTooLarge,
+    LLMCalled,
     MalformedEvent,
     TaskFailed,
     TaskReady,
@@ -172,6 +175,7 @@ class Executor:
             result = await attempt.work
         except asyncio.CancelledError:
             if attempt.abandoned is not None:
+                await self._publish_calls(bus, attempt)  # no result, but the calls were made (and paid)
                 return  # unacked, if it never started: another executor gets it
             if run_key(ready) not in self.cancelled:
                 raise
@@ -180,13 +184,33 @@ class Executor:
             self.fence.remove(attempt)
         # A result that could only arrive late is not published (`_fence.py`).
         if not self.fence.still_ours(attempt):
+            await self._publish_calls(bus, attempt)
             return
+        # The attempt's LLM calls go first, pipelined with the result: a reader of the result
+        # finds what it cost in the stream before it.
+        calls = await bus.send(self._called(attempt)) if attempt.calls else None
         try:
             await bus.publish(result)
         except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
             await bus.publish(self._failed(attempt, 0.0, f"the result cannot be published: {exc}", "error", False,
                                            None))
+        if calls is not None:
+            await calls
         await attempt.ack()
+
+    def _called(self, attempt: Attempt) -> list[Event]:
+        ready = attempt.ready
+        return [LLMCalled(id=derive_id(run_key(ready), "LLMCalled", ready.task_id, ready.attempt, n),
+                          workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor=self.name,
+                          task_id=ready.task_id, attempt=ready.attempt, call=n, **msgspec.structs.asdict(call))
+                for n, call in enumerate(attempt.calls, 1)]
+
+    async def _publish_calls(self, bus: Bus, attempt: Attempt) -> None:
+        if attempt.calls:
+            try:
+                await bus.publish_many(self._called(attempt))
+            except BusError as exc:
+                _log.warning("LLM calls not recorded", task=attempt.ready.task_id, error=str(exc))
 
     async def _ended_already(self, bus: Bus, ready: TaskReady) -> bool:
         """Whether a redelivered attempt has ended already: its first executor published its
@@ -237,8 +261,9 @@ class Executor:
         t0 = time.perf_counter()
         try:
             inputs = await self._inputs(bus, ready)
-            outcome = await run_task(ready.spec, inputs, ctx,
-                                     timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)
+            with llm.recording() as attempt.calls:
+                outcome = await run_task(ready.spec, inputs, ctx,
+                                         timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)
         except TaskError as exc:
             return self._failed(attempt, t0, str(exc), exc.kind, exc.retryable, exc.retry_after, exc.model)
         except (BusError, BlobError) as exc:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ import structlog
 from bus import Bus, BusError, Delivery, ack
 from config import Settings
 from events import Event, TaskHeartbeat, TaskReady, TaskStarted, derive_id, now
+from llm import Call
 
 __all__ = ["Attempt", "Fence", "run_key"]
 
@@ -60,6 +61,7 @@ class Attempt:
     acked: bool = False
     beat: int = 0
     abandoned: str | None = None
+    calls: list[Call] = field(default_factory=list)  # the records of its LLM calls, as they are made
 
     def __post_init__(self) -> None:
         self.began = self.alive_at

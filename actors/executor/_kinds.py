@@ -13,10 +13,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import llm
 from config import Settings
 from events import TaskSpec
 
-from .._keys import KeyPool
 from .._outcome import Outcome, TaskError
 from ..registry import HANDLERS, TASK_KINDS, Context, register
 from . import _llm, _python, _templates
@@ -45,9 +45,11 @@ async def run_task(spec: TaskSpec, inputs: dict[str, Any], ctx: Context, *, time
 async def context(settings: Settings, connections: int | None = None) -> AsyncIterator[Context]:
     """The handlers' resources for one executor (or one test): an HTTP client holding up to
     `connections` (default: the executor's concurrency, so no attempt waits for a connection
-    and its duration_ms is the call's) and the configured API keys."""
-    async with _llm.http_client(connections or settings.executor_concurrency) as http:
-        yield Context(settings=settings, http=http, keys=KeyPool(settings.llm.api_keys))
+    and its duration_ms is the call's), and the AI layer's client over it (the providers with
+    keys, a key pool each, the model catalogue with YMERA_MODELS_FILE's entries)."""
+    models = llm.Models(settings, llm.Catalogue.load(settings.models_file))
+    async with llm.http_client(connections or settings.executor_concurrency) as http:
+        yield Context(settings=settings, http=http, llm=llm.LLMClient(http, models))
 
 
 async def _noop(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
@@ -74,7 +76,7 @@ async def _python_task(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> 
 
 
 async def _llm_task(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
-    return await _llm.run_llm(task, inputs, ctx.settings, ctx.http, ctx.keys)
+    return await _llm.run_llm(task, inputs, ctx.settings, ctx.llm)
 
 
 for _name, _handler in (("noop", _noop), ("sleep", _sleep), ("echo", _echo), ("python", _python_task)):

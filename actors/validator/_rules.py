@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+import llm
 from actors import registry
 from config import Settings
 from events import InvalidId, Problem, RetryPolicy, TaskSpec, WorkflowSubmitted, check_workflow_id
@@ -53,6 +54,16 @@ def validate_workflow(submission: WorkflowSubmitted, settings: Settings) -> list
     return [problem for _, _, problem in found]
 
 
+_last: list[tuple[Settings, llm.Models]] = []
+
+
+def _models(settings: Settings) -> llm.Models:
+    """Where an LLM task's calls would go, as the executor resolves them (the same settings, the same answer)."""
+    if not _last or _last[0][0] is not settings:
+        _last[:] = [(settings, llm.Models(settings, llm.Catalogue.load(settings.models_file)))]
+    return _last[0][1]
+
+
 def _add(found: _Found, i: int, task: TaskSpec, field: str, message: str) -> None:
     found.append((i, field, Problem(message, task.id, field)))
 
@@ -92,9 +103,11 @@ def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found) -> No
             _check_parameters(task, i, kind, found)
         if kind.llm:
             params = task.parameters
-            model = params.get("model") or (agent.model if agent is not None else None) or settings.llm.model
-            if not ((params.get("base_url") or settings.llm.base_url) and model):
-                _add(found, i, task, "type", registry.NO_LLM)
+            model = params.get("model") or (agent.model if agent is not None else None)
+            problem = _models(settings).problem(str(model) if model else None,
+                                                str(params["base_url"]) if params.get("base_url") else None)
+            if problem is not None:
+                _add(found, i, task, "parameters.model" if "model" in params else "type", problem)
         if kind.name == "python":
             _check_python(task, i, settings, found)
     timeout = task.timeout_seconds

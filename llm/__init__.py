@@ -1,0 +1,48 @@
+"""The AI layer: providers and their wire formats, the model catalogue and cost, key pools, and
+the call itself. A library of its own (no NATS, no actors): the executor's LLM handlers use it,
+and what must be durable leaves it as records the executor publishes (`events.LLMCalled`)."""
+
+from ._catalogue import MIN_ANSWER_TOKENS, Catalogue, CatalogueError, ModelInfo, answer_budget, estimate_tokens
+from ._client import Call, LLMClient, recording
+from ._errors import RETRYABLE, ErrorKind, LLMError
+from ._keys import DEFAULT_COOLDOWN_SECONDS, CallRecord, KeyPool
+from ._models import NO_LLM, Models, Target
+from ._providers import LOCAL, PROVIDERS, Endpoint, Provider, endpoints
+from ._transport import http_client
+from ._types import Finish, HttpRequest, Message, Reply, Request
+from .wire import WIRES, Wire, retry_after_seconds
+
+__all__ = [
+    "DEFAULT_COOLDOWN_SECONDS",
+    "LOCAL",
+    "MIN_ANSWER_TOKENS",
+    "NO_LLM",
+    "PROVIDERS",
+    "RETRYABLE",
+    "WIRES",
+    "Call",
+    "CallRecord",
+    "Catalogue",
+    "CatalogueError",
+    "Endpoint",
+    "ErrorKind",
+    "Finish",
+    "HttpRequest",
+    "KeyPool",
+    "LLMClient",
+    "LLMError",
+    "Message",
+    "ModelInfo",
+    "Models",
+    "Provider",
+    "Reply",
+    "Request",
+    "Target",
+    "Wire",
+    "answer_budget",
+    "endpoints",
+    "estimate_tokens",
+    "http_client",
+    "recording",
+    "retry_after_seconds",
+]

@@ -1,0 +1,146 @@
+"""One call to a model: a key from its pool, the request in its wire format, the answer read,
+normalised and priced, and a record of it all (`Call`) whatever the outcome.
+
+Records collect where the caller asks for them (`recording`): the executor wraps each attempt
+in one and publishes every record as an `LLMCalled` before the attempt's result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import aiohttp
+import msgspec
+
+from events import now
+
+from ._catalogue import answer_budget
+from ._errors import LLMError
+from ._keys import KeyPool
+from ._models import Models, Target
+from ._providers import LOCAL
+from ._transport import send
+from ._types import Message, Reply, Request
+from .wire import WIRES
+
+__all__ = ["Call", "LLMClient", "recording"]
+
+
+class Call(msgspec.Struct, frozen=True, kw_only=True):
+    """What one call did: `LLMCalled`'s fields, less the attempt's."""
+
+    ts: datetime
+    provider: str
+    model: str
+    key_id: str | None = None
+    outcome: str = "ok"
+    error: str | None = None
+    status: int | None = None
+    retry_after_seconds: float | None = None
+    finish_reason: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    cost_usd: float | None = None
+    request_digest: str = ""
+    response: str | None = None
+
+
+_records: contextvars.ContextVar[list[Call] | None] = contextvars.ContextVar("llm_calls", default=None)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[Call]]:
+    """Collect the records of the calls made inside (in this task and the tasks it starts)."""
+    calls: list[Call] = []
+    token = _records.set(calls)
+    try:
+        yield calls
+    finally:
+        _records.reset(token)
+
+
+class LLMClient:
+    """Calls for one executor: its HTTP client, the targets it resolves, a key pool per provider."""
+
+    def __init__(self, http: aiohttp.ClientSession, models: Models) -> None:
+        self.http = http
+        self.models = models
+        self.pools = {name: KeyPool(endpoint) for name, endpoint in models.endpoints.items() if endpoint.keys}
+
+    async def complete(self, target: Target, messages: tuple[Message, ...], *, max_tokens: int | None = None,
+                       temperature: float | None = None, stream: bool = False) -> tuple[Reply, Call]:
+        """The model's answer and the call's record; an `LLMError` when there is no answer (its
+        record is kept in `recording` all the same)."""
+        endpoint = target.endpoint
+        budget = answer_budget(target.info, sum(len(m.content) for m in messages), max_tokens)
+        request = Request(model=target.model, messages=messages, max_tokens=budget, temperature=temperature,
+                          stream=stream)
+        wire = WIRES[endpoint.provider.wire]
+        pool = self.pools.get(endpoint.name)
+        key_id, key = pool.take(target.info, target.model) if pool is not None else (None, None)
+        http = wire.request(endpoint.base_url, key, request)
+        where = http.url
+        started = time.perf_counter()
+        at = now()
+        status = None
+        body: bytes | None = None
+        reply: Reply | None = None
+        try:
+            try:
+                answer = await send(self.http, http, where)
+                status, body = answer.status, answer.body
+                if answer.status != 200:
+                    raise wire.error(answer.status, answer.reason, answer.headers, answer.body, where)
+                reply = wire.reply(answer.body, where, stream)
+                assert reply is not None
+                if reply.finish == "length":
+                    # An answer cut off at the token limit is not the answer: a failed attempt of its own
+                    # kind, which a larger max_tokens or another model may get right.
+                    limit = f" (max_tokens {budget})" if budget is not None else ""
+                    raise LLMError("cut_off", f"{where}: the model stopped at its token limit after "
+                                   f"{reply.tokens_out} tokens{limit}: the answer is incomplete")
+                if reply.finish == "content_filter":
+                    raise LLMError("content_filtered", f"{where}: the provider filtered the answer "
+                                   f"(finish reason content_filter) after {reply.tokens_out} tokens")
+            except LLMError as exc:
+                if exc.kind in ("auth", "quota"):  # the key's failing, not the request's: another key may pass
+                    exc.retryable = pool is not None and key_id is not None and pool.others(key_id)
+                # A cut-off or filtered answer used tokens all the same: its record says how many.
+                used = reply if exc.kind in ("cut_off", "content_filtered") else None
+                self._record(target, key_id, at, started, http.body, status, body, used, exc)
+                raise
+        finally:
+            if pool is not None and key_id is not None:
+                pool.release(key_id)
+        assert reply is not None
+        return reply, self._record(target, key_id, at, started, http.body, status, body, reply, None)
+
+    def _record(self, target: Target, key_id: str | None, at: datetime, started: float, request: bytes,
+                status: int | None, body: bytes | None, reply: Reply | None, error: LLMError | None) -> Call:
+        tokens_in = reply.tokens_in if reply is not None else 0
+        tokens_out = reply.tokens_out if reply is not None else 0
+        if target.info is not None:
+            cost = target.info.cost(tokens_in, tokens_out)
+        else:
+            cost = 0.0 if target.endpoint.name == LOCAL else None  # one's own server costs no tokens
+        call = Call(
+            ts=at, provider=target.endpoint.name, model=target.model, key_id=key_id,
+            outcome="ok" if error is None else error.kind, error=None if error is None else error.message,
+            status=status, retry_after_seconds=None if error is None else error.retry_after,
+            finish_reason=reply.finish if reply is not None else None, tokens_in=tokens_in, tokens_out=tokens_out,
+            latency_ms=(time.perf_counter() - started) * 1000, cost_usd=cost,
+            request_digest=hashlib.sha256(request).hexdigest(),
+            response=None if body is None else body.decode(errors="replace"))
+        pool = self.pools.get(target.endpoint.name)
+        if pool is not None:
+            pool.apply(call)
+        calls = _records.get()
+        if calls is not None:
+            calls.append(call)
+        return call

@@ -1,0 +1,184 @@
+"""A provider's keys, taken in turn: least loaded first, none during its cooldown or over its limits.
+
+The pool's state is a fold over `LLMCalled` events (`apply`): a 429 rests the key until the
+time its Retry-After names (counted from the event's own time, so every process that folds
+the same events agrees), a refused key is out until restart, a used-up quota rests it until
+the next UTC day, and every call counts against the key's per-minute and per-day limits for
+its model (the catalogue's free-tier figures). An executor folds its own calls as it makes
+them; folding every executor's calls from the stream (so a pool is shared and survives a
+restart) is the next step of the AI-layer issue, and needs nothing here but `apply`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from ._catalogue import ModelInfo
+from ._errors import LLMError
+from ._providers import Endpoint
+
+__all__ = ["DEFAULT_COOLDOWN_SECONDS", "CallRecord", "KeyPool"]
+
+# How long a key rests after a 429 that does not say how long.
+DEFAULT_COOLDOWN_SECONDS = 10.0
+_MINUTE = 60.0
+_DAY = 86_400.0
+
+
+class CallRecord(Protocol):
+    """What the pool reads of a call: an `events.LLMCalled`, or the `llm.Call` it is made from."""
+
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def key_id(self) -> str | None: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def retry_after_seconds(self) -> float | None: ...
+    @property
+    def tokens_in(self) -> int: ...
+    @property
+    def tokens_out(self) -> int: ...
+
+
+class _Key:
+    __slots__ = ("calls", "cooldown_until", "disabled", "id", "in_flight", "secret", "tokens")
+
+    def __init__(self, key_id: str, secret: str) -> None:
+        self.id = key_id
+        self.secret = secret
+        self.cooldown_until = 0.0  # epoch seconds
+        self.disabled: str | None = None  # why, when the provider refused the key
+        self.in_flight = 0
+        self.calls: dict[str, deque[float]] = {}  # model -> call times within the last day
+        self.tokens: dict[str, deque[tuple[float, int]]] = {}  # model -> (time, tokens) within the last minute
+
+
+class KeyPool:
+    """The keys of one endpoint. `take` hands one out (and counts it in flight until `release`)."""
+
+    def __init__(self, endpoint: Endpoint, clock: Callable[[], float] = time.time) -> None:
+        self.endpoint = endpoint
+        self._keys = {key_id: _Key(key_id, secret) for key_id, secret in endpoint.keys}
+        self._clock = clock
+        self._turn = 0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def take(self, model: ModelInfo | None, name: str) -> tuple[str, str]:
+        """(key id, key) for a call to model `name`: among the keys not refused, not cooling down
+        and under the model's limits, the one with the fewest calls in flight, then in the last
+        minute, in turn. An `LLMError` (rate_limited, with the wait) when none may be called now."""
+        now = self._clock()
+        keys = list(self._keys.values())
+        count = len(keys)
+        best: tuple[int, int, int] | None = None
+        chosen: _Key | None = None
+        soonest: float | None = None
+        for i in range(count):
+            key = keys[(self._turn + i) % count]
+            wait = self._wait(key, model, name, now)
+            if wait is None:
+                continue
+            if wait > 0:
+                soonest = wait if soonest is None else min(soonest, wait)
+                continue
+            rank = (key.in_flight, len(_since(key.calls.get(name), now - _MINUTE)), i)
+            if best is None or rank < best:
+                best, chosen = rank, key
+        if chosen is None:
+            provider = self.endpoint.name
+            if soonest is None:
+                raise LLMError("auth", f"{provider}: every key was refused by the provider "
+                               f"({'; '.join(f'{k.id}: {k.disabled}' for k in keys)}); set working keys",
+                               retryable=False)
+            raise LLMError("rate_limited", f"{provider}: every key is cooling down or at its limit for {name}; "
+                           f"the first is free in {soonest:.3g}s", retry_after=soonest)
+        self._turn = (keys.index(chosen) + 1) % count
+        chosen.in_flight += 1
+        chosen.calls.setdefault(name, deque()).append(now)  # counted now: a limit holds for calls in flight too
+        return chosen.id, chosen.secret
+
+    def others(self, key_id: str) -> bool:
+        """Whether a key other than `key_id` is still in the pool (not refused, quota not used up today)."""
+        now = self._clock()
+        return any(k.id != key_id and k.disabled is None and k.cooldown_until - now < 3600
+                   for k in self._keys.values())
+
+    def release(self, key_id: str) -> None:
+        key = self._keys.get(key_id)
+        if key is not None and key.in_flight > 0:
+            key.in_flight -= 1
+
+    def apply(self, event: CallRecord) -> None:
+        """Fold one call's record (this process's or another's) into the keys' state."""
+        key = self._keys.get(event.key_id or "")
+        if key is None:
+            return
+        at = event.ts.timestamp()
+        if event.outcome == "rate_limited":
+            wait = DEFAULT_COOLDOWN_SECONDS if event.retry_after_seconds is None else event.retry_after_seconds
+            key.cooldown_until = max(key.cooldown_until, at + wait)
+        elif event.outcome == "quota":
+            day = datetime.fromtimestamp(at, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            key.cooldown_until = max(key.cooldown_until, (day + timedelta(days=1)).timestamp())
+        elif event.outcome == "auth":
+            key.disabled = event.error or "refused"
+        if event.tokens_in or event.tokens_out:
+            key.tokens.setdefault(event.model, deque()).append((at, event.tokens_in + event.tokens_out))
+
+    def state(self) -> list[dict[str, object]]:
+        """Each key's state, as `ymera models` shows it (never the key)."""
+        now = self._clock()
+        return [{"key": k.id, "disabled": k.disabled, "cooling_for": max(0.0, k.cooldown_until - now),
+                 "in_flight": k.in_flight,
+                 "calls_last_minute": sum(len(_since(c, now - _MINUTE)) for c in k.calls.values())}
+                for k in self._keys.values()]
+
+    def _wait(self, key: _Key, model: ModelInfo | None, name: str, now: float) -> float | None:
+        """How long until `key` may be called for `name`: 0 now, None never (refused)."""
+        if key.disabled is not None:
+            return None
+        wait = max(0.0, key.cooldown_until - now)
+        if model is None:
+            return wait
+        calls = key.calls.get(name)
+        if calls is not None:
+            while calls and calls[0] <= now - _DAY:  # a day is the longest window
+                calls.popleft()
+            if model.rpm is not None:
+                minute = _since(calls, now - _MINUTE)
+                if len(minute) >= model.rpm:
+                    wait = max(wait, minute[-model.rpm] + _MINUTE - now)
+            if model.rpd is not None and len(calls) >= model.rpd:
+                wait = max(wait, calls[-model.rpd] + _DAY - now)
+        tokens = key.tokens.get(name)
+        if model.tpm is not None and tokens is not None:
+            while tokens and tokens[0][0] <= now - _MINUTE:
+                tokens.popleft()
+            if sum(n for _, n in tokens) >= model.tpm:
+                wait = max(wait, tokens[0][0] + _MINUTE - now)
+        return wait
+
+
+def _since(times: deque[float] | None, since: float) -> list[float]:
+    """The times after `since`, oldest first (read from the newest end: a minute is a short tail)."""
+    if not times:
+        return []
+    tail: list[float] = []
+    for t in reversed(times):
+        if t <= since:
+            break
+        tail.append(t)
+    tail.reverse()
+    return tail
