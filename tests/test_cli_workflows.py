@@ -134,9 +134,10 @@ def test_plan_of_an_agent_workflow_without_a_model_says_how_to_configure_one(tmp
     lines = plan.stderr.splitlines()
     assert len(lines) == 4
     assert lines[0] == (
-        "ymera: task design.type: no LLM is configured: set YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, "
-        "e.g. http://localhost:11434/v1 for Ollama) and YMERA_LLM_MODEL, and YMERA_LLM_API_KEY if it needs one; "
-        "or give the task both base_url and model parameters")
+        "ymera: task design.type: no LLM is configured: set a provider's key (e.g. GEMINI_API_KEY or "
+        "GROQ_API_KEY_1; docs/llm.md lists the providers) or YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, "
+        "e.g. http://localhost:11434/v1 for Ollama) with YMERA_LLM_MODEL; or give the task both base_url and "
+        "model parameters")
 
 
 def test_up_serves_workflows_submitted_by_other_commands_and_cancel_stops_one(tmp_path: Path) -> None:
