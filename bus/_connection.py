@@ -10,18 +10,18 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
+from typing import Any
 
-import nats
 import nats.errors
 import nats.js.errors
 import structlog
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectStoreConfig, StorageType
 from nats.js.object_store import ObjectStore
 
 from events import ALL_SUBJECTS, BlobError, BlobRef, Event, check_blob, decode_message, offload, resolve, subject_of
 
+from ._client import Client
 from ._errors import BusError, BusUnavailable
 from ._publish import PubAck, Publisher
 from ._pull import PullBatches, resume
@@ -317,12 +317,13 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
     async def on_reconnect() -> None:
         _log.info("nats reconnected", url=url)
 
+    nc = Client()
+    # nats-py types its timeouts as int; it takes seconds as float.
+    options: dict[str, Any] = dict(
+        name=name, connect_timeout=connect_timeout, max_reconnect_attempts=2, reconnect_time_wait=0.25,
+        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, pending_size=8 * 1024 * 1024)
     try:
-        nc = await nats.connect(
-            url, name=name, connect_timeout=connect_timeout, max_reconnect_attempts=2,
-            reconnect_time_wait=0.25, error_cb=on_error, disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect, pending_size=8 * 1024 * 1024,
-        )
+        await nc.connect(url, **options)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         cause = last_error[-1] if last_error else exc
         raise BusUnavailable(url, _describe(cause)) from None

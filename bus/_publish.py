@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from ._client import Client
 from ._errors import BusError
 
 __all__ = ["MSG_ID", "PubAck", "Publisher"]
@@ -64,8 +64,7 @@ class Publisher:
     async def publish(self, subject: str, data: bytes, msg_id: str) -> asyncio.Future[PubAck]:
         """Send one message (deduplicated by the stream on `msg_id`); the future is its answer."""
         if self._sub is None:
-            self._sub = await self.nc.subscribe(f"{self._prefix}*", cb=self._on_answer, pending_msgs_limit=-1,
-                                                pending_bytes_limit=-1)
+            self._sub = await self.nc.subscribe_direct(f"{self._prefix}*", self._on_answer)
         self._count += 1
         token = str(self._count)
         future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
@@ -83,7 +82,7 @@ class Publisher:
         """Forget publishes abandoned without an answer (their caller gave up; the server died)."""
         self._waiting = {token: f for token, f in self._waiting.items() if not f.done()}
 
-    async def _on_answer(self, msg: Msg) -> None:
+    def _on_answer(self, msg: Msg) -> None:
         future = self._waiting.pop(msg.subject[len(self._prefix):], None)
         if future is None or future.done():
             return

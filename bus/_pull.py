@@ -3,8 +3,9 @@
 nats-py's `fetch` hands every message through `next_msg`, which costs a task and a
 `wait_for` per message; measured on these machines that halves the store writer's intake
 (bench/event_path.py). Here one pull request is outstanding at a time and its messages
-collect in a list as they arrive, so a reader gets everything that came while it was busy
-in one `next()`: batching follows load by itself.
+collect in a list as they arrive (on the client's direct path, `_client.py`: no queue, task
+or header parse per message), so a reader gets everything that came while it was busy in one
+`next()`: batching follows load by itself.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import time
 
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig
 
+from ._client import Client
 from ._errors import BusError
 from ._reading import Delivery
 
@@ -47,12 +48,13 @@ class PullBatches:
         self._expires_at = 0.0
 
     async def start(self) -> None:
-        self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=-1,
-                                            pending_bytes_limit=-1)
+        self._sub = await self.nc.subscribe_direct(self._inbox, self._on_msg)
 
     async def stop(self) -> None:
         """Stop receiving. Messages delivered but not returned are redelivered after ack_wait."""
         sub, self._sub = self._sub, None
+        if sub is not None:
+            self.nc.forget_direct(sub)
         if sub is not None and not self.nc.is_closed:
             try:
                 await sub.unsubscribe()
@@ -91,7 +93,7 @@ class PullBatches:
         body = json.dumps({"batch": batch, "expires": int(expires * 1e9)}).encode()
         await self.nc.publish(self._next_subject, body, reply=self._inbox)
 
-    async def _on_msg(self, msg: Msg) -> None:
+    def _on_msg(self, msg: Msg) -> None:
         status = msg.headers.get(_STATUS) if msg.headers else None
         if status is None:
             self._buffer.append(msg)
