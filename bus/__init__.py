@@ -1,7 +1,7 @@
 """NATS for Ymera: the connection, the YMERA stream, consumers and the embedded server."""
 
 from ._connection import BLOB_BUCKET, Bus, connect, connect_when_up
-from ._errors import BusError, BusUnavailable, ConsumerConfigError, ServerStartError
+from ._errors import BusError, BusUnavailable, ConsumerConfigError, Fenced, ServerStartError
 from ._local import open_bus, open_local
 from ._publish import PubAck
 from ._pull import PullBatches, deliveries, resume, stream_seq
@@ -34,6 +34,7 @@ __all__ = [
     "ConsumerState",
     "Delivery",
     "EmbeddedServer",
+    "Fenced",
     "Follower",
     "PubAck",
     "PullBatches",

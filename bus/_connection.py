@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 import nats.errors
@@ -74,6 +75,18 @@ class Bus:
         """Publish events pipelined, in order, and wait for every ack."""
         return await (await self.send(events))
 
+    async def publish_after(self, event: Event, over: str, seq: int) -> PubAck:
+        """Publish `event` only if the stream's last message on `over` (a subject filter) is
+        still seq `seq` (0: there is none): a compare-and-set on the stream, for a decision
+        taken on everything there through `seq`. `Fenced` if something came after it."""
+        event, data = await offload(event, self.put_blob)
+        try:
+            future = await self._publisher.publish(subject_of(event), data, event.id, fence=(over, seq))
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"publish failed: {exc}") from exc
+        [ack] = await self._acks([future])
+        return ack
+
     async def send(self, events: Sequence[Event]) -> Awaitable[list[PubAck]]:
         """Send events in order and return, without waiting, what waits for their acks.
 
@@ -119,6 +132,19 @@ class Bus:
             raise BusError(f"could not read the stream: {exc}") from exc
         return bytes(msg.data or b"")
 
+    async def last_stored(self, subject: str) -> tuple[int, datetime] | None:
+        """The seq and store time of the newest message on `subject` (a filter may have
+        wildcards); None if the stream has none."""
+        try:
+            msg = await self.js.get_last_msg(self.stream.name, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"could not read the stream: {exc}") from exc
+        assert msg.seq is not None
+        assert msg.time is not None
+        return msg.seq, msg.time
+
     async def pending(self, consumer: str) -> int | None:
         """Messages durable consumer `consumer` has not delivered yet; None if unknown (no such
         consumer, no answer)."""
@@ -156,9 +182,14 @@ class Bus:
                              delivered_seq=info.delivered.stream_seq if info.delivered else 0,
                              ack_floor_seq=info.ack_floor.stream_seq if info.ack_floor else 0)
 
-    async def follow(self, start_seq: int = 1, subject: str = ALL_SUBJECTS) -> Follower:
-        """An ordered, unacknowledged reader of the stream from `start_seq` (live views, tail)."""
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start_seq, 1))
+    async def follow(self, start_seq: int = 1, subject: str = ALL_SUBJECTS, *,
+                     since: datetime | None = None) -> Follower:
+        """An ordered, unacknowledged reader of the stream from `start_seq`, or from the first
+        message stored at or after `since` (live views, tail, what an actor folds of the past)."""
+        if since is not None:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start_seq, 1))
         try:
             sub = await self.js.subscribe(subject, stream=self.stream.name, ordered_consumer=True, config=config)
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from events import YmeraError
 
-__all__ = ["BusError", "BusUnavailable", "ConsumerConfigError", "ServerStartError"]
+__all__ = ["BusError", "BusUnavailable", "ConsumerConfigError", "Fenced", "ServerStartError"]
 
 
 class BusError(YmeraError):
     pass
+
+
+class Fenced(BusError):
+    """A publish made on the condition that the stream's last message on `over` was seq
+    `after` found a later one there (`last`, when the stream says): another writer got there
+    first. Nothing was stored; read up to `last` and decide again."""
+
+    def __init__(self, over: str, after: int, last: int | None) -> None:
+        now = f"seq {last}" if last is not None else "a later seq"
+        super().__init__(f"publish refused: the last message on {over} is {now}, not seq {after}")
+        self.over = over
+        self.after = after
+        self.last = last
 
 
 class BusUnavailable(BusError):

@@ -16,11 +16,15 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from ._client import Client
-from ._errors import BusError
+from ._errors import BusError, Fenced
 
 __all__ = ["MSG_ID", "PubAck", "Publisher"]
 
 MSG_ID = "Nats-Msg-Id"
+# Store the message only if the last one on the filter is still this seq (nats-server 2.11+).
+_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
+_EXPECTED_OVER = "Nats-Expected-Last-Subject-Sequence-Subject"
+_WRONG_LAST_SEQUENCE = 10071
 _STATUS = "Status"
 _PRUNE_AT = 100_000  # publishes waiting for an answer before the abandoned ones are dropped
 
@@ -58,11 +62,15 @@ class Publisher:
         self.nc = nc
         self._prefix = f"{nc.new_inbox()}."
         self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+        self._fences: dict[str, tuple[str, int]] = {}  # token -> the fence of a fenced publish
         self._count = 0
         self._sub: Subscription | None = None
 
-    async def publish(self, subject: str, data: bytes, msg_id: str) -> asyncio.Future[PubAck]:
-        """Send one message (deduplicated by the stream on `msg_id`); the future is its answer."""
+    async def publish(self, subject: str, data: bytes, msg_id: str,
+                      fence: tuple[str, int] | None = None) -> asyncio.Future[PubAck]:
+        """Send one message (deduplicated by the stream on `msg_id`); the future is its answer.
+        With a `fence` (filter, seq), the stream stores it only if its last message on the
+        filter is that seq (0: none yet), and the answer is otherwise a `Fenced`."""
         if self._sub is None:
             self._sub = await self.nc.subscribe_direct(f"{self._prefix}*", self._on_answer)
         self._count += 1
@@ -71,8 +79,12 @@ class Publisher:
         self._waiting[token] = future
         if len(self._waiting) > _PRUNE_AT:
             self._prune()
+        headers = {MSG_ID: msg_id}
+        if fence is not None:
+            headers[_EXPECTED_OVER], headers[_EXPECTED_SEQ] = fence[0], str(fence[1])
+            self._fences[token] = fence
         try:
-            await self.nc.publish(subject, data, reply=self._prefix + token, headers={MSG_ID: msg_id})
+            await self.nc.publish(subject, data, reply=self._prefix + token, headers=headers)
         except BaseException:
             future.cancel()
             raise
@@ -81,9 +93,12 @@ class Publisher:
     def _prune(self) -> None:
         """Forget publishes abandoned without an answer (their caller gave up; the server died)."""
         self._waiting = {token: f for token, f in self._waiting.items() if not f.done()}
+        self._fences = {token: fence for token, fence in self._fences.items() if token in self._waiting}
 
     def _on_answer(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix):], None)
+        token = msg.subject[len(self._prefix):]
+        future = self._waiting.pop(token, None)
+        fence = self._fences.pop(token, None) if self._fences else None
         if future is None or future.done():
             return
         if not msg.data:  # a status, not an answer: 503, no stream listens on the subject
@@ -97,6 +112,10 @@ class Publisher:
             return
         if answer.error is not None:
             refusal = answer.error
+            if fence is not None and refusal.err_code == _WRONG_LAST_SEQUENCE:
+                last = refusal.description.rpartition(" ")[2]  # "wrong last sequence: 42"
+                future.set_exception(Fenced(fence[0], fence[1], int(last) if last.isdigit() else None))
+                return
             future.set_exception(BusError(f"publish failed: the stream refused it: {refusal.description} "
                                           f"(JetStream error {refusal.err_code}, code {refusal.code})"))
             return

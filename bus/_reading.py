@@ -93,6 +93,14 @@ class Follower:
         except nats.errors.Error as exc:
             raise BusError(f"reading the stream failed: {exc}") from exc
 
+    async def pending(self) -> int:
+        """How many messages it has still to hand over (0: caught up with the stream)."""
+        try:
+            info = await self._sub.consumer_info()
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusError(f"reading the stream failed: {exc}") from exc
+        return int(info.num_pending or 0)
+
     async def stop(self) -> None:
         try:
             await self._sub.unsubscribe()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import bus
+import events
 from bus._publish import Publisher
 
 from .support import started
@@ -82,3 +83,18 @@ async def test_a_stream_that_does_not_answer_in_time_fails_the_publish(nats_serv
         os.kill(nats_server.pid, signal.SIGCONT)
     assert (await connection.publish(started(task_id="after"))).seq >= 1
     await connection.close()
+
+
+async def test_a_fenced_publish_is_stored_only_while_its_filter_ends_where_the_writer_read_it(
+        nats_bus: bus.Bus) -> None:
+    over = events.subject_filter(events.TaskStarted)
+    assert (await nats_bus.publish_after(started(task_id="a"), over, 0)).seq == 1  # nothing there yet
+    with pytest.raises(bus.Fenced, match=r"^publish refused: the last message on ymera\.task\.\*\.\*\.started is "
+                                         r"seq 1, not seq 0$") as caught:
+        await nats_bus.publish_after(started(task_id="b"), over, 0)  # decided before "a" was there
+    assert (caught.value.after, caught.value.last) == (0, 1)
+    # A message outside the filter moves no fence: "b", decided on everything through seq 1, goes in.
+    admitted = events.WorkflowAdmitted(id=events.new_id(), ts=events.now(), workflow_id="wf", principal="p")
+    await nats_bus.publish(admitted)
+    assert (await nats_bus.publish_after(started(task_id="b"), over, 1)).seq == 3
+    assert (await nats_bus.stream_state()).last_seq == 3  # the refused one was never stored
