@@ -12,7 +12,7 @@ __all__ = ["ErrorKind", "Outcome", "TaskError"]
 
 # The AI layer's kinds (`llm.ErrorKind`), and "outcome" (the output failed the task's expect) and "error".
 ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "cut_off", "auth", "quota",
-                    "context_too_long", "content_filtered", "outcome", "error"]
+                    "context_too_long", "content_filtered", "budget", "outcome", "error"]
 
 
 class Outcome(msgspec.Struct, frozen=True):

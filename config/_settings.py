@@ -103,6 +103,9 @@ class Settings(msgspec.Struct, frozen=True):
     # is (keep everything when it is created); 0 removes the limit.
     stream_max_age_seconds: float | None = None
     stream_max_bytes: int | None = None
+    # USD every run's model calls together may spend in a UTC day, each call held against it
+    # before it is made (docs/llm.md, "Budgets"); None: no limit.
+    daily_budget_usd: float | None = None
 
     @property
     def lost_after_seconds(self) -> float:
@@ -162,6 +165,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         snapshot_every_seconds=env.number("YMERA_SNAPSHOT_EVERY_SECONDS", 30.0),
         stream_max_age_seconds=env.optional_number("YMERA_STREAM_MAX_AGE_SECONDS"),
         stream_max_bytes=env.optional_count("YMERA_STREAM_MAX_BYTES"),
+        daily_budget_usd=env.optional_number("YMERA_DAILY_BUDGET_USD"),
     )
 
 

@@ -31,11 +31,12 @@ from ._envelope import (
     now,
 )
 from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraError
-from ._llm import CALL_OUTCOMES, FINISH_REASONS, LLMCalled
+from ._llm import CALL_OUTCOMES, FINISH_REASONS, CallReserved, LLMCalled
 from ._schema import json_schema
 from ._subjects import (
     ALL_SUBJECTS,
     PREFIX,
+    domain_filter,
     subject_filter,
     subject_filters,
     subject_of,
@@ -95,6 +96,7 @@ __all__ = [
     "BlobGet",
     "BlobPut",
     "BlobRef",
+    "CallReserved",
     "CancelRequested",
     "Event",
     "EventBase",
@@ -137,6 +139,7 @@ __all__ = [
     "decode",
     "decode_message",
     "derive_id",
+    "domain_filter",
     "encode",
     "excerpt",
     "json_schema",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from ._llm import LLMCalled
+from ._llm import CallReserved, LLMCalled
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -53,6 +53,7 @@ Event: TypeAlias = (
     | OutcomeChecked
     | TaskAssessed
     | LLMCalled
+    | CallReserved
     | MessageRejected
     | AlertRaised
 )

@@ -9,12 +9,13 @@ the performance tracker and spend are folds over these events (issue "AI layer")
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 from ._envelope import EventBase, Name
 from ._task import Attempt
 
-__all__ = ["CALL_OUTCOMES", "FINISH_REASONS", "LLMCalled"]
+__all__ = ["CALL_OUTCOMES", "FINISH_REASONS", "CallReserved", "LLMCalled"]
 
 # A call's outcome: "ok", or how it failed (the AI layer's normalised error kinds).
 CALL_OUTCOMES = ("ok", "auth", "rate_limited", "quota", "context_too_long", "content_filtered", "server_error",
@@ -45,3 +46,31 @@ class LLMCalled(EventBase, frozen=True, kw_only=True):
     cost_usd: float | None = None  # from the model catalogue; None when the model has no price there
     request_digest: str = ""  # sha256 of the request body as sent (no key in it): what a replay matches
     response: str | None = None  # the body as it arrived (a stream: its data lines, one per line)
+    executor: str = ""  # the executor process that made the call (its pools counted it when made)
+
+
+class CallReserved(EventBase, frozen=True, kw_only=True):
+    """A call's key and the most it can cost, held before the call is made.
+
+    Published only if nothing else reached the LLM subjects since the executor read them
+    (a fenced publish, `Bus.publish_after`), so every reservation was decided on every call
+    and reservation before it: no two executors take a key's last free slot, or a budget's
+    last dollar, together. The call's `LLMCalled` (same task, attempt and call) commits what
+    it really cost and lets the key go; one that never comes (the executor died mid-call)
+    keeps the hold counted at `cost_usd`, as the call may have been paid, and frees the key
+    at `holds_until`.
+    """
+
+    domain: ClassVar[str] = "llm"
+    verb: ClassVar[str] = "reserved"
+
+    task_id: Name
+    attempt: Attempt
+    call: int = 1
+    provider: str
+    model: str
+    key_id: str | None = None
+    tokens: int = 0  # the prompt's estimated tokens plus the answer's budget
+    cost_usd: float | None = None  # the most the call can cost (None: no price in the catalogue)
+    holds_until: datetime  # the key is free again by then, record or not
+    executor: str = ""

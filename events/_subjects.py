@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from ._catalog import EVENT_TYPES, Event
 from ._envelope import NO_WORKFLOW
 
-__all__ = ["ALL_SUBJECTS", "PREFIX", "subject_filter", "subject_filters", "subject_of", "workflow_filter",
-           "workflow_of"]
+__all__ = ["ALL_SUBJECTS", "PREFIX", "domain_filter", "subject_filter", "subject_filters", "subject_of",
+           "workflow_filter", "workflow_of"]
 
 PREFIX = "ymera"
 ALL_SUBJECTS = f"{PREFIX}.>"
@@ -31,6 +31,11 @@ def subject_filter(event_type: type[Event], workflow_id: str = "*", task_id: str
     `task_id`), any by default; given both ids, the one subject such events have."""
     tokens = f"{workflow_id}.{task_id}" if "task_id" in event_type.__struct_fields__ else workflow_id
     return f"{PREFIX}.{event_type.domain}.{tokens}.{event_type.verb}"
+
+
+def domain_filter(event_type: type[Event]) -> str:
+    """The subject filter that matches every event of `event_type`'s domain, whatever its type."""
+    return f"{PREFIX}.{event_type.domain}.>"
 
 
 def subject_filters(event_types: Iterable[type[Event]]) -> tuple[str, ...]:

@@ -51,6 +51,8 @@ class TaskReady(_TaskEvent, frozen=True, kw_only=True):
     input_refs: dict[str, BlobRef] = {}
     # The attempt's time limit, seconds: the task's own or TASK_TIMEOUT_SECONDS.
     timeout_seconds: float | None = None
+    # The workflow's budget for model calls (WorkflowSubmitted.budget_usd), which its calls are held against.
+    budget_usd: float | None = None
 
 
 class TaskStarted(_TaskEvent, frozen=True, kw_only=True):
@@ -95,7 +97,7 @@ class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
     duration_ms: float = 0.0
     # e.g. "timeout", "rate_limited", "server_error", "bad_request", "cut_off" (the model stopped
     # at its token limit: the answer is incomplete), "outcome" (its output failed the task's
-    # `expect`), "error"
+    # `expect`), "budget" (no budget covers the model call), "error"
     kind: str = "error"
     # A provider's Retry-After: the distributor waits at least this long before retrying.
     retry_after_seconds: float | None = None

@@ -89,6 +89,8 @@ class WorkflowSubmitted(EventBase, frozen=True, kw_only=True):
     metadata: dict[str, str] = {}
     # At most this many of the workflow's tasks run at once; None: as many as are ready.
     max_parallel_tasks: int | None = None
+    # USD the run may spend on model calls, each call held against it before it is made; None: no limit.
+    budget_usd: float | None = None
 
 
 def run_of(event: EventBase) -> str:

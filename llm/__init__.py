@@ -3,9 +3,10 @@ the call itself. A library of its own (no NATS, no actors): the executor's LLM h
 and what must be durable leaves it as records the executor publishes (`events.LLMCalled`)."""
 
 from ._catalogue import MIN_ANSWER_TOKENS, Catalogue, CatalogueError, ModelInfo, answer_budget, estimate_tokens
-from ._client import Call, LLMClient, recording
+from ._client import Call, Gate, Grant, LLMClient, recording
 from ._errors import RETRYABLE, ErrorKind, LLMError
 from ._keys import DEFAULT_COOLDOWN_SECONDS, CallRecord, KeyPool
+from ._ledger import Budgets, Hold, Ledger, Reservation, hold_id
 from ._models import NO_LLM, Models, Target
 from ._providers import LOCAL, PROVIDERS, Endpoint, Provider, endpoints
 from ._transport import http_client
@@ -20,6 +21,7 @@ __all__ = [
     "PROVIDERS",
     "RETRYABLE",
     "WIRES",
+    "Budgets",
     "Call",
     "CallRecord",
     "Catalogue",
@@ -27,21 +29,27 @@ __all__ = [
     "Endpoint",
     "ErrorKind",
     "Finish",
+    "Gate",
+    "Grant",
+    "Hold",
     "HttpRequest",
     "KeyPool",
     "LLMClient",
     "LLMError",
+    "Ledger",
     "Message",
     "ModelInfo",
     "Models",
     "Provider",
     "Reply",
     "Request",
+    "Reservation",
     "Target",
     "Wire",
     "answer_budget",
     "endpoints",
     "estimate_tokens",
+    "hold_id",
     "http_client",
     "recording",
     "retry_after_seconds",

@@ -2,7 +2,10 @@
 normalised and priced, and a record of it all (`Call`) whatever the outcome.
 
 Records collect where the caller asks for them (`recording`): the executor wraps each attempt
-in one and publishes every record as an `LLMCalled` before the attempt's result.
+in one and publishes every record as an `LLMCalled` before the attempt's result. What lets a
+call be made (its key, and the most it may cost held against the budgets) is a `Gate`: the
+client's own, over its ledger, or the one the caller names in `recording` (the executor's
+reserves every call in the stream first, actors/executor/_pools.py).
 """
 
 from __future__ import annotations
@@ -12,23 +15,25 @@ import contextvars
 import hashlib
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Protocol
 
 import aiohttp
 import msgspec
 
 from events import now
 
-from ._catalogue import answer_budget
+from ._catalogue import answer_budget, estimate_tokens
 from ._errors import LLMError
 from ._keys import KeyPool
+from ._ledger import Ledger, hold_id
 from ._models import Models, Target
 from ._providers import LOCAL
 from ._transport import send
 from ._types import Message, Reply, Request
 from .wire import WIRES
 
-__all__ = ["Call", "LLMClient", "recording"]
+__all__ = ["Call", "Gate", "Grant", "LLMClient", "recording"]
 
 
 class Call(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,18 +56,45 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     response: str | None = None
 
 
-_records: contextvars.ContextVar[list[Call] | None] = contextvars.ContextVar("llm_calls", default=None)
+class Grant(msgspec.Struct, frozen=True):
+    """A call let through: the key it uses (None: the provider takes none), and its hold."""
+
+    key_id: str | None
+    hold: str | None = None
+
+
+class Gate(Protocol):
+    """What lets a call be made, and learns what came of it."""
+
+    async def admit(self, target: Target, tokens: int, cost: float | None) -> Grant:
+        """The key a call of about `tokens` (prompt and answer budget) that may cost `cost` uses,
+        held; an `LLMError` when it may not be made (no key free now, no budget left)."""
+        ...
+
+    def done(self, grant: Grant, call: Call | None) -> None:
+        """The call's record (what it cost, how it ended), and its key let go; None for a call
+        abandoned before its answer (its hold stays spent: it may have been paid)."""
+        ...
+
+
+class _Recording(msgspec.Struct):
+    calls: list[Call]
+    gate: Gate | None
+
+
+_recording: contextvars.ContextVar[_Recording | None] = contextvars.ContextVar("llm_calls", default=None)
 
 
 @contextlib.contextmanager
-def recording() -> Iterator[list[Call]]:
-    """Collect the records of the calls made inside (in this task and the tasks it starts)."""
+def recording(gate: Gate | None = None) -> Iterator[list[Call]]:
+    """Collect the records of the calls made inside (in this task and the tasks it starts),
+    each let through by `gate` (the client's own when None)."""
     calls: list[Call] = []
-    token = _records.set(calls)
+    token = _recording.set(_Recording(calls, gate))
     try:
         yield calls
     finally:
-        _records.reset(token)
+        _recording.reset(token)
 
 
 class LLMClient:
@@ -72,6 +104,27 @@ class LLMClient:
         self.http = http
         self.models = models
         self.pools = {name: KeyPool(endpoint) for name, endpoint in models.endpoints.items() if endpoint.keys}
+        self.ledger = Ledger(self.pools)
+        self._held = 0
+
+    # ---- the client's own gate: holds in its own ledger, no budget ---------------------------
+
+    async def admit(self, target: Target, tokens: int, cost: float | None) -> Grant:
+        pool = self.pools.get(target.endpoint.name)
+        if pool is None:
+            return Grant(None)
+        self.ledger.expire()
+        key_id = pool.choose(target.info, target.model)
+        self._held += 1
+        hold = f"local/{self._held}"
+        at = now()
+        self.ledger.reserve(_Local(ts=at, run_id="", task_id=hold, attempt=1, call=1, provider=target.endpoint.name,
+                                   model=target.model, key_id=key_id, cost_usd=cost,
+                                   holds_until=at + timedelta(days=1)))
+        return Grant(key_id, hold_id("", hold, 1, 1))
+
+    def done(self, grant: Grant, call: Call | None) -> None:
+        self.ledger.settle(grant.hold, call, "")
 
     async def complete(self, target: Target, messages: tuple[Message, ...], *, max_tokens: int | None = None,
                        temperature: float | None = None, stream: bool = False) -> tuple[Reply, Call]:
@@ -83,44 +136,49 @@ class LLMClient:
                           stream=stream)
         wire = WIRES[endpoint.provider.wire]
         pool = self.pools.get(endpoint.name)
-        key_id, key = pool.take(target.info, target.model) if pool is not None else (None, None)
-        http = wire.request(endpoint.base_url, key, request)
-        where = http.url
-        started = time.perf_counter()
+        current = _recording.get()
+        gate: Gate = current.gate if current is not None and current.gate is not None else self
+        prompt = estimate_tokens(sum(len(m.content) for m in messages))
+        cost = target.info.cost(prompt, budget or 0) if target.info is not None else (
+            0.0 if endpoint.name == LOCAL else None)
+        grant = await gate.admit(target, prompt + (budget or 0), cost)
+        key_id = grant.key_id
         at = now()
+        started = time.perf_counter()
         status = None
         body: bytes | None = None
         reply: Reply | None = None
+        http = wire.request(endpoint.base_url, pool.secret(key_id) if pool and key_id else None, request)
+        where = http.url
+        record: Call | None = None
         try:
-            try:
-                answer = await send(self.http, http, where)
-                status, body = answer.status, answer.body
-                if answer.status != 200:
-                    raise wire.error(answer.status, answer.reason, answer.headers, answer.body, where)
-                reply = wire.reply(answer.body, where, stream)
-                assert reply is not None
-                if reply.finish == "length":
-                    # An answer cut off at the token limit is not the answer: a failed attempt of its own
-                    # kind, which a larger max_tokens or another model may get right.
-                    limit = f" (max_tokens {budget})" if budget is not None else ""
-                    raise LLMError("cut_off", f"{where}: the model stopped at its token limit after "
-                                   f"{reply.tokens_out} tokens{limit}: the answer is incomplete")
-                if reply.finish == "content_filter":
-                    raise LLMError("content_filtered", f"{where}: the provider filtered the answer "
-                                   f"(finish reason content_filter) after {reply.tokens_out} tokens")
-            except LLMError as exc:
-                if exc.kind in ("auth", "quota"):  # the key's failing, not the request's: another key may pass
-                    exc.retryable = pool is not None and key_id is not None and pool.others(key_id)
-                # A cut-off or filtered answer used tokens all the same: its record says how many.
-                used = reply if exc.kind in ("cut_off", "content_filtered") else None
-                self._record(target, key_id, at, started, http.body, status, body, used, exc)
-                raise
+            answer = await send(self.http, http, where)
+            status, body = answer.status, answer.body
+            if answer.status != 200:
+                raise wire.error(answer.status, answer.reason, answer.headers, answer.body, where)
+            reply = wire.reply(answer.body, where, stream)
+            assert reply is not None
+            if reply.finish == "length":
+                # An answer cut off at the token limit is not the answer: a failed attempt of its own
+                # kind, which a larger max_tokens or another model may get right.
+                limit = f" (max_tokens {budget})" if budget is not None else ""
+                raise LLMError("cut_off", f"{where}: the model stopped at its token limit after "
+                               f"{reply.tokens_out} tokens{limit}: the answer is incomplete")
+            if reply.finish == "content_filter":
+                raise LLMError("content_filtered", f"{where}: the provider filtered the answer "
+                               f"(finish reason content_filter) after {reply.tokens_out} tokens")
+            record = self._record(target, key_id, at, started, http.body, status, body, reply, None)
+            return reply, record
+        except LLMError as exc:
+            if exc.kind in ("auth", "quota"):  # the key's failing, not the request's: another key may pass
+                exc.retryable = pool is not None and key_id is not None and pool.others(key_id)
+            # A cut-off or filtered answer used tokens all the same: its record says how many.
+            used = reply if exc.kind in ("cut_off", "content_filtered") else None
+            record = self._record(target, key_id, at, started, http.body, status, body, used, exc)
+            raise
         finally:
-            if pool is not None and key_id is not None:
-                pool.release(key_id)
-        assert reply is not None
-        return reply, self._record(target, key_id, at, started, http.body, status, body, reply, None)
-
+            # No record: abandoned mid-call (cancelled by a timeout); the key goes back, the hold stays spent.
+            gate.done(grant, record)
     def _record(self, target: Target, key_id: str | None, at: datetime, started: float, request: bytes,
                 status: int | None, body: bytes | None, reply: Reply | None, error: LLMError | None) -> Call:
         tokens_in = reply.tokens_in if reply is not None else 0
@@ -137,10 +195,22 @@ class LLMClient:
             latency_ms=(time.perf_counter() - started) * 1000, cost_usd=cost,
             request_digest=hashlib.sha256(request).hexdigest(),
             response=None if body is None else body.decode(errors="replace"))
-        pool = self.pools.get(target.endpoint.name)
-        if pool is not None:
-            pool.apply(call)
-        calls = _records.get()
-        if calls is not None:
-            calls.append(call)
+        current = _recording.get()
+        if current is not None:
+            current.calls.append(call)
         return call
+
+
+class _Local(msgspec.Struct, frozen=True, kw_only=True):
+    """A reservation the client's own gate holds (no stream: nothing to publish)."""
+
+    ts: datetime
+    run_id: str
+    task_id: str
+    attempt: int
+    call: int
+    provider: str
+    model: str
+    key_id: str | None
+    cost_usd: float | None
+    holds_until: datetime

@@ -13,8 +13,9 @@ from events import YmeraError
 __all__ = ["RETRYABLE", "ErrorKind", "LLMError"]
 
 ErrorKind = Literal["auth", "rate_limited", "quota", "context_too_long", "content_filtered", "server_error",
-                    "timeout", "cut_off", "bad_request"]
+                    "timeout", "cut_off", "bad_request", "budget"]
 
+# "budget": no budget covers the call's estimate; refused before any request (llm/_ledger.py).
 # Kinds a later attempt may get past as they are. Auth and quota belong to a key: another key may
 # pass (the pool takes that key out of turn). Context too long, a filtered answer and a bad request
 # fail the same way again unless the task or the model changes.

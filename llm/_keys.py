@@ -5,17 +5,19 @@ time its Retry-After names (counted from the event's own time, so every process 
 the same events agrees), a refused key is out until restart, a used-up quota rests it until
 the next UTC day, and every call counts against the key's per-minute and per-day limits for
 its model (the catalogue's free-tier figures). An executor folds its own calls as it makes
-them; folding every executor's calls from the stream (so a pool is shared and survives a
-restart) is the next step of the AI-layer issue, and needs nothing here but `apply`.
+them (a call counts from the moment its key is taken), and every other executor's from the
+stream, the last day of them replayed when it starts (actors/executor/_pools.py): so the
+pools are shared, and a restarted executor rests and counts what it did before.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ._catalogue import ModelInfo
 from ._errors import LLMError
@@ -35,6 +37,8 @@ class CallRecord(Protocol):
     @property
     def ts(self) -> datetime: ...
     @property
+    def provider(self) -> str: ...
+    @property
     def model(self) -> str: ...
     @property
     def key_id(self) -> str | None: ...
@@ -48,6 +52,8 @@ class CallRecord(Protocol):
     def tokens_in(self) -> int: ...
     @property
     def tokens_out(self) -> int: ...
+    @property
+    def cost_usd(self) -> float | None: ...
 
 
 class _Key:
@@ -71,14 +77,24 @@ class KeyPool:
         self._keys = {key_id: _Key(key_id, secret) for key_id, secret in endpoint.keys}
         self._clock = clock
         self._turn = 0
+        # A key refused before this pool existed gets another chance: the keys may have been set
+        # anew since, and a restart is how a user says so.
+        self.since = clock()
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def take(self, model: ModelInfo | None, name: str) -> tuple[str, str]:
-        """(key id, key) for a call to model `name`: among the keys not refused, not cooling down
-        and under the model's limits, the one with the fewest calls in flight, then in the last
-        minute, in turn. An `LLMError` (rate_limited, with the wait) when none may be called now."""
+        """(key id, key) for a call to model `name`, counted now (`choose`, then `reserve`)."""
+        key_id = self.choose(model, name)
+        self.reserve(key_id, name, self._clock())
+        return key_id, self.secret(key_id)
+
+    def choose(self, model: ModelInfo | None, name: str) -> str:
+        """The key for a call to model `name`, counting nothing: among the keys not refused, not
+        cooling down and under the model's limits, the one with the fewest calls in flight, then
+        in the last minute, in turn. An `LLMError` (rate_limited, with the wait) when none may
+        be called now."""
         now = self._clock()
         keys = list(self._keys.values())
         count = len(keys)
@@ -104,10 +120,22 @@ class KeyPool:
                                retryable=False)
             raise LLMError("rate_limited", f"{provider}: every key is cooling down or at its limit for {name}; "
                            f"the first is free in {soonest:.3g}s", retry_after=soonest)
-        self._turn = (keys.index(chosen) + 1) % count
-        chosen.in_flight += 1
-        chosen.calls.setdefault(name, deque()).append(now)  # counted now: a limit holds for calls in flight too
-        return chosen.id, chosen.secret
+        return chosen.id
+
+    def reserve(self, key_id: str, name: str, at: float) -> None:
+        """Count a call to model `name` on `key_id`, begun at `at` (epoch seconds): in flight
+        until `release`, and against the key's limits for the minute and the day. A limit holds
+        for calls in flight too."""
+        key = self._keys.get(key_id)
+        if key is None:
+            return
+        key.in_flight += 1
+        _insert(key.calls.setdefault(name, deque()), at)
+        keys = list(self._keys)
+        self._turn = (keys.index(key_id) + 1) % len(keys)
+
+    def secret(self, key_id: str) -> str:
+        return self._keys[key_id].secret
 
     def others(self, key_id: str) -> bool:
         """Whether a key other than `key_id` is still in the pool (not refused, quota not used up today)."""
@@ -121,7 +149,8 @@ class KeyPool:
             key.in_flight -= 1
 
     def apply(self, event: CallRecord) -> None:
-        """Fold one call's record (this process's or another's) into the keys' state."""
+        """Fold one call's record into the keys' state (the call itself was counted when its key
+        was reserved: `reserve`)."""
         key = self._keys.get(event.key_id or "")
         if key is None:
             return
@@ -132,10 +161,10 @@ class KeyPool:
         elif event.outcome == "quota":
             day = datetime.fromtimestamp(at, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             key.cooldown_until = max(key.cooldown_until, (day + timedelta(days=1)).timestamp())
-        elif event.outcome == "auth":
+        elif event.outcome == "auth" and at >= self.since:
             key.disabled = event.error or "refused"
         if event.tokens_in or event.tokens_out:
-            key.tokens.setdefault(event.model, deque()).append((at, event.tokens_in + event.tokens_out))
+            _insert(key.tokens.setdefault(event.model, deque()), (at, event.tokens_in + event.tokens_out))
 
     def state(self) -> list[dict[str, object]]:
         """Each key's state, as `ymera models` shows it (never the key)."""
@@ -169,6 +198,18 @@ class KeyPool:
             if sum(n for _, n in tokens) >= model.tpm:
                 wait = max(wait, tokens[0][0] + _MINUTE - now)
         return wait
+
+
+_Item = TypeVar("_Item", float, tuple[float, int])
+
+
+def _insert(window: deque[_Item], item: _Item) -> None:
+    """Add `item` to a window kept oldest first: at the end, but for another process's call
+    that began before one already counted here."""
+    if window and item < window[-1]:
+        bisect.insort(window, item)
+    else:
+        window.append(item)
 
 
 def _since(times: deque[float] | None, since: float) -> list[float]:

@@ -34,7 +34,7 @@ def one_of_each() -> list[events.Event]:
         "principal": "alice", "passed": True, "subject": "ymera.x", "excerpt": "{", "size": 1,
         "alert": "latency", "severity": "warning", "message": "slow",
         "accuracy": 0.5, "completeness": 0.5, "consistency": 0.5, "efficiency": 0.5,
-        "maintainability": 0.5, "overall": 0.5, "not_before": TS, "provider": "groq", "model": "m",
+        "maintainability": 0.5, "overall": 0.5, "not_before": TS, "provider": "groq", "model": "m", "holds_until": TS,
     }
     out = []
     for cls in events.EVENT_TYPES.values():

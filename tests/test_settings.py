@@ -53,6 +53,8 @@ def test_the_guide_names_are_read(tmp_path: Path) -> None:
          "setting YMERA_DUPLICATE_WINDOW_SECONDS='0' is not a number > 0"),
         ("YMERA_DUPLICATE_WINDOW_SECONDS", "inf",
          "setting YMERA_DUPLICATE_WINDOW_SECONDS='inf' is not a number > 0"),
+        ("YMERA_DAILY_BUDGET_USD", "ten", "setting YMERA_DAILY_BUDGET_USD='ten' is not a number"),
+        ("YMERA_DAILY_BUDGET_USD", "-5", "setting YMERA_DAILY_BUDGET_USD='-5' is not a number >= 0"),
         ("YMERA_LOG_LEVEL", "loud",
          "setting YMERA_LOG_LEVEL='loud' is not one of debug, info, warning, error, critical"),
         ("YMERA_ENV", "staging", "setting YMERA_ENV='staging' is not one of development, production"),

@@ -60,6 +60,8 @@ CASES: list[tuple[str, list[TaskSpec], dict[str, Any], Settings, tuple[str, str 
      ("workflow has 3 tasks, more than the limit of 2 (YMERA_MAX_TASKS_PER_WORKFLOW)", None, "tasks")),
     ("max_parallel_tasks below 1", [task()], {"max_parallel_tasks": 0}, SETTINGS,
      ("max_parallel_tasks must be at least 1, got 0", None, "max_parallel_tasks")),
+    ("negative budget", [task()], {"budget_usd": -1.0}, SETTINGS,
+     ("budget_usd must be a number of dollars, at least 0, got -1", None, "budget_usd")),
     ("duplicate id", [task("a"), task("a")], {}, SETTINGS,
      ("duplicate task id 'a': task ids must be unique", "a", "id")),
     ("unknown dependency", [task(dependencies=["ghost"])], {}, SETTINGS,

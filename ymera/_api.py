@@ -107,13 +107,16 @@ class WorkflowOrchestrator:
 
     async def execute_workflow(self, workflow_id: str, tasks: list[Task], enable_monitoring: bool = True,
                                timeout: float | None = None, principal: str = "api",
-                               max_parallel_tasks: int | None = None) -> dict[str, Any]:
+                               max_parallel_tasks: int | None = None,
+                               budget_usd: float | None = None) -> dict[str, Any]:
         """Run the workflow and wait for the run's end; the result dict has status, run_id, overall_quality
         and per-task results. The same id may run again once its previous run has ended.
 
         Ids are checked before anything starts or is published: InvalidId names the id and the rule.
         After `timeout` seconds, GaveUpWaiting says what became of the run: cancelled if this
         orchestrator runs the actors (they stop on close), going on if actors elsewhere run it.
+        `budget_usd` caps what the run's model calls may spend: each is held against it before
+        it is made, and one it cannot cover fails with kind "budget".
         """
         check_workflow_id(workflow_id)
         for task in tasks:
@@ -121,7 +124,8 @@ class WorkflowOrchestrator:
         await self.start()
         assert self._bus is not None
         submission = WorkflowSubmitted(id=new_id(), ts=now(), workflow_id=workflow_id, principal=principal,
-                                       tasks=[t.spec() for t in tasks], max_parallel_tasks=max_parallel_tasks)
+                                       tasks=[t.spec() for t in tasks], max_parallel_tasks=max_parallel_tasks,
+                                       budget_usd=budget_usd)
         client = WorkflowClient(self._bus)
         seq = await client.submit(submission)
         end, seen = await wait_or_give_up(client, workflow_id, seq, timeout, in_process=self._runs_actors,

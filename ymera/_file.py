@@ -27,10 +27,12 @@ class _WorkflowFile(msgspec.Struct, forbid_unknown_fields=True):
     principal: str = "anonymous"
     metadata: dict[str, str] = {}
     max_parallel_tasks: int | None = None
+    budget_usd: float | None = None
 
 
 def read_workflow(path: Path) -> events.WorkflowSubmitted:
-    """A workflow file, {workflow_id, tasks, name?, principal?, metadata?, max_parallel_tasks?}, as a submission."""
+    """A workflow file, {workflow_id, tasks, name?, principal?, metadata?, max_parallel_tasks?, budget_usd?},
+    as a submission."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -47,7 +49,7 @@ def read_workflow(path: Path) -> events.WorkflowSubmitted:
         raise events.YmeraError(f"{path}: {exc}") from None
     return events.WorkflowSubmitted(
         id=events.new_id(), ts=events.now(), workflow_id=doc.workflow_id, name=doc.name, principal=doc.principal,
-        tasks=doc.tasks, metadata=doc.metadata, max_parallel_tasks=doc.max_parallel_tasks,
+        tasks=doc.tasks, metadata=doc.metadata, max_parallel_tasks=doc.max_parallel_tasks, budget_usd=doc.budget_usd,
     )
 
 

@@ -82,6 +82,7 @@ class WorkflowState:
     validated_seq: int | None = None  # queue position among validated workflows
     activated: bool = False  # has released a task: it holds a workflow slot
     cancel_reason: str | None = None
+    budget_usd: float | None = None  # what its model calls may spend (the submission's)
 
     @property
     def running(self) -> int:
@@ -155,7 +156,8 @@ def _new_workflow(event: WorkflowSubmitted) -> WorkflowState:
         tasks[spec.id] = TaskState(spec=spec, index=i, remaining_deps=len(set(spec.dependencies)))
         for dep in set(spec.dependencies):
             dependents.setdefault(dep, []).append(spec.id)
-    return WorkflowState(event.workflow_id, event.id, event.ts, tasks, dependents, event.max_parallel_tasks)
+    return WorkflowState(event.workflow_id, event.id, event.ts, tasks, dependents, event.max_parallel_tasks,
+                         budget_usd=event.budget_usd)
 
 
 def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:

@@ -6,7 +6,9 @@ Emits: TaskSucceeded (the output met the task's `expect`) or TaskFailed (it did 
 attempt failed), each naming the executor and when the attempt began; for an attempt that
 outlives its first heartbeat, TaskStarted and then a TaskHeartbeat per interval (one batch
 for all its attempts, `_fence.py`); before an attempt's result, an LLMCalled for each call
-it made to a model (`llm/`), whatever came of it.
+it made to a model (`llm/`), whatever came of it, and before each call a CallReserved
+(`_pools.py`: every executor folds every executor's reservations and records, so key pools
+and budgets are shared and outlive a restart).
 Acks a TaskReady once the stream has the attempt's TaskStarted or its result, whichever comes
 first: an executor that dies before either leaves it to be redelivered to another.
 Decides: nothing about retries. A failure is reported with its kind and whether a retry
@@ -64,6 +66,7 @@ from .._outcome import TaskError
 from ._expect import check_outcome
 from ._fence import Attempt, Fence, run_key
 from ._kinds import context, run_task
+from ._pools import SharedPools
 
 __all__ = ["Executor"]
 
@@ -90,6 +93,7 @@ class Executor:
         self.concurrency = settings.executor_concurrency
         self.bus: Bus | None = None  # set by `start`, for the subscriptions' callbacks
         self.ctx: Context | None = None  # the handlers' resources, from `start` to `finish`
+        self.shared: SharedPools | None = None  # the key pools and budgets every executor shares
         self._resources = contextlib.AsyncExitStack()
 
     def policy(self) -> ConsumerPolicy:
@@ -110,6 +114,10 @@ class Executor:
         # queue attempts inside the client, inflating their duration_ms (BENCHMARKS.md, "1,000
         # LLM calls in flight").
         self.ctx = await self._resources.enter_async_context(context(self.settings, self.concurrency))
+        if self.ctx.llm.pools:  # every executor's calls, the last day's first (`_pools.py`)
+            self.shared = SharedPools(self.ctx.llm, self.executor_id)
+            self._resources.push_async_callback(self.shared.stop)
+            await self.shared.start(bus)
         # Cancellations and timeouts reach running attempts at once, through plain subscriptions:
         # one missed while this executor was down concerns no attempt it is running.
         for kind, callback in ((WorkflowCancelled, self._on_cancelled), (TaskTimedOut, self._on_timed_out)):
@@ -202,7 +210,8 @@ class Executor:
         ready = attempt.ready
         return [LLMCalled(id=derive_id(run_key(ready), "LLMCalled", ready.task_id, ready.attempt, n),
                           workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor=self.name,
-                          task_id=ready.task_id, attempt=ready.attempt, call=n, **msgspec.structs.asdict(call))
+                          task_id=ready.task_id, attempt=ready.attempt, call=n, executor=self.executor_id,
+                          **msgspec.structs.asdict(call))
                 for n, call in enumerate(attempt.calls, 1)]
 
     async def _publish_calls(self, bus: Bus, attempt: Attempt) -> None:
@@ -261,7 +270,8 @@ class Executor:
         t0 = time.perf_counter()
         try:
             inputs = await self._inputs(bus, ready)
-            with llm.recording() as attempt.calls:
+            gate = self.shared.gate(bus, ready, self.settings) if self.shared is not None else None
+            with llm.recording(gate) as attempt.calls:
                 outcome = await run_task(ready.spec, inputs, ctx,
                                          timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)
         except TaskError as exc:

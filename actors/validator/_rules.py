@@ -6,6 +6,7 @@ fixes a submission in one round instead of one error at a time.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -83,6 +84,10 @@ def _check_workflow(submission: WorkflowSubmitted, settings: Settings, found: _F
     if parallel is not None and parallel < 1:
         message = f"max_parallel_tasks must be at least 1, got {parallel}"
         found.append((_WORKFLOW, "max_parallel_tasks", Problem(message, None, "max_parallel_tasks")))
+    budget = submission.budget_usd
+    if budget is not None and not 0 <= budget < math.inf:
+        message = f"budget_usd must be a number of dollars, at least 0, got {budget:g}"
+        found.append((_WORKFLOW, "budget_usd", Problem(message, None, "budget_usd")))
 
 
 def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found) -> None:
