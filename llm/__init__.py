@@ -6,7 +6,7 @@ from ._catalogue import MIN_ANSWER_TOKENS, Catalogue, CatalogueError, ModelInfo,
 from ._client import Call, Gate, Grant, LLMClient, recording
 from ._errors import RETRYABLE, ErrorKind, LLMError
 from ._keys import DEFAULT_COOLDOWN_SECONDS, CallRecord, KeyPool
-from ._ledger import Budgets, Hold, Ledger, Reservation, hold_id
+from ._ledger import Budgets, Hold, Ledger, Refusal, Reservation, hold_id
 from ._models import NO_LLM, Models, Target
 from ._providers import LOCAL, PROVIDERS, Endpoint, Provider, endpoints
 from ._transport import http_client
@@ -41,6 +41,7 @@ __all__ = [
     "ModelInfo",
     "Models",
     "Provider",
+    "Refusal",
     "Reply",
     "Request",
     "Reservation",

@@ -158,6 +158,10 @@ class LLMClient:
                 raise wire.error(answer.status, answer.reason, answer.headers, answer.body, where)
             reply = wire.reply(answer.body, where, stream)
             assert reply is not None
+            if not reply.tokens_in and not reply.tokens_out:
+                # No usage reported (llama.cpp's server leaves it out of a stream): counted high, as a
+                # prompt is, so spend and token limits are never under-counted.
+                reply = msgspec.structs.replace(reply, tokens_in=prompt, tokens_out=estimate_tokens(len(reply.text)))
             if reply.finish == "length":
                 # An answer cut off at the token limit is not the answer: a failed attempt of its own
                 # kind, which a larger max_tokens or another model may get right.

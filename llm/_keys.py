@@ -57,7 +57,7 @@ class CallRecord(Protocol):
 
 
 class _Key:
-    __slots__ = ("calls", "cooldown_until", "disabled", "id", "in_flight", "secret", "tokens")
+    __slots__ = ("calls", "cooldown_until", "disabled", "id", "in_flight", "secret", "token_total", "tokens")
 
     def __init__(self, key_id: str, secret: str) -> None:
         self.id = key_id
@@ -67,6 +67,7 @@ class _Key:
         self.in_flight = 0
         self.calls: dict[str, deque[float]] = {}  # model -> call times within the last day
         self.tokens: dict[str, deque[tuple[float, int]]] = {}  # model -> (time, tokens) within the last minute
+        self.token_total: dict[str, int] = {}  # model -> the sum of `tokens`
 
 
 class KeyPool:
@@ -109,7 +110,7 @@ class KeyPool:
             if wait > 0:
                 soonest = wait if soonest is None else min(soonest, wait)
                 continue
-            rank = (key.in_flight, len(_since(key.calls.get(name), now - _MINUTE)), i)
+            rank = (key.in_flight, _count_since(key.calls.get(name), now - _MINUTE), i)
             if best is None or rank < best:
                 best, chosen = rank, key
         if chosen is None:
@@ -164,14 +165,16 @@ class KeyPool:
         elif event.outcome == "auth" and at >= self.since:
             key.disabled = event.error or "refused"
         if event.tokens_in or event.tokens_out:
-            _insert(key.tokens.setdefault(event.model, deque()), (at, event.tokens_in + event.tokens_out))
+            used = event.tokens_in + event.tokens_out
+            _insert(key.tokens.setdefault(event.model, deque()), (at, used))
+            key.token_total[event.model] = key.token_total.get(event.model, 0) + used
 
     def state(self) -> list[dict[str, object]]:
         """Each key's state, as `ymera models` shows it (never the key)."""
         now = self._clock()
         return [{"key": k.id, "disabled": k.disabled, "cooling_for": max(0.0, k.cooldown_until - now),
                  "in_flight": k.in_flight,
-                 "calls_last_minute": sum(len(_since(c, now - _MINUTE)) for c in k.calls.values())}
+                 "calls_last_minute": sum(_count_since(c, now - _MINUTE) for c in k.calls.values())}
                 for k in self._keys.values()]
 
     def _wait(self, key: _Key, model: ModelInfo | None, name: str, now: float) -> float | None:
@@ -185,17 +188,15 @@ class KeyPool:
         if calls is not None:
             while calls and calls[0] <= now - _DAY:  # a day is the longest window
                 calls.popleft()
-            if model.rpm is not None:
-                minute = _since(calls, now - _MINUTE)
-                if len(minute) >= model.rpm:
-                    wait = max(wait, minute[-model.rpm] + _MINUTE - now)
+            if model.rpm is not None and _count_since(calls, now - _MINUTE) >= model.rpm:
+                wait = max(wait, calls[len(calls) - model.rpm] + _MINUTE - now)
             if model.rpd is not None and len(calls) >= model.rpd:
                 wait = max(wait, calls[-model.rpd] + _DAY - now)
         tokens = key.tokens.get(name)
         if model.tpm is not None and tokens is not None:
             while tokens and tokens[0][0] <= now - _MINUTE:
-                tokens.popleft()
-            if sum(n for _, n in tokens) >= model.tpm:
+                key.token_total[name] -= tokens.popleft()[1]
+            if key.token_total.get(name, 0) >= model.tpm:
                 wait = max(wait, tokens[0][0] + _MINUTE - now)
         return wait
 
@@ -212,14 +213,6 @@ def _insert(window: deque[_Item], item: _Item) -> None:
         window.append(item)
 
 
-def _since(times: deque[float] | None, since: float) -> list[float]:
-    """The times after `since`, oldest first (read from the newest end: a minute is a short tail)."""
-    if not times:
-        return []
-    tail: list[float] = []
-    for t in reversed(times):
-        if t <= since:
-            break
-        tail.append(t)
-    tail.reverse()
-    return tail
+def _count_since(times: deque[float] | None, since: float) -> int:
+    """How many of the times (oldest first) are after `since`."""
+    return len(times) - bisect.bisect_right(times, since) if times else 0

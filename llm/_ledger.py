@@ -3,11 +3,12 @@ key pools and the budgets read.
 
 A call is reserved before it is made (`reserve`): its key counts it from then (in flight, and
 against the key's limits), and the most it can cost (`cost_usd`: the prompt's estimated tokens
-at the input price, the answer's whole budget at the output price) counts against the day's
-spend (UTC) and its run's. Its record (`settle`) puts what it really cost in place of the
-estimate and lets the key go. A hold whose record never comes (its executor died mid-call)
-lets the key go at `holds_until` but stays counted at its estimate: the call may have been
-paid. A call that no budget covers is refused before it is reserved (`refusal`).
+at the input price, the answer's whole budget at the output price) is held against the day's
+budget (UTC) and its run's. Its record (`settle`) turns the hold into what the call really
+cost, spent, and lets the key go. A hold whose record never comes (its executor died
+mid-call) lets the key go at `holds_until` and counts as spent at its estimate: the call may
+have been paid. A call no budget covers is refused before it is reserved (`refusal`): for
+good when what is spent leaves no room, for now when calls in flight hold it.
 
 Everything here is a pure fold: each executor folds every executor's reservations and records
 from the stream (actors/executor/_pools.py), and one without a stream folds its own.
@@ -23,7 +24,7 @@ from typing import Protocol
 
 from ._keys import CallRecord, KeyPool
 
-__all__ = ["Budgets", "Hold", "Ledger", "Reservation", "hold_id"]
+__all__ = ["Budgets", "Hold", "Ledger", "Refusal", "Reservation", "hold_id"]
 
 
 class Reservation(Protocol):
@@ -73,6 +74,16 @@ class Hold:
     cost: float
     holds_until: float  # epoch seconds
     key_held: bool = True
+    lapsed: bool = False  # past its time with no record: its estimate counts as spent
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a call may not be made: `final` when no wait helps (what is spent already leaves no
+    room); otherwise calls in flight hold the room, and it may be made once they end."""
+
+    reason: str
+    final: bool
 
 
 class Ledger:
@@ -82,72 +93,93 @@ class Ledger:
         self.pools = pools
         self._clock = clock
         self.holds: dict[str, Hold] = {}  # hold id -> a call reserved and not yet recorded
-        self.day_spend: dict[str, float] = {}  # UTC day -> USD spent and held
-        self.run_spend: dict[str, float] = {}  # run id -> USD spent and held
+        # USD spent (recorded, or held by a call that never said what it cost) and held (by calls
+        # in flight, at their estimate), by UTC day and by run.
+        self.day_spent: dict[str, float] = {}
+        self.run_spent: dict[str, float] = {}
+        self.day_held: dict[str, float] = {}
+        self.run_held: dict[str, float] = {}
 
     def reserve(self, event: Reservation) -> None:
         at = event.ts.timestamp()
-        day = _day(at)
         cost = event.cost_usd or 0.0
         pool = self.pools.get(event.provider)
         if pool is not None and event.key_id is not None:
             pool.reserve(event.key_id, event.model, at)
-        self.holds[hold_id(event.run_id, event.task_id, event.attempt, event.call)] = Hold(
-            event.provider, event.key_id, event.run_id, day, cost, event.holds_until.timestamp())
-        self._spend(day, event.run_id, cost)
+        hold = Hold(event.provider, event.key_id, event.run_id, _day(at), cost, event.holds_until.timestamp())
+        self.holds[hold_id(event.run_id, event.task_id, event.attempt, event.call)] = hold
+        _add(self.day_held, hold.day, cost)
+        _add(self.run_held, hold.run_id, cost)
 
     def settle(self, hold: str | None, record: CallRecord | None, run_id: str) -> None:
         """A call's record: its cost in place of its hold's, its key let go, its outcome folded
         into its key's state (a 429 rests it). `hold` None: a call that was never reserved;
-        `record` None: one abandoned before its answer, whose hold stays spent."""
+        `record` None: one abandoned before its answer, whose estimate counts as spent."""
         held = self.holds.pop(hold, None) if hold is not None else None
-        if record is None:
-            if held is not None:
-                self._let_go(held)
-            return
-        pool = self.pools.get(record.provider)
-        if pool is not None:
-            pool.apply(record)
-        cost = record.cost_usd or 0.0
+        if record is not None:
+            pool = self.pools.get(record.provider)
+            if pool is not None:
+                pool.apply(record)
         if held is None:
-            self._spend(_day(record.ts.timestamp()), run_id, cost)
+            if record is not None:
+                self._spent(_day(record.ts.timestamp()), run_id, record.cost_usd or 0.0)
             return
-        self._spend(held.day, held.run_id, cost - held.cost)
-        self._let_go(held)
+        if not held.lapsed:
+            self._end(held)
+        if record is not None:  # the real cost in place of the estimate the hold ended with
+            self._spent(held.day, held.run_id, (record.cost_usd or 0.0) - held.cost)
 
     def expire(self) -> None:
-        """Let the keys of holds past their time go; their estimates stay spent."""
+        """Holds past their time with no record: their keys go, their estimates count as spent."""
         now = self._clock()
         for held in self.holds.values():
-            if held.key_held and held.holds_until <= now:
-                self._let_go(held)
+            if not held.lapsed and held.holds_until <= now:
+                held.lapsed = True
+                self._end(held)
 
-    def refusal(self, run_id: str, cost: float | None, budgets: Budgets, model: str) -> str | None:
+    def refusal(self, run_id: str, cost: float | None, budgets: Budgets, model: str) -> Refusal | None:
         """Why a call that may cost `cost` may not be made now under `budgets`; None if it may."""
         if budgets.per_run is None and budgets.per_day is None:
             return None
         if cost is None:
-            return (f"the model catalogue has no price for {model}, so a call to it cannot be held "
-                    "against a budget (give it one in YMERA_MODELS_FILE)")
+            return Refusal(f"the model catalogue has no price for {model}, so a call to it cannot be held "
+                           "against a budget (give it one in YMERA_MODELS_FILE)", final=True)
         day = _day(self._clock())
-        for limit, spent, what in ((budgets.per_run, self.run_spend.get(run_id, 0.0), "the workflow's budget"),
-                                   (budgets.per_day, self.day_spend.get(day, 0.0), f"the budget for {day}")):
-            if limit is not None and spent + cost > limit + 1e-12:
-                return (f"{what} of ${limit:g} cannot cover this call: ${spent:.6g} is spent or held, "
-                        f"and the call may cost up to ${cost:.6g}")
+        scopes = [(limit, spent.get(key, 0.0), held.get(key, 0.0), what)
+                  for limit, spent, held, key, what in (
+                      (budgets.per_run, self.run_spent, self.run_held, run_id, "the workflow's budget"),
+                      (budgets.per_day, self.day_spent, self.day_held, day, f"the budget for {day}"))
+                  if limit is not None]
+        for limit, spent, _, what in scopes:
+            if spent + cost > limit + 1e-12:
+                return Refusal(f"{what} of ${limit:g} cannot cover this call: ${spent:.6g} is spent, and the "
+                               f"call may cost up to ${cost:.6g}", final=True)
+        for limit, spent, held, what in scopes:
+            if spent + held + cost > limit + 1e-12:
+                return Refusal(f"{what} of ${limit:g} cannot cover this call while calls in flight hold "
+                               f"${held:.6g} of it (${spent:.6g} spent; the call may cost up to ${cost:.6g})",
+                               final=False)
         return None
 
-    def _spend(self, day: str, run_id: str, usd: float) -> None:
-        if usd:
-            self.day_spend[day] = self.day_spend.get(day, 0.0) + usd
-            self.run_spend[run_id] = self.run_spend.get(run_id, 0.0) + usd
-
-    def _let_go(self, held: Hold) -> None:
+    def _end(self, held: Hold) -> None:
+        """A hold ends: its estimate moves from held to spent, its key goes."""
+        _add(self.day_held, held.day, -held.cost)
+        _add(self.run_held, held.run_id, -held.cost)
+        self._spent(held.day, held.run_id, held.cost)
         if held.key_held:
             held.key_held = False
             pool = self.pools.get(held.provider)
             if pool is not None and held.key_id is not None:
                 pool.release(held.key_id)
+
+    def _spent(self, day: str, run_id: str, usd: float) -> None:
+        _add(self.day_spent, day, usd)
+        _add(self.run_spent, run_id, usd)
+
+
+def _add(totals: dict[str, float], key: str, usd: float) -> None:
+    if usd:
+        totals[key] = totals.get(key, 0.0) + usd
 
 
 def _day(at: float) -> str:

@@ -6,7 +6,10 @@ paths, their auth headers, their success bodies, their streams (Server-Sent Even
 request asks for one) and their error bodies (429 with Retry-After, 401, context too long,
 quota, 5xx). Script what the next requests get (`reply`, `cut_off`, `filtered`, `rate_limit`,
 `error`, `fail`, `hang`, `cut`, `raw`); with nothing scripted it answers `ok: <first 60
-chars of the last user message>`. It runs in a thread, so `with LLMServer("gemini") as
+chars of the last user message>`. `limit_keys(n, seconds)` emulates a provider's own rate
+limit: each key may make n requests in any `seconds`, beyond that it gets the format's 429
+with a Retry-After saying when the window frees; `calls` records every request's key, time
+and status. It runs in a thread, so `with LLMServer("gemini") as
 server:` works from sync and async tests alike.
 """
 
@@ -66,6 +69,9 @@ class LLMServer:
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._limit: tuple[int, float] | None = None
+        self._windows: dict[str, deque[float]] = {}
+        self.calls: list[tuple[str, float, int]] = []  # (key, time.time(), HTTP status) of every request
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._count = 0
@@ -110,6 +116,29 @@ class LLMServer:
     def raw(self, payload: bytes, status: int = 200) -> None:
         """Send `payload` as it is, labelled JSON: for bodies no well-behaved provider sends."""
         self._push(Behaviour("raw", status=status, content=payload.decode()))
+
+    def limit_keys(self, requests: int, seconds: float) -> None:
+        """From now on each key may make `requests` requests in any `seconds`; more get 429."""
+        with self._lock:
+            self._limit = (requests, seconds)
+
+    def _admit(self, key: str) -> float | None:
+        """None if `key` may make a request now (it is counted); else the seconds until it may."""
+        with self._lock:
+            now = time.time()
+            if self._limit is None:
+                self.calls.append((key, now, 200))
+                return None
+            requests, seconds = self._limit
+            window = self._windows.setdefault(key, deque())
+            while window and window[0] <= now - seconds:
+                window.popleft()
+            if len(window) >= requests:
+                self.calls.append((key, now, 429))
+                return window[0] + seconds - now
+            window.append(now)
+            self.calls.append((key, now, 200))
+            return None
 
     def _push(self, behaviour: Behaviour) -> None:
         with self._lock:
@@ -313,6 +342,11 @@ class _Handler(BaseHTTPRequestHandler):
             message = {"openai": "Incorrect API key provided.", "anthropic": "invalid x-api-key",
                        "gemini": "API key not valid. Please pass a valid API key.", "cohere": "invalid api token"}[wire]
             self._send_json(status, _failure(wire, status, "auth", message))
+            return
+        wait = state._admit(self._key(wire))
+        if wait is not None:
+            self._send_json(429, _failure(wire, 429, "rate", "Rate limit reached for requests"),
+                            {"Retry-After": f"{max(wait, 0.01):.2f}"})
             return
         behaviour = state._next()
         if behaviour.action == "hang":

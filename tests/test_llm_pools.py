@@ -22,6 +22,7 @@ from actors.executor import context
 from actors.executor._pools import SharedPools
 from ymera import WorkflowClient
 
+from .engine import all_events
 from .llm_server import OpenAIServer
 from .support import wait_until
 
@@ -100,34 +101,43 @@ def test_a_hold_counts_its_estimate_until_its_record_puts_the_real_cost_in_its_p
     budgets = llm.Budgets(per_run=1.0, per_day=0.5)
     ledger.reserve(reserved("groq:1", T0, cost=0.3))
     assert keys.state()[0]["in_flight"] == 1
-    assert ledger.refusal("run", 0.25, budgets, "m") == (
-        "the budget for 2026-01-05 of $0.5 cannot cover this call: $0.3 is spent or held, and the call may "
-        "cost up to $0.25")
+    # In flight, the hold keeps the room: a call that would fit once it ends waits.
+    assert ledger.refusal("run", 0.25, budgets, "m") == llm.Refusal(
+        "the budget for 2026-01-05 of $0.5 cannot cover this call while calls in flight hold $0.3 of it ($0 spent; "
+        "the call may cost up to $0.25)", final=False)
     record = msgspec.structs.replace(called("groq:1", T0), cost_usd=0.01)
     ledger.settle(llm.hold_id("run", "t", 1, 1), record, "run")
-    assert (ledger.day_spend, ledger.run_spend) == ({"2026-01-05": pytest.approx(0.01)}, {"run": pytest.approx(0.01)})
+    assert (ledger.day_spent, ledger.run_spent) == ({"2026-01-05": pytest.approx(0.01)}, {"run": pytest.approx(0.01)})
+    assert ledger.day_held == {"2026-01-05": pytest.approx(0.0)}
     assert keys.state()[0]["in_flight"] == 0
     assert ledger.refusal("run", 0.25, budgets, "m") is None
-    assert ledger.refusal("run", None, budgets, "m") == (
+    # What is spent leaves no room: no wait helps.
+    assert ledger.refusal("run", 0.495, budgets, "m") == llm.Refusal(
+        "the budget for 2026-01-05 of $0.5 cannot cover this call: $0.01 is spent, and the call may cost up to "
+        "$0.495", final=True)
+    assert ledger.refusal("run", None, budgets, "m") == llm.Refusal(
         "the model catalogue has no price for m, so a call to it cannot be held against a budget (give it one in "
-        "YMERA_MODELS_FILE)")
+        "YMERA_MODELS_FILE)", final=True)
     assert ledger.refusal("run", None, llm.Budgets(), "m") is None  # no budget: nothing to hold against
 
 
-def test_a_hold_whose_record_never_comes_frees_its_key_at_its_time_and_stays_spent() -> None:
+def test_a_hold_whose_record_never_comes_frees_its_key_at_its_time_and_counts_as_spent() -> None:
     clock = Clock()
     keys = pool(clock)
     ledger = llm.Ledger({"groq": keys}, clock=clock)
     ledger.reserve(reserved("groq:1", T0, cost=0.2, holds=60))
     ledger.expire()
-    assert keys.state()[0]["in_flight"] == 1
+    assert (keys.state()[0]["in_flight"], ledger.run_held, ledger.run_spent) == (1, {"run": 0.2}, {})
     clock.now += 61
     ledger.expire()
     assert keys.state()[0]["in_flight"] == 0
-    assert ledger.run_spend == {"run": pytest.approx(0.2)}  # it may have been paid
+    assert (ledger.run_held, ledger.run_spent) == ({"run": pytest.approx(0.0)}, {"run": pytest.approx(0.2)})
+    # Its record after all, late: the real cost in place of the estimate.
+    ledger.settle(llm.hold_id("run", "t", 1, 1), msgspec.structs.replace(called("groq:1", T0), cost_usd=0.05), "run")
+    assert ledger.run_spent == {"run": pytest.approx(0.05)}
     ledger.reserve(reserved("groq:1", T0, cost=0.2, call=2))
-    ledger.settle(llm.hold_id("run", "t", 1, 2), None, "run")  # abandoned mid-call: key back, estimate kept
-    assert (keys.state()[0]["in_flight"], ledger.run_spend) == (0, {"run": pytest.approx(0.4)})
+    ledger.settle(llm.hold_id("run", "t", 1, 2), None, "run")  # abandoned mid-call: key back, estimate spent
+    assert (keys.state()[0]["in_flight"], ledger.run_spent) == (0, {"run": pytest.approx(0.25)})
 
 
 # ---- through the stream ----------------------------------------------------------------------
@@ -216,24 +226,44 @@ async def test_executors_racing_for_one_budget_never_hold_more_than_it_together(
         one, other = SharedPools(one_ctx.llm, "one"), SharedPools(other_ctx.llm, "other")
         await one.start(nats_bus)
         await other.start(nats_bus)
+        target = one_ctx.llm.models.resolve(None)
+
+        async def call(pools: SharedPools, n: int) -> llm.Grant:
+            """A call that may cost $0.3 and costs $0.1, recorded as an executor records it."""
+            gate = pools.gate(nats_bus, ready(f"t{n}"), settings)
+            grant = await gate.admit(target, 100, 0.3)
+            made = llm.Call(ts=events.now(), provider="local", model="gpt-test", key_id=grant.key_id, cost_usd=0.1)
+            await nats_bus.publish(events.LLMCalled(
+                id=events.new_id(), workflow_id="wf-race", run_id="race", actor="executor", task_id=f"t{n}",
+                attempt=1, call=1, executor=pools.executor_id, **msgspec.structs.asdict(made)))
+            gate.done(grant, made)
+            return grant
+
         try:
-            target = one_ctx.llm.models.resolve(None)
-            gates = [pools.gate(nats_bus, ready(f"t{n}"), settings) for n in range(6) for pools in (one, other)]
-            # Twelve calls that may cost $0.3 each, at once, against $1 a day: three fit.
-            outcomes = await asyncio.gather(*(g.admit(target, 100, 0.3) for g in gates), return_exceptions=True)
+            # Twelve calls at once from two executors against $1 a day: while calls are in flight
+            # the rest wait for room; once $0.8 is spent no call that may cost $0.3 fits.
+            outcomes = await asyncio.wait_for(asyncio.gather(
+                *(call(pools, n) for n in range(6) for pools in (one, other)), return_exceptions=True), 60)
         finally:
             await one.stop()
             await other.stop()
     granted = [o for o in outcomes if isinstance(o, llm.Grant)]
     refused = [o for o in outcomes if isinstance(o, llm.LLMError)]
-    assert (len(granted), len(refused)) == (3, 9), outcomes
-    assert {e.kind for e in refused} == {"budget"}
-    assert str(refused[0]).startswith(f"the budget for {events.now().date().isoformat()} of $1 cannot cover this "
-                                      "call: $0.9 is spent or held, and the call may cost up to $0.3")
-    holds = [e for e in await _events(nats_bus, events.CallReserved) if isinstance(e, events.CallReserved)]
-    assert len(holds) == 3
-    assert sum(h.cost_usd or 0 for h in holds) == pytest.approx(0.9)
+    assert (len(granted), len(refused)) == (8, 4), outcomes
+    assert {(e.kind, e.retryable) for e in refused} == {("budget", False)}
+    assert str(refused[0]) == (f"the budget for {events.now().date().isoformat()} of $1 cannot cover this call: "
+                               "$0.8 is spent, and the call may cost up to $0.3")
     assert one.lost + other.lost >= 1  # the two decided on the same view at first: one was fenced
+    # Folded in stream order, what was held and spent never passed the budget.
+    ledger = llm.Ledger({})
+    for event in await all_events(nats_bus, events.domain_filter(events.CallReserved)):
+        if isinstance(event, events.CallReserved):
+            ledger.reserve(event)
+            day = event.ts.date().isoformat()
+            assert ledger.day_spent.get(day, 0) + ledger.day_held.get(day, 0) <= 1.0 + 1e-9
+        elif isinstance(event, events.LLMCalled):
+            ledger.settle(llm.hold_id(event.run_id, event.task_id, event.attempt, event.call), event, event.run_id)
+    assert ledger.day_spent == {events.now().date().isoformat(): pytest.approx(0.8)}
 
 
 def ready(task_id: str) -> events.TaskReady:
@@ -266,8 +296,6 @@ async def test_a_restarted_engine_does_not_call_a_key_that_rests_after_a_429_met
 
 
 async def _events(connection: bus.Bus, kind: type[events.Event], workflow_id: str = "*") -> list[events.Event]:
-    from .engine import all_events
-
     return await all_events(connection, events.subject_filter(kind, workflow_id))
 
 
@@ -293,7 +321,8 @@ async def test_a_call_its_workflows_budget_cannot_cover_fails_before_any_request
     [failed] = [e for e in await _events(nats_bus, events.TaskFailed, "wf-budget") if isinstance(e, events.TaskFailed)]
     assert (failed.kind, failed.retryable, failed.attempt) == ("budget", False, 1)
     # 100 answer tokens at $1,000 a million are $0.1 already: no request is made.
-    assert failed.error.startswith("the workflow's budget of $0.05 cannot cover this call: $0 is spent or held, and "
-                                   "the call may cost up to $0.1")
+    # The prompt's tokens are estimated high (three characters a token): $0.13 in all.
+    assert failed.error == ("the workflow's budget of $0.05 cannot cover this call: $0 is spent, and the call may "
+                            "cost up to $0.13")
     assert server.requests == []
     assert await _events(nats_bus, events.CallReserved, "wf-budget") == []

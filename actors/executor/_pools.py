@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
@@ -52,9 +53,11 @@ class SharedPools:
         self.lost = 0  # reservations refused because another came first (decided again)
         self.caught_up = asyncio.Event()
         self.lock = asyncio.Lock()  # one reservation at a time from this executor
-        self._moved = asyncio.Condition()
+        self.version = 0  # moves on with every change to the ledger
+        self._news = asyncio.Event()  # set (and replaced) at every change
         self._follower: Follower | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self, bus: Bus) -> None:
         # From a day back; or, when the newest LLM event is older, from it: a fence names the
@@ -78,7 +81,10 @@ class SharedPools:
         _log.info("key pools rebuilt", executor=self.executor_id, events=self.folded, seq=self.seq)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
+            # The flag as well as the cancel: a cancel that lands as a message arrives can be lost
+            # inside nats-py's next_msg (asyncio.wait_for on Python 3.11), and the loop read on.
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -94,18 +100,32 @@ class SharedPools:
         target = self.seq + 1 if seq is None else seq
         # A fold that does not get there in time (a slow stream): decide again all the same; the
         # fence refuses a decision on a stale view again.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_WAIT), self._moved:
-                await self._moved.wait_for(lambda: self.seq >= target)
+        await self._until(lambda: self.seq >= target)
 
-    async def advanced(self, seq: int) -> None:
+    async def settled(self) -> None:
+        """Until the ledger changes (a hold ends here or elsewhere), or `_WAIT` has passed."""
+        version = self.version
+        await self._until(lambda: self.version > version)
+
+    def advanced(self, seq: int) -> None:
         if seq > self.seq:
             self.seq = seq
-            async with self._moved:
-                self._moved.notify_all()
+            self.changed()
+
+    def changed(self) -> None:
+        """Wake whoever waits for the ledger to change."""
+        self.version += 1
+        self._news.set()
+        self._news = asyncio.Event()
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_WAIT):
+                while not done():
+                    await self._news.wait()
 
     async def _fold(self, bus: Bus, follower: Follower) -> None:
-        while True:
+        while not self._stopping:
             try:
                 msg = await follower.next(_WAIT)
             except BusError as exc:
@@ -127,7 +147,7 @@ class SharedPools:
                     self.ledger.settle(llm.hold_id(event.run_id, event.task_id, event.attempt, event.call), event,
                                        event.run_id)
                 self.folded += 1
-            await self.advanced(stream_seq(msg))
+            self.advanced(stream_seq(msg))
             if not self.caught_up.is_set() and pending_after(msg) == 0:
                 self.caught_up.set()
 
@@ -143,34 +163,47 @@ class AttemptGate:
         self.calls = 0
 
     async def admit(self, target: llm.Target, tokens: int, cost: float | None) -> llm.Grant:
-        shared, ready = self.shared, self.ready
+        shared = self.shared
         self.calls += 1
         pool = shared.client.pools.get(target.endpoint.name)
-        async with shared.lock:
-            while True:
-                shared.ledger.expire()
-                reason = shared.ledger.refusal(ready.run_id, cost, self.budgets, target.model)
-                if reason is not None:
-                    raise llm.LLMError("budget", reason, retryable=False)
-                key_id = pool.choose(target.info, target.model) if pool is not None else None
-                at = now()
-                reserved = CallReserved(
-                    id=derive_id(run_key(ready), "CallReserved", ready.task_id, ready.attempt, self.calls), ts=at,
-                    workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor="executor",
-                    task_id=ready.task_id, attempt=ready.attempt, call=self.calls, provider=target.endpoint.name,
-                    model=target.model, key_id=key_id, tokens=tokens, cost_usd=cost, executor=shared.executor_id,
-                    holds_until=at + timedelta(seconds=ready.timeout_seconds or 300.0))
-                try:
-                    ack = await self.bus.publish_after(reserved, LLM_SUBJECTS, shared.seq)
-                except Fenced as lost:  # another reservation or record came first: read it, decide again
-                    shared.lost += 1
-                    await shared.reach(lost.last)
-                    continue
-                shared.ledger.reserve(reserved)
-                await shared.advanced(ack.seq)
-                return llm.Grant(key_id, llm.hold_id(ready.run_id, ready.task_id, ready.attempt, self.calls))
+        while True:
+            async with shared.lock:
+                grant = await self._reserve(target, tokens, cost, pool)
+            if grant is not None:
+                return grant
+            await shared.settled()  # calls in flight hold the budget: wait for one to end
+
+    async def _reserve(self, target: llm.Target, tokens: int, cost: float | None,
+                       pool: llm.KeyPool | None) -> llm.Grant | None:
+        """The call reserved; None while calls in flight hold the budget it needs."""
+        shared, ready = self.shared, self.ready
+        while True:
+            shared.ledger.expire()
+            refused = shared.ledger.refusal(ready.run_id, cost, self.budgets, target.model)
+            if refused is not None:
+                if not refused.final:
+                    return None
+                raise llm.LLMError("budget", refused.reason, retryable=False)
+            key_id = pool.choose(target.info, target.model) if pool is not None else None
+            at = now()
+            reserved = CallReserved(
+                id=derive_id(run_key(ready), "CallReserved", ready.task_id, ready.attempt, self.calls), ts=at,
+                workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor="executor",
+                task_id=ready.task_id, attempt=ready.attempt, call=self.calls, provider=target.endpoint.name,
+                model=target.model, key_id=key_id, tokens=tokens, cost_usd=cost, executor=shared.executor_id,
+                holds_until=at + timedelta(seconds=ready.timeout_seconds or 300.0))
+            try:
+                ack = await self.bus.publish_after(reserved, LLM_SUBJECTS, shared.seq)
+            except Fenced as lost:  # another reservation or record came first: read it, decide again
+                shared.lost += 1
+                await shared.reach(lost.last)
+                continue
+            shared.ledger.reserve(reserved)
+            shared.advanced(ack.seq)
+            return llm.Grant(key_id, llm.hold_id(ready.run_id, ready.task_id, ready.attempt, self.calls))
 
     def done(self, grant: llm.Grant, call: llm.Call | None) -> None:
         self.shared.ledger.settle(grant.hold, call, self.ready.run_id)
+        self.shared.changed()  # a call waiting for budget looks again
 
 
