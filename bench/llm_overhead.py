@@ -138,7 +138,7 @@ def decisions_per_second(n: int) -> float:
                                    holds_until=at + timedelta(seconds=60))
         ledger.reserve(hold)
         record = llm.Call(ts=at, provider="groq", model="m", key_id=key, cost_usd=0.0005)
-        ledger.settle(llm.hold_id("run", "t", 1, i), record, "run")
+        ledger.settle(llm.hold_id("run", "t", 1, i, ""), record, "run")
     return n / (time.perf_counter() - t0)
 
 

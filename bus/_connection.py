@@ -17,7 +17,7 @@ import nats.errors
 import nats.js.errors
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectStoreConfig, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectStoreConfig, RawStreamMsg, StorageType
 from nats.js.object_store import ObjectStore
 
 from events import ALL_SUBJECTS, BlobError, BlobRef, Event, check_blob, decode_message, offload, resolve, subject_of
@@ -124,26 +124,26 @@ class Bus:
 
     async def last(self, subject: str) -> bytes | None:
         """The payload of the newest message on `subject` in the stream; None if there is none."""
-        try:
-            msg = await self.js.get_last_msg(self.stream.name, subject)
-        except nats.js.errors.NotFoundError:
-            return None
-        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-            raise BusError(f"could not read the stream: {exc}") from exc
-        return bytes(msg.data or b"")
+        msg = await self._last_msg(subject)
+        return None if msg is None else bytes(msg.data or b"")
 
     async def last_stored(self, subject: str) -> tuple[int, datetime] | None:
         """The seq and store time of the newest message on `subject` (a filter may have
         wildcards); None if the stream has none."""
+        msg = await self._last_msg(subject)
+        if msg is None:
+            return None
+        assert msg.seq is not None
+        assert msg.time is not None
+        return msg.seq, msg.time
+
+    async def _last_msg(self, subject: str) -> RawStreamMsg | None:
         try:
-            msg = await self.js.get_last_msg(self.stream.name, subject)
+            return await self.js.get_last_msg(self.stream.name, subject)
         except nats.js.errors.NotFoundError:
             return None
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
             raise BusError(f"could not read the stream: {exc}") from exc
-        assert msg.seq is not None
-        assert msg.time is not None
-        return msg.seq, msg.time
 
     async def pending(self, consumer: str) -> int | None:
         """Messages durable consumer `consumer` has not delivered yet; None if unknown (no such

@@ -6,7 +6,7 @@ from ._catalogue import MIN_ANSWER_TOKENS, Catalogue, CatalogueError, ModelInfo,
 from ._client import Call, Gate, Grant, LLMClient, recording
 from ._errors import RETRYABLE, ErrorKind, LLMError
 from ._keys import DEFAULT_COOLDOWN_SECONDS, CallRecord, KeyPool
-from ._ledger import Budgets, Hold, Ledger, Refusal, Reservation, hold_id
+from ._ledger import Budgets, Hold, Ledger, Refusal, Reservation, hold_id, hold_of
 from ._models import NO_LLM, Models, Target
 from ._providers import LOCAL, PROVIDERS, Endpoint, Provider, endpoints
 from ._transport import http_client
@@ -51,6 +51,7 @@ __all__ = [
     "endpoints",
     "estimate_tokens",
     "hold_id",
+    "hold_of",
     "http_client",
     "recording",
     "retry_after_seconds",

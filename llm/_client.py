@@ -121,7 +121,7 @@ class LLMClient:
         self.ledger.reserve(_Local(ts=at, run_id="", task_id=hold, attempt=1, call=1, provider=target.endpoint.name,
                                    model=target.model, key_id=key_id, cost_usd=cost,
                                    holds_until=at + timedelta(days=1)))
-        return Grant(key_id, hold_id("", hold, 1, 1))
+        return Grant(key_id, hold_id("", hold, 1, 1, ""))
 
     def done(self, grant: Grant, call: Call | None) -> None:
         self.ledger.settle(grant.hold, call, "")
@@ -218,3 +218,4 @@ class _Local(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str | None
     cost_usd: float | None
     holds_until: datetime
+    executor: str = ""

@@ -23,7 +23,7 @@ from ._catalogue import ModelInfo
 from ._errors import LLMError
 from ._providers import Endpoint
 
-__all__ = ["DEFAULT_COOLDOWN_SECONDS", "CallRecord", "KeyPool"]
+__all__ = ["DEFAULT_COOLDOWN_SECONDS", "CallOnKey", "CallRecord", "KeyPool"]
 
 # How long a key rests after a 429 that does not say how long.
 DEFAULT_COOLDOWN_SECONDS = 10.0
@@ -31,8 +31,9 @@ _MINUTE = 60.0
 _DAY = 86_400.0
 
 
-class CallRecord(Protocol):
-    """What the pool reads of a call: an `events.LLMCalled`, or the `llm.Call` it is made from."""
+class CallOnKey(Protocol):
+    """What a reservation and a record of a call both say: when, to which model, on which key,
+    and what it may cost or cost."""
 
     @property
     def ts(self) -> datetime: ...
@@ -43,6 +44,13 @@ class CallRecord(Protocol):
     @property
     def key_id(self) -> str | None: ...
     @property
+    def cost_usd(self) -> float | None: ...
+
+
+class CallRecord(CallOnKey, Protocol):
+    """What the pool reads of a call: an `events.LLMCalled`, or the `llm.Call` it is made from."""
+
+    @property
     def outcome(self) -> str: ...
     @property
     def error(self) -> str | None: ...
@@ -52,8 +60,6 @@ class CallRecord(Protocol):
     def tokens_in(self) -> int: ...
     @property
     def tokens_out(self) -> int: ...
-    @property
-    def cost_usd(self) -> float | None: ...
 
 
 class _Key:

@@ -22,16 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ._keys import CallRecord, KeyPool
+from ._keys import CallOnKey, CallRecord, KeyPool
 
-__all__ = ["Budgets", "Hold", "Ledger", "Refusal", "Reservation", "hold_id"]
+__all__ = ["Budgets", "Hold", "Ledger", "Refusal", "Reservation", "hold_id", "hold_of"]
 
 
-class Reservation(Protocol):
+class Reservation(CallOnKey, Protocol):
     """What the ledger reads of a reservation: an `events.CallReserved`."""
 
-    @property
-    def ts(self) -> datetime: ...
     @property
     def run_id(self) -> str: ...
     @property
@@ -41,20 +39,33 @@ class Reservation(Protocol):
     @property
     def call(self) -> int: ...
     @property
-    def provider(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def key_id(self) -> str | None: ...
-    @property
-    def cost_usd(self) -> float | None: ...
-    @property
     def holds_until(self) -> datetime: ...
+    @property
+    def executor(self) -> str: ...
 
 
-def hold_id(run_id: str, task_id: str, attempt: int, call: int) -> str:
-    """One call's identity, the same in its reservation and its record."""
-    return f"{run_id}/{task_id}/{attempt}/{call}"
+def hold_id(run_id: str, task_id: str, attempt: int, call: int, executor: str) -> str:
+    """One call's identity, the same in its reservation and its record. The executor is part of
+    it: an attempt redelivered to another executor (its first one died mid-call) is another call."""
+    return f"{run_id}/{task_id}/{attempt}/{call}/{executor}"
+
+
+def hold_of(event: Reservation | _Recorded) -> str:
+    """The hold id a reservation or a call's record (`events.LLMCalled`) names."""
+    return hold_id(event.run_id, event.task_id, event.attempt, event.call, event.executor)
+
+
+class _Recorded(Protocol):
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def call(self) -> int: ...
+    @property
+    def executor(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,7 @@ class Ledger:
         if pool is not None and event.key_id is not None:
             pool.reserve(event.key_id, event.model, at)
         hold = Hold(event.provider, event.key_id, event.run_id, _day(at), cost, event.holds_until.timestamp())
-        self.holds[hold_id(event.run_id, event.task_id, event.attempt, event.call)] = hold
+        self.holds[hold_of(event)] = hold
         _add(self.day_held, hold.day, cost)
         _add(self.run_held, hold.run_id, cost)
 

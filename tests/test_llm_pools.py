@@ -106,7 +106,7 @@ def test_a_hold_counts_its_estimate_until_its_record_puts_the_real_cost_in_its_p
         "the budget for 2026-01-05 of $0.5 cannot cover this call while calls in flight hold $0.3 of it ($0 spent; "
         "the call may cost up to $0.25)", final=False)
     record = msgspec.structs.replace(called("groq:1", T0), cost_usd=0.01)
-    ledger.settle(llm.hold_id("run", "t", 1, 1), record, "run")
+    ledger.settle(llm.hold_id("run", "t", 1, 1, "elsewhere-1"), record, "run")
     assert (ledger.day_spent, ledger.run_spent) == ({"2026-01-05": pytest.approx(0.01)}, {"run": pytest.approx(0.01)})
     assert ledger.day_held == {"2026-01-05": pytest.approx(0.0)}
     assert keys.state()[0]["in_flight"] == 0
@@ -133,10 +133,12 @@ def test_a_hold_whose_record_never_comes_frees_its_key_at_its_time_and_counts_as
     assert keys.state()[0]["in_flight"] == 0
     assert (ledger.run_held, ledger.run_spent) == ({"run": pytest.approx(0.0)}, {"run": pytest.approx(0.2)})
     # Its record after all, late: the real cost in place of the estimate.
-    ledger.settle(llm.hold_id("run", "t", 1, 1), msgspec.structs.replace(called("groq:1", T0), cost_usd=0.05), "run")
+    late = msgspec.structs.replace(called("groq:1", T0), cost_usd=0.05)
+    ledger.settle(llm.hold_id("run", "t", 1, 1, "elsewhere-1"), late, "run")
     assert ledger.run_spent == {"run": pytest.approx(0.05)}
     ledger.reserve(reserved("groq:1", T0, cost=0.2, call=2))
-    ledger.settle(llm.hold_id("run", "t", 1, 2), None, "run")  # abandoned mid-call: key back, estimate spent
+    # Abandoned mid-call: its key back, its estimate spent.
+    ledger.settle(llm.hold_id("run", "t", 1, 2, "elsewhere-1"), None, "run")
     assert (keys.state()[0]["in_flight"], ledger.run_spent) == (0, {"run": pytest.approx(0.25)})
 
 
@@ -202,12 +204,14 @@ async def test_an_executor_starts_with_the_streams_last_day_of_calls_folded(shar
     assert 530 < float(one["cooling_for"]) <= 540  # type: ignore[arg-type]
 
 
-async def test_an_executor_folds_other_executors_calls_live_and_skips_its_own(
+async def test_an_executor_folds_every_record_live_and_skips_only_its_own_reservations(
         nats_bus: bus.Bus, shared: SharedPools) -> None:
-    await nats_bus.publish(local("local:2", "rate_limited", retry_after=60, executor="me"))  # its own: folded already
+    await nats_bus.publish(local_hold("local:1", run="mine", executor="me"))  # its own: applied as it was made
     # The other executor's call on key 2 ends: refused.
     await nats_bus.publish(msgspec.structs.replace(local("local:2", "auth", error="revoked"), run_id="other-run"))
-    await wait_until(lambda: shared.folded == 4, 10, "the live call folded")
+    # Its own records it folds as everyone's, in stream order.
+    await nats_bus.publish(local("local:1", "rate_limited", retry_after=60, executor="me"))
+    await wait_until(lambda: shared.folded == 5, 10, "the live records folded")
     assert state(shared) == {"local:1": (None, True, 0), "local:2": ("revoked", False, 0)}
 
 
@@ -262,7 +266,7 @@ async def test_executors_racing_for_one_budget_never_hold_more_than_it_together(
             day = event.ts.date().isoformat()
             assert ledger.day_spent.get(day, 0) + ledger.day_held.get(day, 0) <= 1.0 + 1e-9
         elif isinstance(event, events.LLMCalled):
-            ledger.settle(llm.hold_id(event.run_id, event.task_id, event.attempt, event.call), event, event.run_id)
+            ledger.settle(llm.hold_of(event), event, event.run_id)
     assert ledger.day_spent == {events.now().date().isoformat(): pytest.approx(0.8)}
 
 

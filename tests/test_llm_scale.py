@@ -132,7 +132,7 @@ async def test_300_calls_over_10_keys_keep_every_cooldown_limit_and_budget_throu
             if event.outcome == "rate_limited" and event.key_id is not None:
                 wait = event.retry_after_seconds if event.retry_after_seconds is not None else 10.0
                 resting[event.key_id] = max(resting[event.key_id], event.ts.timestamp() + wait)
-            ledger.settle(llm.hold_id(event.run_id, event.task_id, event.attempt, event.call), event, event.run_id)
+            ledger.settle(llm.hold_of(event), event, event.run_id)
     for key, times in per_key.items():
         for i, at in enumerate(times):
             in_minute = [t for t in times[i:] if t < at + 60]

@@ -208,7 +208,7 @@ class Executor:
 
     def _called(self, attempt: Attempt) -> list[Event]:
         ready = attempt.ready
-        return [LLMCalled(id=derive_id(run_key(ready), "LLMCalled", ready.task_id, ready.attempt, n),
+        return [LLMCalled(id=derive_id(run_key(ready), "LLMCalled", ready.task_id, ready.attempt, n, self.executor_id),
                           workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor=self.name,
                           task_id=ready.task_id, attempt=ready.attempt, call=n, executor=self.executor_id,
                           **msgspec.structs.asdict(call))

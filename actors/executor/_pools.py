@@ -140,12 +140,13 @@ class SharedPools:
                 event = bus.decode(msg.subject, msg.data)
             except MalformedEvent:
                 event = None  # the store writer records it as MessageRejected
-            if isinstance(event, CallReserved | LLMCalled) and event.executor != self.executor_id:
-                if isinstance(event, CallReserved):
-                    self.ledger.reserve(event)
-                else:
-                    self.ledger.settle(llm.hold_id(event.run_id, event.task_id, event.attempt, event.call), event,
-                                       event.run_id)
+            # Its own reservations this executor applied as it made them, at their seq; every record,
+            # its own too, it applies here, in stream order, so what it decides on is the stream.
+            if isinstance(event, CallReserved) and event.executor != self.executor_id:
+                self.ledger.reserve(event)
+                self.folded += 1
+            elif isinstance(event, LLMCalled):
+                self.ledger.settle(llm.hold_of(event), event, event.run_id)
                 self.folded += 1
             self.advanced(stream_seq(msg))
             if not self.caught_up.is_set() and pending_after(msg) == 0:
@@ -187,8 +188,9 @@ class AttemptGate:
             key_id = pool.choose(target.info, target.model) if pool is not None else None
             at = now()
             reserved = CallReserved(
-                id=derive_id(run_key(ready), "CallReserved", ready.task_id, ready.attempt, self.calls), ts=at,
-                workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor="executor",
+                id=derive_id(run_key(ready), "CallReserved", ready.task_id, ready.attempt, self.calls,
+                             shared.executor_id),
+                ts=at, workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor="executor",
                 task_id=ready.task_id, attempt=ready.attempt, call=self.calls, provider=target.endpoint.name,
                 model=target.model, key_id=key_id, tokens=tokens, cost_usd=cost, executor=shared.executor_id,
                 holds_until=at + timedelta(seconds=ready.timeout_seconds or 300.0))
@@ -200,10 +202,15 @@ class AttemptGate:
                 continue
             shared.ledger.reserve(reserved)
             shared.advanced(ack.seq)
-            return llm.Grant(key_id, llm.hold_id(ready.run_id, ready.task_id, ready.attempt, self.calls))
+            return llm.Grant(key_id, llm.hold_id(ready.run_id, ready.task_id, ready.attempt, self.calls,
+                                                 shared.executor_id))
 
     def done(self, grant: llm.Grant, call: llm.Call | None) -> None:
-        self.shared.ledger.settle(grant.hold, call, self.ready.run_id)
-        self.shared.changed()  # a call waiting for budget looks again
+        """A call's record settles its hold when it is read back from the stream (the executor
+        publishes it with the attempt's result), in stream order like everyone's; a call abandoned
+        before its answer has none, and lets its key go now (its estimate stays spent)."""
+        if call is None:
+            self.shared.ledger.settle(grant.hold, None, self.ready.run_id)
+            self.shared.changed()
 
 
