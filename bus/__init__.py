@@ -1,8 +1,8 @@
 """NATS for Ymera: the connection, the YMERA stream, consumers and the embedded server."""
 
-from ._connection import BLOB_BUCKET, Bus, connect, connect_when_up
+from ._connection import BLOB_BUCKET, Bus, connect
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, Fenced, ServerStartError
-from ._local import open_bus, open_local
+from ._local import connect_when_up, open_bus, open_local
 from ._publish import PubAck
 from ._pull import PullBatches, deliveries, resume, stream_seq
 from ._reading import ConsumerState, Delivery, Follower, StreamState, Subscription, ack, nak, pending_after

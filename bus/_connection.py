@@ -30,7 +30,7 @@ from ._reading import Callback, ConsumerState, Follower, StreamState, Subscripti
 from ._snapshots import SnapshotStore
 from ._stream import ConsumerPolicy, StreamPolicy, consumer_config, ensure_stream, set_retention
 
-__all__ = ["BLOB_BUCKET", "Bus", "connect", "connect_when_up"]
+__all__ = ["BLOB_BUCKET", "Bus", "connect"]
 
 BLOB_BUCKET = "YMERA_BLOBS"
 _log = structlog.get_logger("ymera.bus")
@@ -383,25 +383,6 @@ def _abandon(futures: list[asyncio.Future[PubAck]]) -> None:
                 f.exception()
         else:
             f.cancel()
-
-async def connect_when_up(url: str, stop: asyncio.Event, *, name: str = "ymera", first_wait: float = 0.5,
-                          max_wait: float = 10.0, stream: StreamPolicy | None = None) -> Bus | None:
-    """Connect, waiting with backoff while no server answers at `url` (an actor started before
-    NATS); None if `stop` is set first. Each wait is logged, so an operator sees why nothing runs."""
-    wait, attempt = first_wait, 1
-    while True:
-        try:
-            return await connect(url, name=name, stream=stream)
-        except BusUnavailable as exc:
-            _log.warning(f"waiting for NATS at {url} (attempt {attempt}, next in {wait:g}s)", reason=exc.reason)
-        try:
-            await asyncio.wait_for(stop.wait(), wait)
-            return None
-        except TimeoutError:
-            pass
-        attempt += 1
-        wait = min(wait * 2, max_wait)
-
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):

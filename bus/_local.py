@@ -1,22 +1,29 @@
 """The bus a process should use: NATS_URL if given, else this data dir's embedded server.
 
 Without NATS_URL, a process joins the embedded server another Ymera process runs for the
-same data dir, or starts its own (and then owns it: it stops with the process).
+same data dir, or starts its own (and then owns it: it stops with the process). An actor
+started before NATS waits for it (`connect_when_up`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import structlog
+
 from config import Settings
 
 from ._connection import Bus, connect
+from ._errors import BusUnavailable
 from ._server import EmbeddedServer, running_server
-from ._stream import stream_policy
+from ._stream import StreamPolicy, stream_policy
 
-__all__ = ["open_bus", "open_local"]
+__all__ = ["connect_when_up", "open_bus", "open_local"]
+
+_log = structlog.get_logger("ymera.bus")
 
 
 async def open_local(settings: Settings, name: str = "ymera") -> tuple[Bus, EmbeddedServer | None]:
@@ -53,3 +60,22 @@ def _start_embedded(data_dir: Path) -> EmbeddedServer:
     server = EmbeddedServer(data_dir / "nats", announce_in=data_dir)
     server.start()
     return server
+
+
+async def connect_when_up(url: str, stop: asyncio.Event, *, name: str = "ymera", first_wait: float = 0.5,
+                          max_wait: float = 10.0, stream: StreamPolicy | None = None) -> Bus | None:
+    """Connect, waiting with backoff while no server answers at `url` (an actor started before
+    NATS); None if `stop` is set first. Each wait is logged, so an operator sees why nothing runs."""
+    wait, attempt = first_wait, 1
+    while True:
+        try:
+            return await connect(url, name=name, stream=stream)
+        except BusUnavailable as exc:
+            _log.warning(f"waiting for NATS at {url} (attempt {attempt}, next in {wait:g}s)", reason=exc.reason)
+        try:
+            await asyncio.wait_for(stop.wait(), wait)
+            return None
+        except TimeoutError:
+            pass
+        attempt += 1
+        wait = min(wait * 2, max_wait)

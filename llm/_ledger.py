@@ -24,11 +24,11 @@ from typing import Protocol
 
 from ._keys import CallOnKey, CallRecord, KeyPool
 
-__all__ = ["Budgets", "Hold", "Ledger", "Refusal", "Reservation", "hold_id", "hold_of"]
+__all__ = ["Budgets", "CallIdentity", "Hold", "Ledger", "Refusal", "Reservation", "hold_id", "hold_of"]
 
 
-class Reservation(CallOnKey, Protocol):
-    """What the ledger reads of a reservation: an `events.CallReserved`."""
+class CallIdentity(Protocol):
+    """What names one call: a reservation and the call's record (`events.LLMCalled`) both say it."""
 
     @property
     def run_id(self) -> str: ...
@@ -39,9 +39,14 @@ class Reservation(CallOnKey, Protocol):
     @property
     def call(self) -> int: ...
     @property
-    def holds_until(self) -> datetime: ...
-    @property
     def executor(self) -> str: ...
+
+
+class Reservation(CallOnKey, CallIdentity, Protocol):
+    """What the ledger reads of a reservation: an `events.CallReserved`."""
+
+    @property
+    def holds_until(self) -> datetime: ...
 
 
 def hold_id(run_id: str, task_id: str, attempt: int, call: int, executor: str) -> str:
@@ -50,22 +55,9 @@ def hold_id(run_id: str, task_id: str, attempt: int, call: int, executor: str) -
     return f"{run_id}/{task_id}/{attempt}/{call}/{executor}"
 
 
-def hold_of(event: Reservation | _Recorded) -> str:
+def hold_of(event: CallIdentity) -> str:
     """The hold id a reservation or a call's record (`events.LLMCalled`) names."""
     return hold_id(event.run_id, event.task_id, event.attempt, event.call, event.executor)
-
-
-class _Recorded(Protocol):
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def task_id(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def call(self) -> int: ...
-    @property
-    def executor(self) -> str: ...
 
 
 @dataclass(frozen=True)

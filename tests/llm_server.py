@@ -23,11 +23,13 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
+
+from . import llm_formats as formats
+from .llm_formats import Failure
 
 __all__ = ["WIRES", "Behaviour", "LLMServer", "OpenAIServer", "RecordedRequest"]
 
-Failure = Literal["rate", "auth", "context", "quota", "server", "bad", "overloaded"]
 WIRES = ("openai", "anthropic", "gemini", "cohere")
 
 
@@ -99,7 +101,7 @@ class LLMServer:
 
     def fail(self, failure: Failure, message: str, status: int | None = None) -> None:
         """Fail as the format does for `failure`, with its own status, type and body."""
-        self._push(Behaviour("status", status=status or _STATUS[self.wire][failure], message=message,
+        self._push(Behaviour("status", status=status or formats.STATUS[self.wire][failure], message=message,
                              failure=failure))
 
     def hang(self, seconds: float = 30.0) -> None:
@@ -195,127 +197,6 @@ class OpenAIServer(LLMServer):
         return self
 
 
-# -- the formats ------------------------------------------------------------------------------
-
-_STATUS: dict[str, dict[Failure, int]] = {
-    "openai": {"rate": 429, "auth": 401, "context": 400, "quota": 429, "server": 500, "bad": 400, "overloaded": 503},
-    "anthropic": {"rate": 429, "auth": 401, "context": 400, "quota": 400, "server": 500, "bad": 400,
-                  "overloaded": 529},
-    "gemini": {"rate": 429, "auth": 400, "context": 400, "quota": 429, "server": 500, "bad": 400, "overloaded": 503},
-    "cohere": {"rate": 429, "auth": 401, "context": 400, "quota": 429, "server": 500, "bad": 400, "overloaded": 503},
-}
-
-
-def _texts(wire: str, body: dict[str, Any]) -> list[str]:
-    """Every message text of a request, the last user message last."""
-    if wire == "gemini":
-        texts = [p.get("text", "") for p in (body.get("systemInstruction") or {}).get("parts", [])]
-        return texts + [p.get("text", "") for c in body.get("contents", []) for p in c.get("parts", [])]
-    texts = [body["system"]] if wire == "anthropic" and isinstance(body.get("system"), str) else []
-    return texts + [str(m.get("content", "")) for m in body.get("messages", []) if isinstance(m, dict)]
-
-
-def _success(wire: str, number: int, model: str, text: str, finish: str, tokens_in: int, tokens_out: int,
-             ) -> dict[str, Any]:
-    if wire == "openai":
-        reason = {"stop": "stop", "length": "length", "filter": "content_filter"}[finish]
-        return {"id": f"chatcmpl-test{number}", "object": "chat.completion", "created": int(time.time()),
-                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                             "finish_reason": reason}],
-                "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-                          "total_tokens": tokens_in + tokens_out}}
-    if wire == "anthropic":
-        reason = {"stop": "end_turn", "length": "max_tokens", "filter": "refusal"}[finish]
-        return {"id": f"msg_test{number}", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": text}], "stop_reason": reason, "stop_sequence": None,
-                "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out}}
-    if wire == "gemini":
-        reason = {"stop": "STOP", "length": "MAX_TOKENS", "filter": "SAFETY"}[finish]
-        return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": reason,
-                                "index": 0}],
-                "usageMetadata": {"promptTokenCount": tokens_in, "candidatesTokenCount": tokens_out,
-                                  "totalTokenCount": tokens_in + tokens_out},
-                "modelVersion": model, "responseId": f"resp-test{number}"}
-    reason = {"stop": "COMPLETE", "length": "MAX_TOKENS", "filter": "ERROR_TOXIC"}[finish]
-    return {"id": f"cohere-test{number}", "finish_reason": reason,
-            "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
-            "usage": {"billed_units": {"input_tokens": tokens_in, "output_tokens": tokens_out},
-                      "tokens": {"input_tokens": tokens_in, "output_tokens": tokens_out}}}
-
-
-def _stream(wire: str, number: int, model: str, text: str, finish: str, tokens_in: int, tokens_out: int,
-            ) -> bytes:
-    words = text.split(" ")
-    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-    events: list[tuple[str | None, Any]] = []
-    if wire == "openai":
-        reason = {"stop": "stop", "length": "length", "filter": "content_filter"}[finish]
-        base = {"id": f"chatcmpl-test{number}", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": model}
-        events.append((None, {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                   "finish_reason": None}]}))
-        events += [(None, {**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})
-                   for p in pieces]
-        events.append((None, {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}))
-        events.append((None, {**base, "choices": [], "usage": {"prompt_tokens": tokens_in,
-                                                               "completion_tokens": tokens_out,
-                                                               "total_tokens": tokens_in + tokens_out}}))
-        body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for _, e in events)
-        return body + b"data: [DONE]\n\n"
-    if wire == "anthropic":
-        reason = {"stop": "end_turn", "length": "max_tokens", "filter": "refusal"}[finish]
-        events.append(("message_start", {"type": "message_start", "message": {
-            "id": f"msg_test{number}", "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "usage": {"input_tokens": tokens_in, "output_tokens": 1}}}))
-        events.append(("content_block_start", {"type": "content_block_start", "index": 0,
-                                               "content_block": {"type": "text", "text": ""}}))
-        events.append(("ping", {"type": "ping"}))
-        events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                            "delta": {"type": "text_delta", "text": p}}) for p in pieces]
-        events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        events.append(("message_delta", {"type": "message_delta", "delta": {"stop_reason": reason,
-                                                                            "stop_sequence": None},
-                                         "usage": {"output_tokens": tokens_out}}))
-        events.append(("message_stop", {"type": "message_stop"}))
-    elif wire == "gemini":
-        for i, p in enumerate(pieces):
-            last = i == len(pieces) - 1
-            chunk: dict[str, Any] = {"candidates": [{"content": {"parts": [{"text": p}], "role": "model"},
-                                                     "index": 0}], "modelVersion": model}
-            if last:
-                chunk["candidates"][0]["finishReason"] = {"stop": "STOP", "length": "MAX_TOKENS",
-                                                          "filter": "SAFETY"}[finish]
-                chunk["usageMetadata"] = {"promptTokenCount": tokens_in, "candidatesTokenCount": tokens_out,
-                                          "totalTokenCount": tokens_in + tokens_out}
-            events.append((None, chunk))
-    return b"".join((f"event: {name}\n".encode() if name else b"") + b"data: " + json.dumps(e).encode() + b"\n\n"
-                    for name, e in events)
-
-
-def _failure(wire: str, status: int, failure: Failure, message: str) -> dict[str, Any]:
-    if wire == "openai":
-        kind, code = {"rate": ("requests", "rate_limit_exceeded"), "auth": ("invalid_request_error", "invalid_api_key"),
-                      "context": ("invalid_request_error", "context_length_exceeded"),
-                      "quota": ("insufficient_quota", "insufficient_quota"), "server": ("server_error", None),
-                      "bad": ("invalid_request_error", None), "overloaded": ("server_error", None)}[failure]
-        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    if wire == "anthropic":
-        kind = {"rate": "rate_limit_error", "auth": "authentication_error", "context": "invalid_request_error",
-                "quota": "invalid_request_error", "server": "api_error", "bad": "invalid_request_error",
-                "overloaded": "overloaded_error"}[failure]
-        return {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_test"}
-    if wire == "gemini":
-        state = {"rate": "RESOURCE_EXHAUSTED", "auth": "INVALID_ARGUMENT", "context": "INVALID_ARGUMENT",
-                 "quota": "RESOURCE_EXHAUSTED", "server": "INTERNAL", "bad": "INVALID_ARGUMENT",
-                 "overloaded": "UNAVAILABLE"}[failure]
-        error: dict[str, Any] = {"code": status, "message": message, "status": state}
-        if failure == "auth":
-            error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                                 "domain": "googleapis.com"}]
-        return {"error": error}
-    return {"id": "cohere-error", "message": message}
-
-
 class _Handler(BaseHTTPRequestHandler):
     server_state: LLMServer
 
@@ -324,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server_state._record(self._recorded(b""))
-        self._send_json(404, _failure(self.server_state.wire, 404, "bad", f"Invalid URL (GET {self.path})"))
+        self._send_json(404, formats.failure(self.server_state.wire, 404, "bad", f"Invalid URL (GET {self.path})"))
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -335,17 +216,17 @@ class _Handler(BaseHTTPRequestHandler):
         body = request.body
         model, stream = self._route(wire, body)
         if model is None:
-            self._send_json(404, _failure(wire, 404, "bad", f"Invalid URL (POST {self.path})"))
+            self._send_json(404, formats.failure(wire, 404, "bad", f"Invalid URL (POST {self.path})"))
             return
         if state.api_keys is not None and self._key(wire) not in state.api_keys:
-            status = _STATUS[wire]["auth"]
+            status = formats.STATUS[wire]["auth"]
             message = {"openai": "Incorrect API key provided.", "anthropic": "invalid x-api-key",
                        "gemini": "API key not valid. Please pass a valid API key.", "cohere": "invalid api token"}[wire]
-            self._send_json(status, _failure(wire, status, "auth", message))
+            self._send_json(status, formats.failure(wire, status, "auth", message))
             return
         wait = state._admit(self._key(wire))
         if wait is not None:
-            self._send_json(429, _failure(wire, 429, "rate", "Rate limit reached for requests"),
+            self._send_json(429, formats.failure(wire, 429, "rate", "Rate limit reached for requests"),
                             {"Retry-After": f"{max(wait, 0.01):.2f}"})
             return
         behaviour = state._next()
@@ -354,16 +235,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             behaviour = Behaviour("reply")
         if behaviour.action == "status":
-            self._send_json(behaviour.status, _failure(wire, behaviour.status, behaviour.failure, behaviour.message),
-                            behaviour.headers)
+            body_out = formats.failure(wire, behaviour.status, behaviour.failure, behaviour.message)
+            self._send_json(behaviour.status, body_out, behaviour.headers)
             return
         if behaviour.action == "raw":
             self._send(behaviour.status, behaviour.content.encode(), {"Content-Type": "application/json"})
             return
         if not isinstance(body, dict):
-            self._send_json(400, _failure(wire, 400, "bad", "We could not parse the JSON body of your request."))
+            self._send_json(400, formats.failure(wire, 400, "bad", "We could not parse the JSON body of your request."))
             return
-        texts = _texts(wire, body)
+        texts = formats.texts(wire, body)
         text = behaviour.content
         if not text and behaviour.finish != "filter":
             text = f"ok: {str(texts[-1] if texts else '')[:60]}"
@@ -371,10 +252,10 @@ class _Handler(BaseHTTPRequestHandler):
         tokens_out = len(text.split())
         number = state._number()
         if stream:
-            payload = _stream(wire, number, model, text, behaviour.finish, tokens_in, tokens_out)
+            payload = formats.stream(wire, number, model, text, behaviour.finish, tokens_in, tokens_out)
             headers = {"Content-Type": "text/event-stream"}
         else:
-            payload = json.dumps(_success(wire, number, model, text, behaviour.finish, tokens_in,
+            payload = json.dumps(formats.success(wire, number, model, text, behaviour.finish, tokens_in,
                                           tokens_out)).encode()
             headers = {"Content-Type": "application/json"}
         if behaviour.action == "cut":
