@@ -15,7 +15,7 @@ import bus
 import events
 from bus._publish import Publisher
 
-from .support import started
+from .support import started, wait_until
 
 
 async def test_a_publish_cancelled_while_waiting_for_its_ack_leaves_no_unretrieved_exception(
@@ -75,14 +75,25 @@ async def test_a_subject_no_stream_takes_fails_with_no_responders(nats_bus: bus.
 async def test_a_stream_that_does_not_answer_in_time_fails_the_publish(nats_server: bus.EmbeddedServer) -> None:
     connection = await bus.connect(nats_server.url, publish_timeout=0.5)
     assert nats_server.pid is not None
-    os.kill(nats_server.pid, signal.SIGSTOP)
     try:
-        with pytest.raises(bus.BusError, match=r"^nats: no ack from stream YMERA within 0.5s$"):
-            await connection.publish(started())
+        os.kill(nats_server.pid, signal.SIGSTOP)
+        # A stop lands when the kernel next schedules the server: until then it may still answer
+        # (seen: an ack 0.7 ms after kill() returned, the process still running).
+        await wait_until(lambda: _state(nats_server.pid) in ("T", "t"), 5, "the server to stop")
+        try:
+            with pytest.raises(bus.BusError, match=r"^nats: no ack from stream YMERA within 0.5s$"):
+                await connection.publish(started())
+        finally:
+            os.kill(nats_server.pid, signal.SIGCONT)
+        assert (await connection.publish(started(task_id="after"))).seq >= 1
     finally:
-        os.kill(nats_server.pid, signal.SIGCONT)
-    assert (await connection.publish(started(task_id="after"))).seq >= 1
-    await connection.close()
+        await connection.close()
+
+
+def _state(pid: int | None) -> str:
+    """A process's state letter from /proc (R running, S sleeping, T stopped, ...)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
 
 
 async def test_a_fenced_publish_is_stored_only_while_its_filter_ends_where_the_writer_read_it(
