@@ -1,13 +1,14 @@
 """A provider's keys, taken in turn: least loaded first, none during its cooldown or over its limits.
 
-The pool's state is a fold over `LLMCalled` events (`apply`): a 429 rests the key until the
-time its Retry-After names (counted from the event's own time, so every process that folds
-the same events agrees), a refused key is out until restart, a used-up quota rests it until
-the next UTC day, and every call counts against the key's per-minute and per-day limits for
-its model (the catalogue's free-tier figures). An executor folds its own calls as it makes
-them (a call counts from the moment its key is taken), and every other executor's from the
-stream, the last day of them replayed when it starts (actors/executor/_pools.py): so the
-pools are shared, and a restarted executor rests and counts what it did before.
+The pool's state is a fold over reservations and call records: a reservation (`reserve`)
+counts the call in flight and against the key's per-minute and per-day limits for its model
+(the catalogue's free-tier figures) from its own time; a record (`apply`, an `LLMCalled`)
+rests the key on a 429 until the time its Retry-After names (counted from the event's own
+time, so every process that folds the same events agrees), takes a refused key out until
+restart, rests a used-up quota until the next UTC day, and counts its tokens. The executors
+fold every executor's reservations and records from the stream, the last day of them
+replayed on start (llm/_ledger.py, actors/executor/_pools.py): so the pools are shared, and
+a restarted executor rests and counts what was done before.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ take a key's last free slot, or a budget's last dollar, together. One that loses
 reads what came first and decides again.
 Decides: which key (`llm.KeyPool.choose`) and whether the budgets cover the call's estimate
 (`llm.Ledger.refusal`); a call no budget covers is refused with the reason.
-Its own reservations and records an executor folds when it makes them, so those it skips in
-the stream; one it made before a restart is another process's now, and counts.
+Its own reservations an executor applies as it makes them (at their seq), so those it skips
+in the stream; every record, its own too, it applies as it reads it back, so what it decides
+on is the stream. One it made before a restart is another process's now, and counts.
 """
 
 from __future__ import annotations
