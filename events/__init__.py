@@ -31,7 +31,8 @@ from ._envelope import (
     now,
 )
 from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraError
-from ._llm import CALL_OUTCOMES, FINISH_REASONS, CallReserved, LLMCalled
+from ._feedback import FeedbackGiven
+from ._llm import CALL_OUTCOMES, FINISH_REASONS, CallReserved, LLMCalled, ModelChosen
 from ._schema import json_schema
 from ._subjects import (
     ALL_SUBJECTS,
@@ -102,10 +103,12 @@ __all__ = [
     "EventBase",
     "EventTooLarge",
     "Expectations",
+    "FeedbackGiven",
     "InvalidId",
     "LLMCalled",
     "MalformedEvent",
     "MessageRejected",
+    "ModelChosen",
     "Name",
     "OutcomeChecked",
     "Priority",

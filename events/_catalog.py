@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from ._llm import CallReserved, LLMCalled
+from ._feedback import FeedbackGiven
+from ._llm import CallReserved, LLMCalled, ModelChosen
 from ._system import AlertRaised, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -54,6 +55,8 @@ Event: TypeAlias = (
     | TaskAssessed
     | LLMCalled
     | CallReserved
+    | ModelChosen
+    | FeedbackGiven
     | MessageRejected
     | AlertRaised
 )

@@ -15,7 +15,7 @@ from typing import ClassVar
 from ._envelope import EventBase, Name
 from ._task import Attempt
 
-__all__ = ["CALL_OUTCOMES", "FINISH_REASONS", "CallReserved", "LLMCalled"]
+__all__ = ["CALL_OUTCOMES", "FINISH_REASONS", "CallReserved", "LLMCalled", "ModelChosen"]
 
 # A call's outcome: "ok", or how it failed (the AI layer's normalised error kinds).
 CALL_OUTCOMES = ("ok", "auth", "rate_limited", "quota", "context_too_long", "content_filtered", "server_error",
@@ -47,6 +47,10 @@ class LLMCalled(EventBase, frozen=True, kw_only=True):
     request_digest: str = ""  # sha256 of the request body as sent (no key in it): what a replay matches
     response: str | None = None  # the body as it arrived (a stream: its data lines, one per line)
     executor: str = ""  # the executor process that made the call (its pools counted it when made)
+    task_type: str = ""  # the task's type: the performance tracker measures per model and task type
+    # The run whose recorded response this is (an offline replay or a fork's replayed part): no
+    # provider was called, nothing was paid, and `cost_usd` is 0.
+    replay_of: str | None = None
 
 
 class CallReserved(EventBase, frozen=True, kw_only=True):
@@ -73,4 +77,27 @@ class CallReserved(EventBase, frozen=True, kw_only=True):
     tokens: int = 0  # the prompt's estimated tokens plus the answer's budget
     cost_usd: float | None = None  # the most the call can cost (None: no price in the catalogue)
     holds_until: datetime  # the key is free again by then, record or not
+    executor: str = ""
+
+
+class ModelChosen(EventBase, frozen=True, kw_only=True):
+    """Which model an attempt's call went to, among which candidates, and why (the selector's
+    choice, `llm.Selector`): measured quality, failures and latency, the earlier attempts'
+    models it falls back from, a budget it downgrades under, a quality it re-runs above.
+
+    Published with the attempt's calls, before its result; `call` is the call it chose for
+    (a call the budget refused is followed by another choice for the next call).
+    """
+
+    domain: ClassVar[str] = "llm"
+    verb: ClassVar[str] = "chosen"
+
+    task_id: Name
+    attempt: Attempt
+    call: int = 1
+    task_type: str = ""
+    agent: str | None = None
+    model: str  # "<provider>/<name>"
+    candidates: list[str] = []  # ranked, best first, the chosen one among them
+    reason: str = ""
     executor: str = ""

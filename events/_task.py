@@ -53,6 +53,15 @@ class TaskReady(_TaskEvent, frozen=True, kw_only=True):
     timeout_seconds: float | None = None
     # The workflow's budget for model calls (WorkflowSubmitted.budget_usd), which its calls are held against.
     budget_usd: float | None = None
+    # The models this task's earlier attempts in this run ran on, oldest first: a retry falls
+    # back to the next candidate model (`llm.Selector`).
+    tried_models: list[str] = []
+    # Why this attempt must run on a stronger model than the last of `tried_models` (a quality
+    # re-run: the earlier attempt's score was below the workflow's threshold); None: no need.
+    upgrade: str | None = None
+    # The run whose recorded model responses answer this attempt's calls (`ymera replay
+    # --offline`, the replayed part of `ymera fork`): no provider is called.
+    replay_of: str | None = None
 
 
 class TaskStarted(_TaskEvent, frozen=True, kw_only=True):
@@ -149,6 +158,10 @@ class TaskAssessed(_TaskEvent, frozen=True, kw_only=True):
     verb: ClassVar[str] = "assessed"
 
     attempt: Attempt
+    # What was scored, for the performance tracker (quality per model and task type).
+    task_type: str = ""
+    agent: str | None = None
+    model: str | None = None
     accuracy: Score
     completeness: Score
     consistency: Score

@@ -91,6 +91,13 @@ class WorkflowSubmitted(EventBase, frozen=True, kw_only=True):
     max_parallel_tasks: int | None = None
     # USD the run may spend on model calls, each call held against it before it is made; None: no limit.
     budget_usd: float | None = None
+    # A task whose score is below this is re-run once on a stronger model (its dependents wait for
+    # the score); None: never. Workflow files say `rerun_below_quality: true` for QUALITY_THRESHOLD.
+    rerun_below_quality: float | None = None
+    # A replay or fork of an earlier run: its recorded model responses answer this run's calls,
+    # except those of `live_tasks`, which call their models (a fork's task and what follows it).
+    replay_of: str | None = None
+    live_tasks: list[str] = []
 
 
 def run_of(event: EventBase) -> str:

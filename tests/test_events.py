@@ -35,6 +35,7 @@ def one_of_each() -> list[events.Event]:
         "alert": "latency", "severity": "warning", "message": "slow",
         "accuracy": 0.5, "completeness": 0.5, "consistency": 0.5, "efficiency": 0.5,
         "maintainability": 0.5, "overall": 0.5, "not_before": TS, "provider": "groq", "model": "m", "holds_until": TS,
+        "rating": 0.5,
     }
     out = []
     for cls in events.EVENT_TYPES.values():

@@ -62,6 +62,16 @@ CASES: list[tuple[str, list[TaskSpec], dict[str, Any], Settings, tuple[str, str 
      ("max_parallel_tasks must be at least 1, got 0", None, "max_parallel_tasks")),
     ("negative budget", [task()], {"budget_usd": -1.0}, SETTINGS,
      ("budget_usd must be a number of dollars, at least 0, got -1", None, "budget_usd")),
+    ("quality threshold above 1", [task()], {"rerun_below_quality": 1.5}, SETTINGS,
+     ("rerun_below_quality must be true, false or a quality between 0 and 1, got 1.5", None, "rerun_below_quality")),
+    ("negative quality threshold", [task()], {"rerun_below_quality": -0.1}, SETTINGS,
+     ("rerun_below_quality must be true, false or a quality between 0 and 1, got -0.1", None,
+      "rerun_below_quality")),
+    ("fallback_models not a list", [llm(model="m", fallback_models="groq/x")], {}, SETTINGS,
+     ("fallback_models must be a list of model names, got 'groq/x'", "a", "parameters.fallback_models")),
+    ("a fallback model no provider here serves", [llm(model="m", fallback_models=["openai/gpt-4o"])], {}, SETTINGS,
+     ("model 'openai/gpt-4o': provider openai is not configured: set OPENAI_API_KEY or OPENAI_API_KEY_1, "
+      "OPENAI_API_KEY_2, ...", "a", "parameters.fallback_models")),
     ("duplicate id", [task("a"), task("a")], {}, SETTINGS,
      ("duplicate task id 'a': task ids must be unique", "a", "id")),
     ("unknown dependency", [task(dependencies=["ghost"])], {}, SETTINGS,
@@ -250,6 +260,13 @@ def test_a_task_may_bring_its_own_model_when_none_is_configured() -> None:
     own = {"base_url": "http://localhost:8080/v1", "model": "qwen"}
     assert problems(llm(**own), task("b", type="analysis", agent="analyst", parameters=own), settings=Settings()) == []
     assert problems(llm(model="qwen"), settings=Settings()) == [(NO_LLM, "a", "parameters.model")]
+
+
+def test_a_replayed_task_needs_no_configured_provider_and_a_live_one_does() -> None:
+    """`ymera replay --offline` answers a replayed task's calls from the recorded run."""
+    tasks = (llm(prompt="hi"), task("b", type="llm", parameters={"prompt": "again"}))
+    assert problems(*tasks, settings=Settings(), replay_of="run-1", live_tasks=["b"]) == [(NO_LLM, "b", "type")]
+    assert problems(*tasks, settings=Settings(), replay_of="run-1") == []
 
 
 @pytest.mark.parametrize(("function", "allowed"), [

@@ -17,11 +17,13 @@ from typing import Any
 from actors import Settings, load_settings
 from actors._supervisor import run_all
 from bus import Bus, EmbeddedServer, open_local
-from events import TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check_workflow_id, new_id, now
-from store import LiveProjection, Metrics, MetricsState, report
+from events import FeedbackGiven, TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check_workflow_id, new_id, now
+from store import LiveProjection, Metrics, MetricsState, SqliteEventLog, report
 
 from ._client import WorkflowClient, result_of, store_caught_up
 from ._deadline import wait_or_give_up
+from ._feedback import check_rating, feedback_given, find_result
+from ._file import rerun_threshold
 
 __all__ = ["Task", "TaskPriority", "WorkflowMonitor", "WorkflowOrchestrator"]
 
@@ -108,7 +110,8 @@ class WorkflowOrchestrator:
     async def execute_workflow(self, workflow_id: str, tasks: list[Task], enable_monitoring: bool = True,
                                timeout: float | None = None, principal: str = "api",
                                max_parallel_tasks: int | None = None,
-                               budget_usd: float | None = None) -> dict[str, Any]:
+                               budget_usd: float | None = None,
+                               rerun_below_quality: bool | float | None = None) -> dict[str, Any]:
         """Run the workflow and wait for the run's end; the result dict has status, run_id, overall_quality
         and per-task results. The same id may run again once its previous run has ended.
 
@@ -117,6 +120,8 @@ class WorkflowOrchestrator:
         orchestrator runs the actors (they stop on close), going on if actors elsewhere run it.
         `budget_usd` caps what the run's model calls may spend: each is held against it before
         it is made, and one it cannot cover fails with kind "budget".
+        `rerun_below_quality` (True: this orchestrator's QUALITY_THRESHOLD, or a quality in 0..1)
+        re-runs a model task scored below it once on a stronger model; the better result stands.
         """
         check_workflow_id(workflow_id)
         for task in tasks:
@@ -125,7 +130,8 @@ class WorkflowOrchestrator:
         assert self._bus is not None
         submission = WorkflowSubmitted(id=new_id(), ts=now(), workflow_id=workflow_id, principal=principal,
                                        tasks=[t.spec() for t in tasks], max_parallel_tasks=max_parallel_tasks,
-                                       budget_usd=budget_usd)
+                                       budget_usd=budget_usd, rerun_below_quality=rerun_threshold(
+                                           rerun_below_quality, self.settings.quality_threshold))
         client = WorkflowClient(self._bus)
         seq = await client.submit(submission)
         end, seen = await wait_or_give_up(client, workflow_id, seq, timeout, in_process=self._runs_actors,
@@ -139,6 +145,27 @@ class WorkflowOrchestrator:
         if enable_monitoring:
             result["monitoring"] = self.monitor.get_monitoring_report()
         return result
+
+    async def record_feedback(self, task_id: str, rating: float, comments: str = "", *, run_id: str | None = None,
+                              workflow_id: str | None = None, principal: str = "api") -> FeedbackGiven:
+        """Rate a task's result from 0 (useless) to 1 (exactly right), as `ymera feedback` does: the
+        result of the latest run in which the task ended (or of run `run_id`, an id or a prefix of
+        one), found in the event log; `workflow_id` when several workflows have the task. Returns
+        the `FeedbackGiven` published, which names the model, task type and agent rated.
+
+        A rating outside 0..1 is an `InvalidRating` (a ValueError); a task with no result to
+        rate, a `YmeraError` saying why.
+        """
+        value = check_rating(rating)
+        await self.start()
+        assert self._bus is not None
+        if self._runs_actors:
+            await store_caught_up(self._bus)  # the runs this orchestrator ran are in the log
+        async with SqliteEventLog(self.settings.log_path, readonly=True) as log:
+            result = await find_result(log, task_id, workflow_id=workflow_id, run=run_id)
+        event = feedback_given(result, value, comments, principal)
+        await self._bus.publish(event)
+        return event
 
     async def close(self) -> None:
         """Stop the actors this orchestrator started, then the server. Safe to call twice."""

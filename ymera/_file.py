@@ -14,10 +14,11 @@ import msgspec
 
 import events
 from actors import registry
+from config import Settings
 
 from ._client import describe_problem
 
-__all__ = ["read_workflow"]
+__all__ = ["read_workflow", "rerun_threshold"]
 
 
 class _WorkflowFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -28,11 +29,17 @@ class _WorkflowFile(msgspec.Struct, forbid_unknown_fields=True):
     metadata: dict[str, str] = {}
     max_parallel_tasks: int | None = None
     budget_usd: float | None = None
+    rerun_below_quality: bool | float | None = None  # true: QUALITY_THRESHOLD
 
 
-def read_workflow(path: Path) -> events.WorkflowSubmitted:
-    """A workflow file, {workflow_id, tasks, name?, principal?, metadata?, max_parallel_tasks?, budget_usd?},
-    as a submission."""
+# What `rerun_below_quality: true` means where no settings are given: QUALITY_THRESHOLD's default.
+_QUALITY_THRESHOLD = Settings().quality_threshold
+
+
+def read_workflow(path: Path, quality_threshold: float = _QUALITY_THRESHOLD) -> events.WorkflowSubmitted:
+    """A workflow file, {workflow_id, tasks, name?, principal?, metadata?, max_parallel_tasks?, budget_usd?,
+    rerun_below_quality?}, as a submission; `rerun_below_quality: true` becomes `quality_threshold`
+    (QUALITY_THRESHOLD, `settings.quality_threshold`), false none."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -50,7 +57,17 @@ def read_workflow(path: Path) -> events.WorkflowSubmitted:
     return events.WorkflowSubmitted(
         id=events.new_id(), ts=events.now(), workflow_id=doc.workflow_id, name=doc.name, principal=doc.principal,
         tasks=doc.tasks, metadata=doc.metadata, max_parallel_tasks=doc.max_parallel_tasks, budget_usd=doc.budget_usd,
+        rerun_below_quality=rerun_threshold(doc.rerun_below_quality, quality_threshold),
     )
+
+
+def rerun_threshold(value: bool | float | None, quality_threshold: float) -> float | None:
+    """`rerun_below_quality` as a submission carries it: true is the configured threshold, false none."""
+    if value is True:
+        return quality_threshold
+    if value is False:
+        return None
+    return value
 
 
 _AT = re.compile(r" - at `\$([^`]*)`$")

@@ -4,10 +4,13 @@ Listens to: WorkflowSubmitted (the task specs), TaskSucceeded (output, duration)
 and TaskTimedOut (an attempt that ended so: a success of it after that is late), the end of
 a run (to forget; refusals and invalid runs included), all keyed by run, and, when
 rebuilding, its own TaskAssessed.
-Emits: TaskAssessed, once per task, for the success the distributor takes as the task's
-result: the first of an attempt not ended before it, in stream order (its rule, so the two
-agree live and in every rebuild). The distributor releases dependents on the success itself
-and ends a workflow once every success is scored.
+Emits: TaskAssessed, once per attempt that succeeded, for the success the distributor takes:
+the first of an attempt not ended before it, in stream order (its rule, so the two agree
+live and in every rebuild). A task has one such success, or two when the distributor re-runs
+it for quality: the first scored success of a task keeps the id it always had
+(run, "TaskAssessed", task), a later one's id names its attempt too. The distributor releases
+dependents on the success itself (or, for a model task of a workflow that re-runs low
+quality, on its score) and ends a workflow once every success is scored.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ class Assessor(Actor):
     own: ClassVar[tuple[type[Event], ...]] = (TaskAssessed,)
     state_fields: ClassVar[dict[str, Any]] = {
         "specs": dict[str, dict[str, TaskSpec]], "ended_attempts": dict[str, set[tuple[str, int]]],
-        "to_assess": dict[tuple[str, str], TaskSucceeded], "assessed": dict[str, set[str]]}
-    state_version: ClassVar[int] = 3  # 3: scores the success itself (the executor checks outcomes)
+        "to_assess": dict[tuple[str, str, int], TaskSucceeded], "assessed": dict[str, dict[str, set[int]]]}
+    # 3: scores the success itself (the executor checks outcomes); 4: per attempt (quality re-runs)
+    state_version: ClassVar[int] = 4
     # Held until assessed, and only then loaded (`_assess`): a rebuild loads no past outputs.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
@@ -53,42 +57,45 @@ class Assessor(Actor):
         self.specs: dict[str, dict[str, TaskSpec]] = {}  # run -> its task specs
         # run -> (task, attempt) ended by TaskFailed/TaskTimedOut: a success after that is late.
         self.ended_attempts: dict[str, set[tuple[str, int]]] = {}
-        self.to_assess: dict[tuple[str, str], TaskSucceeded] = {}  # (run, task) -> its result, until scored
-        self.assessed: dict[str, set[str]] = {}  # run -> tasks scored
+        # (run, task, attempt) -> its result, until scored
+        self.to_assess: dict[tuple[str, str, int], TaskSucceeded] = {}
+        self.assessed: dict[str, dict[str, set[int]]] = {}  # run -> task -> its attempts scored
 
     def apply(self, event: Event) -> None:
         run = run_of(event)
         if isinstance(event, WorkflowSubmitted):
             self.specs.setdefault(run, {t.id: t for t in event.tasks})
         elif isinstance(event, TaskSucceeded):
-            if (run in self.specs and event.task_id not in self.assessed.get(run, ())
+            if (run in self.specs and event.attempt not in self.assessed.get(run, {}).get(event.task_id, ())
                     and (event.task_id, event.attempt) not in self.ended_attempts.get(run, ())):
-                self.to_assess.setdefault((run, event.task_id), event)
+                self.to_assess.setdefault((run, event.task_id, event.attempt), event)
         elif isinstance(event, (TaskFailed, TaskTimedOut)):
-            if run in self.specs and (run, event.task_id) not in self.to_assess:
+            if run in self.specs and (run, event.task_id, event.attempt) not in self.to_assess:
                 self.ended_attempts.setdefault(run, set()).add((event.task_id, event.attempt))
         elif isinstance(event, TaskAssessed):
-            self.assessed.setdefault(run, set()).add(event.task_id)
-            self.to_assess.pop((run, event.task_id), None)
+            self.assessed.setdefault(run, {}).setdefault(event.task_id, set()).add(event.attempt)
+            self.to_assess.pop((run, event.task_id, event.attempt), None)
         elif isinstance(event, RUN_ENDS):
-            for task_id in self.specs.pop(run, {}):
-                self.to_assess.pop((run, task_id), None)
+            self.specs.pop(run, None)
+            for key in [k for k in self.to_assess if k[0] == run]:
+                del self.to_assess[key]
             self.assessed.pop(run, None)
             self.ended_attempts.pop(run, None)
 
     async def react(self, event: Event) -> list[Event]:
         if isinstance(event, TaskSucceeded):
-            return await self._assess([(run_of(event), event.task_id)], now())
+            return await self._assess([(run_of(event), event.task_id, event.attempt)], now())
         return []
 
     async def reconcile(self, at: datetime) -> list[Event]:
         return await self._assess(list(self.to_assess), at)
 
-    async def _assess(self, keys: list[tuple[str, str]], at: datetime) -> list[Event]:
+    async def _assess(self, keys: list[tuple[str, str, int]], at: datetime) -> list[Event]:
         out: list[Event] = []
         for key in keys:
+            run, task_id, attempt = key
             succeeded = self.to_assess.get(key)
-            spec = self.specs.get(key[0], {}).get(key[1])
+            spec = self.specs.get(run, {}).get(task_id)
             if succeeded is None or spec is None:
                 continue
             succeeded = await self.resolve(succeeded)
@@ -96,10 +103,13 @@ class Assessor(Actor):
             s = score(spec, succeeded.output, duration_ms=succeeded.duration_ms,
                       timeout_seconds=spec.timeout_seconds or self.settings.task_timeout_seconds,
                       outcome_passed=True, outcome_problems=())
+            # The task's first score keeps the id it always had; a re-run's names its attempt.
+            parts = (task_id, attempt) if self.assessed.get(run, {}).get(task_id) else (task_id,)
             assessed = TaskAssessed(
-                id=derive_id(key[0], "TaskAssessed", key[1]), ts=at, workflow_id=succeeded.workflow_id,
-                run_id=key[0], causation_id=succeeded.id,
-                actor=self.name, task_id=key[1], attempt=succeeded.attempt, accuracy=s.accuracy,
+                id=derive_id(run, "TaskAssessed", *parts), ts=at, workflow_id=succeeded.workflow_id,
+                run_id=run, causation_id=succeeded.id,
+                actor=self.name, task_id=task_id, attempt=attempt, task_type=spec.type, agent=spec.agent,
+                model=succeeded.model, accuracy=s.accuracy,
                 completeness=s.completeness, consistency=s.consistency, efficiency=s.efficiency,
                 maintainability=s.maintainability, overall=s.overall)
             self.apply(assessed)

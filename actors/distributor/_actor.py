@@ -4,7 +4,8 @@ Listens to: workflow submissions, refusals, validations, cancellations; task sta
 heartbeats, successes (whose outputs passed their checks in the executor), failures and
 assessments, its own timeouts (and, when rebuilding, its other own events).
 Emits: TaskReady (by priority, within the workflow and workflow-count caps),
-TaskRetryScheduled (exponential backoff with jitter), TaskTimedOut (past the time limit, or
+TaskRetryScheduled (exponential backoff with jitter; or, once, a quality re-run of a model
+task scored below the workflow's `rerun_below_quality`), TaskTimedOut (past the time limit, or
 heartbeats stopped), TaskSkipped (a dependency failed), WorkflowCompleted / WorkflowFailed /
 WorkflowCancelled, each exactly once.
 Decides: from its folded state only (`_decide.py`); the clock is read only on timer passes.
@@ -68,8 +69,8 @@ class Distributor(Actor):
     tick_seconds: ClassVar[float | None] = 0.25
     state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState, "read_until": datetime | None}
     # 2: late results and timeouts in stream order (fencing); 3: ended runs bounded; 4: a success
-    # releases its dependents (the executor checks outcomes)
-    state_version: ClassVar[int] = 4
+    # releases its dependents (the executor checks outcomes); 5: tried models, quality re-runs, replays
+    state_version: ClassVar[int] = 5
     # A large output is passed on to dependents as a reference, which the executor loads.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 

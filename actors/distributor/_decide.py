@@ -28,7 +28,7 @@ from events import (
     now,
 )
 
-from ._state import FINAL, DistributorState, TaskState, WorkflowState
+from ._state import FINAL, DistributorState, TaskState, WorkflowState, can_retry
 
 __all__ = ["activate_queued", "decide", "retry_delay", "timers"]
 
@@ -37,19 +37,17 @@ ACTOR = "distributor"
 GRACE_SECONDS = 5.0
 
 
-def can_retry(task: TaskState) -> bool:
-    return task.retryable and task.attempt < task.spec.retry.max_attempts
-
-
 def finally_failed(task: TaskState) -> bool:
     return task.status == "failed" or (task.status == "attempt_failed" and not can_retry(task))
 
 
 def retry_delay(wf: WorkflowState, task: TaskState) -> float:
-    """Exponential backoff with jitter in [50%, 100%], the jitter fixed by (workflow, task, attempt)."""
+    """Exponential backoff with jitter in [50%, 100%], the jitter fixed by (workflow, task, attempt);
+    a quality re-run's retries back off from the start again."""
     policy = task.spec.retry
+    failed = task.attempt - (task.kept.attempt if task.kept is not None else 0)
     base = min(policy.max_delay_seconds,
-               policy.initial_delay_seconds * policy.backoff_multiplier ** (task.attempt - 1))
+               policy.initial_delay_seconds * policy.backoff_multiplier ** (failed - 1))
     digest = hashlib.sha256(f"{wf.submission_id}/{task.spec.id}/{task.attempt}".encode()).digest()
     jitter = 0.5 + 0.5 * int.from_bytes(digest[:4], "big") / 0xFFFFFFFF
     return max(base * jitter, task.retry_after or 0.0)
@@ -73,6 +71,14 @@ def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: d
                 ts=_now(at), workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR,
                 task_id=task.spec.id, attempt=task.attempt + 1, not_before=not_before,
                 reason=task.error or "attempt failed"))
+        elif task.status == "below_quality":
+            # One re-run beyond the retry policy, due at once (from the score, so a re-decision is identical).
+            assert task.scored_at is not None
+            assert task.upgrade is not None
+            out.append(TaskRetryScheduled(
+                id=derive_id(wf.submission_id, "TaskRetryScheduled", task.spec.id, task.attempt + 1),
+                ts=_now(at), workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR,
+                task_id=task.spec.id, attempt=task.attempt + 1, not_before=task.scored_at, reason=task.upgrade))
         elif finally_failed(task):
             out.extend(_skip_dependents(wf, task, cause, at))
     out.extend(_release(wf, settings, at, cause))
@@ -116,7 +122,9 @@ def _release(wf: WorkflowState, settings: Settings, at: datetime | None, cause: 
             id=derive_id(wf.submission_id, "TaskReady", task.spec.id, attempt), ts=_now(at),
             workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR, task_id=task.spec.id,
             attempt=attempt, spec=task.spec, inputs=_inputs(wf, task), input_refs=_input_refs(wf, task),
-            timeout_seconds=task.spec.timeout_seconds or settings.task_timeout_seconds, budget_usd=wf.budget_usd))
+            timeout_seconds=task.spec.timeout_seconds or settings.task_timeout_seconds, budget_usd=wf.budget_usd,
+            tried_models=list(task.tried_models), upgrade=task.upgrade,
+            replay_of=None if task.spec.id in wf.live_tasks else wf.replay_of))
     return out
 
 

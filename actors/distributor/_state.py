@@ -3,6 +3,11 @@
 Only `apply` changes it, and only from event fields, so a restarted distributor folds the
 stream and arrives at exactly the state the dead one had, concurrency slots included:
 a slot is a released attempt without an end, and nothing else.
+
+A workflow that re-runs low quality (`WorkflowSubmitted.rerun_below_quality`) holds the
+success of each task whose kind calls a model until the assessor scores it: below the
+threshold, the result is kept aside and the task is re-run once on a stronger model, and the
+better of the two becomes its result (docs/engine.md, "Quality re-runs").
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from actors import registry
 from events import (
     RUN_ENDS,
     BlobRef,
@@ -32,13 +38,29 @@ from events import (
 )
 from store import Recent
 
-__all__ = ["ENDED_KEPT", "DistributorState", "TaskState", "WorkflowState"]
+__all__ = ["ENDED_KEPT", "DistributorState", "KeptResult", "TaskState", "WorkflowState", "can_retry"]
 
 ENDED_KEPT = 100_000  # ended runs remembered (store.Recent): as many as the once-gate's ids
 
 
-TaskStatus = Literal["waiting", "running", "attempt_failed", "retry_wait", "succeeded", "failed", "skipped"]
+# "scoring": a success waiting for its score before it releases its dependents; "below_quality":
+# scored below the workflow's threshold, its re-run not scheduled yet.
+TaskStatus = Literal["waiting", "running", "attempt_failed", "retry_wait", "scoring", "below_quality", "succeeded",
+                     "failed", "skipped"]
 FINAL = frozenset({"succeeded", "failed", "skipped"})
+
+
+@dataclass
+class KeptResult:
+    """A success set aside while its task is re-run for quality: the task's result unless the re-run does better."""
+
+    attempt: int
+    output: Any
+    output_ref: BlobRef | None
+    duration_ms: float | None
+    model: str | None
+    cost_usd: float | None
+    quality: float
 
 
 @dataclass
@@ -67,6 +89,21 @@ class TaskState:
     # Attempts whose result arrived after the attempt had ended (timed out, failed, or a later
     # attempt released): recorded as late, never the task's result.
     late: list[int] = field(default_factory=list)
+    # The models of the attempts that ended with a result, oldest first (a timed-out one has none).
+    tried_models: list[str] = field(default_factory=list)
+    # Its success waits for its score before it releases dependents: the workflow re-runs low
+    # quality and the task's kind calls a model.
+    gated: bool = False
+    kept: KeptResult | None = None  # the success set aside while the task is re-run for quality
+    upgrade: str | None = None  # why its attempts since `kept` run on a stronger model
+    scored_at: datetime | None = None  # when `kept` was scored: its re-run is due from then
+
+
+def can_retry(task: TaskState) -> bool:
+    """Attempts remain under the retry policy, counted from the quality re-run if there was one
+    (the re-run is one attempt beyond the policy)."""
+    first = task.kept.attempt if task.kept is not None else 0
+    return task.retryable and task.attempt - first < task.spec.retry.max_attempts
 
 
 @dataclass
@@ -83,6 +120,9 @@ class WorkflowState:
     activated: bool = False  # has released a task: it holds a workflow slot
     cancel_reason: str | None = None
     budget_usd: float | None = None  # what its model calls may spend (the submission's)
+    rerun_below: float | None = None  # a model task scored below this is re-run once (the submission's)
+    replay_of: str | None = None  # the run whose recorded responses answer its model calls ...
+    live_tasks: set[str] = field(default_factory=set)  # ... but for these tasks'
 
     @property
     def running(self) -> int:
@@ -153,20 +193,24 @@ def _new_workflow(event: WorkflowSubmitted) -> WorkflowState:
     tasks: dict[str, TaskState] = {}
     dependents: dict[str, list[str]] = {}
     for i, spec in enumerate(event.tasks):
-        tasks[spec.id] = TaskState(spec=spec, index=i, remaining_deps=len(set(spec.dependencies)))
+        kind = registry.TASK_KINDS.get(spec.type)
+        gated = event.rerun_below_quality is not None and kind is not None and kind.llm
+        tasks[spec.id] = TaskState(spec=spec, index=i, remaining_deps=len(set(spec.dependencies)), gated=gated)
         for dep in set(spec.dependencies):
             dependents.setdefault(dep, []).append(spec.id)
     return WorkflowState(event.workflow_id, event.id, event.ts, tasks, dependents, event.max_parallel_tasks,
-                         budget_usd=event.budget_usd)
+                         budget_usd=event.budget_usd, rerun_below=event.rerun_below_quality,
+                         replay_of=event.replay_of, live_tasks=set(event.live_tasks))
 
 
 def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
     if task.status in FINAL:
-        if isinstance(event, TaskAssessed):
+        if isinstance(event, TaskAssessed) and not task.gated:  # a gated task's score was its last step
             task.quality = event.overall
         return
     if isinstance(event, TaskReady):
-        if event.attempt >= task.attempt:
+        # A copy of the current attempt's release after its result changes nothing.
+        if event.attempt > task.attempt or (event.attempt == task.attempt and task.status == "running"):
             task.status, task.attempt = "running", event.attempt
             task.released_at, task.last_seen, task.retry_at = event.ts, None, None
             wf.activated = True
@@ -178,12 +222,15 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
         # checks in the executor). In stream order, anything else comes after its attempt
         # ended: timed out, failed, or superseded by a later attempt.
         if event.attempt == task.attempt and task.status == "running":
-            task.status = "succeeded"
+            if event.model is not None:
+                task.tried_models.append(event.model)
             task.output, task.output_ref = event.output, event.blobs.get("output")
             task.duration_ms, task.model, task.cost_usd = event.duration_ms, event.model, event.cost_usd
-            for child in wf.dependents.get(task.spec.id, ()):
-                wf.tasks[child].remaining_deps -= 1
-        else:
+            if task.gated:
+                task.status = "scoring"  # its dependents wait for the score
+            else:
+                _succeed(wf, task)
+        elif not _counted(task, event.attempt):
             task.late.append(event.attempt)
     elif isinstance(event, (TaskFailed, TaskTimedOut)):
         current = event.attempt == task.attempt and task.status == "running"
@@ -196,12 +243,57 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
             task.status, task.failed_at = "attempt_failed", event.ts
             if isinstance(event, TaskFailed):
                 task.error, task.retryable, task.retry_after = event.error, event.retryable, event.retry_after_seconds
+                if event.model is not None:
+                    task.tried_models.append(event.model)
             else:
                 task.error, task.retryable, task.retry_after = event.reason, True, None
+            if task.kept is not None and not can_retry(task):
+                _restore(task, task.kept)  # the quality re-run failed for good: the kept result stands
+                _succeed(wf, task)
     elif isinstance(event, TaskRetryScheduled):
-        if task.status == "attempt_failed":
+        if task.status in ("attempt_failed", "below_quality"):
             task.status, task.retry_at = "retry_wait", event.not_before
     elif isinstance(event, TaskSkipped):
         task.status, task.error = "skipped", event.reason
     elif isinstance(event, TaskAssessed):
-        task.quality = event.overall
+        if not task.gated:
+            task.quality = event.overall
+        elif task.status == "scoring" and event.attempt == task.attempt:
+            _scored(wf, task, event)
+
+
+def _counted(task: TaskState, attempt: int) -> bool:
+    """A copy of a success already taken: the one being scored, or the one kept aside."""
+    return ((task.status == "scoring" and attempt == task.attempt)
+            or (task.kept is not None and attempt == task.kept.attempt))
+
+
+def _succeed(wf: WorkflowState, task: TaskState) -> None:
+    task.status = "succeeded"
+    for child in wf.dependents.get(task.spec.id, ()):
+        wf.tasks[child].remaining_deps -= 1
+
+
+def _scored(wf: WorkflowState, task: TaskState, event: TaskAssessed) -> None:
+    """A gated task's success has its score: it stands, or is kept aside for one re-run, or
+    (the re-run's) the better of the two stands, the re-run on a tie."""
+    threshold = wf.rerun_below
+    assert threshold is not None  # a task is gated only when the workflow has one
+    kept = task.kept
+    if kept is None and event.overall < threshold:
+        task.kept = KeptResult(task.attempt, task.output, task.output_ref, task.duration_ms, task.model,
+                               task.cost_usd, event.overall)
+        task.status, task.scored_at = "below_quality", event.ts
+        on = f" ({task.model})" if task.model else ""
+        task.upgrade = (f"quality {event.overall:g} of attempt {task.attempt}{on} is below {threshold:g}: "
+                        "re-run once on a stronger model")
+        return
+    task.quality = event.overall
+    if kept is not None and kept.quality > event.overall:
+        _restore(task, kept)
+    _succeed(wf, task)
+
+
+def _restore(task: TaskState, kept: KeptResult) -> None:
+    task.output, task.output_ref, task.duration_ms = kept.output, kept.output_ref, kept.duration_ms
+    task.model, task.cost_usd, task.quality = kept.model, kept.cost_usd, kept.quality

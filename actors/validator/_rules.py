@@ -39,7 +39,9 @@ def validate_workflow(submission: WorkflowSubmitted, settings: Settings) -> list
     for i, task in enumerate(tasks):
         if first[task.id] != i:
             _add(found, i, task, "id", f"duplicate task id {task.id!r}: task ids must be unique")
-        _check_task(task, i, settings, found)
+        # A replayed task's calls are answered from the recorded run: its provider need not be configured.
+        replayed = submission.replay_of is not None and task.id not in submission.live_tasks
+        _check_task(task, i, settings, found, replayed)
         ds = task.dependencies
         if ds and (task.id in ds or not all(map(first.__contains__, ds))):
             _check_dependencies(task, i, first, found)
@@ -88,9 +90,26 @@ def _check_workflow(submission: WorkflowSubmitted, settings: Settings, found: _F
     if budget is not None and not 0 <= budget < math.inf:
         message = f"budget_usd must be a number of dollars, at least 0, got {budget:g}"
         found.append((_WORKFLOW, "budget_usd", Problem(message, None, "budget_usd")))
+    threshold = submission.rerun_below_quality
+    if threshold is not None and not 0 <= threshold <= 1:
+        message = f"rerun_below_quality must be true, false or a quality between 0 and 1, got {threshold:g}"
+        found.append((_WORKFLOW, "rerun_below_quality", Problem(message, None, "rerun_below_quality")))
 
 
-def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found) -> None:
+def _check_fallbacks(task: TaskSpec, i: int, settings: Settings, found: _Found) -> None:
+    """`fallback_models`: a list of models, each one a call could be made to here."""
+    fallbacks = task.parameters["fallback_models"]
+    if not isinstance(fallbacks, list) or not all(isinstance(m, str) and m for m in fallbacks):
+        _add(found, i, task, "parameters.fallback_models",
+             f"fallback_models must be a list of model names, got {fallbacks!r}")
+        return
+    for model in fallbacks:
+        problem = _models(settings).problem(model)
+        if problem is not None:
+            _add(found, i, task, "parameters.fallback_models", problem)
+
+
+def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found, replayed: bool = False) -> None:
     kind = registry.TASK_KINDS.get(task.type)
     if kind is None:
         known = ", ".join(sorted(registry.TASK_KINDS))  # read now: a kind may be registered after import
@@ -106,13 +125,15 @@ def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found) -> No
                                           + ", ".join(agent.task_types))
         if task.parameters or kind.required_params:
             _check_parameters(task, i, kind, found)
-        if kind.llm:
+        if kind.llm and not replayed:
             params = task.parameters
             model = params.get("model") or (agent.model if agent is not None else None)
             problem = _models(settings).problem(str(model) if model else None,
                                                 str(params["base_url"]) if params.get("base_url") else None)
             if problem is not None:
                 _add(found, i, task, "parameters.model" if "model" in params else "type", problem)
+            if "fallback_models" in params:
+                _check_fallbacks(task, i, settings, found)
         if kind.name == "python":
             _check_python(task, i, settings, found)
     timeout = task.timeout_seconds
