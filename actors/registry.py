@@ -150,6 +150,8 @@ _LLM_PARAMS = (
     Param("stream", "boolean"),  # true: the answer comes as a stream (OpenAI, Anthropic, Gemini formats)
     # The price the executor uses to report `cost_usd` from the token usage.
     Param("cost_per_1k_tokens", "number", minimum=0),
+    # Models to fall back to, in order, when the task's `model` fails (a retry takes the next).
+    Param("fallback_models", "any"),
 )
 
 _DIRECT = (

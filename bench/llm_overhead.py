@@ -10,14 +10,16 @@ and the latency of each is timed in this process:
 - `llm.LLMClient.complete`, its own gate: the prompt's answer budget, a key from the pool,
   the request encoded, the answer decoded and normalised, priced from the catalogue, held and
   settled in the client's ledger, the call's record made;
-- the same through an executor's gate (actors/executor/_pools.py): each call first reserved
+- the same through an executor's gate (actors/executor/_pools.py): the model chosen by the
+  selector (`llm.Selector.choose`, as the executor's `run_llm` does), then the call reserved
   in the stream, a `CallReserved` published fenced on `ymera.llm.>` (a fresh embedded
   nats-server) and its ack awaited, as every executor does before every call.
 
 Added latency = p50 of a path minus p50 of bare httpx, paired per repetition. Decisions per
 second: `KeyPool.choose` + `Ledger.reserve` + `Ledger.settle` over 10 keys in a loop (what
-deciding costs), and sequential fenced reservations against the embedded server (what making
-a decision durable costs). (The selector, which will rank models first, is not built yet.)
+deciding a key costs); the selector's choices over three configured providers' catalogue
+models (13 candidates, a tracker holding measures of each); and sequential fenced
+reservations against the embedded server (what making a decision durable costs).
 
 Target (issue 9): under 1 ms added per call, p50, on the executor's path.
 
@@ -104,14 +106,17 @@ async def layer(base_url: str, n: int, tmp: Path, *, reserved: bool) -> list[flo
             await shared.start(connection)
             try:
                 calls = 0
+                need = llm.Need(task_type="llm", model="bench-model", named_by="YMERA_LLM_MODEL")
 
                 async def call() -> None:
                     nonlocal calls
                     calls += 1
                     ready = events.TaskReady(id=events.new_id(), ts=events.now(), workflow_id="bench", run_id="run",
                                              actor="distributor", task_id=f"t{calls}", attempt=1, timeout_seconds=60)
-                    with llm.recording(shared.gate(connection, ready, settings)):  # type: ignore[arg-type]
-                        await ctx.llm.complete(target, MESSAGES, max_tokens=16)
+                    with llm.recording(shared.gate(connection, ready, settings)) as record:  # type: ignore[arg-type]
+                        choice = ctx.llm.selector.choose(need)
+                        record.chose(choice)
+                        await ctx.llm.complete(choice.target, MESSAGES, max_tokens=16)
 
                 return await timed(call, n)
             finally:
@@ -142,6 +147,22 @@ def decisions_per_second(n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def choices_per_second(tmp: Path, n: int) -> float:
+    """`Selector.choose` for a task naming no model, over openai, groq and gemini's catalogue models."""
+    env = {"YMERA_DATA_DIR": str(tmp / "data"), "OPENAI_API_KEY": "k", "GROQ_API_KEY": "k", "GEMINI_API_KEY": "k"}
+    models = llm.Models(load_settings(env, dotenv=None), llm.Catalogue.load())
+    selector = llm.Selector(models, llm.Tracker(), {name: llm.KeyPool(e) for name, e in models.endpoints.items()})
+    need = llm.Need(task_type="code_generation", agent="developer")
+    for i, target in enumerate(selector.candidates(need)):
+        for k in range(20):
+            selector.tracker.called(target.ref, "code_generation", "ok", 300.0 + 10 * i + k, 0.0001)
+            selector.tracker.assessed(target.ref, "code_generation", 0.5 + (i * k % 10) / 20)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        selector.choose(need)
+    return n / (time.perf_counter() - t0)
+
+
 async def fenced_per_second(tmp: Path, n: int) -> float:
     """Reservations published one after another, each fenced on the one before."""
     with bus.EmbeddedServer(tmp / f"nats-fenced-{time.monotonic_ns()}") as server:
@@ -166,6 +187,7 @@ async def main(args: argparse.Namespace) -> str:
     paths: dict[str, list[list[float]]] = {k: [] for k in ("bare httpx", "bare aiohttp", "llm.LLMClient.complete",
                                                             "LLMClient.complete, reserved in the stream")}
     rates: dict[str, list[float]] = {"decisions/s (choose + reserve + settle, 10 keys)": [],
+                                     "selector choices/s (13 candidates, measured)": [],
                                      "fenced reservations/s (sequential)": []}
     with provider(0.0) as (base_url, _pid), tempfile.TemporaryDirectory(prefix="ymera-llm-overhead-") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -177,6 +199,7 @@ async def main(args: argparse.Namespace) -> str:
             paths["LLMClient.complete, reserved in the stream"].append(
                 await layer(base_url, args.calls, tmp, reserved=True))
             rates["decisions/s (choose + reserve + settle, 10 keys)"].append(decisions_per_second(args.calls * 20))
+            rates["selector choices/s (13 candidates, measured)"].append(choices_per_second(tmp, args.calls * 5))
             rates["fenced reservations/s (sequential)"].append(await fenced_per_second(tmp, args.calls))
     base = [statistics.median(r) for r in paths["bare httpx"]]
     ours = [statistics.median(r) for r in paths["bare aiohttp"]]

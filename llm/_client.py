@@ -29,11 +29,13 @@ from ._keys import KeyPool
 from ._ledger import Ledger, hold_id
 from ._models import Models, Target
 from ._providers import LOCAL
+from ._selector import Choice, Selector
+from ._tracker import Tracker
 from ._transport import send
 from ._types import Message, Reply, Request
 from .wire import WIRES
 
-__all__ = ["Call", "Gate", "Grant", "LLMClient", "recording"]
+__all__ = ["Call", "Gate", "Grant", "LLMClient", "Recorded", "Recording", "Replay", "current_recording", "recording"]
 
 
 class Call(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,24 +79,66 @@ class Gate(Protocol):
         ...
 
 
-class _Recording(msgspec.Struct):
-    calls: list[Call]
-    gate: Gate | None
+class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """A call as an earlier run recorded it: what answers the same call in a replay."""
+
+    provider: str
+    model: str
+    outcome: str = "ok"
+    error: str | None = None
+    status: int | None = None
+    retry_after_seconds: float | None = None
+    request_digest: str = ""
+    response: str | None = None
 
 
-_recording: contextvars.ContextVar[_Recording | None] = contextvars.ContextVar("llm_calls", default=None)
+class Replay(Protocol):
+    """Where a replayed attempt's answers come from: an earlier run's records."""
+
+    def model(self, call: int) -> str | None:
+        """The model ("<provider>/<name>") call `call` of this attempt ran on in the recorded run."""
+        ...
+
+    def answer(self, call: int, digest: str) -> Recorded:
+        """The recorded answer to call `call`, whose request body has sha256 `digest`; an
+        `LLMError` (bad_request) when the recorded run made no such request."""
+        ...
+
+
+class Recording(msgspec.Struct):
+    """What the calls made inside `recording` did, and the choices of model behind them."""
+
+    gate: Gate | None = None
+    replay: Replay | None = None
+    tried: tuple[str, ...] = ()  # the models the task's earlier attempts ran on (`llm.Need.tried`)
+    upgrade: str | None = None  # why this attempt must run on a stronger model (`llm.Need.upgrade`)
+    calls: list[Call] = msgspec.field(default_factory=list)
+    choices: list[tuple[int, Choice]] = msgspec.field(default_factory=list)  # (the call it was for, the choice)
+
+    def chose(self, choice: Choice) -> None:
+        self.choices.append((len(self.calls) + 1, choice))
+
+
+_recording: contextvars.ContextVar[Recording | None] = contextvars.ContextVar("llm_calls", default=None)
 
 
 @contextlib.contextmanager
-def recording(gate: Gate | None = None) -> Iterator[list[Call]]:
+def recording(gate: Gate | None = None, replay: Replay | None = None, *, tried: tuple[str, ...] = (),
+              upgrade: str | None = None) -> Iterator[Recording]:
     """Collect the records of the calls made inside (in this task and the tasks it starts),
-    each let through by `gate` (the client's own when None)."""
-    calls: list[Call] = []
-    token = _recording.set(_Recording(calls, gate))
+    each let through by `gate` (the client's own when None), or answered by `replay` (no
+    provider called, no gate asked); `tried` and `upgrade` are what the selector is told of
+    the task's earlier attempts."""
+    current = Recording(gate, replay, tried, upgrade)
+    token = _recording.set(current)
     try:
-        yield calls
+        yield current
     finally:
         _recording.reset(token)
+
+
+def current_recording() -> Recording | None:
+    return _recording.get()
 
 
 class LLMClient:
@@ -105,6 +149,8 @@ class LLMClient:
         self.models = models
         self.pools = {name: KeyPool(endpoint) for name, endpoint in models.endpoints.items() if endpoint.keys}
         self.ledger = Ledger(self.pools)
+        self.tracker = Tracker()  # what the caller folds in of calls, scores and ratings
+        self.selector = Selector(models, self.tracker, self.pools)
         self._held = 0
 
     # ---- the client's own gate: holds in its own ledger, no budget ---------------------------
@@ -137,10 +183,11 @@ class LLMClient:
         wire = WIRES[endpoint.provider.wire]
         pool = self.pools.get(endpoint.name)
         current = _recording.get()
+        if current is not None and current.replay is not None:
+            return self._replayed(current.replay, target, request, stream)
         gate: Gate = current.gate if current is not None and current.gate is not None else self
         prompt = estimate_tokens(sum(len(m.content) for m in messages))
-        cost = target.info.cost(prompt, budget or 0) if target.info is not None else (
-            0.0 if endpoint.name == LOCAL else None)
+        cost = self.estimate(target, messages, max_tokens)
         grant = await gate.admit(target, prompt + (budget or 0), cost)
         key_id = grant.key_id
         at = now()
@@ -183,6 +230,46 @@ class LLMClient:
         finally:
             # No record: abandoned mid-call (cancelled by a timeout); the key goes back, the hold stays spent.
             gate.done(grant, record)
+    def estimate(self, target: Target, messages: tuple[Message, ...], max_tokens: int | None = None) -> float | None:
+        """The most a call of `messages` to `target` may cost: the prompt's estimated tokens and
+        its whole answer budget (None: the catalogue has no price for the model)."""
+        chars = sum(len(m.content) for m in messages)
+        if target.info is not None:
+            return target.info.cost(estimate_tokens(chars), answer_budget(target.info, chars, max_tokens) or 0)
+        return 0.0 if target.endpoint.name == LOCAL else None
+
+    def _replayed(self, replay: Replay, target: Target, request: Request, stream: bool) -> tuple[Reply, Call]:
+        """The recorded answer to this call, read as the provider's own would be: a recorded
+        failure fails the same way. Nothing is paid (cost 0)."""
+        wire = WIRES[target.endpoint.provider.wire]
+        http = wire.request(target.endpoint.base_url, None, request)
+        where = f"replay of {target.ref}"
+        current = _recording.get()
+        call = len(current.calls) + 1 if current is not None else 1
+        started = time.perf_counter()
+        at = now()
+        recorded = replay.answer(call, hashlib.sha256(http.body).hexdigest())
+        body = recorded.response.encode() if recorded.response is not None else None
+        reply: Reply | None = None
+        error: LLMError | None = None
+        if recorded.outcome != "ok":
+            error = LLMError(recorded.outcome, recorded.error or recorded.outcome,  # type: ignore[arg-type]
+                             status=recorded.status, retry_after=recorded.retry_after_seconds)
+        else:
+            reply = wire.reply(body or b"", where, stream)
+            if not reply.tokens_in and not reply.tokens_out:
+                reply = msgspec.structs.replace(reply, tokens_in=estimate_tokens(sum(len(m.content)
+                                                                                     for m in request.messages)),
+                                                tokens_out=estimate_tokens(len(reply.text)))
+        record = self._record(target, None, at, started, http.body, recorded.status, body, reply, error)
+        record = msgspec.structs.replace(record, cost_usd=0.0)
+        if current is not None:
+            current.calls[-1] = record
+        if error is not None:
+            raise error
+        assert reply is not None
+        return reply, record
+
     def _record(self, target: Target, key_id: str | None, at: datetime, started: float, request: bytes,
                 status: int | None, body: bytes | None, reply: Reply | None, error: LLMError | None) -> Call:
         tokens_in = reply.tokens_in if reply is not None else 0

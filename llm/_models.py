@@ -77,6 +77,17 @@ class Models:
         raise _refused(f"model {model!r} is not in the model catalogue: name its provider, as <provider>/{model} "
                        f"(configured: {', '.join(self.endpoints)})")
 
+    def recorded(self, ref: str, base_url: str | None = None) -> Target:
+        """The target a recorded call named ("<provider>/<name>"), to build the same request again
+        whether or not the provider is configured here (a replay calls no one)."""
+        provider, _, name = ref.partition("/")
+        endpoint = self.endpoints.get(provider)
+        if endpoint is None:
+            known = PROVIDERS.get(provider)
+            where = base_url or (known.base_url if known is not None else None) or "http://replay.invalid"
+            endpoint = Endpoint(known or Provider(provider, "openai", where, ""), where.rstrip("/"))
+        return Target(endpoint, name, self.catalogue.get(provider, name))
+
     def problem(self, model: str | None, base_url: str | None = None) -> str | None:
         """Why a call asking for `model` could not be made here; None if it could."""
         try:

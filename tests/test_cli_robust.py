@@ -207,7 +207,7 @@ def test_the_docs_list_exactly_the_projections_replay_knows() -> None:
     documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
     assert sorted(documented) == sorted(runner.PROJECTIONS)
     readme = (ROOT / "README.md").read_text()
-    replay_row = next(line for line in readme.splitlines() if line.startswith("| `ymera replay"))
+    replay_row = next(line for line in readme.splitlines() if line.startswith("| `ymera replay [--projection"))
     assert re.findall(r"`(\w+)`", replay_row.split("|")[2]) == documented
 
 

@@ -48,7 +48,7 @@ async def test_a_single_agent_task_completes_with_a_quality_score(engine: Workfl
     assert result["status"] == "completed", result
     assert 0.0 < result["overall_quality"] <= 1.0
     write = result["results"]["write"]
-    assert (write["status"], write["attempts"], write["model"]) == ("succeeded", 1, "test-model")
+    assert (write["status"], write["attempts"], write["model"]) == ("succeeded", 1, "local/test-model")
     assert len(llm.requests) == 1
     assert llm.requests[0].body["model"] == "test-model"
 
@@ -134,7 +134,7 @@ async def test_a_failed_attempt_is_retried_by_the_distributor(engine: WorkflowOr
     # The attempt ended before its first heartbeat: no TaskStarted; its result names its executor.
     assert kinds[:4] == ["TaskReady", "TaskFailed", "TaskRetryScheduled", "TaskReady"]
     failed = next(e for e in seen if isinstance(e, events.TaskFailed))
-    assert (failed.kind, failed.retryable, failed.model) == ("server_error", True, "test-model")
+    assert (failed.kind, failed.retryable, failed.model) == ("server_error", True, "local/test-model")
     assert failed.executor != ""
     assert failed.started_at is not None
 

@@ -56,7 +56,7 @@ def free_port() -> int:
 async def test_a_completion_gives_the_content_the_model_and_the_token_usage(server: OpenAIServer) -> None:
     server.reply("Hello there, friend")
     outcome = await attempt(llm(), {}, settings_for(server.base_url, "k1"), timeout=10)
-    assert outcome == Outcome(output="Hello there, friend", model="gpt-test", cost_usd=0.0,
+    assert outcome == Outcome(output="Hello there, friend", model="local/gpt-test", cost_usd=0.0,
                               usage={"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14})
     [request] = server.requests
     assert (request.method, request.path) == ("POST", "/v1/chat/completions")
@@ -69,7 +69,7 @@ async def test_an_llm_task_uses_its_own_system_model_and_sampling_parameters(ser
     spec = TaskSpec(id="t", type="llm", description="Name {{ tasks.a.output }}",
                     parameters={"system": "Be terse.", "model": "other", "temperature": 0, "max_tokens": 5})
     outcome = await attempt(spec, {"a": "a colour"}, settings_for(server.base_url), timeout=10)
-    assert (outcome.output, outcome.model) == ("ok: Name a colour", "other")
+    assert (outcome.output, outcome.model) == ("ok: Name a colour", "local/other")
     assert server.requests[0].body == {
         "model": "other", "temperature": 0, "max_tokens": 5,
         "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Name a colour"}]}
@@ -164,7 +164,7 @@ async def test_an_answer_cut_off_at_the_token_limit_is_a_retryable_failure_not_a
         server: OpenAIServer) -> None:
     server.cut_off("def fib(n):\n    if n < 2:")
     error = await failure(llm(max_tokens=8), settings_for(server.base_url))
-    assert (error.kind, error.retryable, error.retry_after, error.model) == ("cut_off", True, None, "gpt-test")
+    assert (error.kind, error.retryable, error.retry_after, error.model) == ("cut_off", True, None, "local/gpt-test")
     assert str(error) == (f"{server.base_url}/chat/completions: the model stopped at its token limit after 6 "
                           "tokens (max_tokens 8): the answer is incomplete")
 
@@ -266,7 +266,7 @@ async def test_an_agent_task_sends_its_role_task_parameters_and_dependency_outpu
     settings = settings_for(server.base_url + "/", "k1", "k2")
     outcome = await attempt(spec, inputs, settings, timeout=10)
 
-    assert (outcome.output, outcome.model) == ("LGTM", "gpt-test")
+    assert (outcome.output, outcome.model) == ("LGTM", "local/gpt-test")
     [request] = server.requests
     assert (request.method, request.path) == ("POST", "/v1/chat/completions")
     assert request.headers["authorization"] == "Bearer k1"

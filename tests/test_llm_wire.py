@@ -60,20 +60,20 @@ async def complete(server: LLMServer, http: aiohttp.ClientSession, *, stream: bo
 async def failure(server: LLMServer, http: aiohttp.ClientSession, *, stream: bool = False) -> tuple[llm.LLMError,
                                                                                                      llm.Call]:
     client, target = client_for(server, http)
-    with llm.recording() as calls, pytest.raises(llm.LLMError) as caught:
+    with llm.recording() as record, pytest.raises(llm.LLMError) as caught:
         await client.complete(target, MESSAGES, stream=stream)
-    [call] = calls
+    [call] = record.calls
     return caught.value, call
 
 
 async def test_a_reply_is_read_with_its_usage_cost_and_a_record_of_the_call(
         server: LLMServer, http: aiohttp.ClientSession) -> None:
     server.reply("Blue is calm")
-    with llm.recording() as calls:
+    with llm.recording() as record:
         reply, call = await complete(server, http, temperature=0.5)
     provider, _, model = CASES[server.wire]
     assert (reply.text, reply.finish, reply.tokens_in, reply.tokens_out) == ("Blue is calm", "stop", 5, 3)
-    assert calls == [call]
+    assert record.calls == [call]
     info = llm.Catalogue.load().get(provider, model)
     assert info is not None
     assert (call.provider, call.model, call.key_id, call.outcome, call.status) == (provider, model,

@@ -71,10 +71,10 @@ async def test_an_output_that_fails_its_check_is_a_failed_attempt_and_its_retry_
         retry=events.RetryPolicy(max_attempts=2, initial_delay_seconds=0.01))))
     assert isinstance(end, events.WorkflowCompleted), end
     kinds = [type(e).__name__ for e in seen if not isinstance(e, events.TaskHeartbeat)]
-    # Each attempt's call is recorded before its result.
-    assert kinds == ["WorkflowSubmitted", "WorkflowAdmitted", "WorkflowValidated", "TaskReady", "LLMCalled",
-                     "TaskFailed", "TaskRetryScheduled", "TaskReady", "LLMCalled", "TaskSucceeded", "TaskAssessed",
-                     "WorkflowCompleted"]
+    # Each attempt's choice of model and its call are recorded before its result.
+    assert kinds == ["WorkflowSubmitted", "WorkflowAdmitted", "WorkflowValidated", "TaskReady", "ModelChosen",
+                     "LLMCalled", "TaskFailed", "TaskRetryScheduled", "TaskReady", "ModelChosen", "LLMCalled",
+                     "TaskSucceeded", "TaskAssessed", "WorkflowCompleted"]
     calls = [e for e in seen if isinstance(e, events.LLMCalled)]
     assert [(c.attempt, c.provider, c.model, c.outcome, c.cost_usd) for c in calls] == [
         (1, "local", "test-model", "ok", 0.0), (2, "local", "test-model", "ok", 0.0)]

@@ -7,20 +7,21 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import events
 import store
 from actors import ACTOR_NAMES, Settings, run_all
 from actors.validator import plan, validate_workflow
-from bus import open_local
+from bus import Bus, open_local
 
 from ._client import WorkflowClient, describe_problem, history, run_view, store_caught_up
 from ._deadline import wait_or_give_up
 from ._file import read_workflow
 from ._progress import Progress, runs_table, summary
 
-__all__ = ["add_workflow_commands", "read_workflow", "stop_on_signals"]
+__all__ = ["actors_flag", "add_workflow_commands", "read_workflow", "run_to_end", "stop_on_signals"]
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -43,7 +44,7 @@ def add_workflow_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     run.add_argument("--timeout", type=float,
                      help="give up waiting after this many seconds and exit 1: a workflow this command's own "
                           "actors run is cancelled, one run by actors elsewhere goes on")
-    _actors_flag(run)
+    actors_flag(run)
     run.set_defaults(fn=cmd_run)
 
     submit = sub.add_parser("submit", help="publish a workflow file and return at once")
@@ -71,21 +72,37 @@ def add_workflow_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     plan_cmd.set_defaults(fn=cmd_plan)
 
 
-def _actors_flag(parser: argparse.ArgumentParser) -> None:
+def actors_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actors", dest="actors", action="store_true", default=None,
                         help="run every actor in this process (default: when this command starts the server)")
     parser.add_argument("--no-actors", dest="actors", action="store_false", help="use actors running elsewhere")
 
 
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    if args.timeout is not None and not args.timeout > 0:
-        raise events.YmeraError(f"--timeout must be a number of seconds greater than 0, got {args.timeout:g}")
-    submission = read_workflow(Path(args.file))
-    connection, server = await open_local(settings, "ymera-run")
+    check_timeout(args.timeout)
+    submission = read_workflow(Path(args.file), settings.quality_threshold)
+
+    async def make(_: Bus) -> events.WorkflowSubmitted:
+        return submission
+
+    run, _ = await run_to_end(settings, make, args.timeout, args.actors)
+    print(summary(run))
+    return 0 if run.state == "completed" else 1
+
+
+async def run_to_end(settings: Settings, make: Callable[[Bus], Awaitable[events.WorkflowSubmitted]],
+                     timeout: float | None, actors: bool | None, *,
+                     name: str = "ymera-run") -> tuple[store.Run, list[events.Event]]:
+    """Submit what `make` returns (it may read the stream first) and wait for the run's end,
+    showing progress; with every actor in this process when `actors` says so (None: when this
+    command starts the server). The run and every event of it seen."""
+    check_timeout(timeout)
+    connection, server = await open_local(settings, name)
     stop = asyncio.Event()
     engine = None
     try:
-        if args.actors if args.actors is not None else server is not None:
+        submission = await make(connection)
+        if actors if actors is not None else server is not None:
             ready = asyncio.Event()
             engine = asyncio.create_task(run_all(settings, connection, stop, ready))
             await asyncio.wait_for(ready.wait(), 60)
@@ -93,16 +110,14 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         seq = await client.submit(submission)
         progress = Progress(submission, tty=sys.stdout.isatty())
         try:
-            _, seen = await wait_or_give_up(client, submission.workflow_id, seq, args.timeout,
+            _, seen = await wait_or_give_up(client, submission.workflow_id, seq, timeout,
                                             in_process=engine is not None, on_event=progress.update,
                                             run_id=submission.id)
         finally:
             progress.close()
         if engine is not None:
             await store_caught_up(connection)  # every event of the run is in the log before we stop
-        run = run_view(seen, submission.id)
-        print(summary(run))
-        return 0 if run.state == "completed" else 1
+        return run_view(seen, submission.id), seen
     finally:
         stop.set()
         if engine is not None:
@@ -118,13 +133,18 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             server.stop()
 
 
+def check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not timeout > 0:
+        raise events.YmeraError(f"--timeout must be a number of seconds greater than 0, got {timeout:g}")
+
+
 # How long `ymera run` lets the actors it runs stop gracefully before it cancels them.
 ENGINE_STOP_SECONDS = 10.0
 
 
 async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     """Publish a workflow file; with --with-store, wait until the log has it."""
-    submission = read_workflow(Path(args.file))
+    submission = read_workflow(Path(args.file), settings.quality_threshold)
     connection, server = await open_local(settings, "ymera-submit")
     stop = asyncio.Event()
     log = store.SqliteEventLog(settings.log_path) if args.with_store else None
@@ -214,7 +234,7 @@ async def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
-    submission = read_workflow(Path(args.file))
+    submission = read_workflow(Path(args.file), settings.quality_threshold)
     problems = validate_workflow(submission, settings)
     if problems:
         for p in problems:

@@ -5,8 +5,9 @@ so adding processes scales execution out.
 Emits: TaskSucceeded (the output met the task's `expect`) or TaskFailed (it did not, or the
 attempt failed), each naming the executor and when the attempt began; for an attempt that
 outlives its first heartbeat, TaskStarted and then a TaskHeartbeat per interval (one batch
-for all its attempts, `_fence.py`); before an attempt's result, an LLMCalled for each call
-it made to a model (`llm/`), whatever came of it, and before each call a CallReserved
+for all its attempts, `_fence.py`); before an attempt's result, a ModelChosen for each
+choice of model (`llm.Selector`: which, among which candidates, why) and an LLMCalled for
+each call it made to a model (`llm/`), whatever came of it, and before each call a CallReserved
 (`_pools.py`: every executor folds every executor's reservations and records, so key pools
 and budgets are shared and outlive a restart).
 Acks a TaskReady once the stream has the attempt's TaskStarted or its result, whichever comes
@@ -51,6 +52,7 @@ from events import (
     EventTooLarge,
     LLMCalled,
     MalformedEvent,
+    ModelChosen,
     TaskFailed,
     TaskReady,
     TaskSucceeded,
@@ -66,7 +68,9 @@ from .._outcome import TaskError
 from ._expect import check_outcome
 from ._fence import Attempt, Fence, run_key
 from ._kinds import context, run_task
+from ._measures import Measures
 from ._pools import SharedPools
+from ._replay import recorded_run
 
 __all__ = ["Executor"]
 
@@ -118,6 +122,9 @@ class Executor:
             self.shared = SharedPools(self.ctx.llm, self.executor_id)
             self._resources.push_async_callback(self.shared.stop)
             await self.shared.start(bus)
+        measures = Measures(self.ctx.llm.tracker)  # what the selector knows of the models
+        self._resources.push_async_callback(measures.stop)
+        await measures.start(bus)
         # Cancellations and timeouts reach running attempts at once, through plain subscriptions:
         # one missed while this executor was down concerns no attempt it is running.
         for kind, callback in ((WorkflowCancelled, self._on_cancelled), (TaskTimedOut, self._on_timed_out)):
@@ -196,7 +203,7 @@ class Executor:
             return
         # The attempt's LLM calls go first, pipelined with the result: a reader of the result
         # finds what it cost in the stream before it.
-        calls = await bus.send(self._called(attempt)) if attempt.calls else None
+        calls = await bus.send(self._called(attempt)) if attempt.calls or attempt.choices else None
         try:
             await bus.publish(result)
         except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
@@ -207,15 +214,26 @@ class Executor:
         await attempt.ack()
 
     def _called(self, attempt: Attempt) -> list[Event]:
+        """The attempt's choices of model and its calls' records, each choice before its call."""
         ready = attempt.ready
-        return [LLMCalled(id=derive_id(run_key(ready), "LLMCalled", ready.task_id, ready.attempt, n, self.executor_id),
-                          workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor=self.name,
-                          task_id=ready.task_id, attempt=ready.attempt, call=n, executor=self.executor_id,
-                          **msgspec.structs.asdict(call))
-                for n, call in enumerate(attempt.calls, 1)]
+        assert ready.spec is not None
+        common: dict[str, Any] = {"workflow_id": ready.workflow_id, "run_id": ready.run_id, "causation_id": ready.id,
+                  "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt, "executor": self.executor_id}
+        out: list[Event] = [
+            ModelChosen(id=derive_id(run_key(ready), "ModelChosen", ready.task_id, ready.attempt, i, self.executor_id),
+                        ts=attempt.calls[call - 1].ts if call <= len(attempt.calls) else now(), **common, call=call,
+                        task_type=ready.spec.type, agent=ready.spec.agent, model=choice.target.ref,
+                        candidates=list(choice.candidates), reason=choice.reason)
+            for i, (call, choice) in enumerate(attempt.choices, 1)]
+        out.extend(LLMCalled(id=derive_id(run_key(ready), "LLMCalled", ready.task_id, ready.attempt, n,
+                                          self.executor_id),
+                             **common, call=n, task_type=ready.spec.type, replay_of=ready.replay_of,
+                             **msgspec.structs.asdict(call))
+                   for n, call in enumerate(attempt.calls, 1))
+        return out
 
     async def _publish_calls(self, bus: Bus, attempt: Attempt) -> None:
-        if attempt.calls:
+        if attempt.calls or attempt.choices:
             try:
                 await bus.publish_many(self._called(attempt))
             except BusError as exc:
@@ -270,8 +288,10 @@ class Executor:
         t0 = time.perf_counter()
         try:
             inputs = await self._inputs(bus, ready)
-            gate = self.shared.gate(bus, ready, self.settings) if self.shared is not None else None
-            with llm.recording(gate) as attempt.calls:
+            replay = await recorded_run(bus, ready)
+            gate = self.shared.gate(bus, ready, self.settings) if self.shared is not None and replay is None else None
+            with llm.recording(gate, replay, tried=tuple(ready.tried_models), upgrade=ready.upgrade) as record:
+                attempt.calls, attempt.choices = record.calls, record.choices
                 outcome = await run_task(ready.spec, inputs, ctx,
                                          timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)
         except TaskError as exc:
@@ -286,7 +306,8 @@ class Executor:
         # and the task's retry policy decides what follows.
         problems = check_outcome(ready.spec, outcome.output)
         if problems:
-            return self._failed(attempt, t0, "outcome check failed: " + "; ".join(problems), "outcome", True, None)
+            return self._failed(attempt, t0, "outcome check failed: " + "; ".join(problems), "outcome", True, None,
+                                outcome.model)
         return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt),
                              **self._common(attempt), output=outcome.output,
                              duration_ms=(time.perf_counter() - t0) * 1000, model=outcome.model,
