@@ -23,6 +23,9 @@ import events
 import store
 from actors import Settings, load_settings
 from ymera._cli import add_workflow_commands, stop_on_signals
+from ymera._feedback import add_feedback_command
+from ymera._models import add_models_command
+from ymera._replay import add_fork_command, replay_arguments, replay_run
 
 __all__ = ["main"]
 
@@ -73,6 +76,14 @@ PROJECTIONS: dict[str, store.Projection[Any]] = {
 
 
 async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    """`ymera replay RUN`: the run again (ymera/_replay.py); `ymera replay`: the projections re-folded."""
+    if args.run is not None:
+        if args.projection or args.from_seq:
+            raise events.YmeraError("--projection and --from-seq re-fold the log's projections: they do not go with "
+                                    "a RUN (which replays that run)")
+        return await replay_run(settings, args)
+    if args.offline:
+        raise events.YmeraError("--offline replays a run: name it (`ymera replay RUN --offline`)")
     names = args.projection or list(PROJECTIONS)
     unknown = [n for n in names if n not in PROJECTIONS]
     if unknown:
@@ -152,17 +163,23 @@ def _parser() -> argparse.ArgumentParser:
     actor.set_defaults(fn=cmd_actor)
 
     add_workflow_commands(sub)
+    add_feedback_command(sub)
+    add_models_command(sub)
 
     audit = sub.add_parser("audit", help="audit the event log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     audit_sub.add_parser("verify", help="recompute the hash chain and check every blob").set_defaults(
         fn=cmd_audit_verify)
 
-    replay = sub.add_parser("replay", help="re-fold projections from the log and print them")
+    replay = sub.add_parser("replay", help="ymera replay RUN [--offline]: run an ended run again, its model calls "
+                                           "answered from its recorded responses with --offline, and compare the "
+                                           "outputs; ymera replay: re-fold projections from the log and print them")
+    replay_arguments(replay)
     replay.add_argument("--projection", action="append", metavar="NAME",
-                        help=f"only this projection (repeatable): {', '.join(sorted(PROJECTIONS))}")
-    replay.add_argument("--from-seq", type=int, default=0)
+                        help=f"only this projection (repeatable, without RUN): {', '.join(sorted(PROJECTIONS))}")
+    replay.add_argument("--from-seq", type=int, default=0, help="re-fold from this seq (without RUN)")
     replay.set_defaults(fn=cmd_replay)
+    add_fork_command(sub)
 
     evs = sub.add_parser("events", help="look at events")
     evs_sub = evs.add_subparsers(dest="events_command", required=True, metavar="COMMAND")

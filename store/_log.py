@@ -9,7 +9,7 @@ backend's: callers match on the type, never on the words.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
@@ -70,7 +70,9 @@ class EventLog(Protocol):
                     batch: int = 5000) -> AsyncGenerator[list[StoredEvent], None]: ...
 
     def scan(self, columns: str, from_seq: int = 0, *, workflow_id: str | None = None,
-             batch: int = 5000) -> AsyncGenerator[list[tuple[Any, ...]], None]: ...
+             batch: int = 5000, types: Collection[str] = ()) -> AsyncGenerator[list[tuple[Any, ...]], None]:
+        """Tuples of `columns` in seq order; `types`: only rows of these event types."""
+        ...
 
     async def in_thread(self, fn: Callable[[LogReader], T]) -> T:
         """Run `fn` on a read-only view of its own, in a worker thread; return its result."""
