@@ -118,7 +118,7 @@ async def test_the_guides_scenario_runs_on_a_real_model(nats_bus: bus.Bus, tmp_p
     for result in results.values():
         assert isinstance(result.output, str)
         assert result.output.strip()
-        assert result.model == MODEL
+        assert result.model == f"local/{MODEL}"
         assert result.usage["completion_tokens"] > 0
     calls = [e for e in seen if isinstance(e, events.LLMCalled) and e.outcome == "ok"]
     assert {(c.task_id, c.provider, c.model, c.finish_reason, c.status) for c in calls} == {

@@ -100,7 +100,10 @@ def _cheaper(client: llm.LLMClient, need: llm.Need, messages: tuple[llm.Message,
     most = client.estimate(refused, messages, max_tokens)
 
     def fits(target: llm.Target) -> bool:
-        cost = client.estimate(target, messages, max_tokens)
+        try:
+            cost = client.estimate(target, messages, max_tokens)
+        except llm.LLMError:  # the prompt does not fit its context window
+            return False
         return most is not None and cost is not None and cost < most
 
     try:
