@@ -8,15 +8,19 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
+import bus
 import events
 import llm
 import store
-from actors import load_settings
+from actors import load_settings, run_all
 from actors.executor._replay import RecordedRun
+from ymera import WorkflowClient
 
 from .conftest import ymera, ymera_env
+from .engine import all_events
 from .llm_server import OpenAIServer
 from .support import stored_events
 
@@ -144,6 +148,16 @@ def test_replay_and_fork_say_what_is_wrong_with_what_they_were_given(
         "ymera: name a run: its id or a prefix of it (`ymera runs WORKFLOW` lists them)\n")
 
 
+def test_a_fork_onto_a_model_no_provider_here_serves_says_why_its_run_did_not_complete(
+        env: dict[str, str], finished: str) -> None:
+    fork = ymera("fork", finished, "--from", "review", "--model", "openai/gpt-4o", env=env)
+    assert fork.returncode == 1
+    lines = after_progress(fork.stdout, "workflow coding: invalid")
+    assert lines[2] == ("  task review.parameters.model: model 'openai/gpt-4o': provider openai is not configured: "
+                        "set OPENAI_API_KEY or OPENAI_API_KEY_1, OPENAI_API_KEY_2, ...")
+    assert lines[3].startswith(f"fork of run {finished} (workflow coding) from task review onto openai/gpt-4o")
+
+
 def test_a_request_the_recorded_run_never_made_is_refused_naming_the_task_and_call() -> None:
     recorded = events.LLMCalled(id="c1", ts=events.now(), workflow_id="wf", run_id="r1", task_id="t", attempt=1,
                                 provider="local", model="m", request_digest="a" * 64, response="{}")
@@ -156,3 +170,36 @@ def test_a_request_the_recorded_run_never_made_is_refused_naming_the_task_and_ca
     assert refused.value.message == (
         "offline replay of run r1: it recorded no call like this one (task t, attempt 1, call 1): the prompt or the "
         "model differs from the recorded run's, or its records are no longer in the stream")
+
+
+async def test_a_replay_of_hundreds_of_calls_in_flight_at_once_reads_the_records_once(
+        nats_bus: bus.Bus, tmp_path: Path, server: OpenAIServer) -> None:
+    # Read per attempt, 300 replayed attempts at once each opened a reader of the stream, and past
+    # the server's limit on consumers their attempts failed ("maximum consumers limit reached").
+    settings = load_settings({"YMERA_DATA_DIR": str(tmp_path / "data"), "YMERA_LLM_BASE_URL": server.base_url,
+                              "YMERA_LLM_MODEL": "gpt-test", "YMERA_EXECUTOR_CONCURRENCY": "300"}, dotenv=None)
+    tasks = [events.TaskSpec(id=f"t{n}", type="llm", parameters={"prompt": f"item {n}", "max_tokens": 8})
+             for n in range(300)]
+    first = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wide", tasks=tasks)
+    again = msgspec.structs.replace(first, id=events.new_id(), ts=events.now(), replay_of=first.id)
+    stop, started = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(run_all(settings, nats_bus, stop, started))
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        client = WorkflowClient(nats_bus)
+        ends = []
+        for submission in (first, again):
+            end, _ = await client.wait(submission.workflow_id, await client.submit(submission), timeout=120,
+                                       run_id=submission.id)
+            ends.append(end)
+    finally:
+        stop.set()
+        await running
+    assert all(isinstance(end, events.WorkflowCompleted) for end in ends), ends
+    assert len(server.requests) == 300  # the replay called no one
+    outputs: dict[str, dict[str, object]] = {first.id: {}, again.id: {}}
+    for event in await all_events(nats_bus, events.subject_filter(events.TaskSucceeded, "wide")):
+        if isinstance(event, events.TaskSucceeded):
+            outputs[event.run_id][event.task_id] = event.output
+    assert outputs[again.id] == outputs[first.id]
+    assert len(outputs[first.id]) == 300

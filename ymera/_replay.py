@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import msgspec
 
 import events
+import store
 from actors import Settings
 from actors.registry import TASK_KINDS
 from bus import Bus
@@ -23,6 +24,7 @@ from events import Event, LLMCalled, TaskSucceeded, WorkflowSubmitted, new_id, n
 
 from ._cli import actors_flag, run_to_end
 from ._client import UNSHOWN, run_view, stored
+from ._progress import summary
 
 __all__ = ["Row", "add_fork_command", "compare", "fork_of", "replay_arguments", "replay_of", "replay_run"]
 
@@ -63,6 +65,7 @@ async def replay_run(settings: Settings, args: argparse.Namespace) -> int:
 
     run, seen = await run_to_end(settings, make, args.timeout, args.actors, name="ymera-replay")
     original, before = found[0]
+    _unless_completed(run)
     how = "offline replay" if args.offline else "live re-run"
     rows = _rows(original, before, run.run_id, seen)
     print(compare(rows, f"{how} of run {original.id} (workflow {original.workflow_id}) as run {run.run_id}"))
@@ -83,10 +86,17 @@ async def cmd_fork(settings: Settings, args: argparse.Namespace) -> int:
 
     run, seen = await run_to_end(settings, make, args.timeout, args.actors, name="ymera-fork")
     original, before = found[0]
+    _unless_completed(run)
     rows = _rows(original, before, run.run_id, seen)
     print(compare(rows, f"fork of run {original.id} (workflow {original.workflow_id}) from task {args.from_task} "
                         f"onto {args.model} as run {run.run_id}"))
     return 0 if run.state == "completed" else 1
+
+
+def _unless_completed(run: store.Run) -> None:
+    """A new run that did not complete (refused, invalid, failed) says why, before the comparison."""
+    if run.state != "completed":
+        print(summary(run))
 
 
 # ---- the new submission ---------------------------------------------------------------------------
@@ -168,16 +178,42 @@ class Row(msgspec.Struct, frozen=True):
 
 def _rows(original: WorkflowSubmitted, before: list[Event], run_id: str, after: list[Event]) -> list[Row]:
     old, new = run_view(before, original.id), run_view(after, run_id)
+    was, now_ = _TaskRecords(before, original.id), _TaskRecords(after, run_id)
     rows = []
     for task in original.tasks:
         o, n = old.tasks.get(task.id), new.tasks.get(task.id)
-        calls = [e for e in after if isinstance(e, LLMCalled) and e.run_id == run_id and e.task_id == task.id]
-        rows.append(Row(task.id, o.model if o else None, o.quality if o else None, _cost(before, original.id, task.id),
-                        n.model if n else None, n.quality if n else None, _cost(after, run_id, task.id),
+        calls = now_.calls.get(task.id, [])
+        rows.append(Row(task.id, o.model if o else None, o.quality if o else None, was.cost(task.id),
+                        n.model if n else None, n.quality if n else None, now_.cost(task.id),
                         live_calls=sum(c.replay_of is None for c in calls),
                         replayed=bool(calls) and all(c.replay_of is not None for c in calls),
-                        same=_output(before, original.id, task.id) == _output(after, run_id, task.id)))
+                        same=was.output(task.id) == now_.output(task.id)))
     return rows
+
+
+class _TaskRecords:
+    """One run's model calls and last successful output, by task (one pass over the events)."""
+
+    def __init__(self, seen: list[Event], run_id: str) -> None:
+        self.calls: dict[str, list[LLMCalled]] = {}
+        self.succeeded: dict[str, TaskSucceeded] = {}
+        for event in seen:
+            if isinstance(event, LLMCalled) and event.run_id == run_id:
+                self.calls.setdefault(event.task_id, []).append(event)
+            elif isinstance(event, TaskSucceeded) and event.run_id == run_id:
+                self.succeeded[event.task_id] = event
+
+    def cost(self, task_id: str) -> float:
+        """What the run's calls for the task cost, every attempt's (a replayed call costs 0)."""
+        return sum(c.cost_usd or 0.0 for c in self.calls.get(task_id, ()))
+
+    def output(self, task_id: str) -> bytes | None:
+        """The task's last successful output, as bytes to compare (a large one by its blob digest)."""
+        last = self.succeeded.get(task_id)
+        if last is None:
+            return None
+        ref = last.blobs.get("output")
+        return ref.digest.encode() if ref is not None else msgspec.json.encode(last.output)
 
 
 def compare(rows: list[Row], title: str) -> str:
@@ -195,24 +231,6 @@ def compare(rows: list[Row], title: str) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     table = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     return "\n".join([title, *table])
-
-
-def _cost(seen: list[Event], run_id: str, task_id: str) -> float:
-    """What the run's calls for the task cost, every attempt's (a replayed call costs 0)."""
-    return sum(e.cost_usd or 0.0 for e in seen if isinstance(e, LLMCalled) and e.run_id == run_id
-               and e.task_id == task_id)
-
-
-def _output(seen: list[Event], run_id: str, task_id: str) -> bytes | None:
-    """The task's last successful output in the run, as bytes to compare (a large one by its blob digest)."""
-    last = None
-    for event in seen:
-        if isinstance(event, TaskSucceeded) and event.run_id == run_id and event.task_id == task_id:
-            last = event
-    if last is None:
-        return None
-    ref = last.blobs.get("output")
-    return ref.digest.encode() if ref is not None else msgspec.json.encode(last.output)
 
 
 def _mean(values: Iterable[float | None]) -> float | None:

@@ -70,7 +70,7 @@ from ._fence import Attempt, Fence, run_key
 from ._kinds import context, run_task
 from ._measures import Measures
 from ._pools import SharedPools
-from ._replay import recorded_run
+from ._replay import RecordedRuns
 
 __all__ = ["Executor"]
 
@@ -98,6 +98,7 @@ class Executor:
         self.bus: Bus | None = None  # set by `start`, for the subscriptions' callbacks
         self.ctx: Context | None = None  # the handlers' resources, from `start` to `finish`
         self.shared: SharedPools | None = None  # the key pools and budgets every executor shares
+        self.recorded = RecordedRuns()  # what answers replayed attempts' calls
         self._resources = contextlib.AsyncExitStack()
 
     def policy(self) -> ConsumerPolicy:
@@ -287,8 +288,11 @@ class Executor:
         assert ready.spec is not None
         t0 = time.perf_counter()
         try:
+            replay = await self.recorded.of(bus, ready)
+        except BusError as exc:
+            return self._failed(attempt, t0, str(exc), "error", True, None)
+        try:
             inputs = await self._inputs(bus, ready)
-            replay = await recorded_run(bus, ready)
             gate = self.shared.gate(bus, ready, self.settings) if self.shared is not None and replay is None else None
             with llm.recording(gate, replay, tried=tuple(ready.tried_models), upgrade=ready.upgrade) as record:
                 attempt.calls, attempt.choices = record.calls, record.choices

@@ -1,9 +1,9 @@
 """An earlier run's model calls, answering a replayed attempt's (`ymera replay --offline`, the
 replayed part of `ymera fork`): no provider is called.
 
-Listens to: the recorded run's LLMCalled of the task (read once, from the stream, before the
-attempt runs). Emits nothing of its own: the attempt's calls are recorded as any are, marked
-`replay_of` and costing 0.
+Listens to: the recorded run's LLMCalled (read from the stream once per executor, the first
+time one of its attempts is replayed; `RecordedRuns`). Emits nothing of its own: the
+attempt's calls are recorded as any are, marked `replay_of` and costing 0.
 Decides: which record answers which call. The record of the same attempt and call number,
 if its request was the same (sha256 of the body); else any record of the task with that
 request, a successful one first. A recorded failure fails again (a 429 is retried as the
@@ -13,11 +13,14 @@ run never made is refused, naming the task and call: the prompt or the model dif
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
+
 import llm
 from bus import Bus, BusError, stream_seq
 from events import BlobError, LLMCalled, MalformedEvent, TaskReady, subject_filter
 
-__all__ = ["RecordedRun"]
+__all__ = ["RecordedRun", "RecordedRuns"]
 
 _READ_WAIT = 2.0  # seconds a read of the recorded calls waits for the next one
 
@@ -30,30 +33,6 @@ class RecordedRun:
         self.task_id = task_id
         self.attempt = attempt
         self.records = records
-
-    @classmethod
-    async def load(cls, bus: Bus, ready: TaskReady) -> RecordedRun:
-        """The recorded run's calls for `ready`'s task, from the stream."""
-        assert ready.replay_of is not None
-        subject = subject_filter(LLMCalled, ready.workflow_id, ready.task_id)
-        records: list[LLMCalled] = []
-        last = await bus.last_stored(subject)  # read up to it: the recorded run ended long before
-        if last is None:
-            return cls(ready.replay_of, ready.task_id, ready.attempt, records)
-        follower = await bus.follow(subject=subject)
-        try:
-            while (msg := await follower.next(_READ_WAIT)) is not None:
-                try:
-                    event = await bus.read(msg.subject, msg.data)
-                except (MalformedEvent, BlobError):
-                    event = None
-                if isinstance(event, LLMCalled) and event.run_id == ready.replay_of:
-                    records.append(event)
-                if stream_seq(msg) >= last[0]:
-                    break
-        finally:
-            await follower.stop()
-        return cls(ready.replay_of, ready.task_id, ready.attempt, records)
 
     def model(self, call: int) -> str | None:
         record = self._at(call) or (self.records[-1] if self.records else None)
@@ -81,11 +60,53 @@ class RecordedRun:
         return found[0] if found else None
 
 
-async def recorded_run(bus: Bus, ready: TaskReady) -> RecordedRun | None:
-    """`RecordedRun.load` for a replayed attempt; None for any other."""
-    if ready.replay_of is None:
-        return None
+class RecordedRuns:
+    """The recorded runs this executor's replayed attempts read: each read from the stream once,
+    all its tasks' calls at a time, by one reader (one per attempt would meet the stream's
+    limit on consumers with a thousand attempts in flight); the latest `KEPT` kept."""
+
+    KEPT = 4
+
+    def __init__(self) -> None:
+        self._runs: OrderedDict[str, asyncio.Task[dict[str, list[LLMCalled]]]] = OrderedDict()
+
+    async def of(self, bus: Bus, ready: TaskReady) -> RecordedRun | None:
+        """What answers `ready`'s calls: the recorded run's calls of its task; None if it replays nothing."""
+        run = ready.replay_of
+        if run is None:
+            return None
+        loading = self._runs.get(run)
+        if loading is None:
+            loading = self._runs[run] = asyncio.create_task(_read(bus, ready.workflow_id, run))
+            while len(self._runs) > self.KEPT:
+                self._runs.popitem(last=False)
+        try:
+            calls = await asyncio.shield(loading)
+        except BusError as exc:
+            if self._runs.get(run) is loading:
+                del self._runs[run]  # read again by the next attempt
+            raise BusError(f"the recorded calls of run {run} cannot be read: {exc}") from exc
+        return RecordedRun(run, ready.task_id, ready.attempt, calls.get(ready.task_id, []))
+
+
+async def _read(bus: Bus, workflow_id: str, run: str) -> dict[str, list[LLMCalled]]:
+    """Run `run`'s calls, by task, from the stream (it ended before its replay began)."""
+    subject = subject_filter(LLMCalled, workflow_id)
+    calls: dict[str, list[LLMCalled]] = {}
+    last = await bus.last_stored(subject)  # read up to it
+    if last is None:
+        return calls
+    follower = await bus.follow(subject=subject)
     try:
-        return await RecordedRun.load(bus, ready)
-    except BusError as exc:
-        raise BusError(f"the recorded calls of run {ready.replay_of} cannot be read: {exc}") from exc
+        while (msg := await follower.next(_READ_WAIT)) is not None:
+            try:
+                event = await bus.read(msg.subject, msg.data)
+            except (MalformedEvent, BlobError):
+                event = None
+            if isinstance(event, LLMCalled) and event.run_id == run:
+                calls.setdefault(event.task_id, []).append(event)
+            if stream_seq(msg) >= last[0]:
+                break
+    finally:
+        await follower.stop()
+    return calls
