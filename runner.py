@@ -22,6 +22,7 @@ import bus
 import events
 import store
 from actors import Settings, load_settings
+from ymera._audit import cmd_audit_verify
 from ymera._cli import add_workflow_commands, stop_on_signals
 from ymera._feedback import add_feedback_command
 from ymera._models import add_models_command
@@ -55,18 +56,6 @@ async def cmd_actor(settings: Settings, args: argparse.Namespace) -> int:
         await actors.run_named(args.name, settings, waited, stop)
     finally:
         await waited.close()
-    return 0
-
-
-async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
-        report = await store.verify(log)
-    if report.broken is not None:
-        print(f"audit: chain broken at {report.broken} ({report.rows} rows before it verified)",
-              file=sys.stderr)
-        return 1
-    print(f"audit: ok, {report.rows} events and {report.blobs} blobs verified, "
-          f"head seq {report.head_seq}, head hash {report.head_hash}")
     return 0
 
 
@@ -168,8 +157,13 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit the event log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
-    audit_sub.add_parser("verify", help="recompute the hash chain and check every blob").set_defaults(
-        fn=cmd_audit_verify)
+    verify = audit_sub.add_parser("verify", help="check the log's hash chain and blobs, the store writer's signed "
+                                                 "checkpoints, and every row against the stream")
+    verify.add_argument("--no-stream", action="store_true",
+                        help="do not read the stream (the log's own checkpoints only)")
+    verify.add_argument("--key", metavar="KEY", help="the store writer's public key or key id to trust (default: "
+                                                     "<keys dir>/store.pub)")
+    verify.set_defaults(fn=cmd_audit_verify)
 
     replay = sub.add_parser("replay", help="ymera replay RUN [--offline]: run an ended run again, its model calls "
                                            "answered from its recorded responses with --offline, and compare the "

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import structlog
 
+import guard
 from bus import Bus, BusError, ConsumerConfigError, Worker, run_worker
 from config import Settings
 from events import YmeraError
@@ -49,7 +50,10 @@ async def _store_writer(settings: Settings, bus: Bus) -> AsyncIterator[Worker]:
         if await bus.set_retention(max_age=settings.stream_max_age_seconds, max_bytes=settings.stream_max_bytes):
             _log.info("stream retention set", stream=bus.stream.name,
                       max_age_seconds=settings.stream_max_age_seconds, max_bytes=settings.stream_max_bytes)
-        yield StoreWriter(bus, log)
+        # It vouches for the log's head with signed checkpoints (store.verify checks them).
+        signer = guard.Identity.load_or_create(settings.keys_dir, "store")
+        yield StoreWriter(bus, log, signer=signer, checkpoint_rows=settings.checkpoint_every_rows,
+                          checkpoint_seconds=settings.checkpoint_every_seconds)
 
 
 @contextlib.asynccontextmanager

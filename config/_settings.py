@@ -106,6 +106,16 @@ class Settings(msgspec.Struct, frozen=True):
     # USD every run's model calls together may spend in a UTC day, each call held against it
     # before it is made (docs/llm.md, "Budgets"); None: no limit.
     daily_budget_usd: float | None = None
+    # Where the signers' Ed25519 keys live (guard/): YMERA_KEYS_DIR, else <data dir>/keys.
+    keys_dir_setting: Path | None = None
+    # The store writer publishes a signed checkpoint of the chain's head after this many rows
+    # (or YMERA_CHECKPOINT_EVERY_SECONDS, if any were stored since): docs/store.md, "Checkpoints".
+    checkpoint_every_rows: int = 1000
+    checkpoint_every_seconds: float = 10.0
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.keys_dir_setting or self.data_dir / "keys"
 
     @property
     def lost_after_seconds(self) -> float:
@@ -166,6 +176,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         stream_max_age_seconds=env.optional_number("YMERA_STREAM_MAX_AGE_SECONDS"),
         stream_max_bytes=env.optional_count("YMERA_STREAM_MAX_BYTES"),
         daily_budget_usd=env.optional_number("YMERA_DAILY_BUDGET_USD"),
+        keys_dir_setting=Path(keys) if (keys := env.text("YMERA_KEYS_DIR", "")) else None,
+        checkpoint_every_rows=env.integer("YMERA_CHECKPOINT_EVERY_ROWS", 1000),
+        checkpoint_every_seconds=env.positive("YMERA_CHECKPOINT_EVERY_SECONDS", 10.0),
     )
 
 

@@ -44,7 +44,7 @@ from ._subjects import (
     workflow_filter,
     workflow_of,
 )
-from ._system import AlertRaised, MessageRejected
+from ._system import AlertRaised, ChainCheckpoint, MessageRejected, checkpoint_bytes
 from ._task import (
     OutcomeChecked,
     TaskAssessed,
@@ -99,6 +99,7 @@ __all__ = [
     "BlobRef",
     "CallReserved",
     "CancelRequested",
+    "ChainCheckpoint",
     "Event",
     "EventBase",
     "EventTooLarge",
@@ -139,6 +140,7 @@ __all__ = [
     "check_blob",
     "check_task_id",
     "check_workflow_id",
+    "checkpoint_bytes",
     "decode",
     "decode_message",
     "derive_id",

@@ -6,7 +6,7 @@ from typing import TypeAlias
 
 from ._feedback import FeedbackGiven
 from ._llm import CallReserved, LLMCalled, ModelChosen
-from ._system import AlertRaised, MessageRejected
+from ._system import AlertRaised, ChainCheckpoint, MessageRejected
 from ._task import (
     OutcomeChecked,
     TaskAssessed,
@@ -58,6 +58,7 @@ Event: TypeAlias = (
     | ModelChosen
     | FeedbackGiven
     | MessageRejected
+    | ChainCheckpoint
     | AlertRaised
 )
 

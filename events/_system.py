@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from ._envelope import EventBase
 
-__all__ = ["AlertRaised", "MessageRejected"]
+__all__ = ["AlertRaised", "ChainCheckpoint", "MessageRejected", "checkpoint_bytes"]
 
 
 class MessageRejected(EventBase, frozen=True, kw_only=True):
@@ -24,6 +24,32 @@ class MessageRejected(EventBase, frozen=True, kw_only=True):
     excerpt: str
     size: int
     stream_seq: int | None = None
+
+
+class ChainCheckpoint(EventBase, frozen=True, kw_only=True):
+    """The store writer vouches for the log's head: at `head_seq` the chain's hash is
+    `head_hash`, signed with its Ed25519 key (`key_id`, the public key beside it).
+
+    Published into the stream, which keeps it apart from the log file: a log cut at the end,
+    emptied, or rewritten and re-hashed no longer agrees with the checkpoints, and no one
+    without the writer's key can make one that does (`ymera audit verify`).
+    """
+
+    domain: ClassVar[str] = "sec"
+    verb: ClassVar[str] = "checkpoint"
+
+    stream: str  # the stream the log copies (its seqs are the rows' seqs)
+    head_seq: int
+    head_hash: str  # hex
+    signer: str = "store"
+    key_id: str
+    public_key: str  # base64 Ed25519
+    signature: str  # base64, over `checkpoint_bytes`
+
+
+def checkpoint_bytes(stream: str, head_seq: int, head_hash: str) -> bytes:
+    """What a checkpoint's signature covers."""
+    return f"ymera-checkpoint\n{stream}\n{head_seq}\n{head_hash}".encode()
 
 
 class AlertRaised(EventBase, frozen=True, kw_only=True):

@@ -1,7 +1,10 @@
 """The store writer: the one process that appends the whole YMERA stream to the event log.
 
 Listens to: every subject (`ymera.>`), through the durable consumer `store`, in stream order.
-Emits: `MessageRejected` for a message that is not a valid event on its own subject.
+Emits: `MessageRejected` for a message that is not a valid event on its own subject; with a
+signer, a `ChainCheckpoint` (the log's head seq and hash, signed) every `checkpoint_rows` rows
+or `checkpoint_seconds` after a row, and when it stops: the stream keeps them apart from the
+log file, so a log cut, emptied or rewritten no longer agrees with them (`store.verify`).
 Decides: nothing about workflows. It resumes at the log's head + 1 (the consumer is
 recreated there on start), appends each fetched batch in one transaction, copies the blobs
 its events name into the log, and acks only after the commit. A second copy of an event
@@ -11,16 +14,21 @@ that slipped past the duplicate window is recognised by its id and not stored ag
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import structlog
 
 from bus import Bus, ConsumerPolicy, Delivery, PullBatches, ack, check_consumer, fit_consumer, run_worker, stream_seq
 from events import (
+    NO_WORKFLOW,
     BlobError,
     BlobRef,
+    ChainCheckpoint,
     MalformedEvent,
     MessageRejected,
+    checkpoint_bytes,
     derive_id,
     excerpt,
     now,
@@ -31,18 +39,28 @@ from ._chain import NewEvent
 from ._errors import DuplicateEvent
 from ._log import EventLog
 
-__all__ = ["StoreWriter"]
+__all__ = ["Signer", "StoreWriter"]
 
 _log = structlog.get_logger("ymera.store")
 # An idle writer re-polls this often; it bounds how long a stop request waits.
 POLL_SECONDS = 0.1
 
 
+class Signer(Protocol):
+    """Who vouches for the checkpoints (`guard.Identity`)."""
+
+    key_id: str
+    public_key: str
+
+    def sign(self, data: bytes) -> str: ...
+
+
 class StoreWriter:
     name = "store"
 
     def __init__(self, bus: Bus, log: EventLog, *, durable: str = "store",
-                 batch: int = 1000, policy: ConsumerPolicy | None = None) -> None:
+                 batch: int = 1000, policy: ConsumerPolicy | None = None, signer: Signer | None = None,
+                 checkpoint_rows: int = 1000, checkpoint_seconds: float = 10.0) -> None:
         self.bus = bus
         self.log = log
         self.durable = durable
@@ -57,6 +75,12 @@ class StoreWriter:
         self.stored = 0
         self.rejected = 0
         self.duplicates = 0
+        self.signer = signer
+        self.checkpoint_rows = checkpoint_rows
+        self.checkpoint_seconds = checkpoint_seconds
+        self.checkpoints = 0
+        self._unvouched = 0  # rows stored since the last checkpoint (checkpoints themselves not counted)
+        self._first_unvouched = 0.0  # time.monotonic() of the first of them
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Append until `stop` is set; then finish the batch in hand and return."""
@@ -77,10 +101,27 @@ class StoreWriter:
         await self.write(msgs)
 
     async def between(self) -> None:
-        pass
+        if self._unvouched and time.monotonic() - self._first_unvouched >= self.checkpoint_seconds:
+            await self.checkpoint()
 
     async def finish(self, graceful: bool) -> None:
-        pass  # every batch is committed and acked before the next is fetched
+        # Every batch is committed and acked before the next is fetched; the head is vouched for.
+        if graceful and self._unvouched:
+            await self.checkpoint()
+
+    async def checkpoint(self) -> ChainCheckpoint | None:
+        """Publish a signed checkpoint of the log's head (None without a signer or a head)."""
+        if self.signer is None or not self.log.head_seq:
+            return None
+        stream, seq, head = self.bus.stream.name, self.log.head_seq, self.log.head_hash.hex()
+        event = ChainCheckpoint(
+            id=derive_id(f"{stream}:{seq}", "checkpoint"), ts=now(), workflow_id=NO_WORKFLOW, actor=self.name,
+            stream=stream, head_seq=seq, head_hash=head, key_id=self.signer.key_id,
+            public_key=self.signer.public_key, signature=self.signer.sign(checkpoint_bytes(stream, seq, head)))
+        await self.bus.publish(event)
+        self.checkpoints += 1
+        self._unvouched = 0
+        return event
 
     async def write(self, msgs: Sequence[Delivery]) -> None:
         """Append one fetched batch and ack it."""
@@ -122,9 +163,16 @@ class StoreWriter:
                 new = [e for e in new if e.id not in known]
                 await self.log.append(new, blobs)
             self.stored += len(new)
+            vouched = sum(e.type != "ChainCheckpoint" for e in new)
+            if vouched and self.signer is not None:
+                if not self._unvouched:
+                    self._first_unvouched = time.monotonic()
+                self._unvouched += vouched
         if msgs:
             await ack(msgs[-1])
         self.position = max(self.position, head)
+        if self._unvouched >= self.checkpoint_rows:
+            await self.checkpoint()
 
     def _rejection(self, msg: Delivery, seq: int, reason: str) -> MessageRejected:
         # Derived from the stream position, so re-reading the same bad message after a

@@ -1,0 +1,103 @@
+"""Ed25519 identities (`cryptography`): a private key per signer in the deployment's keys
+directory (`<data dir>/keys`, or `YMERA_KEYS_DIR`), made on first use, readable by its owner
+only; its public half beside it, for anyone who verifies.
+
+    keys/store.key   the store writer's private key (32 raw bytes, base64), mode 0600
+    keys/store.pub   its public key (32 raw bytes, base64)
+
+A key id is the first 16 hex digits of the sha256 of the public key: what a signature names
+so a verifier can tell which key made it, and an operator can pin.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from events import YmeraError
+
+__all__ = ["Identity", "KeyFileError", "key_id", "verify"]
+
+
+class KeyFileError(YmeraError):
+    """A key file that cannot be used, in one line: the file and what is wrong."""
+
+
+class Identity:
+    """One signer: its name, its private key, and the public key others verify with."""
+
+    def __init__(self, name: str, private: Ed25519PrivateKey) -> None:
+        self.name = name
+        self._private = private
+        raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_key = base64.b64encode(raw).decode()
+        self.key_id = key_id(self.public_key)
+
+    @classmethod
+    def generate(cls, name: str) -> Identity:
+        return cls(name, Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load_or_create(cls, keys_dir: Path, name: str) -> Identity:
+        """`name`'s identity from `keys_dir`, made there (0600, the directory 0700) if it has none."""
+        path = keys_dir / f"{name}.key"
+        if not path.exists():
+            keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            identity = cls.generate(name)
+            raw = identity._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+            try:  # O_EXCL: of two processes starting together, one makes the key, the other reads it
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return cls._load(path, name)
+            with os.fdopen(fd, "wb") as file:
+                file.write(base64.b64encode(raw) + b"\n")
+            (keys_dir / f"{name}.pub").write_text(identity.public_key + "\n")
+            return identity
+        return cls._load(path, name)
+
+    @classmethod
+    def _load(cls, path: Path, name: str) -> Identity:
+        try:
+            mode = path.stat().st_mode
+            text = path.read_bytes()
+        except OSError as exc:
+            raise KeyFileError(f"key file {path}: cannot be read: {exc.strerror or exc}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(f"key file {path}: readable by others (mode {stat.S_IMODE(mode):04o}): "
+                               f"chmod 600 {path}")
+        try:
+            raw = base64.b64decode(text.strip(), validate=True)
+            private = Ed25519PrivateKey.from_private_bytes(raw)
+        except (binascii.Error, ValueError):
+            raise KeyFileError(f"key file {path}: not an Ed25519 private key (32 bytes, base64)") from None
+        return cls(name, private)
+
+    def sign(self, data: bytes) -> str:
+        """The signature of `data`, base64."""
+        return base64.b64encode(self._private.sign(data)).decode()
+
+
+def key_id(public_key: str) -> str:
+    """The id of a public key (base64): the first 16 hex digits of its sha256."""
+    with contextlib.suppress(binascii.Error, ValueError):
+        return hashlib.sha256(base64.b64decode(public_key, validate=True)).hexdigest()[:16]
+    return hashlib.sha256(public_key.encode()).hexdigest()[:16]
+
+
+def verify(public_key: str, data: bytes, signature: str) -> bool:
+    """Whether `signature` (base64) is `public_key`'s (base64) over `data`."""
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
+        key.verify(base64.b64decode(signature, validate=True), data)
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True

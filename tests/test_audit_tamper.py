@@ -1,0 +1,177 @@
+"""`ymera audit verify` against a log tampered with as an attacker of the file would: each
+change is found and named, even where the attacker re-hashed the chain after it. The run is
+real (the embedded defaults); each tamper works on a copy of its data dir, the stream's
+files included."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import events
+import guard
+from store._chain import GENESIS, link
+
+from .conftest import ymera, ymera_env
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+ROWS = 16  # examples/pipeline.yaml: 4 events a run, 3 a task
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("audited") / "data"
+    run = ymera("run", str(EXAMPLES / "pipeline.yaml"), env=ymera_env(data))
+    assert run.returncode == 0, run.stdout + run.stderr
+    return data
+
+
+@pytest.fixture
+def data(original: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "data"
+    shutil.copytree(original, copy)
+    return copy
+
+
+def verify(data: Path, *args: str) -> tuple[int, list[str]]:
+    done = ymera("audit", "verify", *args, env=ymera_env(data))
+    return done.returncode, done.stderr.splitlines()
+
+
+def rows(db: sqlite3.Connection) -> list[tuple[int, str, bytes]]:
+    return db.execute("SELECT seq, id, data FROM events ORDER BY seq").fetchall()
+
+
+def rehash(db: sqlite3.Connection) -> None:
+    """What an attacker does after a change: the chain recomputed from the first row on."""
+    prev = GENESIS
+    for seq, event_id, data in rows(db):
+        row_hash = link(prev, seq, event_id, data)
+        db.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, row_hash, seq))
+        prev = row_hash
+
+
+def tamper(data: Path, change: Callable[[sqlite3.Connection], None]) -> None:
+    with sqlite3.connect(data / "events.db") as db:
+        change(db)
+
+
+def succeeded_seq(db: sqlite3.Connection) -> tuple[int, str, bytes]:
+    return db.execute("SELECT seq, id, data FROM events WHERE type = 'TaskSucceeded' ORDER BY seq").fetchone()
+
+
+def test_the_untouched_log_verifies_against_its_checkpoint_and_the_stream(data: Path) -> None:
+    done = ymera("audit", "verify", env=ymera_env(data))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        f"audit: 1 signed checkpoint verified, the latest at seq {ROWS}",
+        f"audit: {ROWS} rows compared with the stream (it holds seqs 1-{ROWS + 1}); 1 past the log's head, not "
+        "stored yet"]
+
+
+def test_a_row_changed_and_the_rest_re_hashed_is_named_by_the_stream_and_the_checkpoint(data: Path) -> None:
+    def change(db: sqlite3.Connection) -> None:
+        seq, _, body = succeeded_seq(db)
+        db.execute("UPDATE events SET data = ? WHERE seq = ?", (body.replace(b'"output":', b'"output":"forged",'
+                                                                             b'"x":'), seq))
+        rehash(db)
+    with sqlite3.connect(data / "events.db") as db:
+        seq, event_id, _ = succeeded_seq(db)
+    tamper(data, change)
+    code, errors = verify(data)
+    assert code == 1
+    assert errors[0] == f"audit: altered: seq {seq}: event {event_id}: its bytes differ from the stream's"
+    assert re.fullmatch(rf"audit: checkpoint: seq {ROWS}: the log's hash there is [0-9a-f]{{16}}…, the signed "
+                        rf"checkpoint says [0-9a-f]{{16}}…: rewritten", errors[1]), errors
+
+
+def test_a_log_cut_at_the_end_is_named(data: Path) -> None:
+    tamper(data, lambda db: db.execute("DELETE FROM events WHERE seq > 12"))
+    code, errors = verify(data)
+    assert code == 1
+    assert errors == [f"audit: missing: seqs 13-{ROWS}: 4 events of the stream have no row: cut at the end",
+                      f"audit: checkpoint: seq {ROWS}: vouches for the chain's head at seq {ROWS}, and the log ends "
+                      "at seq 12"]
+
+
+def test_a_log_whose_first_rows_were_deleted_and_the_rest_re_hashed_is_named(data: Path) -> None:
+    def change(db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM events WHERE seq <= 3")
+        rehash(db)
+    tamper(data, change)
+    code, errors = verify(data)
+    assert code == 1
+    assert errors[0] == "audit: missing: seqs 1-3: 3 events of the stream have no row: deleted from the start"
+    assert errors[1].startswith(f"audit: checkpoint: seq {ROWS}: the log's hash there is ")
+
+
+def test_an_emptied_log_is_named(data: Path) -> None:
+    tamper(data, lambda db: db.execute("DELETE FROM events"))
+    code, errors = verify(data)
+    assert code == 1
+    assert errors == [f"audit: missing: seqs 1-{ROWS}: {ROWS} events of the stream have no row: the log has no rows",
+                      f"audit: checkpoint: seq {ROWS}: vouches for the chain's head at seq {ROWS}, and the log has "
+                      "no rows"]
+
+
+def test_an_inserted_row_is_named(data: Path) -> None:
+    forged = events.TaskSucceeded(id=events.new_id(), ts=events.now(), workflow_id="pipeline-1", task_id="report",
+                                  attempt=1, output="all good")
+
+    def change(db: sqlite3.Connection) -> None:
+        body = events.encode(forged)
+        db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (500, forged.id, "TaskSucceeded", events.subject_of(forged), "pipeline-1", forged.ts.timestamp(),
+                    body, b"", b""))
+        rehash(db)
+    tamper(data, change)
+    code, errors = verify(data)
+    assert code == 1
+    assert f"audit: inserted: seq 500: event {forged.id}: the stream has no such event at this seq" in errors
+
+
+def test_two_rows_swapped_and_re_hashed_are_named_as_reordered(data: Path) -> None:
+    columns = "id, type, subject, workflow_id, ts, data"
+
+    def change(db: sqlite3.Connection) -> None:  # every column swapped: the rows agree with their bytes
+        (a, *row_a), (b, *row_b) = db.execute(f"SELECT seq, {columns} FROM events WHERE seq IN (5, 6) ORDER BY seq")
+        assign = ", ".join(f"{c} = ?" for c in columns.split(", "))
+        db.execute("UPDATE events SET id = ? WHERE seq = ?", ("moving", a))
+        db.execute(f"UPDATE events SET {assign} WHERE seq = ?", (*row_a, b))
+        db.execute(f"UPDATE events SET {assign} WHERE seq = ?", (*row_b, a))
+        rehash(db)
+    with sqlite3.connect(data / "events.db") as db:
+        (a, id_a, _), (b, id_b, _) = rows(db)[4:6]
+    assert (a, b) == (5, 6)
+    tamper(data, change)
+    code, errors = verify(data)
+    assert code == 1
+    assert errors[:2] == [f"audit: reordered: seq {a}: holds event {id_b}, which the stream has at seq {b}",
+                          f"audit: reordered: seq {b}: holds event {id_a}, which the stream has at seq {a}"]
+
+
+def test_without_the_stream_a_checkpoint_not_signed_by_the_writers_key_is_named(data: Path) -> None:
+    impostor = guard.Identity.generate("store")
+    with sqlite3.connect(data / "events.db") as db:
+        (head_hash,) = db.execute("SELECT hash FROM events WHERE seq = ?", (ROWS,)).fetchone()
+    forged = events.ChainCheckpoint(
+        id=events.new_id(), ts=events.now(), workflow_id="_", stream="YMERA", head_seq=ROWS,
+        head_hash=head_hash.hex(), key_id=impostor.key_id, public_key=impostor.public_key,
+        signature=impostor.sign(events.checkpoint_bytes("YMERA", ROWS, head_hash.hex())))
+
+    def change(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (ROWS + 1, forged.id, "ChainCheckpoint", events.subject_of(forged), "_", forged.ts.timestamp(),
+                    events.encode(forged), b"", b""))
+        rehash(db)
+    tamper(data, change)
+    trusted = (data / "keys" / "store.pub").read_text().strip()
+    code, errors = verify(data, "--no-stream")
+    assert code == 1
+    assert errors == [f"audit: checkpoint: seq {ROWS}: signed by key {impostor.key_id}, not the store writer's "
+                      f"({guard.key_id(trusted)})"]

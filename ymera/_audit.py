@@ -1,0 +1,296 @@
+"""`ymera audit verify`: the log checked against itself, against the store writer's signed
+checkpoints, and against the stream that still holds the originals.
+
+- The chain (`store.verify`): every row's hash links to the one before, its columns and blobs
+  agree with its bytes. A log rewritten and re-hashed from the first changed row on passes
+  this: the next two checks are what catch it.
+- The checkpoints (`ChainCheckpoint`, read from the stream; from the log when the stream is
+  out of reach, which an attacker of the file could have deleted): each signed by the writer's
+  key (`<keys dir>/store.pub`, or the key id pinned with `--key`), and each agreeing with the
+  log: the row at its seq has its hash. A log cut at the end, emptied, or re-hashed disagrees.
+- The stream, where it still holds the range: every message the writer would have stored
+  (a valid event, not a copy of one stored before) is a row at the same seq with the same
+  bytes, and no row is anything else.
+
+Findings are reported by kind, each naming its seqs: altered (a row's bytes differ from the
+stream's at its seq), reordered (a row holds the event of another seq), inserted (a row the
+stream never had), missing (an event of the stream with no row: a gap, a cut at the end, the
+start deleted), checkpoint (one the log disagrees with, or one not signed by the writer's key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import guard
+import store
+from actors import Settings
+from bus import Bus, BusError, open_local, pending_after, stream_seq
+from events import ALL_SUBJECTS, ChainCheckpoint, MalformedEvent, checkpoint_bytes, decode
+
+__all__ = ["Audit", "Finding", "audit", "cmd_audit_verify"]
+
+_READ_WAIT = 2.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # altered, reordered, inserted, missing, checkpoint, chain
+    seqs: tuple[int, int]  # first and last seq it concerns
+    detail: str
+
+    def __str__(self) -> str:
+        first, last = self.seqs
+        where = f"seq {first}" if first == last else f"seqs {first}-{last}"
+        return f"{self.kind}: {where}: {self.detail}"
+
+
+@dataclass
+class Audit:
+    chain: store.AuditReport
+    findings: list[Finding] = field(default_factory=list)
+    checkpoints: int = 0  # verified
+    latest_checkpoint: int | None = None
+    compared: int = 0  # stream messages compared with the log
+    stream_range: tuple[int, int] | None = None  # first and last seq the stream holds
+    stream_error: str | None = None
+    not_yet_stored: int = 0  # events past the log's head no checkpoint vouches for
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+@dataclass(frozen=True)
+class _Expected:
+    event_id: str
+    digest: bytes  # sha256 of the message's bytes
+
+
+async def audit(log: store.EventLog, bus: Bus | None, keys_dir: Path, pinned_key: str | None = None) -> Audit:
+    """The whole audit of `log`; `bus` None (or unreachable): the chain and the log's own checkpoints."""
+    result = Audit(chain=await store.verify(log))
+    if result.chain.broken is not None:
+        broken = result.chain.broken
+        result.findings.append(Finding("chain", (broken.seq, broken.seq), f"event {broken.event_id}: {broken.reason}"))
+    expected: dict[int, _Expected] = {}
+    checkpoints: list[ChainCheckpoint] = []
+    if bus is not None:
+        try:
+            expected, checkpoints, result.stream_range = await _read_stream(bus)
+        except BusError as exc:
+            result.stream_error = str(exc)
+    if bus is None or result.stream_error is not None:
+        checkpoints = [e for e in await _stored(log, "ChainCheckpoint") if isinstance(e, ChainCheckpoint)]
+    trusted = pinned_key or _trusted_key(keys_dir)
+    vouched = {c.head_seq: c for c in checkpoints if _signed(c, trusted, result)}
+    hashes, rows = await log.in_thread(lambda reader: _compare(reader, expected, vouched, result))
+    _check_checkpoints(vouched, hashes, rows, result)
+    if expected:
+        _missing(expected, rows, max(vouched, default=0), result)
+    result.findings.sort(key=lambda f: (f.seqs[0], f.kind))
+    return result
+
+
+# ---- the stream -----------------------------------------------------------------------------------
+
+
+async def _read_stream(bus: Bus) -> tuple[dict[int, _Expected], list[ChainCheckpoint], tuple[int, int] | None]:
+    """Every message the writer would have stored, by seq; and the checkpoints among them."""
+    state = await bus.stream_state()
+    if state.last_seq < state.first_seq or state.last_seq == 0:
+        return {}, [], None
+    expected: dict[int, _Expected] = {}
+    checkpoints: list[ChainCheckpoint] = []
+    seen: set[str] = set()
+    follower = await bus.follow(state.first_seq, ALL_SUBJECTS)
+    try:
+        while (msg := await follower.next(_READ_WAIT)) is not None:
+            seq = stream_seq(msg)
+            try:
+                event = bus.decode(msg.subject, msg.data)
+            except MalformedEvent:
+                event = None  # rejected: the writer stores no row for it
+            if event is not None and event.id not in seen:
+                seen.add(event.id)
+                expected[seq] = _Expected(event.id, hashlib.sha256(msg.data).digest())
+                if isinstance(event, ChainCheckpoint):
+                    checkpoints.append(event)
+            if seq >= state.last_seq or pending_after(msg) == 0:
+                break
+    finally:
+        await follower.stop()
+    return expected, checkpoints, (state.first_seq, state.last_seq)
+
+
+async def _stored(log: store.EventLog, kind: str) -> list[object]:
+    out: list[object] = []
+    async for chunk in log.scan("data", types=(kind,)):
+        for (data,) in chunk:
+            try:
+                out.append(decode(data))
+            except MalformedEvent:
+                continue
+    return out
+
+
+# ---- the checks -----------------------------------------------------------------------------------
+
+
+def _trusted_key(keys_dir: Path) -> str | None:
+    try:
+        return (keys_dir / "store.pub").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _signed(checkpoint: ChainCheckpoint, trusted: str | None, result: Audit) -> bool:
+    """Whether `checkpoint` is the writer's: its key the trusted one (by key or key id), its signature good."""
+    seq = checkpoint.head_seq
+    if trusted is not None and trusted not in (checkpoint.public_key, checkpoint.key_id):
+        result.findings.append(Finding("checkpoint", (seq, seq), f"signed by key {checkpoint.key_id}, not the store "
+                                                                  f"writer's ({guard.key_id(trusted)})"))
+        return False
+    data = checkpoint_bytes(checkpoint.stream, seq, checkpoint.head_hash)
+    if guard.key_id(checkpoint.public_key) != checkpoint.key_id or not guard.verify(checkpoint.public_key, data,
+                                                                                     checkpoint.signature):
+        result.findings.append(Finding("checkpoint", (seq, seq), "its signature does not verify: forged or altered"))
+        return False
+    result.checkpoints += 1
+    result.latest_checkpoint = max(result.latest_checkpoint or 0, seq)
+    return True
+
+
+def _compare(reader: store.LogReader, expected: dict[int, _Expected], vouched: dict[int, ChainCheckpoint],
+             result: Audit) -> tuple[dict[int, bytes], set[int]]:
+    """Each row against the stream's message at its seq; the hashes of the rows checkpoints name."""
+    by_digest = {e.digest: seq for seq, e in expected.items()}
+    first = result.stream_range[0] if result.stream_range is not None else None
+    hashes: dict[int, bytes] = {}
+    rows: set[int] = set()
+    for chunk in reader.scan("seq, id, data, hash"):
+        for seq, event_id, data, row_hash in chunk:
+            rows.add(seq)
+            if seq in vouched:
+                hashes[seq] = row_hash
+            if first is None or seq < first:
+                continue  # the stream no longer holds it: the chain and the checkpoints vouch for it
+            result.compared += 1
+            want = expected.get(seq)
+            digest = hashlib.sha256(data).digest()
+            if want is not None and want.digest == digest:
+                continue
+            elsewhere = by_digest.get(digest)
+            if elsewhere is not None and elsewhere != seq:
+                result.findings.append(Finding("reordered", (seq, seq), f"holds event {event_id}, which the stream "
+                                                                        f"has at seq {elsewhere}"))
+            elif want is not None and want.event_id == event_id:
+                result.findings.append(Finding("altered", (seq, seq), f"event {event_id}: its bytes differ from the "
+                                                                      "stream's"))
+            elif want is not None:
+                result.findings.append(Finding("altered", (seq, seq), f"holds event {event_id}, where the stream has "
+                                                                      f"event {want.event_id}"))
+            else:
+                result.findings.append(Finding("inserted", (seq, seq), f"event {event_id}: the stream has no such "
+                                                                       "event at this seq"))
+    return hashes, rows
+
+
+def _check_checkpoints(vouched: dict[int, ChainCheckpoint], hashes: dict[int, bytes], rows: set[int],
+                       result: Audit) -> None:
+    head = max(rows, default=0)
+    for seq, checkpoint in sorted(vouched.items()):
+        row_hash = hashes.get(seq)
+        if row_hash is None:
+            detail = ("the log has no rows" if not rows else f"the log ends at seq {head}" if seq > head
+                      else "the log has no row there")
+            result.findings.append(Finding("checkpoint", (seq, seq), f"vouches for the chain's head at seq {seq}, and "
+                                                                     f"{detail}"))
+        elif row_hash.hex() != checkpoint.head_hash:
+            result.findings.append(Finding("checkpoint", (seq, seq), f"the log's hash there is {row_hash.hex()[:16]}…, "
+                                                                     f"the signed checkpoint says "
+                                                                     f"{checkpoint.head_hash[:16]}…: rewritten"))
+
+
+def _missing(expected: dict[int, _Expected], rows: set[int], vouched_to: int, result: Audit) -> None:
+    """The stream's events with no row: up to the log's head (or a checkpoint past it) missing, beyond
+    it not stored yet. Reported in runs of consecutive seqs."""
+    head = max(max(rows, default=0), vouched_to)
+    gaps = sorted(seq for seq in expected if seq not in rows and seq <= head)
+    result.not_yet_stored = sum(1 for seq in expected if seq > head)
+    log_head = max(rows, default=0)
+    for first, last in _runs(gaps):
+        if not rows:
+            why = "the log has no rows"
+        elif last > log_head:
+            why = "cut at the end"
+        elif first <= min(rows):
+            why = "deleted from the start"
+        else:
+            why = "deleted"
+        count = sum(1 for s in gaps if first <= s <= last)
+        result.findings.append(Finding("missing", (first, last), f"{count} events of the stream have no row: {why}"))
+
+
+def _runs(seqs: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for seq in seqs:
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
+
+
+
+
+# ---- the command ----------------------------------------------------------------------------------
+
+
+async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
+        if args.no_stream:
+            result = await audit(log, None, settings.keys_dir, args.key)
+        else:
+            connection, server = await open_local(settings, "ymera-audit")
+            try:
+                result = await audit(log, connection, settings.keys_dir, args.key)
+            finally:
+                await connection.close()
+                if server is not None:
+                    server.stop()
+    report = result.chain
+    lines = []
+    if report.broken is None:
+        lines.append(f"audit: ok, {report.rows} events and {report.blobs} blobs verified, head seq {report.head_seq}, "
+                     f"head hash {report.head_hash}" if result.ok else
+                     f"audit: chain ok, {report.rows} events and {report.blobs} blobs verified, head seq "
+                     f"{report.head_seq}")
+    if result.checkpoints:
+        many = "s" if result.checkpoints > 1 else ""
+        lines.append(f"audit: {result.checkpoints} signed checkpoint{many} verified, the latest at seq "
+                     f"{result.latest_checkpoint}")
+    if result.stream_range is not None:
+        first, last = result.stream_range
+        line = f"audit: {result.compared} rows compared with the stream (it holds seqs {first}-{last})"
+        if result.not_yet_stored:
+            line += f"; {result.not_yet_stored} past the log's head, not stored yet"
+        lines.append(line)
+    elif result.stream_error is not None:
+        lines.append(f"audit: the stream could not be read ({result.stream_error}): checked against the "
+                     f"checkpoints the log holds only")
+    if result.ok:
+        print("\n".join(lines))
+        return 0
+    out = []
+    if report.broken is not None:
+        out.append(f"audit: chain broken at {report.broken} ({report.rows} rows before it verified)")
+    out += [f"audit: {finding}" for finding in result.findings if finding.kind != "chain"]
+    if lines:
+        print("\n".join(lines))
+    print("\n".join(out), file=sys.stderr)
+    return 1
