@@ -16,7 +16,7 @@ import nats.js.errors
 
 import bus
 import events
-from actors import Settings, load_settings
+from actors import Settings, load_settings, run_all
 from ymera._client import stored
 
 from .conftest import ymera_env
@@ -132,3 +132,16 @@ async def connected(url: str, stream: bus.StreamPolicy | None = None) -> AsyncIt
         yield connection
     finally:
         await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def in_process(settings: Settings, connection: bus.Bus) -> AsyncIterator[Settings]:
+    """Every actor running in this process on `connection` for the duration of the block."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(run_all(settings, connection, stop, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        yield settings
+    finally:
+        stop.set()
+        await running

@@ -15,12 +15,12 @@ import bus
 import events
 import llm
 import store
-from actors import load_settings, run_all
+from actors import load_settings
 from actors.executor._replay import RecordedRun
 from ymera import WorkflowClient
 
 from .conftest import ymera, ymera_env
-from .engine import all_events
+from .engine import all_events, in_process
 from .llm_server import OpenAIServer
 from .support import stored_events
 
@@ -182,19 +182,13 @@ async def test_a_replay_of_hundreds_of_calls_in_flight_at_once_reads_the_records
              for n in range(300)]
     first = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wide", tasks=tasks)
     again = msgspec.structs.replace(first, id=events.new_id(), ts=events.now(), replay_of=first.id)
-    stop, started = asyncio.Event(), asyncio.Event()
-    running = asyncio.create_task(run_all(settings, nats_bus, stop, started))
-    try:
-        await asyncio.wait_for(started.wait(), 30)
+    async with in_process(settings, nats_bus):
         client = WorkflowClient(nats_bus)
         ends = []
         for submission in (first, again):
             end, _ = await client.wait(submission.workflow_id, await client.submit(submission), timeout=120,
                                        run_id=submission.id)
             ends.append(end)
-    finally:
-        stop.set()
-        await running
     assert all(isinstance(end, events.WorkflowCompleted) for end in ends), ends
     assert len(server.requests) == 300  # the replay called no one
     outputs: dict[str, dict[str, object]] = {first.id: {}, again.id: {}}

@@ -4,7 +4,6 @@ Two providers are local servers speaking OpenAI's format (`<PROVIDER>_BASE_URL`)
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +12,11 @@ import pytest
 
 import bus
 import events
-from actors import Settings, load_settings, run_all
+from actors import Settings, load_settings
 from actors.executor import TaskError
 from ymera import WorkflowClient
 
-from .engine import all_events
+from .engine import all_events, in_process
 from .llm_server import OpenAIServer
 from .support import attempt
 
@@ -40,16 +39,10 @@ def settings_for(tmp_path: Path, openai: OpenAIServer, groq: OpenAIServer, **env
 
 
 async def run(connection: bus.Bus, settings: Settings, submission: events.WorkflowSubmitted) -> events.Event:
-    stop, started = asyncio.Event(), asyncio.Event()
-    running = asyncio.create_task(run_all(settings, connection, stop, started))
-    try:
-        await asyncio.wait_for(started.wait(), 30)
+    async with in_process(settings, connection):
         client = WorkflowClient(connection)
         end, _ = await client.wait(submission.workflow_id, await client.submit(submission), timeout=60)
         return end
-    finally:
-        stop.set()
-        await running
 
 
 def task(**parameters: object) -> events.TaskSpec:

@@ -9,7 +9,6 @@ process against a real nats-server and a local OpenAI-format server.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,14 +18,14 @@ import pytest
 
 import bus
 import events
-from actors import Settings, load_settings, run_all
+from actors import Settings, load_settings
 from actors._snapshot import _restore, encode_snapshot
 from actors.assessor import Assessor
 from actors.distributor import Distributor, DistributorState
 from ymera import WorkflowClient
 from ymera._file import read_workflow
 
-from .engine import all_events
+from .engine import all_events, in_process
 from .llm_server import OpenAIServer
 
 E = TypeVar("E", bound=events.EventBase)
@@ -314,14 +313,8 @@ def llm() -> Iterator[OpenAIServer]:
 async def engine(nats_bus: bus.Bus, tmp_path: Path, llm: OpenAIServer) -> AsyncIterator[Settings]:
     settings = load_settings({"YMERA_DATA_DIR": str(tmp_path / "data"), "YMERA_HEARTBEAT_SECONDS": "0.2",
                               "YMERA_LLM_BASE_URL": llm.base_url, "YMERA_LLM_MODEL": "test-model"}, dotenv=None)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    running = asyncio.create_task(run_all(settings, nats_bus, stop, ready))
-    await asyncio.wait_for(ready.wait(), 30)
-    try:
+    async with in_process(settings, nats_bus):
         yield settings
-    finally:
-        stop.set()
-        await running
 
 
 async def test_a_short_answer_is_re_run_and_its_dependent_gets_the_fuller_one(
