@@ -195,6 +195,10 @@ def _apply_task(task: TaskRun, event: Event) -> None:
     if isinstance(event, TaskAssessed):
         task.quality = event.overall
         return
+    if isinstance(event, TaskRetryScheduled) and task.state == "succeeded":
+        # A quality re-run (docs/engine.md): the result is set aside while a stronger model tries.
+        task.state, task.reason = "retrying", event.reason
+        return
     if task.state in TASK_FINAL:
         return
     if isinstance(event, TaskReady):
@@ -207,7 +211,7 @@ def _apply_task(task: TaskRun, event: Event) -> None:
         # The success of the attempt in flight counts (as with the distributor): its output
         # passed the task's checks in the executor.
         if event.attempt == task.attempts and task.state in _IN_FLIGHT:
-            task.state, task.duration_ms = "succeeded", event.duration_ms
+            task.state, task.duration_ms, task.reason = "succeeded", event.duration_ms, None
             task.model, task.cost_usd = event.model, event.cost_usd
     elif isinstance(event, (TaskFailed, TaskTimedOut)):
         # Only the attempt in flight can fail; a late report of an earlier one changes nothing.

@@ -18,6 +18,7 @@ import pytest
 
 import bus
 import events
+import store
 from actors import Settings, load_settings
 from actors._snapshot import _restore, encode_snapshot
 from actors.assessor import Assessor
@@ -351,3 +352,24 @@ async def test_a_short_answer_is_re_run_and_its_dependent_gets_the_fuller_one(
     ask = {r.task_id: r for r in end.results}["ask"]
     assert (ask.status, ask.attempts, ask.quality) == ("succeeded", 2, 1.0)
     assert len(llm.requests) == 2
+
+
+def test_status_shows_a_task_set_aside_for_a_quality_rerun_as_retrying_with_the_reason() -> None:
+    sub = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf",
+                                   tasks=[events.TaskSpec(id="a", type="llm")], rerun_below_quality=0.7)
+    common = {"ts": events.now(), "workflow_id": "wf", "run_id": sub.id, "task_id": "a"}
+    reason = "quality 0.42 of attempt 1 (local/m) is below 0.7: re-run once on a stronger model"
+    projection = store.WorkflowRuns()
+    runs = projection.initial()
+    for event in (sub, events.TaskReady(id="r1", attempt=1, **common),
+                  events.TaskSucceeded(id="s1", attempt=1, output="x", **common),
+                  events.TaskAssessed(id="a1", attempt=1, accuracy=0.4, completeness=0.4, consistency=0.4,
+                                      efficiency=0.4, maintainability=0.4, overall=0.42, **common),
+                  events.TaskRetryScheduled(id="rs", attempt=2, not_before=events.now(), reason=reason, **common)):
+        runs = projection.apply(runs, event)
+    task = runs.runs[sub.id].tasks["a"]
+    assert (task.state, task.reason) == ("retrying", reason)
+    runs = projection.apply(runs, events.TaskReady(id="r2", attempt=2, **common))
+    runs = projection.apply(runs, events.TaskSucceeded(id="s2", attempt=2, output="xy", **common))
+    task = runs.runs[sub.id].tasks["a"]
+    assert (task.state, task.reason, task.attempts) == ("succeeded", None, 2)
