@@ -14,7 +14,7 @@ from ._blobs import (
     offload,
     resolve,
 )
-from ._catalog import EVENT_TYPES, Event
+from ._catalog import CLIENT, EMITTED_BY, EVENT_TYPES, Event
 from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt, one_line
 from ._envelope import (
     ID_RULE,
@@ -81,6 +81,8 @@ from ._workflow import (
 __all__ = [
     "ALL_SUBJECTS",
     "CALL_OUTCOMES",
+    "CLIENT",
+    "EMITTED_BY",
     "EVENT_TYPES",
     "FINISH_REASONS",
     "ID_RULE",

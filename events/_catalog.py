@@ -31,7 +31,7 @@ from ._workflow import (
     WorkflowValidated,
 )
 
-__all__ = ["EVENT_TYPES", "Event"]
+__all__ = ["CLIENT", "EMITTED_BY", "EVENT_TYPES", "Event"]
 
 Event: TypeAlias = (
     WorkflowSubmitted
@@ -63,3 +63,21 @@ Event: TypeAlias = (
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in Event.__args__}
+
+CLIENT = "client"  # what a client's events name as their actor (the envelope's default)
+# Who emits each event type: the one actor allowed to (or any client, for a submission, a
+# cancel, a rating). What receivers will check each event's signer against, and what NATS
+# permissions will let each publish (issue 10); today every emitter names itself in `actor`.
+EMITTED_BY: dict[str, str] = {
+    "WorkflowSubmitted": CLIENT, "CancelRequested": CLIENT, "FeedbackGiven": CLIENT,
+    "WorkflowAdmitted": "security", "WorkflowRefused": "security",
+    "WorkflowValidated": "validator", "WorkflowInvalid": "validator", "OutcomeChecked": "validator",
+    "TaskReady": "distributor", "TaskRetryScheduled": "distributor", "TaskSkipped": "distributor",
+    "TaskTimedOut": "distributor", "WorkflowCancelled": "distributor", "WorkflowCompleted": "distributor",
+    "WorkflowFailed": "distributor",
+    "TaskStarted": "executor", "TaskHeartbeat": "executor", "TaskSucceeded": "executor", "TaskFailed": "executor",
+    "LLMCalled": "executor", "CallReserved": "executor", "ModelChosen": "executor",
+    "TaskAssessed": "assessor",
+    "AlertRaised": "monitor",
+    "MessageRejected": "store", "ChainCheckpoint": "store",
+}
