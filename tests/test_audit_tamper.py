@@ -175,3 +175,18 @@ def test_without_the_stream_a_checkpoint_not_signed_by_the_writers_key_is_named(
     assert code == 1
     assert errors == [f"audit: checkpoint: seq {ROWS}: signed by key {impostor.key_id}, not the store writer's "
                       f"({guard.key_id(trusted)})"]
+
+
+def test_a_log_copied_away_from_its_stream_is_checked_against_its_own_checkpoints(data: Path, tmp_path: Path) -> None:
+    """A second run stores the first run's checkpoint in the log; copied alone, the log still has it."""
+    run = ymera("run", str(EXAMPLES / "pipeline.yaml"), env=ymera_env(data))
+    assert run.returncode == 0, run.stdout + run.stderr
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(data / "events.db", alone / "events.db")
+    shutil.copytree(data / "keys", alone / "keys")
+    done = ymera("audit", "verify", env=ymera_env(alone))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        f"audit: 1 signed checkpoint verified, the latest at seq {ROWS}",
+        "audit: the stream holds no events: checked against the checkpoints the log holds only"]

@@ -84,7 +84,8 @@ async def audit(log: store.EventLog, bus: Bus | None, keys_dir: Path, pinned_key
             expected, checkpoints, result.stream_range = await _read_stream(bus)
         except BusError as exc:
             result.stream_error = str(exc)
-    if bus is None or result.stream_error is not None:
+    if bus is None or result.stream_error is not None or result.stream_range is None:
+        # No stream to read them from (out of reach, or holding nothing: another server, a copied log).
         checkpoints = [e for e in await _stored(log, "ChainCheckpoint") if isinstance(e, ChainCheckpoint)]
     trusted = pinned_key or _trusted_key(keys_dir)
     vouched = {c.head_seq: c for c in checkpoints if _signed(c, trusted, result)}
@@ -283,6 +284,8 @@ async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     elif result.stream_error is not None:
         lines.append(f"audit: the stream could not be read ({result.stream_error}): checked against the "
                      f"checkpoints the log holds only")
+    elif not args.no_stream:
+        lines.append("audit: the stream holds no events: checked against the checkpoints the log holds only")
     if result.ok:
         print("\n".join(lines))
         return 0
