@@ -14,6 +14,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+import msgspec
 import structlog
 
 import guard
@@ -101,6 +102,8 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
     own to `bus`'s server (`Bus.as_actor`)."""
     if name not in ACTOR_NAMES:
         raise YmeraError(f"no actor named {name!r}; actors: {', '.join(ACTOR_NAMES)}")
+    if settings.id_key is None:  # the deployment's key for derived ids, shared by all its actors
+        settings = msgspec.structs.replace(settings, id_key=guard.id_key(settings.keys_dir))
     async with bus.as_actor(name) as own:
         while not stop.is_set():
             try:

@@ -112,6 +112,9 @@ class Settings(msgspec.Struct, frozen=True):
     # (or YMERA_CHECKPOINT_EVERY_SECONDS, if any were stored since): docs/store.md, "Checkpoints".
     checkpoint_every_rows: int = 1000
     checkpoint_every_seconds: float = 10.0
+    # The deployment's key for derived event ids (events.derive_id): `<keys dir>/ids.key`, made
+    # by the first actor process to start (guard.id_key). None: ids derived without a key.
+    id_key: bytes | None = None
 
     @property
     def keys_dir(self) -> Path:

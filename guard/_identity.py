@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from events import YmeraError
 
-__all__ = ["Identity", "KeyFileError", "key_id", "verify"]
+__all__ = ["Identity", "KeyFileError", "id_key", "key_id", "verify"]
 
 
 class KeyFileError(YmeraError):
@@ -101,3 +101,32 @@ def verify(public_key: str, data: bytes, signature: str) -> bool:
     except (InvalidSignature, binascii.Error, ValueError):
         return False
     return True
+
+
+def id_key(keys_dir: Path) -> bytes:
+    """The deployment's key for derived event ids (`events.derive_id`): `ids.key` in `keys_dir`
+    (32 random bytes, base64, mode 0600), made if there is none."""
+    path = keys_dir / "ids.key"
+    if not path.exists():
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as file:
+                file.write(base64.b64encode(os.urandom(32)) + b"\n")
+    try:
+        mode = path.stat().st_mode
+        text = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"key file {path}: cannot be read: {exc.strerror or exc}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"key file {path}: readable by others (mode {stat.S_IMODE(mode):04o}): chmod 600 {path}")
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < 16:
+        raise KeyFileError(f"key file {path}: not an id key (32 random bytes, base64)")
+    return key

@@ -106,8 +106,8 @@ class Assessor(Actor):
             # The task's first score keeps the id it always had; a re-run's names its attempt.
             parts = (task_id, attempt) if self.assessed.get(run, {}).get(task_id) else (task_id,)
             assessed = TaskAssessed(
-                id=derive_id(run, "TaskAssessed", *parts), ts=at, workflow_id=succeeded.workflow_id,
-                run_id=run, causation_id=succeeded.id,
+                id=derive_id(run, "TaskAssessed", *parts, key=self.settings.id_key), ts=at,
+                workflow_id=succeeded.workflow_id, run_id=run, causation_id=succeeded.id,
                 actor=self.name, task_id=task_id, attempt=attempt, task_type=spec.type, agent=spec.agent,
                 model=succeeded.model, accuracy=s.accuracy,
                 completeness=s.completeness, consistency=s.consistency, efficiency=s.efficiency,

@@ -57,8 +57,9 @@ def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: d
            cause: str | None, read_until: datetime | None = None) -> list[Event]:
     """Events one workflow needs now. `at` is given only on timer passes (retries due, timeouts);
     `read_until`, when the distributor is behind the stream, is how far its reading has got."""
+    key = settings.id_key
     if wf.cancel_reason is not None:
-        return [_end(wf, cause, "cancelled")]
+        return [_end(wf, cause, "cancelled", key=key)]
     if not wf.activated:
         return []
     out: list[Event] = []
@@ -67,7 +68,7 @@ def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: d
             assert task.failed_at is not None
             not_before = task.failed_at + timedelta(seconds=retry_delay(wf, task))
             out.append(TaskRetryScheduled(
-                id=derive_id(wf.submission_id, "TaskRetryScheduled", task.spec.id, task.attempt + 1),
+                id=derive_id(wf.submission_id, "TaskRetryScheduled", task.spec.id, task.attempt + 1, key=key),
                 ts=_now(at), workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR,
                 task_id=task.spec.id, attempt=task.attempt + 1, not_before=not_before,
                 reason=task.error or "attempt failed"))
@@ -76,15 +77,15 @@ def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: d
             assert task.scored_at is not None
             assert task.upgrade is not None
             out.append(TaskRetryScheduled(
-                id=derive_id(wf.submission_id, "TaskRetryScheduled", task.spec.id, task.attempt + 1),
+                id=derive_id(wf.submission_id, "TaskRetryScheduled", task.spec.id, task.attempt + 1, key=key),
                 ts=_now(at), workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR,
                 task_id=task.spec.id, attempt=task.attempt + 1, not_before=task.scored_at, reason=task.upgrade))
         elif finally_failed(task):
-            out.extend(_skip_dependents(wf, task, cause, at))
+            out.extend(_skip_dependents(wf, task, cause, at, key))
     out.extend(_release(wf, settings, at, cause))
     if at is not None:
         out.extend(timers(wf, settings, at, cause, read_until))
-    end = _maybe_end(wf, cause, at)
+    end = _maybe_end(wf, cause, at, key)
     if end is not None:
         out.append(end)
     return out
@@ -119,7 +120,7 @@ def _release(wf: WorkflowState, settings: Settings, at: datetime | None, cause: 
     for task in candidates[:room]:
         attempt = task.attempt + 1
         out.append(TaskReady(
-            id=derive_id(wf.submission_id, "TaskReady", task.spec.id, attempt), ts=_now(at),
+            id=derive_id(wf.submission_id, "TaskReady", task.spec.id, attempt, key=settings.id_key), ts=_now(at),
             workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR, task_id=task.spec.id,
             attempt=attempt, spec=task.spec, inputs=_inputs(wf, task), input_refs=_input_refs(wf, task),
             timeout_seconds=task.spec.timeout_seconds or settings.task_timeout_seconds, budget_usd=wf.budget_usd,
@@ -159,13 +160,14 @@ def timers(wf: WorkflowState, settings: Settings, at: datetime, cause: str | Non
             reason = f"no result within the {limit:g}s time limit"
         if reason is not None:
             out.append(TaskTimedOut(
-                id=derive_id(wf.submission_id, "TaskTimedOut", task.spec.id, task.attempt), ts=at,
+                id=derive_id(wf.submission_id, "TaskTimedOut", task.spec.id, task.attempt, key=settings.id_key), ts=at,
                 workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR,
                 task_id=task.spec.id, attempt=task.attempt, reason=reason))
     return out
 
 
-def _skip_dependents(wf: WorkflowState, failed: TaskState, cause: str | None, at: datetime | None) -> list[Event]:
+def _skip_dependents(wf: WorkflowState, failed: TaskState, cause: str | None, at: datetime | None,
+                     key: bytes | None) -> list[Event]:
     """Skip every waiting task downstream of `failed`, each naming the dependency that stopped it."""
     out: list[Event] = []
     frontier, skipped = [failed.spec.id], set()
@@ -177,8 +179,8 @@ def _skip_dependents(wf: WorkflowState, failed: TaskState, cause: str | None, at
             skipped.add(child_id)
             frontier.append(child_id)
             out.append(TaskSkipped(
-                id=derive_id(wf.submission_id, "TaskSkipped", child_id), ts=_now(at), workflow_id=wf.workflow_id,
-                run_id=wf.submission_id, causation_id=cause, actor=ACTOR, task_id=child_id,
+                id=derive_id(wf.submission_id, "TaskSkipped", child_id, key=key), ts=_now(at),
+                workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR, task_id=child_id,
                 reason=f"dependency {parent} did not succeed"))
     return out
 
@@ -189,17 +191,18 @@ def _settled(task: TaskState) -> bool:
     return task.status in FINAL or finally_failed(task)
 
 
-def _maybe_end(wf: WorkflowState, cause: str | None, at: datetime | None) -> Event | None:
+def _maybe_end(wf: WorkflowState, cause: str | None, at: datetime | None, key: bytes | None) -> Event | None:
     if not all(_settled(t) for t in wf.tasks.values()):
         return None
     failed = [t for t in wf.tasks.values() if t.status != "succeeded"]
-    return _end(wf, cause, "failed" if failed else "completed", at)
+    return _end(wf, cause, "failed" if failed else "completed", at, key=key)
 
 
-def _end(wf: WorkflowState, cause: str | None, how: str, at: datetime | None = None) -> Event:
+def _end(wf: WorkflowState, cause: str | None, how: str, at: datetime | None = None, *,
+         key: bytes | None = None) -> Event:
     # One id for every way a workflow can end: it ends exactly once.
     common: dict[str, Any] = {
-        "id": derive_id(wf.submission_id, "WorkflowEnded"), "ts": _now(at), "workflow_id": wf.workflow_id,
+        "id": derive_id(wf.submission_id, "WorkflowEnded", key=key), "ts": _now(at), "workflow_id": wf.workflow_id,
         "run_id": wf.submission_id, "causation_id": cause, "actor": ACTOR,
         "results": [_result(t) for t in wf.tasks.values()],
     }

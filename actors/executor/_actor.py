@@ -221,13 +221,14 @@ class Executor:
         common: dict[str, Any] = {"workflow_id": ready.workflow_id, "run_id": ready.run_id, "causation_id": ready.id,
                   "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt, "executor": self.executor_id}
         out: list[Event] = [
-            ModelChosen(id=derive_id(run_key(ready), "ModelChosen", ready.task_id, ready.attempt, i, self.executor_id),
+            ModelChosen(id=derive_id(run_key(ready), "ModelChosen", ready.task_id, ready.attempt, i, self.executor_id,
+                                     key=self.settings.id_key),
                         ts=attempt.calls[call - 1].ts if call <= len(attempt.calls) else now(), **common, call=call,
                         task_type=ready.spec.type, agent=ready.spec.agent, model=choice.target.ref,
                         candidates=list(choice.candidates), reason=choice.reason)
             for i, (call, choice) in enumerate(attempt.choices, 1)]
         out.extend(LLMCalled(id=derive_id(run_key(ready), "LLMCalled", ready.task_id, ready.attempt, n,
-                                          self.executor_id),
+                                          self.executor_id, key=self.settings.id_key),
                              **common, call=n, task_type=ready.spec.type, replay_of=ready.replay_of,
                              **msgspec.structs.asdict(call))
                    for n, call in enumerate(attempt.calls, 1))
@@ -312,7 +313,8 @@ class Executor:
         if problems:
             return self._failed(attempt, t0, "outcome check failed: " + "; ".join(problems), "outcome", True, None,
                                 outcome.model)
-        return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt),
+        return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt,
+                                          key=self.settings.id_key),
                              **self._common(attempt), output=outcome.output,
                              duration_ms=(time.perf_counter() - t0) * 1000, model=outcome.model,
                              cost_usd=outcome.cost_usd, usage=outcome.usage)
@@ -326,7 +328,8 @@ class Executor:
     def _failed(self, attempt: Attempt, t0: float, error: str, kind: str, retryable: bool,
                 retry_after: float | None, model: str | None = None) -> TaskFailed:
         ready = attempt.ready
-        return TaskFailed(id=derive_id(run_key(ready), "TaskFailed", ready.task_id, ready.attempt),
+        return TaskFailed(id=derive_id(run_key(ready), "TaskFailed", ready.task_id, ready.attempt,
+                                       key=self.settings.id_key),
                           **self._common(attempt), error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
                           retry_after_seconds=retry_after, model=model,
                           duration_ms=(time.perf_counter() - t0) * 1000 if t0 else 0.0)

@@ -156,7 +156,8 @@ class Fence:
         common: dict[str, Any] = {"ts": ts, "workflow_id": r.workflow_id, "run_id": r.run_id, "causation_id": r.id,
                   "actor": self.actor, "task_id": r.task_id, "attempt": r.attempt, "executor": self.executor_id}
         if not a.started:
-            return TaskStarted(id=derive_id(run_key(r), "TaskStarted", r.task_id, r.attempt), **common)
+            return TaskStarted(id=derive_id(run_key(r), "TaskStarted", r.task_id, r.attempt, key=self.settings.id_key),
+                               **common)
         a.beat += 1
-        return TaskHeartbeat(id=derive_id(run_key(r), "TaskHeartbeat", r.task_id, r.attempt, a.beat), **common,
-                             beat=a.beat)
+        return TaskHeartbeat(id=derive_id(run_key(r), "TaskHeartbeat", r.task_id, r.attempt, a.beat,
+                                          key=self.settings.id_key), **common, beat=a.beat)

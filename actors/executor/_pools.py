@@ -94,7 +94,8 @@ class SharedPools:
 
     def gate(self, bus: Bus, ready: TaskReady, settings: Settings) -> AttemptGate:
         """What lets the calls of attempt `ready` through."""
-        return AttemptGate(self, bus, ready, llm.Budgets(per_run=ready.budget_usd, per_day=settings.daily_budget_usd))
+        return AttemptGate(self, bus, ready, llm.Budgets(per_run=ready.budget_usd, per_day=settings.daily_budget_usd),
+                           settings.id_key)
 
     async def reach(self, seq: int | None) -> None:
         """Until the fold has passed `seq` (None: until it moves at all)."""
@@ -157,8 +158,10 @@ class SharedPools:
 class AttemptGate:
     """Lets one attempt's calls through: each reserved in the stream first (`llm.Gate`)."""
 
-    def __init__(self, shared: SharedPools, bus: Bus, ready: TaskReady, budgets: llm.Budgets) -> None:
+    def __init__(self, shared: SharedPools, bus: Bus, ready: TaskReady, budgets: llm.Budgets,
+                 id_key: bytes | None = None) -> None:
         self.shared = shared
+        self.id_key = id_key
         self.bus = bus
         self.ready = ready
         self.budgets = budgets
@@ -190,7 +193,7 @@ class AttemptGate:
             at = now()
             reserved = CallReserved(
                 id=derive_id(run_key(ready), "CallReserved", ready.task_id, ready.attempt, self.calls,
-                             shared.executor_id),
+                             shared.executor_id, key=self.id_key),
                 ts=at, workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor="executor",
                 task_id=ready.task_id, attempt=ready.attempt, call=self.calls, provider=target.endpoint.name,
                 model=target.model, key_id=key_id, tokens=tokens, cost_usd=cost, executor=shared.executor_id,

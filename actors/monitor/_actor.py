@@ -54,7 +54,7 @@ class Monitor(Actor):
         for alert in evaluate(self.state, self.settings):
             n = self.raises.get(alert.key, 0) + 1
             out.append(AlertRaised(
-                id=derive_id("monitor", alert.key, n), ts=at, workflow_id=NO_WORKFLOW, actor=self.name,
-                alert=alert.alert, severity=alert.severity, message=alert.message, metric=alert.metric,
+                id=derive_id("monitor", alert.key, n, key=self.settings.id_key), ts=at, workflow_id=NO_WORKFLOW,
+                actor=self.name, alert=alert.alert, severity=alert.severity, message=alert.message, metric=alert.metric,
                 value=alert.value, threshold=alert.threshold))
         return out

@@ -97,9 +97,9 @@ class Security(Actor):
     def _decide(self, submission: WorkflowSubmitted, at: datetime) -> Event:
         reason = self.refusal(submission, at)
         common: dict[str, Any] = {
-            "id": derive_id(submission.id, "admission"), "ts": at, "workflow_id": submission.workflow_id,
-            "run_id": submission.id, "causation_id": submission.id, "actor": self.name,
-            "principal": submission.principal}
+            "id": derive_id(submission.id, "admission", key=self.settings.id_key), "ts": at,
+            "workflow_id": submission.workflow_id, "run_id": submission.id, "causation_id": submission.id,
+            "actor": self.name, "principal": submission.principal}
         decision: Event = WorkflowRefused(**common, reason=reason) if reason else WorkflowAdmitted(**common)
         self.apply(decision)  # fold at once: the next submission sees this admission in the window
         return decision

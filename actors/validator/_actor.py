@@ -83,7 +83,7 @@ class Validator(Actor):
 
     def _validate(self, run: str, at: datetime) -> Event:
         submission = self.submissions[run]
-        common: dict[str, Any] = {"id": derive_id(submission.id, "validation"), "ts": at,
+        common: dict[str, Any] = {"id": derive_id(submission.id, "validation", key=self.settings.id_key), "ts": at,
                                   "workflow_id": submission.workflow_id, "run_id": run,
                                   "causation_id": submission.id, "actor": self.name}
         problems = validate_workflow(submission, self.settings)
