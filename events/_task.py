@@ -95,6 +95,9 @@ class TaskSucceeded(_TaskEvent, frozen=True, kw_only=True):
     usage: dict[str, int] = {}
     executor: str = ""  # who ran the attempt
     started_at: datetime | None = None  # when it began
+    # The run whose recorded model responses produced this output (a replayed task): it says
+    # nothing new of its model, and the performance tracker does not count its score.
+    replay_of: str | None = None
 
 
 class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
@@ -162,6 +165,7 @@ class TaskAssessed(_TaskEvent, frozen=True, kw_only=True):
     task_type: str = ""
     agent: str | None = None
     model: str | None = None
+    replay_of: str | None = None  # a replayed result's (TaskSucceeded.replay_of): the tracker passes it over
     accuracy: Score
     completeness: Score
     consistency: Score

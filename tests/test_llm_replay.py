@@ -16,6 +16,7 @@ import events
 import llm
 import store
 from actors import load_settings
+from actors.executor._measures import Measures
 from actors.executor._replay import RecordedRun
 from ymera import WorkflowClient
 
@@ -104,6 +105,14 @@ def test_an_offline_replay_calls_no_provider_and_reproduces_every_output_and_eve
     original = {e.task_id: e.output for e in logged if isinstance(e, events.TaskSucceeded) and e.run_id == finished}
     replayed = {e.task_id: e.output for e in logged if isinstance(e, events.TaskSucceeded) and e.run_id == again}
     assert replayed == original == {"generate": CODE, "review": "The function is correct. It could take floats too."}
+    # A replayed result's score is the original's again: marked, so the tracker does not count it twice.
+    scored = {(e.run_id, e.task_id, e.replay_of) for e in logged if isinstance(e, events.TaskAssessed)}
+    assert scored == {(finished, "generate", None), (finished, "review", None), (again, "generate", finished),
+                      (again, "review", finished)}
+    measures = Measures(llm.Tracker())
+    for event in logged:
+        measures.apply(event)
+    assert measures.tracker.get("local/gpt-test", "code_generation").scored == 1  # type: ignore[union-attr]
     chosen = [e for e in logged if isinstance(e, events.ModelChosen) and e.run_id == again]
     assert {c.reason for c in chosen} == {"replay: the recorded run's call 1 went to local/gpt-test"}
     # Twice in a row: a replay of the replay is as good.

@@ -100,7 +100,7 @@ async def _fold(report: ModelsReport, log: store.SqliteEventLog, since: float) -
                 ledger.reserve(event)
             elif isinstance(event, TaskAssessed):
                 rated, task_type = _rated_model(called, event.run_id, event.task_id, event.model, event.task_type)
-                if rated is not None:
+                if rated is not None and event.replay_of is None:  # a replayed result's score is the original's
                     tracker.assessed(rated, task_type, event.overall)
             elif isinstance(event, FeedbackGiven):
                 rated, task_type = _rated_model(called, event.run_id, event.task_id, event.model, event.task_type)

@@ -109,7 +109,7 @@ class Assessor(Actor):
                 id=derive_id(run, "TaskAssessed", *parts, key=self.settings.id_key), ts=at,
                 workflow_id=succeeded.workflow_id, run_id=run, causation_id=succeeded.id,
                 actor=self.name, task_id=task_id, attempt=attempt, task_type=spec.type, agent=spec.agent,
-                model=succeeded.model, accuracy=s.accuracy,
+                model=succeeded.model, replay_of=succeeded.replay_of, accuracy=s.accuracy,
                 completeness=s.completeness, consistency=s.consistency, efficiency=s.efficiency,
                 maintainability=s.maintainability, overall=s.overall)
             self.apply(assessed)

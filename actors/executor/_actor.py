@@ -317,7 +317,8 @@ class Executor:
                                           key=self.settings.id_key),
                              **self._common(attempt), output=outcome.output,
                              duration_ms=(time.perf_counter() - t0) * 1000, model=outcome.model,
-                             cost_usd=outcome.cost_usd, usage=outcome.usage)
+                             cost_usd=outcome.cost_usd, usage=outcome.usage,
+                             replay_of=ready.replay_of if attempt.calls else None)
 
     def _common(self, attempt: Attempt) -> dict[str, Any]:
         ready = attempt.ready

@@ -6,7 +6,7 @@ assessor's quality score of a result, naming its model) and FeedbackGiven (peopl
 through ordered readers of the stream from `WINDOW` back, then live. Emits nothing.
 Decides nothing: the selector reads the tracker when it chooses (`llm.Selector`). The past is
 read in the background: an executor takes tasks at once, choosing on what it has read so far.
-A replayed call (no provider called) measures nothing.
+A replayed call (no provider called) measures nothing, nor does the score of a replayed result.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Measures:
                 tracker.called(f"{event.provider}/{event.model}", event.task_type, event.outcome, event.latency_ms,
                                event.cost_usd)
         elif isinstance(event, TaskAssessed):
-            if event.model:
+            if event.model and event.replay_of is None:
                 tracker.assessed(event.model, event.task_type, event.overall)
         elif isinstance(event, FeedbackGiven):
             if event.model:
