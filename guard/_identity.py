@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -50,36 +51,16 @@ class Identity:
     def load_or_create(cls, keys_dir: Path, name: str) -> Identity:
         """`name`'s identity from `keys_dir`, made there (0600, the directory 0700) if it has none."""
         path = keys_dir / f"{name}.key"
-        if not path.exists():
-            keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            identity = cls.generate(name)
-            raw = identity._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-            try:  # O_EXCL: of two processes starting together, one makes the key, the other reads it
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                return cls._load(path, name)
-            with os.fdopen(fd, "wb") as file:
-                file.write(base64.b64encode(raw) + b"\n")
-            (keys_dir / f"{name}.pub").write_text(identity.public_key + "\n")
-            return identity
-        return cls._load(path, name)
-
-    @classmethod
-    def _load(cls, path: Path, name: str) -> Identity:
+        raw, made = _key_file(path, lambda: Ed25519PrivateKey.generate().private_bytes(
+            Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
         try:
-            mode = path.stat().st_mode
-            text = path.read_bytes()
-        except OSError as exc:
-            raise KeyFileError(f"key file {path}: cannot be read: {exc.strerror or exc}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyFileError(f"key file {path}: readable by others (mode {stat.S_IMODE(mode):04o}): "
-                               f"chmod 600 {path}")
-        try:
-            raw = base64.b64decode(text.strip(), validate=True)
-            private = Ed25519PrivateKey.from_private_bytes(raw)
-        except (binascii.Error, ValueError):
+            private = Ed25519PrivateKey.from_private_bytes(raw or b"")
+        except ValueError:
             raise KeyFileError(f"key file {path}: not an Ed25519 private key (32 bytes, base64)") from None
-        return cls(name, private)
+        identity = cls(name, private)
+        if made:
+            (keys_dir / f"{name}.pub").write_text(identity.public_key + "\n")
+        return identity
 
     def sign(self, data: bytes) -> str:
         """The signature of `data`, base64."""
@@ -107,15 +88,28 @@ def id_key(keys_dir: Path) -> bytes:
     """The deployment's key for derived event ids (`events.derive_id`): `ids.key` in `keys_dir`
     (32 random bytes, base64, mode 0600), made if there is none."""
     path = keys_dir / "ids.key"
+    key, _ = _key_file(path, lambda: os.urandom(32))
+    if key is None or len(key) < 16:
+        raise KeyFileError(f"key file {path}: not an id key (32 random bytes, base64)")
+    return key
+
+
+def _key_file(path: Path, new: Callable[[], bytes]) -> tuple[bytes | None, bool]:
+    """The bytes the key file at `path` holds (base64 in the file; None when it is not base64),
+    and whether it was made here, from `new()` (mode 0600, its directory 0700), for want of one.
+    O_EXCL: of two processes starting together, one makes it and the other reads it. A file
+    others may read is refused."""
+    made = False
     if not path.exists():
-        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass
         else:
             with os.fdopen(fd, "wb") as file:
-                file.write(base64.b64encode(os.urandom(32)) + b"\n")
+                file.write(base64.b64encode(new()) + b"\n")
+            made = True
     try:
         mode = path.stat().st_mode
         text = path.read_bytes()
@@ -124,9 +118,6 @@ def id_key(keys_dir: Path) -> bytes:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"key file {path}: readable by others (mode {stat.S_IMODE(mode):04o}): chmod 600 {path}")
     try:
-        key = base64.b64decode(text.strip(), validate=True)
+        return base64.b64decode(text.strip(), validate=True), made
     except (binascii.Error, ValueError):
-        key = b""
-    if len(key) < 16:
-        raise KeyFileError(f"key file {path}: not an id key (32 random bytes, base64)")
-    return key
+        return None, made
