@@ -56,6 +56,13 @@ def rehash(db: sqlite3.Connection) -> None:
         prev = row_hash
 
 
+def insert(db: sqlite3.Connection, seq: int, event: events.Event) -> None:
+    """A row of the attacker's own (its hashes made by `rehash`)."""
+    db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (seq, event.id, type(event).__name__, events.subject_of(event), event.workflow_id, event.ts.timestamp(),
+                events.encode(event), b"", b""))
+
+
 def tamper(data: Path, change: Callable[[sqlite3.Connection], None]) -> None:
     with sqlite3.connect(data / "events.db") as db:
         change(db)
@@ -124,10 +131,7 @@ def test_an_inserted_row_is_named(data: Path) -> None:
                                   attempt=1, output="all good")
 
     def change(db: sqlite3.Connection) -> None:
-        body = events.encode(forged)
-        db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (500, forged.id, "TaskSucceeded", events.subject_of(forged), "pipeline-1", forged.ts.timestamp(),
-                    body, b"", b""))
+        insert(db, 500, forged)
         rehash(db)
     tamper(data, change)
     code, errors = verify(data)
@@ -165,9 +169,7 @@ def test_without_the_stream_a_checkpoint_not_signed_by_the_writers_key_is_named(
         signature=impostor.sign(events.checkpoint_bytes("YMERA", ROWS, head_hash.hex())))
 
     def change(db: sqlite3.Connection) -> None:
-        db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (ROWS + 1, forged.id, "ChainCheckpoint", events.subject_of(forged), "_", forged.ts.timestamp(),
-                    events.encode(forged), b"", b""))
+        insert(db, ROWS + 1, forged)
         rehash(db)
     tamper(data, change)
     trusted = (data / "keys" / "store.pub").read_text().strip()
