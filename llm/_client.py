@@ -187,8 +187,7 @@ class LLMClient:
             return self._replayed(current.replay, target, request, stream)
         gate: Gate = current.gate if current is not None and current.gate is not None else self
         prompt = estimate_tokens(sum(len(m.content) for m in messages))
-        cost = self.estimate(target, messages, max_tokens)
-        grant = await gate.admit(target, prompt + (budget or 0), cost)
+        grant = await gate.admit(target, prompt + (budget or 0), _most(target, prompt, budget))
         key_id = grant.key_id
         at = now()
         started = time.perf_counter()
@@ -234,9 +233,7 @@ class LLMClient:
         """The most a call of `messages` to `target` may cost: the prompt's estimated tokens and
         its whole answer budget (None: the catalogue has no price for the model)."""
         chars = sum(len(m.content) for m in messages)
-        if target.info is not None:
-            return target.info.cost(estimate_tokens(chars), answer_budget(target.info, chars, max_tokens) or 0)
-        return 0.0 if target.endpoint.name == LOCAL else None
+        return _most(target, estimate_tokens(chars), answer_budget(target.info, chars, max_tokens))
 
     def _replayed(self, replay: Replay, target: Target, request: Request, stream: bool) -> tuple[Reply, Call]:
         """The recorded answer to this call, read as the provider's own would be: a recorded
@@ -290,6 +287,13 @@ class LLMClient:
         if current is not None:
             current.calls.append(call)
         return call
+
+
+def _most(target: Target, prompt: int, budget: int | None) -> float | None:
+    """The most a call of `prompt` tokens with an answer budget of `budget` may cost `target`."""
+    if target.info is not None:
+        return target.info.cost(prompt, budget or 0)
+    return 0.0 if target.endpoint.name == LOCAL else None
 
 
 class _Local(msgspec.Struct, frozen=True, kw_only=True):
