@@ -25,8 +25,8 @@ from events import ALL_SUBJECTS, BlobError, BlobRef, Event, check_blob, decode_m
 from ._client import Client
 from ._errors import BusError, BusUnavailable
 from ._publish import PubAck, Publisher
-from ._pull import PullBatches, resume
-from ._reading import Callback, ConsumerState, Follower, StreamState, Subscription
+from ._pull import PullBatches, resume, stream_seq
+from ._reading import Callback, ConsumerState, Delivery, Follower, StreamState, Subscription
 from ._snapshots import SnapshotStore
 from ._stream import ConsumerPolicy, StreamPolicy, consumer_config, ensure_stream, set_retention
 
@@ -34,6 +34,7 @@ __all__ = ["BLOB_BUCKET", "Bus", "connect"]
 
 BLOB_BUCKET = "YMERA_BLOBS"
 _log = structlog.get_logger("ymera.bus")
+_READ_THROUGH_WAIT = 5.0  # seconds `Bus.read_through` waits for the next message
 
 
 class Bus:
@@ -195,6 +196,22 @@ class Bus:
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
             raise BusError(f"could not follow stream {self.stream.name}: {exc}") from exc
         return Follower(sub)
+
+    async def read_through(self, subject: str = ALL_SUBJECTS, start_seq: int = 1) -> AsyncIterator[Delivery]:
+        """Every message stored on `subject` from `start_seq` up to the last one stored when the
+        read began, in stream order: what the stream holds now, not what comes after."""
+        last = await self.last_stored(subject)
+        if last is None or last[0] < start_seq:
+            return
+        follower = await self.follow(start_seq, subject)
+        try:
+            # A read that stalls this long (the last message removed meanwhile) ends there.
+            while (msg := await follower.next(_READ_THROUGH_WAIT)) is not None:
+                yield msg
+                if stream_seq(msg) >= last[0]:
+                    return
+        finally:
+            await follower.stop()
 
     async def subscribe(self, subject: str, callback: Callback) -> Subscription:
         """Every message published on `subject` from now on, to `callback` (not the stream's past)."""

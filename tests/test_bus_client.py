@@ -10,6 +10,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 import bus
+import events
 
 from .support import started
 
@@ -80,3 +81,16 @@ async def test_a_delivery_on_the_direct_path_acks_as_a_message_does(nats_bus: bu
         assert (state.ack_floor_seq, state.num_ack_pending) == (1, 0)
     finally:
         await batches.stop()
+
+
+async def test_read_through_gives_what_the_subject_holds_when_the_read_begins_and_ends(nats_bus: bus.Bus) -> None:
+    alerts_only = events.domain_filter(events.AlertRaised)
+    assert [m async for m in nats_bus.read_through(alerts_only)] == []  # nothing stored: ends at once
+    alerts = [events.AlertRaised(id=f"a{n}", ts=events.now(), workflow_id="_", alert="x", severity="info",
+                                 message=str(n)) for n in range(5)]
+    await nats_bus.publish_many(alerts)
+    await nats_bus.publish(events.WorkflowSubmitted(id="w", ts=events.now(), workflow_id="w"))  # another subject
+    read = [nats_bus.decode(m.subject, m.data).id async for m in nats_bus.read_through(alerts_only)]
+    assert read == [a.id for a in alerts]
+    later = [nats_bus.decode(m.subject, m.data).id async for m in nats_bus.read_through(alerts_only, 3)]
+    assert later == ["a2", "a3", "a4"]  # seqs 3-5

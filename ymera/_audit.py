@@ -29,12 +29,11 @@ from pathlib import Path
 import guard
 import store
 from actors import Settings
-from bus import Bus, BusError, open_local, pending_after, stream_seq
+from bus import Bus, BusError, open_local, stream_seq
 from events import ALL_SUBJECTS, ChainCheckpoint, MalformedEvent, checkpoint_bytes, decode
 
 __all__ = ["Audit", "Finding", "audit", "cmd_audit_verify"]
 
-_READ_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -108,23 +107,16 @@ async def _read_stream(bus: Bus) -> tuple[dict[int, _Expected], list[ChainCheckp
     expected: dict[int, _Expected] = {}
     checkpoints: list[ChainCheckpoint] = []
     seen: set[str] = set()
-    follower = await bus.follow(state.first_seq, ALL_SUBJECTS)
-    try:
-        while (msg := await follower.next(_READ_WAIT)) is not None:
-            seq = stream_seq(msg)
-            try:
-                event = bus.decode(msg.subject, msg.data)
-            except MalformedEvent:
-                event = None  # rejected: the writer stores no row for it
-            if event is not None and event.id not in seen:
-                seen.add(event.id)
-                expected[seq] = _Expected(event.id, hashlib.sha256(msg.data).digest())
-                if isinstance(event, ChainCheckpoint):
-                    checkpoints.append(event)
-            if seq >= state.last_seq or pending_after(msg) == 0:
-                break
-    finally:
-        await follower.stop()
+    async for msg in bus.read_through(ALL_SUBJECTS, state.first_seq):
+        try:
+            event = bus.decode(msg.subject, msg.data)
+        except MalformedEvent:
+            continue  # rejected: the writer stores no row for it
+        if event.id not in seen:
+            seen.add(event.id)
+            expected[stream_seq(msg)] = _Expected(event.id, hashlib.sha256(msg.data).digest())
+            if isinstance(event, ChainCheckpoint):
+                checkpoints.append(event)
     return expected, checkpoints, (state.first_seq, state.last_seq)
 
 

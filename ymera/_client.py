@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
-from bus import Bus, pending_after
+from bus import Bus
 from events import (
     RUN_ENDS,
     BlobError,
@@ -163,23 +163,15 @@ async def history(bus: Bus, workflow_id: str) -> list[Event]:
 async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Event]:
     """Every valid event on `subject` in the stream so far, in stream order, each id once (as the
     log keeps it), its blobs resolved but for `keep`."""
-    sub = await bus.follow(1, subject)
     out: list[Event] = []
     ids: set[str] = set()
-    try:
-        while True:
-            msg = await sub.next(timeout=1.0)
-            if msg is None:
-                return out  # nothing on these subjects at all
-            with contextlib.suppress(MalformedEvent, BlobError):
-                event = await bus.read(msg.subject, msg.data, keep)
-                if event.id not in ids:
-                    ids.add(event.id)
-                    out.append(event)
-            if pending_after(msg) == 0:
-                return out
-    finally:
-        await sub.stop()
+    async for msg in bus.read_through(subject):
+        with contextlib.suppress(MalformedEvent, BlobError):
+            event = await bus.read(msg.subject, msg.data, keep)
+            if event.id not in ids:
+                ids.add(event.id)
+                out.append(event)
+    return out
 
 
 async def store_caught_up(bus: Bus, timeout: float = 15.0) -> None:

@@ -17,12 +17,11 @@ import asyncio
 from collections import OrderedDict
 
 import llm
-from bus import Bus, BusError, stream_seq
+from bus import Bus, BusError
 from events import BlobError, LLMCalled, MalformedEvent, TaskReady, subject_filter
 
 __all__ = ["RecordedRun", "RecordedRuns"]
 
-_READ_WAIT = 2.0  # seconds a read of the recorded calls waits for the next one
 
 
 class RecordedRun:
@@ -91,22 +90,12 @@ class RecordedRuns:
 
 async def _read(bus: Bus, workflow_id: str, run: str) -> dict[str, list[LLMCalled]]:
     """Run `run`'s calls, by task, from the stream (it ended before its replay began)."""
-    subject = subject_filter(LLMCalled, workflow_id)
     calls: dict[str, list[LLMCalled]] = {}
-    last = await bus.last_stored(subject)  # read up to it
-    if last is None:
-        return calls
-    follower = await bus.follow(subject=subject)
-    try:
-        while (msg := await follower.next(_READ_WAIT)) is not None:
-            try:
-                event = await bus.read(msg.subject, msg.data)
-            except (MalformedEvent, BlobError):
-                event = None
-            if isinstance(event, LLMCalled) and event.run_id == run:
-                calls.setdefault(event.task_id, []).append(event)
-            if stream_seq(msg) >= last[0]:
-                break
-    finally:
-        await follower.stop()
+    async for msg in bus.read_through(subject_filter(LLMCalled, workflow_id)):
+        try:
+            event = await bus.read(msg.subject, msg.data)
+        except (MalformedEvent, BlobError):
+            continue
+        if isinstance(event, LLMCalled) and event.run_id == run:
+            calls.setdefault(event.task_id, []).append(event)
     return calls
