@@ -11,7 +11,7 @@ after it live.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -57,18 +57,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 async def replay_run(settings: Settings, args: argparse.Namespace) -> int:
-    found: list[tuple[WorkflowSubmitted, list[Event]]] = []
-
-    async def make(bus: Bus) -> WorkflowSubmitted:
-        found.append(await ended_run(bus, args.run))
-        return replay_of(found[0][0], offline=args.offline)
-
-    run, seen = await run_to_end(settings, make, args.timeout, args.actors, name="ymera-replay")
-    original, before = found[0]
-    _unless_completed(run)
     how = "offline replay" if args.offline else "live re-run"
-    rows = _rows(original, before, run.run_id, seen)
-    print(compare(rows, f"{how} of run {original.id} (workflow {original.workflow_id}) as run {run.run_id}"))
+    run, rows = await _again(settings, args, lambda original: replay_of(original, offline=args.offline),
+                             lambda original, run_id: f"{how} of run {original.id} (workflow {original.workflow_id}) "
+                                                      f"as run {run_id}")
     if args.offline:
         called = sum(r.live_calls for r in rows)
         same = sum(r.same for r in rows)
@@ -78,25 +70,30 @@ async def replay_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_fork(settings: Settings, args: argparse.Namespace) -> int:
+    run, _ = await _again(settings, args, lambda original: fork_of(original, args.from_task, args.model),
+                          lambda original, run_id: f"fork of run {original.id} (workflow {original.workflow_id}) "
+                                                   f"from task {args.from_task} onto {args.model} as run {run_id}")
+    return 0 if run.state == "completed" else 1
+
+
+async def _again(settings: Settings, args: argparse.Namespace,
+                 submission: Callable[[WorkflowSubmitted], WorkflowSubmitted],
+                 title: Callable[[WorkflowSubmitted, str], str]) -> tuple[store.Run, list[Row]]:
+    """Run the ended run `args.run` names again as `submission` makes it from the original, then
+    print both side by side under `title` (after why the new run did not complete, if it did not)."""
     found: list[tuple[WorkflowSubmitted, list[Event]]] = []
 
     async def make(bus: Bus) -> WorkflowSubmitted:
         found.append(await ended_run(bus, args.run))
-        return fork_of(found[0][0], args.from_task, args.model)
+        return submission(found[0][0])
 
-    run, seen = await run_to_end(settings, make, args.timeout, args.actors, name="ymera-fork")
+    run, seen = await run_to_end(settings, make, args.timeout, args.actors, name=f"ymera-{args.command}")
     original, before = found[0]
-    _unless_completed(run)
-    rows = _rows(original, before, run.run_id, seen)
-    print(compare(rows, f"fork of run {original.id} (workflow {original.workflow_id}) from task {args.from_task} "
-                        f"onto {args.model} as run {run.run_id}"))
-    return 0 if run.state == "completed" else 1
-
-
-def _unless_completed(run: store.Run) -> None:
-    """A new run that did not complete (refused, invalid, failed) says why, before the comparison."""
     if run.state != "completed":
         print(summary(run))
+    rows = _rows(original, before, run.run_id, seen)
+    print(compare(rows, title(original, run.run_id)))
+    return run, rows
 
 
 # ---- the new submission ---------------------------------------------------------------------------
