@@ -72,21 +72,28 @@ class Selector:
     def candidates(self, need: Need) -> list[Target]:
         """The matcher: the models that may take `need`, the named one first, the rest ranked.
         An `LLMError` (bad_request) when the named model cannot be called here."""
+        return self._ranked(need)[1]
+
+    def _ranked(self, need: Need) -> tuple[str | None, list[Target]]:
+        """The candidates, and the ref of the model `need` names (None: none named)."""
         resolve = self.models.resolve
         if need.base_url:
-            return [resolve(need.model, need.base_url)]
-        named = resolve(need.model) if need.model or not self._catalogued() else None
+            target = resolve(need.model, need.base_url)
+            return target.ref, [target]
+        catalogued = self._catalogued(need.task_type)
+        named = resolve(need.model) if need.model or not catalogued else None
+        ref = named.ref if named is not None and need.model else None
         if need.pinned:
             assert named is not None
-            return _unique([named, *(resolve(model) for model in need.fallbacks)])
-        others = sorted(self._catalogued(need.task_type), key=lambda t: self._order(t, need))
-        return _unique([named, *others])
+            return ref, _unique([named, *(resolve(model) for model in need.fallbacks)])
+        return ref, _unique([named, *sorted(catalogued, key=lambda t: self._order(t, need))])
 
     def choose(self, need: Need, *, exclude: Collection[str] = (),
                fits: Callable[[Target], bool] | None = None, because: str = "") -> Choice:
         """The target of a call for `need`, among the candidates not in `exclude` that `fits`
         (a budget's room); `because` says why an earlier choice was set aside."""
-        ranked = [t for t in self.candidates(need) if t.ref not in exclude]
+        named, candidates = self._ranked(need)
+        ranked = [t for t in candidates if t.ref not in exclude]
         refs = tuple(t.ref for t in ranked)
         if fits is not None:
             ranked = [t for t in ranked if fits(t)]
@@ -95,25 +102,26 @@ class Selector:
                            f"{because}; no other candidate model fits" if because else
                            "no candidate model is left for this task", retryable=False)
         if need.upgrade:
-            return self._upgrade(need, ranked, refs)
+            return self._upgrade(need, ranked, refs, named)
         fresh = [t for t in ranked if t.ref not in need.tried] or ranked
-        free = [t for t in fresh if self._free_in(t) == 0.0]
+        waits = {t.ref: self._free_in(t) for t in fresh}
+        free = [t for t in fresh if waits[t.ref] == 0.0]
         target = (free or fresh)[0]
-        words = [self._why(target, need)]
+        words = [self._why(target, need, named)]
         if need.tried and target.ref not in need.tried:
             words.insert(0, f"falls back from {need.tried[-1]} (attempt {len(need.tried)} failed)")
         elif need.tried:
             words.insert(0, f"tried before ({', '.join(need.tried)}), and no other candidate is left")
         skipped = [t for t in fresh[:fresh.index(target)] if t not in free]
         if skipped:
-            words.append("; ".join(f"{t.ref} has no key free for {self._free_in(t):.3g}s" for t in skipped))
+            words.append("; ".join(f"{t.ref} has no key free for {waits[t.ref]:.3g}s" for t in skipped))
         if because:
             words.insert(0, because)
         return Choice(target, refs, "; ".join(words))
 
     # ---- how it decides ------------------------------------------------------------------------
 
-    def _upgrade(self, need: Need, ranked: list[Target], refs: tuple[str, ...]) -> Choice:
+    def _upgrade(self, need: Need, ranked: list[Target], refs: tuple[str, ...], named: str | None) -> Choice:
         """A quality re-run: the strongest candidate the task has not run on (estimated quality,
         then price: before measurements, the dearer model is taken for the stronger)."""
         fresh = [t for t in ranked if t.ref not in need.tried]
@@ -121,7 +129,7 @@ class Selector:
             return Choice(ranked[0], refs, f"{need.upgrade}; no other candidate model: {ranked[0].ref} again")
         target = max(fresh, key=lambda t: (self.quality(t, need), _price(t.info)))
         return Choice(target, refs, f"{need.upgrade}; {target.ref} is the strongest candidate not tried: "
-                                    f"{self._why(target, need)}")
+                                    f"{self._why(target, need, named)}")
 
     def quality(self, target: Target, need: Need) -> float:
         """Estimated quality of `target` at `need`'s task type for its agent: the assessor's
@@ -151,16 +159,9 @@ class Selector:
         return (-round(self.score(target, need), 2), not default, self._providers().index(target.endpoint.name),
                 _price(info))
 
-    def _why(self, target: Target, need: Need) -> str:
-        named = need.model is not None and target.ref == self._named_ref(need)
-        head = f"{target.ref}, named by {need.named_by}" if named and need.named_by else target.ref
+    def _why(self, target: Target, need: Need, named: str | None) -> str:
+        head = f"{target.ref}, named by {need.named_by}" if target.ref == named and need.named_by else target.ref
         return f"{head}: {_measured(self.tracker.get(target.ref, need.task_type), need.task_type)}"
-
-    def _named_ref(self, need: Need) -> str | None:
-        try:
-            return self.models.resolve(need.model, need.base_url).ref
-        except LLMError:
-            return None
 
     def _free_in(self, target: Target) -> float:
         """Seconds until a key of `target`'s provider may be called for it (0: now)."""
