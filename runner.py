@@ -25,6 +25,7 @@ from actors import Settings, load_settings
 from ymera._audit import cmd_audit_verify
 from ymera._cli import add_workflow_commands, stop_on_signals
 from ymera._feedback import add_feedback_command
+from ymera._keys import add_keys_command
 from ymera._models import add_models_command
 from ymera._replay import add_fork_command, replay_arguments, replay_run
 
@@ -89,7 +90,7 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    async with bus.open_bus(settings, "ymera-tail") as connection:
+    async with bus.open_bus(settings, "ymera-tail", actors.keyring_of(settings)) as connection:
         start = 1 if args.from_start else (await connection.stream_state()).last_seq + 1
         subject = events.ALL_SUBJECTS
         sub = await connection.follow(start, subject)
@@ -99,7 +100,7 @@ async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
                 msg = await sub.next(timeout=0.5)
                 if msg is None:
                     continue
-                line = _describe(connection, bus.stream_seq(msg), msg.subject, msg.data, args)
+                line = _describe(connection, msg, args)
                 if line is not None:
                     print(line, flush=True)
                     shown += 1
@@ -108,16 +109,18 @@ async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(connection: bus.Bus, seq: int, subject: str, data: bytes, args: argparse.Namespace) -> str | None:
+def _describe(connection: bus.Bus, msg: bus.Delivery, args: argparse.Namespace) -> str | None:
+    seq, subject = bus.stream_seq(msg), msg.subject
     # The subject names the workflow even of a message that is no valid event.
     if args.workflow and events.workflow_of(subject) != args.workflow:
         return None
     try:
-        event = connection.decode(subject, data)
+        event = connection.decode_msg(msg)
     except events.MalformedEvent as exc:
         if args.type:
-            return None  # not an event, so of none of the types asked for
-        return f"{seq:>8}  {'(malformed)':<20} {subject}  {exc.reason}"
+            return None  # not an event (or not its actor's), so of none of the types asked for
+        label = "(untrusted)" if isinstance(exc, bus.UntrustedEvent) else "(malformed)"
+        return f"{seq:>8}  {label:<20} {subject}  {exc.reason}"
     kind = type(event).__name__
     if args.type and kind not in args.type:
         return None
@@ -154,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     add_workflow_commands(sub)
     add_feedback_command(sub)
     add_models_command(sub)
+    add_keys_command(sub)
 
     audit = sub.add_parser("audit", help="audit the event log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
@@ -192,7 +196,14 @@ def _configure_logging(level: str, env: str) -> None:
     production: dict[str, Any] = {"processors": [
         structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True), structlog.processors.format_exc_info,
-        structlog.processors.JSONRenderer()]} if env == "production" else {}
+        structlog.processors.JSONRenderer()]} if env == "production" else {"processors": [
+        # structlog's defaults, but a traceback without its frames' local variables: they hold
+        # API keys and prompts, which no log line may show.
+        structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(), structlog.dev.set_exc_info,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty() and not os.environ.get("NO_COLOR"),
+                                      exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False))]}
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),

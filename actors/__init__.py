@@ -8,7 +8,7 @@ from config import LLMSettings, Settings, SettingsError
 
 from ._config import load_settings
 from ._runtime import Actor, rebuild, run_actor
-from ._supervisor import ACTOR_NAMES, BACKGROUND, lower_priority, run_all, run_named
+from ._supervisor import ACTOR_NAMES, BACKGROUND, keyring_of, lower_priority, run_all, run_named
 
 __all__ = [
     "ACTOR_NAMES",
@@ -17,6 +17,7 @@ __all__ = [
     "LLMSettings",
     "Settings",
     "SettingsError",
+    "keyring_of",
     "load_settings",
     "lower_priority",
     "rebuild",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bus import Bus
-from events import BlobError, MalformedEvent, YmeraError
+from events import BlobError, MalformedEvent, YmeraError, resolve
 from store import SqliteEventLog, StoreError
 
 if TYPE_CHECKING:
@@ -64,15 +64,17 @@ async def fold_archived(actor: Actor, bus: Bus, subjects: list[str], start: int,
             if log.head_seq < first - 1:
                 raise HistoryDropped(actor.name, start, first,
                                      f"the log at {path} holds seqs only through {log.head_seq}")
-            async with contextlib.aclosing(log.scan("seq, subject, data", start)) as chunks:
+            async with contextlib.aclosing(log.scan("seq, subject, data, seal", start)) as chunks:
                 async for chunk in chunks:
-                    for seq, subject, data in chunk:
+                    for seq, subject, data, sealed in chunk:
                         if seq >= first:
                             return folded
                         if not wanted(subject):
                             continue
                         try:
-                            event = await bus.read(subject, data, actor.by_reference)
+                            event = bus.decode(subject, data, sealed)
+                            if event.blobs:
+                                event = await resolve(event, bus.get_blob, actor.by_reference)
                         except (MalformedEvent, BlobError):
                             continue
                         actor.apply(event)

@@ -11,6 +11,7 @@ from pathlib import Path
 import config
 import llm
 from config import Settings
+from guard._vault import decrypt_provider_keys
 
 from . import registry
 
@@ -21,4 +22,4 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     """Settings from `.env` (if present) overlaid by the environment (`config.load_settings`)."""
     settings = config.load_settings(environ, dotenv, agent_task_types=registry.agent_task_types())
     llm.Catalogue.load(settings.models_file)  # a bad YMERA_MODELS_FILE stops every command here too
-    return settings
+    return decrypt_provider_keys(settings, environ)  # `ymera-enc:` keys decrypted (guard/_vault.py), or stop here

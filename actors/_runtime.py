@@ -248,7 +248,7 @@ async def _publish(bus: Bus, events: list[Event]) -> None:
 async def _read(actor: Actor, bus: Bus, msg: Delivery) -> Event | None:
     """The event a message holds, its blobs resolved; None for what the store writer rejects."""
     try:
-        return await bus.read(msg.subject, msg.data, actor.by_reference)
+        return await bus.read(msg, actor.by_reference)
     except MalformedEvent:
         return None  # the store writer records it as MessageRejected
     except BlobError as exc:

@@ -32,7 +32,16 @@ from .monitor import Monitor
 from .security import Security
 from .validator import Validator
 
-__all__ = ["ACTORS", "ACTOR_NAMES", "BACKGROUND", "lower_priority", "run_all", "run_named"]
+__all__ = [
+    "ACTORS",
+    "ACTOR_NAMES",
+    "BACKGROUND",
+    "keyring_of",
+    "lower_priority",
+    "run_all",
+    "run_named",
+    "signing",
+]
 
 _log = structlog.get_logger("ymera.supervisor")
 RESTART_DELAY = 0.5
@@ -104,7 +113,8 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
         raise YmeraError(f"no actor named {name!r}; actors: {', '.join(ACTOR_NAMES)}")
     if settings.id_key is None:  # the deployment's key for derived ids, shared by all its actors
         settings = msgspec.structs.replace(settings, id_key=guard.id_key(settings.keys_dir))
-    async with bus.as_actor(name) as own:
+    signer, keyring = signing(settings, name)
+    async with bus.as_actor(name, signer, keyring) as own:
         while not stop.is_set():
             try:
                 async with ACTORS[name](settings, own) as worker:
@@ -122,11 +132,28 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
                 pass
 
 
+def signing(settings: Settings, name: str) -> tuple[guard.Identity | None, guard.Keyring | None]:
+    """Actor `name`'s identity, which signs what it emits, and the keyring it checks what it
+    reads with (bus/_seal.py); neither with YMERA_SIGN_EVENTS=false."""
+    if not settings.sign_events:
+        return None, None
+    return guard.Identity.load_or_create(settings.keys_dir, name), keyring_of(settings)
+
+
+def keyring_of(settings: Settings) -> guard.Keyring | None:
+    """What a reader of the stream checks signatures with: the actors' public keys in the keys
+    directory (None with YMERA_SIGN_EVENTS=false: nothing is signed)."""
+    return guard.Keyring(settings.keys_dir) if settings.sign_events else None
+
+
 async def run_all(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None,
                   names: tuple[str, ...] = ACTOR_NAMES) -> None:
     """Every actor in this process, each on its own connection, supervised together; `ready` is
     set once all have started."""
     events = {name: asyncio.Event() for name in names}
+    if settings.sign_events:  # every key made before any actor publishes: none meets a key it cannot know yet
+        for name in names:
+            guard.Identity.load_or_create(settings.keys_dir, name)
     async with asyncio.TaskGroup() as group:
         for name in names:
             group.create_task(run_named(name, settings, bus, stop, events[name]), name=f"actor-{name}")

@@ -6,6 +6,7 @@ from ._local import connect_when_up, open_bus, open_local
 from ._publish import PubAck
 from ._pull import PullBatches, deliveries, resume, stream_seq
 from ._reading import ConsumerState, Delivery, Follower, StreamState, Subscription, ack, nak, pending_after
+from ._seal import SEAL_HEADER, Keyring, SealCheck, Signer, UntrustedEvent, seal, seal_of
 from ._server import EmbeddedServer, find_binary, free_port, running_server
 from ._snapshots import SNAPSHOT_BUCKET, SnapshotStore
 from ._stream import (
@@ -24,6 +25,7 @@ from ._worker import Worker, run_worker
 
 __all__ = [
     "BLOB_BUCKET",
+    "SEAL_HEADER",
     "SNAPSHOT_BUCKET",
     "STREAM",
     "Bus",
@@ -36,13 +38,17 @@ __all__ = [
     "EmbeddedServer",
     "Fenced",
     "Follower",
+    "Keyring",
     "PubAck",
     "PullBatches",
+    "SealCheck",
     "ServerStartError",
+    "Signer",
     "SnapshotStore",
     "StreamPolicy",
     "StreamState",
     "Subscription",
+    "UntrustedEvent",
     "Worker",
     "ack",
     "check_consumer",
@@ -62,6 +68,8 @@ __all__ = [
     "resume",
     "run_worker",
     "running_server",
+    "seal",
+    "seal_of",
     "set_retention",
     "stream_policy",
     "stream_seq",

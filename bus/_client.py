@@ -4,11 +4,12 @@ Every message nats-py receives goes through `_process_msg`: its headers parsed i
 a `Msg` built, put on the subscription's queue, taken off by the subscription's task and
 handed to an awaited callback. On the two subscriptions every actor reads all the time (a
 pull consumer's inbox, `_pull.py`, and the publisher's answers, `_publish.py`) none of that
-is needed: the bus reads no header of a delivered event (the event id travels in its body),
-only a status line (a pull request that ended, a publish no stream took). Here such a
-subscription's messages reach a plain function as `Msg`s, headers parsed only when they carry
-a status. Measured with py-spy on the monitor in a wide run (bench/throughput.py), the
-header parse alone was 8.7 % of its samples and the whole path ~18 %.
+is needed: the bus reads two headers only, a status line (a pull request that ended, a
+publish no stream took) and an event's signature (`_seal.py`; the event id travels in its
+body). Here such a subscription's messages reach a plain function as `Msg`s, their headers
+parsed only when they carry a status, else only the signature picked out of them. Measured
+with py-spy on the monitor in a wide run (bench/throughput.py), the header parse alone was
+8.7 % of its samples and the whole path ~18 %.
 
 Everything else (ordered consumers, requests, JetStream's API) goes through nats-py as it is.
 """
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from nats.aio.client import Client as _NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from ._seal import SEAL_HEADER, seal_of
 
 __all__ = ["Client", "Direct"]
 
@@ -37,7 +40,7 @@ class Client(_NatsClient):
     async def subscribe_direct(self, subject: str, handler: Direct) -> Subscription:
         """Subscribe `subject`; each message goes to `handler` as it is read, in order, on the
         reading task (so `handler` must not block). A status message keeps its headers; any
-        other message arrives without them."""
+        other message arrives with its signature header alone."""
         sub = await self.subscribe(subject)
         self._direct[sub._id] = handler
         return sub
@@ -56,5 +59,7 @@ class Client(_NatsClient):
         parsed = None
         if headers and len(headers) > len(_HEADER_LINE) and headers[len(_HEADER_LINE)] == _STATUS_MARK:
             parsed = await self._process_headers(headers)
+        elif headers and (sealed := seal_of(headers)) is not None:
+            parsed = {SEAL_HEADER: sealed}
         handler(Msg(_client=self, subject=subject.decode(), reply=reply.decode(), data=data, headers=parsed,
                     _sid=sid))

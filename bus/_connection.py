@@ -27,6 +27,8 @@ from ._errors import BusError, BusUnavailable
 from ._publish import PubAck, Publisher
 from ._pull import PullBatches, resume, stream_seq
 from ._reading import Callback, ConsumerState, Delivery, Follower, StreamState, Subscription
+from ._seal import Keyring, SealCheck, Signer, seal_of
+from ._sealer import Outgoing, Sealer
 from ._snapshots import SnapshotStore
 from ._stream import ConsumerPolicy, StreamPolicy, consumer_config, ensure_stream, set_retention
 
@@ -41,7 +43,8 @@ class Bus:
     """A connected client: `publish` events, `put_blob`/`get_blob`, `close` once."""
 
     def __init__(self, nc: Client, js: JetStreamContext, url: str, stream: StreamPolicy,
-                 publish_timeout: float, name: str = "ymera") -> None:
+                 publish_timeout: float, name: str = "ymera", *, signer: Signer | None = None,
+                 keyring: Keyring | None = None) -> None:
         self.nc = nc
         self.js = js
         self.url = url
@@ -51,19 +54,32 @@ class Bus:
         self._blobs: ObjectStore | None = None
         self._publisher = Publisher(nc)
         self.snapshots = SnapshotStore(js)  # actors' folded state (actors/_snapshot.py)
+        # Who this connection signs as (an actor's), and whose signatures it checks: with a
+        # keyring, an event its type's actor did not sign is an `UntrustedEvent` (_seal.py).
+        self.signer = signer
+        self.keyring = keyring
+        self.seals = SealCheck(keyring) if keyring is not None else None
+        self._sealer = Sealer(self._publisher, signer) if signer is not None else None
 
-    # ---- the one point where events leave, and the one where they arrive (signing and its
-    # verification go here: the security issue) ----------------------------------------------
+    # ---- the one point where events leave (signed), and the one where they arrive (checked) --
 
-    def decode(self, subject: str, data: bytes) -> Event:
-        """The event a message (or a log row) holds, checked against its subject; its blob-held
-        fields still references. `MalformedEvent` says why it is none."""
-        return decode_message(subject, data)
+    def decode(self, subject: str, data: bytes, sealed: str | None) -> Event:
+        """The event a message (or a log row) holds, checked against its subject and, with a
+        keyring, against its signature `sealed` (`UntrustedEvent`: not its type's actor's); its
+        blob-held fields still references. `MalformedEvent` says why it is none."""
+        event = decode_message(subject, data)
+        if self.seals is not None:
+            self.seals.check(type(event).__name__, subject, data, sealed)
+        return event
 
-    async def read(self, subject: str, data: bytes, keep: Collection[str] = ()) -> Event:
-        """`decode`, with the blob-held fields back in place (but for `keep`, e.g.
+    def decode_msg(self, msg: Delivery) -> Event:
+        """`decode` of a delivered message, its signature read off its headers."""
+        return self.decode(msg.subject, msg.data, seal_of(msg.headers))
+
+    async def read(self, msg: Delivery, keep: Collection[str] = ()) -> Event:
+        """`decode_msg`, with the blob-held fields back in place (but for `keep`, e.g.
         `"TaskSucceeded.output"`); `BlobError` when a blob cannot be read."""
-        event = self.decode(subject, data)
+        event = self.decode_msg(msg)
         # Most events hold no blob: no coroutine for them on the hot path.
         return await resolve(event, self.get_blob, keep) if event.blobs else event
 
@@ -82,10 +98,10 @@ class Bus:
         taken on everything there through `seq`. `Fenced` if something came after it."""
         event, data = await offload(event, self.put_blob)
         try:
-            future = await self._publisher.publish(subject_of(event), data, event.id, fence=(over, seq))
+            futures = await self._publish([Outgoing(subject_of(event), data, event.id, (over, seq))])
         except (nats.errors.Error, nats.js.errors.Error) as exc:
             raise BusError(f"publish failed: {exc}") from exc
-        [ack] = await self._acks([future])
+        [ack] = await self._acks(futures)
         return ack
 
     async def send(self, events: Sequence[Event]) -> Awaitable[list[PubAck]]:
@@ -94,11 +110,13 @@ class Bus:
         For work that can overlap the round trip (an executor starts the task while
         TaskStarted is on its way); whoever depends on the events must await the acks.
         """
-        futures = []
+        futures: list[asyncio.Future[PubAck]] = []
         try:
+            messages = []
             for event in events:
                 event, data = await offload(event, self.put_blob)
-                futures.append(await self._publisher.publish(subject_of(event), data, event.id))
+                messages.append(Outgoing(subject_of(event), data, event.id))
+            futures = await self._publish(messages) if messages else []
         except (nats.errors.Error, nats.js.errors.Error) as exc:
             _abandon(futures)
             raise BusError(f"publish failed: {exc}") from exc
@@ -106,6 +124,19 @@ class Bus:
             _abandon(futures)
             raise
         return self._acks(futures)
+
+    async def _publish(self, messages: list[Outgoing]) -> list[asyncio.Future[PubAck]]:
+        """Send `messages` in order: sealed, when this connection signs (`Sealer`)."""
+        if self._sealer is not None:
+            return await self._sealer.publish(messages)
+        futures: list[asyncio.Future[PubAck]] = []
+        try:
+            for m in messages:
+                futures.append(await self._publisher.publish(m.subject, m.data, m.msg_id, fence=m.fence))
+        except BaseException:
+            _abandon(futures)
+            raise
+        return futures
 
     async def _acks(self, futures: list[asyncio.Future[PubAck]]) -> list[PubAck]:
         """Every ack, in order. No gather: a caller cancelled mid-wait (an executor's heartbeat, when
@@ -123,10 +154,11 @@ class Bus:
             raise
         return [f.result() for f in futures]
 
-    async def last(self, subject: str) -> bytes | None:
-        """The payload of the newest message on `subject` in the stream; None if there is none."""
+    async def last(self, subject: str) -> Event | None:
+        """The newest event on `subject` (no wildcards) in the stream, checked as `decode` checks
+        it (`MalformedEvent`); None if there is none."""
         msg = await self._last_msg(subject)
-        return None if msg is None else bytes(msg.data or b"")
+        return None if msg is None else self.decode(subject, bytes(msg.data or b""), seal_of(msg.headers))
 
     async def last_stored(self, subject: str) -> tuple[int, datetime] | None:
         """The seq and store time of the newest message on `subject` (a filter may have
@@ -322,16 +354,23 @@ class Bus:
         return check_blob(ref, bytes(data))
 
     @contextlib.asynccontextmanager
-    async def as_actor(self, actor: str) -> AsyncIterator[Bus]:
-        """A connection to this bus's server opened as `actor` (named `ymera-<actor>`), closed
-        afterwards; this one if it is that actor's already (`ymera actor NAME`). Every actor
-        runs on a connection of its own, so what the server grants a connection (per-actor
-        credentials: the security issue) is granted to one actor."""
+    async def as_actor(self, actor: str, signer: Signer | None = None,
+                       keyring: Keyring | None = None) -> AsyncIterator[Bus]:
+        """A connection to this bus's server opened as `actor` (named `ymera-<actor>`), signing
+        what it publishes with `signer` and checking what it reads with `keyring` (this bus's,
+        if none is given), closed afterwards; this one if it is that actor's already (`ymera
+        actor NAME`). Every actor runs on a connection of its own, so what the server grants a
+        connection (per-actor credentials) is granted to one actor."""
         name = f"ymera-{actor}"
+        keyring = keyring or self.keyring
         if self.name == name:
+            self.signer, self.keyring = signer or self.signer, keyring
+            self.seals = SealCheck(keyring) if keyring is not None else None
+            self._sealer = Sealer(self._publisher, self.signer) if self.signer is not None else None
             yield self
             return
-        own = await connect(self.url, name=name, stream=self.stream, publish_timeout=self.publish_timeout)
+        own = await connect(self.url, name=name, stream=self.stream, publish_timeout=self.publish_timeout,
+                            signer=signer, keyring=keyring)
         try:
             yield own
         finally:
@@ -348,8 +387,10 @@ class Bus:
 
 
 async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None = None,
-                  connect_timeout: float = 2.0, publish_timeout: float = 10.0) -> Bus:
-    """Connect, make sure the stream exists, and keep reconnecting for as long as we live."""
+                  connect_timeout: float = 2.0, publish_timeout: float = 10.0, signer: Signer | None = None,
+                  keyring: Keyring | None = None) -> Bus:
+    """Connect, make sure the stream exists, and keep reconnecting for as long as we live.
+    `signer` signs what this connection publishes; `keyring` checks what it reads (`Bus`)."""
     last_error: list[BaseException] = []
     client: list[Client] = []
 
@@ -389,7 +430,7 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
     except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
         await nc.close()
         raise BusUnavailable(url, f"could not set up stream {policy.name}: {_describe(exc)}") from None
-    return Bus(nc, js, url, policy, publish_timeout, name)
+    return Bus(nc, js, url, policy, publish_timeout, name, signer=signer, keyring=keyring)
 
 
 def _abandon(futures: list[asyncio.Future[PubAck]]) -> None:

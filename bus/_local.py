@@ -18,6 +18,7 @@ from config import Settings
 
 from ._connection import Bus, connect
 from ._errors import BusUnavailable
+from ._seal import Keyring
 from ._server import EmbeddedServer, running_server
 from ._stream import StreamPolicy, stream_policy
 
@@ -26,16 +27,18 @@ __all__ = ["connect_when_up", "open_bus", "open_local"]
 _log = structlog.get_logger("ymera.bus")
 
 
-async def open_local(settings: Settings, name: str = "ymera") -> tuple[Bus, EmbeddedServer | None]:
-    """Connect as `name` (the stream set up as the settings say); return the bus and the
-    embedded server this call started, if it started one."""
+async def open_local(settings: Settings, name: str = "ymera",
+                     keyring: Keyring | None = None) -> tuple[Bus, EmbeddedServer | None]:
+    """Connect as `name` (the stream set up as the settings say), checking the signatures of
+    what it reads with `keyring`; return the bus and the embedded server this call started,
+    if it started one."""
     server = None
     url = settings.nats_url or running_server(settings.data_dir)
     if url is None:
         server = _start_embedded(settings.data_dir)
         url = server.url
     try:
-        return await connect(url, name=name, stream=stream_policy(settings)), server
+        return await connect(url, name=name, stream=stream_policy(settings), keyring=keyring), server
     except BaseException:
         if server is not None:
             server.stop()
@@ -43,9 +46,9 @@ async def open_local(settings: Settings, name: str = "ymera") -> tuple[Bus, Embe
 
 
 @contextlib.asynccontextmanager
-async def open_bus(settings: Settings, name: str = "ymera") -> AsyncIterator[Bus]:
+async def open_bus(settings: Settings, name: str = "ymera", keyring: Keyring | None = None) -> AsyncIterator[Bus]:
     """`open_local` for the duration of the block: closed after, and the server stopped if it started one."""
-    connection, server = await open_local(settings, name)
+    connection, server = await open_local(settings, name, keyring)
     try:
         yield connection
     finally:

@@ -17,6 +17,7 @@ from nats.aio.subscription import Subscription
 
 from ._client import Client
 from ._errors import BusError, Fenced
+from ._seal import SEAL_HEADER
 
 __all__ = ["MSG_ID", "PubAck", "Publisher"]
 
@@ -66,11 +67,12 @@ class Publisher:
         self._count = 0
         self._sub: Subscription | None = None
 
-    async def publish(self, subject: str, data: bytes, msg_id: str,
-                      fence: tuple[str, int] | None = None) -> asyncio.Future[PubAck]:
+    async def publish(self, subject: str, data: bytes, msg_id: str, fence: tuple[str, int] | None = None,
+                      sealed: str | None = None) -> asyncio.Future[PubAck]:
         """Send one message (deduplicated by the stream on `msg_id`); the future is its answer.
         With a `fence` (filter, seq), the stream stores it only if its last message on the
-        filter is that seq (0: none yet), and the answer is otherwise a `Fenced`."""
+        filter is that seq (0: none yet), and the answer is otherwise a `Fenced`. `sealed`: its
+        signature header (`_seal.py`)."""
         if self._sub is None:
             self._sub = await self.nc.subscribe_direct(f"{self._prefix}*", self._on_answer)
         self._count += 1
@@ -80,6 +82,8 @@ class Publisher:
         if len(self._waiting) > _PRUNE_AT:
             self._prune()
         headers = {MSG_ID: msg_id}
+        if sealed is not None:
+            headers[SEAL_HEADER] = sealed
         if fence is not None:
             headers[_EXPECTED_OVER], headers[_EXPECTED_SEQ] = fence[0], str(fence[1])
             self._fences[token] = fence

@@ -32,6 +32,9 @@ class Delivery(Protocol):
     @property
     def reply(self) -> str: ...
 
+    @property
+    def headers(self) -> dict[str, str] | None: ...
+
 
 class StreamState(msgspec.Struct, frozen=True):
     first_seq: int

@@ -112,6 +112,9 @@ class Settings(msgspec.Struct, frozen=True):
     # (or YMERA_CHECKPOINT_EVERY_SECONDS, if any were stored since): docs/store.md, "Checkpoints".
     checkpoint_every_rows: int = 1000
     checkpoint_every_seconds: float = 10.0
+    # Each actor signs what it emits and checks the signature of what it reads (bus/_seal.py,
+    # docs/security.md); YMERA_SIGN_EVENTS=false turns both off, to measure what they cost.
+    sign_events: bool = True
     # The deployment's key for derived event ids (events.derive_id): `<keys dir>/ids.key`, made
     # by the first actor process to start (guard.id_key). None: ids derived without a key.
     id_key: bytes | None = None
@@ -182,6 +185,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         keys_dir_setting=Path(keys) if (keys := env.text("YMERA_KEYS_DIR", "")) else None,
         checkpoint_every_rows=env.integer("YMERA_CHECKPOINT_EVERY_ROWS", 1000),
         checkpoint_every_seconds=env.positive("YMERA_CHECKPOINT_EVERY_SECONDS", 10.0),
+        sign_events=env.flag("YMERA_SIGN_EVENTS", True),
     )
 
 

@@ -1,6 +1,7 @@
-"""Security primitives below the actors (no NATS): Ed25519 identities that sign what Ymera
-keeps. Issue 10 builds it in steps: today the store writer's signed chain checkpoints."""
+"""Security primitives below the actors (no NATS): Ed25519 identities that sign what Ymera's
+actors emit and the store writer's chain checkpoints, and the keyring readers check them with."""
 
 from ._identity import Identity, KeyFileError, id_key, key_id, verify
+from ._keyring import Keyring
 
-__all__ = ["Identity", "KeyFileError", "id_key", "key_id", "verify"]
+__all__ = ["Identity", "KeyFileError", "Keyring", "id_key", "key_id", "verify"]

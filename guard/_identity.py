@@ -58,8 +58,11 @@ class Identity:
         except ValueError:
             raise KeyFileError(f"key file {path}: not an Ed25519 private key (32 bytes, base64)") from None
         identity = cls(name, private)
-        if made:
-            (keys_dir / f"{name}.pub").write_text(identity.public_key + "\n")
+        public = keys_dir / f"{name}.pub"
+        if made or not public.exists():  # written whole, then renamed: a reader never sees half of it
+            partial = public.with_name(f".{public.name}.{os.getpid()}")
+            partial.write_text(identity.public_key + "\n")
+            partial.replace(public)
         return identity
 
     def sign(self, data: bytes) -> str:

@@ -57,6 +57,9 @@ class Endpoint(msgspec.Struct, frozen=True):
     def name(self) -> str:
         return self.provider.name
 
+    def __repr__(self) -> str:  # the key ids, never the keys
+        return f"Endpoint({self.provider.name!r}, {self.base_url!r}, keys={[k for k, _ in self.keys]!r})"
+
 
 def endpoints(settings: Settings) -> dict[str, Endpoint]:
     """The providers that have keys (the local one: a base URL), in the table's order.

@@ -107,7 +107,7 @@ def _verify(log: LogReader, batch: int) -> AuditReport:
             # The common case inline (a call per row costs as much as a check): a row whose
             # chain link, header and columns agree. Anything else goes the long way round,
             # which names what breaks.
-            seq, event_id, kind, subject, workflow_id, ts, data, prev_hash, row_hash = row
+            seq, event_id, kind, subject, workflow_id, ts, data, prev_hash, row_hash, _ = row
             # (`link`, inline: one call of sha256 over the joined bytes is the cheapest way.)
             if (prev_hash == prev and len(data) <= MAX_EVENT_BYTES
                     and sha256(prev + seq.to_bytes(8, "big") + event_id.encode() + data).digest() == row_hash):

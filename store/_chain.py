@@ -36,6 +36,7 @@ class StoredEvent(msgspec.Struct, frozen=True, array_like=True):
     data: bytes
     prev_hash: bytes
     hash: bytes
+    seal: str | None = None  # its emitter's signature (bus/_seal.py), outside the chain: it proves itself
 
 
 class NewEvent(msgspec.Struct, frozen=True):
@@ -48,3 +49,4 @@ class NewEvent(msgspec.Struct, frozen=True):
     workflow_id: str
     ts: float
     data: bytes
+    seal: str | None = None

@@ -91,7 +91,7 @@ class LiveProjection(Generic[S]):
     async def _fold(self, msg: Delivery) -> None:
         seq = stream_seq(msg)
         try:
-            event = await self.bus.read(msg.subject, msg.data, by_reference(self.projection))
+            event = await self.bus.read(msg, by_reference(self.projection))
         except (MalformedEvent, BlobError):
             event = None  # the store writer records it as MessageRejected
         if event is not None and self.once.admit(event):

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS events (
     ts          REAL    NOT NULL,
     data        BLOB    NOT NULL,
     prev_hash   BLOB    NOT NULL,
-    hash        BLOB    NOT NULL
+    hash        BLOB    NOT NULL,
+    seal        TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_workflow ON events (workflow_id, seq);
 CREATE TABLE IF NOT EXISTS blobs (
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS blobs (
     data   BLOB    NOT NULL
 );
 """
-_COLUMNS = "seq, id, type, subject, workflow_id, ts, data, prev_hash, hash"
+_COLUMNS = "seq, id, type, subject, workflow_id, ts, data, prev_hash, hash, seal"
 _COLUMN_NAMES = frozenset(_COLUMNS.replace(" ", "").split(","))
 
 
@@ -131,6 +132,10 @@ class SqliteEventLog:
             # the last transactions, which the writer then reads again from the stream.
             await self._db.execute("PRAGMA synchronous=NORMAL")
             await self._db.executescript(_SCHEMA)
+            async with self._db.execute("SELECT name FROM pragma_table_info('events')") as cur:
+                columns = [row[0] for row in await cur.fetchall()]
+            if "seal" not in columns:  # a log made before events were signed
+                await self._db.execute("ALTER TABLE events ADD COLUMN seal TEXT")
             await self._db.commit()
         async with self._db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1") as cur:
             row = await cur.fetchone()
@@ -196,10 +201,10 @@ class SqliteEventLog:
             if e.seq <= head:
                 raise StoreError(f"seq {e.seq} is not after the log's head {head}")
             h = link(prev, e.seq, e.id, e.data)
-            rows.append((e.seq, e.id, e.type, e.subject, e.workflow_id, e.ts, e.data, prev, h))
+            rows.append((e.seq, e.id, e.type, e.subject, e.workflow_id, e.ts, e.data, prev, h, e.seal))
             prev, head = h, e.seq
         try:
-            await self.db.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            await self.db.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
             if blobs:
                 await self.db.executemany(
                     "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?,?,?)",

@@ -20,7 +20,18 @@ from typing import Protocol
 
 import structlog
 
-from bus import Bus, ConsumerPolicy, Delivery, PullBatches, ack, check_consumer, fit_consumer, run_worker, stream_seq
+from bus import (
+    Bus,
+    ConsumerPolicy,
+    Delivery,
+    PullBatches,
+    ack,
+    check_consumer,
+    fit_consumer,
+    run_worker,
+    seal_of,
+    stream_seq,
+)
 from events import (
     NO_WORKFLOW,
     BlobError,
@@ -136,7 +147,7 @@ class StoreWriter:
                 continue  # redelivered after we stored it
             head = seq
             try:
-                event = self.bus.decode(msg.subject, msg.data)
+                event = self.bus.decode_msg(msg)
                 if event.blobs:
                     await self._fetch_blobs(event.blobs.values(), blobs)
             except (MalformedEvent, BlobError) as exc:
@@ -147,7 +158,7 @@ class StoreWriter:
                 continue
             seen.add(event.id)
             new.append(NewEvent(seq, event.id, type(event).__name__, msg.subject,
-                                event.workflow_id, event.ts.timestamp(), msg.data))
+                                event.workflow_id, event.ts.timestamp(), msg.data, seal_of(msg.headers)))
         if rejections:
             await self.bus.publish_many(rejections)
             self.rejected += len(rejections)

@@ -16,6 +16,7 @@ import nats.js.errors
 
 import bus
 import events
+import guard
 from actors import Settings, load_settings, run_all
 from ymera._client import stored
 
@@ -126,8 +127,12 @@ class Actors:
 
 
 @contextlib.asynccontextmanager
-async def connected(url: str, stream: bus.StreamPolicy | None = None) -> AsyncIterator[bus.Bus]:
-    connection = await bus.connect(url, stream=stream)
+async def connected(url: str, stream: bus.StreamPolicy | None = None, *,
+                    signing_as: tuple[Path, str] | None = None) -> AsyncIterator[bus.Bus]:
+    """A connection to `url`; with `signing_as` (keys dir, actor), one that signs what it
+    publishes as that actor would (its key made there if it has none): a test playing its part."""
+    signer = guard.Identity.load_or_create(*signing_as) if signing_as is not None else None
+    connection = await bus.connect(url, stream=stream, signer=signer)
     try:
         yield connection
     finally:

@@ -61,3 +61,9 @@ def measure(inputs: dict[str, Any], key: str) -> dict[str, Any]:
     """The length and sha256 of one dependency's output, as the task received it."""
     value = inputs[key]
     return {"length": len(value), "sha256": hashlib.sha256(value.encode()).hexdigest()}
+
+
+def secrets_seen() -> list[str]:
+    """The names of the environment variables the task can read that look like keys."""
+    import os
+    return sorted(name for name in os.environ if "API_KEY" in name or name == "YMERA_KEK" or name == "MY_SETTING")

@@ -5,6 +5,7 @@ files included."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import sqlite3
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+import bus
 import events
 import guard
+from actors import load_settings
 from store._chain import GENESIS, link
 
 from .conftest import ymera, ymera_env
@@ -56,11 +59,11 @@ def rehash(db: sqlite3.Connection) -> None:
         prev = row_hash
 
 
-def insert(db: sqlite3.Connection, seq: int, event: events.Event) -> None:
+def insert(db: sqlite3.Connection, seq: int, event: events.Event, seal: str | None = None) -> None:
     """A row of the attacker's own (its hashes made by `rehash`)."""
-    db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (seq, event.id, type(event).__name__, events.subject_of(event), event.workflow_id, event.ts.timestamp(),
-                events.encode(event), b"", b""))
+                events.encode(event), b"", b"", seal))
 
 
 def tamper(data: Path, change: Callable[[sqlite3.Connection], None]) -> None:
@@ -93,8 +96,10 @@ def test_a_row_changed_and_the_rest_re_hashed_is_named_by_the_stream_and_the_che
     code, errors = verify(data)
     assert code == 1
     assert errors[0] == f"audit: altered: seq {seq}: event {event_id}: its bytes differ from the stream's"
+    assert errors[1] == (f"audit: forged: seq {seq}: event {event_id}: TaskSucceeded's signature does not verify: "
+                         "the message was altered, or the signature forged")
     assert re.fullmatch(rf"audit: checkpoint: seq {ROWS}: the log's hash there is [0-9a-f]{{16}}…, the signed "
-                        rf"checkpoint says [0-9a-f]{{16}}…: rewritten", errors[1]), errors
+                        rf"checkpoint says [0-9a-f]{{16}}…: rewritten", errors[2]), errors
 
 
 def test_a_log_cut_at_the_end_is_named(data: Path) -> None:
@@ -137,10 +142,12 @@ def test_an_inserted_row_is_named(data: Path) -> None:
     code, errors = verify(data)
     assert code == 1
     assert f"audit: inserted: seq 500: event {forged.id}: the stream has no such event at this seq" in errors
+    assert (f"audit: forged: seq 500: event {forged.id}: TaskSucceeded is the executor's to emit, and this one is "
+            "not signed") in errors
 
 
 def test_two_rows_swapped_and_re_hashed_are_named_as_reordered(data: Path) -> None:
-    columns = "id, type, subject, workflow_id, ts, data"
+    columns = "id, type, subject, workflow_id, ts, data, seal"
 
     def change(db: sqlite3.Connection) -> None:  # every column swapped: the rows agree with their bytes
         (a, *row_a), (b, *row_b) = db.execute(f"SELECT seq, {columns} FROM events WHERE seq IN (5, 6) ORDER BY seq")
@@ -176,7 +183,9 @@ def test_without_the_stream_a_checkpoint_not_signed_by_the_writers_key_is_named(
     code, errors = verify(data, "--no-stream")
     assert code == 1
     assert errors == [f"audit: checkpoint: seq {ROWS}: signed by key {impostor.key_id}, not the store writer's "
-                      f"({guard.key_id(trusted)})"]
+                      f"({guard.key_id(trusted)})",
+                      f"audit: forged: seq {ROWS + 1}: event {forged.id}: ChainCheckpoint is the store's to emit, and "
+                      "this one is not signed"]
 
 
 def test_a_log_copied_away_from_its_stream_is_checked_against_its_own_checkpoints(data: Path, tmp_path: Path) -> None:
@@ -192,3 +201,45 @@ def test_a_log_copied_away_from_its_stream_is_checked_against_its_own_checkpoint
     assert done.stdout.splitlines()[1:] == [
         f"audit: 1 signed checkpoint verified, the latest at seq {ROWS}",
         "audit: the stream holds no events: checked against the checkpoints the log holds only"]
+
+
+def test_a_row_signed_with_another_actors_key_is_named_as_forged(data: Path) -> None:
+    """An attacker holding the executor's key writes a TaskReady (the distributor's) into the file,
+    sealed as the executor would seal it."""
+    executor = guard.Identity.load_or_create(data / "keys", "executor")
+    spec = events.TaskSpec(id="evil", type="noop")
+    forged = events.TaskReady(id=events.new_id(), ts=events.now(), workflow_id="pipeline-1", run_id="r",
+                              task_id="evil", attempt=1, spec=spec, actor="distributor")
+    [sealed] = bus.seal(executor, [(events.subject_of(forged), events.encode(forged))])
+
+    def change(db: sqlite3.Connection) -> None:
+        insert(db, 500, forged, sealed)
+        rehash(db)
+    tamper(data, change)
+    code, errors = verify(data)
+    assert code == 1
+    assert (f"audit: forged: seq 500: event {forged.id}: TaskReady is the distributor's to emit, and this one is "
+            "signed by the executor") in errors
+
+
+async def test_a_message_published_with_another_actors_key_is_named_as_forged(data: Path) -> None:
+    """The same forgery published on the stream: the store writer rejected it; the audit names it."""
+    settings = load_settings(ymera_env(data), dotenv=None)
+    executor = guard.Identity.load_or_create(settings.keys_dir, "executor")
+    connection, server = await bus.open_local(settings, "attacker")
+    try:
+        impostor = await bus.connect(connection.url, signer=executor)
+        spec = events.TaskSpec(id="evil", type="noop")
+        forged = events.TaskReady(id=events.new_id(), ts=events.now(), workflow_id="pipeline-1", run_id="r",
+                                  task_id="evil", attempt=1, spec=spec, actor="distributor")
+        ack = await impostor.publish(forged)
+        await impostor.close()
+    finally:
+        await connection.close()
+        if server is not None:
+            server.stop()
+    code, errors = await asyncio.to_thread(verify, data)
+    assert code == 1
+    assert errors == [f"audit: forged: seq {ack.seq}: the stream holds a message on {events.subject_of(forged)}: "
+                      "TaskReady is the distributor's to emit, and this one is signed by the executor; the store "
+                      "writer rejected it"]

@@ -90,7 +90,7 @@ async def test_read_through_gives_what_the_subject_holds_when_the_read_begins_an
                                  message=str(n)) for n in range(5)]
     await nats_bus.publish_many(alerts)
     await nats_bus.publish(events.WorkflowSubmitted(id="w", ts=events.now(), workflow_id="w"))  # another subject
-    read = [nats_bus.decode(m.subject, m.data).id async for m in nats_bus.read_through(alerts_only)]
+    read = [nats_bus.decode_msg(m).id async for m in nats_bus.read_through(alerts_only)]
     assert read == [a.id for a in alerts]
-    later = [nats_bus.decode(m.subject, m.data).id async for m in nats_bus.read_through(alerts_only, 3)]
+    later = [nats_bus.decode_msg(m).id async for m in nats_bus.read_through(alerts_only, 3)]
     assert later == ["a2", "a3", "a4"]  # seqs 3-5

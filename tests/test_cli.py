@@ -12,6 +12,7 @@ import pytest
 
 import bus
 import events
+import guard
 
 from .conftest import spawn_ymera, ymera, ymera_env
 from .support import started
@@ -106,7 +107,8 @@ def test_a_killed_runner_leaves_no_orphan_nats_server(tmp_path: Path) -> None:
 
 
 async def test_tail_filters_by_workflow_and_type(tmp_path: Path, nats_server: bus.EmbeddedServer) -> None:
-    connection = await bus.connect(nats_server.url)
+    # The test plays the executor: the TaskStarted it publishes are signed as the executor's are.
+    connection = await bus.connect(nats_server.url, signer=guard.Identity.load_or_create(tmp_path / "keys", "executor"))
     try:
         await connection.publish_many([started("wf-a", "t1"), started("wf-b", "t2"), started("wf-a", "t3")])
         submission = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf-a")

@@ -94,7 +94,8 @@ def test_schema_into_a_reader_gone_before_it_writes_ends_quietly(tmp_path: Path)
 
 async def test_tail_and_replay_into_head_end_quietly(tmp_path: Path, nats_server: bus.EmbeddedServer) -> None:
     env = ymera_env(tmp_path / "data", nats_server.url)
-    async with connected(nats_server.url) as connection, store.SqliteEventLog(tmp_path / "data" / "events.db") as log:
+    async with (connected(nats_server.url, signing_as=(tmp_path / "data" / "keys", "executor")) as connection,
+                store.SqliteEventLog(tmp_path / "data" / "events.db") as log):
         # Far more than a pipe holds (64 KiB), so the writer is still writing when the reader goes.
         sent = [started(f"wf{i}", "t", i) for i in range(3000)]
         await connection.publish_many(sent)
@@ -163,7 +164,7 @@ def test_an_actor_stopped_while_it_waits_for_nats_exits_cleanly(tmp_path: Path) 
 async def test_tail_of_one_workflow_leaves_out_other_workflows_malformed_messages(
     tmp_path: Path, nats_server: bus.EmbeddedServer,
 ) -> None:
-    async with connected(nats_server.url) as connection:
+    async with connected(nats_server.url, signing_as=(tmp_path / "keys", "executor")) as connection:
         await connection.js.publish("ymera.wf.other.submitted", b"not json, and not mine")
         await connection.js.publish("ymera.task.other.t.started", b"{}")
         await connection.publish(started("other", "t"))

@@ -137,6 +137,14 @@ async def test_python_task_returns_the_functions_result_despite_its_prints() -> 
     assert outcome == Outcome(output=5)
 
 
+async def test_python_task_cannot_read_any_providers_key_or_the_key_encryption_key(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GROQ_API_KEY_1", "GEMINI_API_KEY", "YMERA_LLM_API_KEY", "YMERA_KEK", "MY_SETTING"):
+        monkeypatch.setenv(name, "secret")
+    outcome = await run(task("python", function="tests.pytasks:secrets_seen"))
+    assert outcome == Outcome(output=["MY_SETTING"])  # other settings pass through
+
+
 async def test_python_task_awaits_a_coroutine_function() -> None:
     outcome = await run(task("python", function="tests.pytasks:shout", args={"text": "{{ tasks.a.output }}"}),
                         {"a": "quiet"})

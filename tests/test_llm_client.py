@@ -293,3 +293,10 @@ async def test_an_agent_task_without_a_known_agent_is_a_bad_request() -> None:
     assert (error.kind, error.retryable) == ("bad_request", False)
     assert str(error) == ("analysis task needs an agent; built-in agents: analyst, architect, coding_agent, "
                           "developer, researcher, reviewer, tester, writer; got 'wizard'")
+
+
+def test_an_endpoint_shows_its_key_ids_never_its_keys() -> None:
+    settings = load_settings({"GROQ_API_KEY_1": "gsk-secret-one", "GROQ_API_KEY_2": "gsk-secret-two"}, dotenv=None)
+    groq = ai.endpoints(settings)["groq"]
+    assert repr(groq) == f"Endpoint('groq', {groq.base_url!r}, keys=['groq:1', 'groq:2'])"
+    assert "secret" not in repr(ai.endpoints(settings))

@@ -22,7 +22,7 @@ from actors.executor import context
 from actors.executor._pools import SharedPools
 from ymera import WorkflowClient
 
-from .engine import all_events
+from .engine import all_events, connected
 from .llm_server import OpenAIServer
 from .support import wait_until
 
@@ -277,7 +277,9 @@ def ready(task_id: str) -> events.TaskReady:
 
 async def test_a_restarted_engine_does_not_call_a_key_that_rests_after_a_429_met_before_it_started(
         nats_bus: bus.Bus, tmp_path: Path, server: OpenAIServer) -> None:
-    await nats_bus.publish(local("local:1", "rate_limited", retry_after=600, executor="vm-killed"))
+    # What an executor that died had recorded, signed as it signed it.
+    async with connected(nats_bus.url, signing_as=(tmp_path / "data" / "keys", "executor")) as dead:
+        await dead.publish(local("local:1", "rate_limited", retry_after=600, executor="vm-killed"))
     stop, started = asyncio.Event(), asyncio.Event()
     running = asyncio.create_task(run_all(settings_for(tmp_path, server), nats_bus, stop, started))
     try:

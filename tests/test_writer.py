@@ -13,6 +13,7 @@ import pytest
 
 import bus
 import events
+import guard
 import store
 
 from .conftest import spawn_ymera, ymera, ymera_env
@@ -140,19 +141,24 @@ async def test_ten_thousand_events_from_four_publishers_survive_a_killed_writer(
     published = {e.id for batch in batches for e in batch}
     twice = rng.sample([e for batch in batches for e in batch], 500)
     writer = spawn_ymera("actor", "store", env=env, output=tmp_path / "writer.log")
+    # The test plays the executor: what it publishes is signed as the executor's is.
+    executor = guard.Identity.load_or_create(data_dir / "keys", "executor")
+    signed = await bus.connect(nats_server.url, signer=executor)
 
     async def publisher(batch: list[events.TaskStarted]) -> None:
         for i in range(0, len(batch), 100):
-            await nats_bus.publish_many(batch[i : i + 100])
+            await signed.publish_many(batch[i : i + 100])
             await asyncio.sleep(0.005)
 
     async def duplicator() -> None:
         for n, event in enumerate(twice):
             if n % 2:  # a copy inside the duplicate window: JetStream drops it
-                ack = await nats_bus.publish(event)
+                ack = await signed.publish(event)
                 assert ack.duplicate
             else:  # a copy outside it (no Nats-Msg-Id): the log must drop it
-                await nats_bus.js.publish(events.subject_of(event), events.encode(event))
+                subject, data = events.subject_of(event), events.encode(event)
+                [sealed] = bus.seal(executor, [(subject, data)])
+                await nats_bus.js.publish(subject, data, headers={bus.SEAL_HEADER: sealed})
 
     try:
         publishing = asyncio.gather(*(publisher(b) for b in batches))
@@ -169,6 +175,7 @@ async def test_ten_thousand_events_from_four_publishers_survive_a_killed_writer(
             await asyncio.sleep(0.5)  # anything past 10,000 would be a duplicate; give it time to show
             rows = [(r.seq, r.id) async for r in reader.read()]
     finally:
+        await signed.close()
         writer.send_signal(signal.SIGTERM)
         assert writer.wait(10) == 0, (tmp_path / "writer.log").read_text()
 
@@ -195,6 +202,8 @@ async def test_ten_thousand_events_from_four_publishers_survive_a_killed_writer(
         f"audit: chain broken at seq {seq} (event {event_id}): hash does not match the row's content "
         f"({position} rows before it verified)\n"
         f"audit: altered: seq {seq}: event {event_id}: its bytes differ from the stream's\n"
+        f"audit: forged: seq {seq}: event {event_id}: TaskStarted's signature does not verify: the message was "
+        "altered, or the signature forged\n"
     )
 
 

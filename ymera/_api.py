@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from actors import Settings, load_settings
+from actors import Settings, keyring_of, load_settings
 from actors._supervisor import run_all
 from bus import Bus, EmbeddedServer, open_local
 from events import FeedbackGiven, TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check_workflow_id, new_id, now
@@ -95,7 +95,7 @@ class WorkflowOrchestrator:
             raise YmeraError("this WorkflowOrchestrator is closed; create a new one")
         if self._bus is not None:
             return
-        self._bus, self._server = await open_local(self.settings, "ymera-api")
+        self._bus, self._server = await open_local(self.settings, "ymera-api", keyring_of(self.settings))
         run_actors = self.run_actors if self.run_actors is not None else self._server is not None
         self._runs_actors = run_actors
         if run_actors:

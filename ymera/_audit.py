@@ -9,13 +9,17 @@ checkpoints, and against the stream that still holds the originals.
   key (`<keys dir>/store.pub`, or the key id pinned with `--key`), and each agreeing with the
   log: the row at its seq has its hash. A log cut at the end, emptied, or re-hashed disagrees.
 - The stream, where it still holds the range: every message the writer would have stored
-  (a valid event, not a copy of one stored before) is a row at the same seq with the same
-  bytes, and no row is anything else.
+  (a valid event, signed by its type's actor, not a copy of one stored before) is a row at
+  the same seq with the same bytes, and no row is anything else.
+- The signatures (bus/_seal.py): every row and every message of the stream whose type an
+  actor emits is signed by that actor's key (`<keys dir>/<actor>.pub`).
 
 Findings are reported by kind, each naming its seqs: altered (a row's bytes differ from the
 stream's at its seq), reordered (a row holds the event of another seq), inserted (a row the
 stream never had), missing (an event of the stream with no row: a gap, a cut at the end, the
-start deleted), checkpoint (one the log disagrees with, or one not signed by the writer's key).
+start deleted), forged (a row, or a message the stream holds, not signed by the actor its
+type belongs to: the store writer rejected such a message, and a row of one was written
+into the file), checkpoint (one the log disagrees with, or one not signed by the writer's key).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 import guard
 import store
 from actors import Settings
-from bus import Bus, BusError, open_local, stream_seq
+from bus import Bus, BusError, SealCheck, UntrustedEvent, open_local, seal_of, stream_seq
 from events import ALL_SUBJECTS, ChainCheckpoint, MalformedEvent, checkpoint_bytes, decode
 
 __all__ = ["Audit", "Finding", "audit", "cmd_audit_verify"]
@@ -38,7 +42,7 @@ __all__ = ["Audit", "Finding", "audit", "cmd_audit_verify"]
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # altered, reordered, inserted, missing, checkpoint, chain
+    kind: str  # altered, reordered, inserted, missing, forged, checkpoint, chain
     seqs: tuple[int, int]  # first and last seq it concerns
     detail: str
 
@@ -73,6 +77,7 @@ class _Expected:
 async def audit(log: store.EventLog, bus: Bus | None, keys_dir: Path, pinned_key: str | None = None) -> Audit:
     """The whole audit of `log`; `bus` None (or unreachable): the chain and the log's own checkpoints."""
     result = Audit(chain=await store.verify(log))
+    seals = SealCheck(guard.Keyring(keys_dir))
     if result.chain.broken is not None:
         broken = result.chain.broken
         result.findings.append(Finding("chain", (broken.seq, broken.seq), f"event {broken.event_id}: {broken.reason}"))
@@ -80,7 +85,7 @@ async def audit(log: store.EventLog, bus: Bus | None, keys_dir: Path, pinned_key
     checkpoints: list[ChainCheckpoint] = []
     if bus is not None:
         try:
-            expected, checkpoints, result.stream_range = await _read_stream(bus)
+            expected, checkpoints, result.stream_range = await _read_stream(bus, seals, result)
         except BusError as exc:
             result.stream_error = str(exc)
     if bus is None or result.stream_error is not None or result.stream_range is None:
@@ -88,7 +93,7 @@ async def audit(log: store.EventLog, bus: Bus | None, keys_dir: Path, pinned_key
         checkpoints = [e for e in await _stored(log, "ChainCheckpoint") if isinstance(e, ChainCheckpoint)]
     trusted = pinned_key or _trusted_key(keys_dir)
     vouched = {c.head_seq: c for c in checkpoints if _signed(c, trusted, result)}
-    hashes, rows = await log.in_thread(lambda reader: _compare(reader, expected, vouched, result))
+    hashes, rows = await log.in_thread(lambda reader: _compare(reader, expected, vouched, seals, result))
     _check_checkpoints(vouched, hashes, rows, result)
     if expected:
         _missing(expected, rows, max(vouched, default=0), result)
@@ -99,8 +104,10 @@ async def audit(log: store.EventLog, bus: Bus | None, keys_dir: Path, pinned_key
 # ---- the stream -----------------------------------------------------------------------------------
 
 
-async def _read_stream(bus: Bus) -> tuple[dict[int, _Expected], list[ChainCheckpoint], tuple[int, int] | None]:
-    """Every message the writer would have stored, by seq; and the checkpoints among them."""
+async def _read_stream(bus: Bus, seals: SealCheck, result: Audit
+                       ) -> tuple[dict[int, _Expected], list[ChainCheckpoint], tuple[int, int] | None]:
+    """Every message the writer would have stored, by seq; and the checkpoints among them. A
+    forged one is a finding."""
     state = await bus.stream_state()
     if state.last_seq < state.first_seq or state.last_seq == 0:
         return {}, [], None
@@ -109,7 +116,13 @@ async def _read_stream(bus: Bus) -> tuple[dict[int, _Expected], list[ChainCheckp
     seen: set[str] = set()
     async for msg in bus.read_through(ALL_SUBJECTS, state.first_seq):
         try:
-            event = bus.decode(msg.subject, msg.data)
+            event = bus.decode_msg(msg)
+            seals.check(type(event).__name__, msg.subject, msg.data, seal_of(msg.headers))
+        except UntrustedEvent as exc:
+            seq = stream_seq(msg)
+            result.findings.append(Finding("forged", (seq, seq), f"the stream holds a message on {msg.subject}: "
+                                                                 f"{exc.reason}; the store writer rejected it"))
+            continue
         except MalformedEvent:
             continue  # rejected: the writer stores no row for it
         if event.id not in seen:
@@ -159,15 +172,20 @@ def _signed(checkpoint: ChainCheckpoint, trusted: str | None, result: Audit) -> 
 
 
 def _compare(reader: store.LogReader, expected: dict[int, _Expected], vouched: dict[int, ChainCheckpoint],
-             result: Audit) -> tuple[dict[int, bytes], set[int]]:
-    """Each row against the stream's message at its seq; the hashes of the rows checkpoints name."""
+             seals: SealCheck, result: Audit) -> tuple[dict[int, bytes], set[int]]:
+    """Each row's signature, and each row against the stream's message at its seq; the hashes of
+    the rows checkpoints name."""
     by_digest = {e.digest: seq for seq, e in expected.items()}
     first = result.stream_range[0] if result.stream_range is not None else None
     hashes: dict[int, bytes] = {}
     rows: set[int] = set()
-    for chunk in reader.scan("seq, id, data, hash"):
-        for seq, event_id, data, row_hash in chunk:
+    for chunk in reader.scan("seq, id, type, subject, data, hash, seal"):
+        for seq, event_id, kind, subject, data, row_hash, sealed in chunk:
             rows.add(seq)
+            try:
+                seals.check(kind, subject, data, sealed)
+            except UntrustedEvent as exc:
+                result.findings.append(Finding("forged", (seq, seq), f"event {event_id}: {exc.reason}"))
             if seq in vouched:
                 hashes[seq] = row_hash
             if first is None or seq < first:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import events
 import store
-from actors import ACTOR_NAMES, Settings, run_all
+from actors import ACTOR_NAMES, Settings, keyring_of, run_all
 from actors.validator import plan, validate_workflow
 from bus import Bus, open_local
 
@@ -97,7 +97,7 @@ async def run_to_end(settings: Settings, make: Callable[[Bus], Awaitable[events.
     showing progress; with every actor in this process when `actors` says so (None: when this
     command starts the server). The run and every event of it seen."""
     check_timeout(timeout)
-    connection, server = await open_local(settings, name)
+    connection, server = await open_local(settings, name, keyring_of(settings))
     stop = asyncio.Event()
     engine = None
     try:
@@ -145,7 +145,7 @@ ENGINE_STOP_SECONDS = 10.0
 async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     """Publish a workflow file; with --with-store, wait until the log has it."""
     submission = read_workflow(Path(args.file), settings.quality_threshold)
-    connection, server = await open_local(settings, "ymera-submit")
+    connection, server = await open_local(settings, "ymera-submit", keyring_of(settings))
     stop = asyncio.Event()
     log = store.SqliteEventLog(settings.log_path) if args.with_store else None
     writer = None
@@ -179,7 +179,7 @@ async def _runs(settings: Settings, workflow_id: str, cancel_reason: str | None 
     """Every run of one workflow, folded from the stream (an error if it has none); with
     `cancel_reason`, also ask to cancel its active run (an error if it has none) and return its id."""
     events.check_workflow_id(workflow_id)
-    connection, server = await open_local(settings, "ymera-status")
+    connection, server = await open_local(settings, "ymera-status", keyring_of(settings))
     try:
         projection = store.WorkflowRuns()
         runs = projection.initial()
@@ -251,7 +251,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    connection, server = await open_local(settings, "ymera-up")
+    connection, server = await open_local(settings, "ymera-up", keyring_of(settings))
     try:
         if args.processes:
             await _supervise_processes(settings, connection.url, args.executors, stop)

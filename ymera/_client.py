@@ -75,7 +75,7 @@ class WorkflowClient:
                 if msg is None:
                     continue
                 try:
-                    event = await self.bus.read(msg.subject, msg.data, UNSHOWN)
+                    event = await self.bus.read(msg, UNSHOWN)
                 except (MalformedEvent, BlobError):
                     continue  # the store writer records it as MessageRejected
                 if event.id not in ids:
@@ -167,7 +167,7 @@ async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Eve
     ids: set[str] = set()
     async for msg in bus.read_through(subject):
         with contextlib.suppress(MalformedEvent, BlobError):
-            event = await bus.read(msg.subject, msg.data, keep)
+            event = await bus.read(msg, keep)
             if event.id not in ids:
                 ids.add(event.id)
                 out.append(event)

@@ -172,7 +172,7 @@ class Executor:
 
     async def _attempt_once(self, bus: Bus, ctx: Context, msg: Delivery) -> None:
         try:
-            ready = await bus.read(msg.subject, msg.data)
+            ready = await bus.read(msg)
         except (MalformedEvent, BlobError) as exc:
             if isinstance(exc, BlobError):
                 _log.warning("task not started: a blob cannot be read", subject=msg.subject, error=str(exc))
@@ -246,13 +246,11 @@ class Executor:
         result but died before acking, or held it (paused) until the distributor timed it out.
         Either way it is no one's to run any more."""
         for kind in (TaskSucceeded, TaskFailed, TaskTimedOut):
-            subject = subject_filter(kind, ready.workflow_id, ready.task_id)
-            data = await bus.last(subject)
-            if data is None:
-                continue
             try:
-                last = bus.decode(subject, data)
+                last = await bus.last(subject_filter(kind, ready.workflow_id, ready.task_id))
             except MalformedEvent:
+                continue
+            if last is None:
                 continue
             if run_key(last) == run_key(ready) and getattr(last, "attempt", 0) >= ready.attempt:
                 _log.warning("redelivered attempt not run: it has ended", workflow=ready.workflow_id,
@@ -266,7 +264,7 @@ class Executor:
 
     async def _on_cancelled(self, msg: Delivery) -> None:
         try:
-            cancelled = self._bus().decode(msg.subject, msg.data)
+            cancelled = self._bus().decode_msg(msg)
         except MalformedEvent:
             return
         run = run_key(cancelled)
@@ -278,7 +276,7 @@ class Executor:
 
     async def _on_timed_out(self, msg: Delivery) -> None:
         try:
-            event = self._bus().decode(msg.subject, msg.data)
+            event = self._bus().decode_msg(msg)
         except MalformedEvent:
             return
         if isinstance(event, TaskTimedOut):

@@ -80,6 +80,6 @@ class Measures:
             if msg is None:
                 continue
             try:
-                self.apply(bus.decode(msg.subject, msg.data))
+                self.apply(bus.decode_msg(msg))
             except MalformedEvent:
                 continue

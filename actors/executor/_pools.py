@@ -139,7 +139,7 @@ class SharedPools:
             if msg is None:
                 continue
             try:
-                event = bus.decode(msg.subject, msg.data)
+                event = bus.decode_msg(msg)
             except MalformedEvent:
                 event = None  # the store writer records it as MessageRejected
             # Its own reservations this executor applied as it made them, at their seq; every record,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 from typing import Any
@@ -27,8 +28,9 @@ __all__ = ["run_python"]
 # The rule for `function` is the registry's, so the validator and the executor agree.
 _FUNCTION = next(p for p in TASK_KINDS["python"].params if p.name == "function")
 
-# The child must not hold the LLM keys: a python task needs none, and what it cannot read it cannot leak.
-_SECRET_PREFIX = "YMERA_LLM_API_KEY"
+# The child must not hold the LLM keys (any <PROVIDER>_API_KEY[_<n>]) or the key that decrypts
+# them: a python task needs none, and what it cannot read it cannot leak.
+_SECRET = re.compile(r".*_API_KEY(?:_[0-9]+)?|YMERA_KEK")
 
 
 class _Answer(msgspec.Struct):
@@ -79,7 +81,7 @@ def _failure(function: str, answer: _Answer) -> TaskError:
 
 
 async def _run_child(call: bytes) -> tuple[bytes, bytes, int | None]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(_SECRET_PREFIX)}
+    env = {key: value for key, value in os.environ.items() if not _SECRET.fullmatch(key)}
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "actors.executor._pyrun",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

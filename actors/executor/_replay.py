@@ -93,7 +93,7 @@ async def _read(bus: Bus, workflow_id: str, run: str) -> dict[str, list[LLMCalle
     calls: dict[str, list[LLMCalled]] = {}
     async for msg in bus.read_through(subject_filter(LLMCalled, workflow_id)):
         try:
-            event = await bus.read(msg.subject, msg.data)
+            event = await bus.read(msg)
         except (MalformedEvent, BlobError):
             continue
         if isinstance(event, LLMCalled) and event.run_id == run:

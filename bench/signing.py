@@ -1,0 +1,139 @@
+"""What signing every event costs (bus/_seal.py): the seal and its check alone, and the engine's
+throughput with YMERA_SIGN_EVENTS on and off, measured in the same run, alternating.
+
+- **seal**: `bus.seal` of a batch of n real events (one Ed25519 signature, a Merkle tree of n
+  leaves), per event; **check**: `SealCheck.check` of each message of the batch (the first
+  verifies the signature, the rest meet the root in the cache), per event; and, for scale,
+  one Ed25519 signature and one verification.
+- **engine**: bench/throughput.py's workloads (wide: W workflows of N independent noop tasks;
+  chain: one workflow of C tasks in a line), each actor its own process (`ymera up
+  --processes`, one executor), a fresh server and data dir per run; signing on and off
+  alternate in each repetition. Tasks/s counts from the first submit until the log holds
+  every event; the chain reports its step's p50 (TaskReady -> TaskSucceeded -> next TaskReady).
+
+    .venv/bin/python bench/signing.py [--wide 50x100] [--chain 200] [--repeat 3] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from report import machine, write_section
+from throughput import chain_steps, engine, run_workflows, submission
+
+import bus
+import events
+import guard
+
+
+def per_event_us(fn: Callable[[], object], events_each: int, seconds: float = 0.5) -> float:
+    runs, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        runs += 1
+    return (time.perf_counter() - t0) / (runs * events_each) * 1e6
+
+
+def micro() -> list[str]:
+    signer = guard.Identity.generate("executor")
+
+    class Ring:
+        def actor_of(self, key: str) -> str | None:
+            return "executor"
+
+        def verify(self, key: str, data: bytes, signature: str) -> bool:
+            return guard.verify(signer.public_key, data, signature)
+
+    lines = ["| batch | seal µs/event | check µs/event |", "|---:|---:|---:|"]
+    for n in (1, 10, 100, 1000):
+        batch = []
+        for i in range(n):
+            e = events.TaskSucceeded(id=events.new_id(), ts=events.now(), workflow_id="wf", run_id="r",
+                                     task_id=f"t{i}", attempt=1, output={"n": i}, actor="executor")
+            batch.append((events.subject_of(e), events.encode(e)))
+        seals = bus.seal(signer, batch)
+
+        def check_all(seals: list[str] = seals, batch: list[tuple[str, bytes]] = batch) -> None:
+            check = bus.SealCheck(Ring())  # a fresh cache: the batch's signature verified once
+            for (subject, data), sealed in zip(batch, seals, strict=True):
+                check.check("TaskSucceeded", subject, data, sealed)
+
+        lines.append(f"| {n} | {per_event_us(lambda b=batch: bus.seal(signer, b), n):.1f} | "
+                     f"{per_event_us(check_all, n):.1f} |")
+    sig = signer.sign(b"x" * 100)
+    lines.append("")
+    lines.append(f"One Ed25519 signature: {per_event_us(lambda: signer.sign(b'x' * 100), 1):.1f} µs; one "
+                 f"verification: {per_event_us(lambda: guard.verify(signer.public_key, b'x' * 100, sig), 1):.1f} µs.")
+    return lines
+
+
+async def engine_run(tmp: Path, signed: bool, subs: Sequence[events.WorkflowSubmitted]) -> tuple[float, Path]:
+    os.environ["YMERA_SIGN_EVENTS"] = "true" if signed else "false"
+    async with engine(tmp, 1, in_process=False) as running:
+        seconds, _ = await run_workflows(running, subs)
+        return seconds, running.db
+
+
+async def measure(args: argparse.Namespace) -> list[str]:
+    results: dict[tuple[str, bool], list[float]] = {}
+    for rep in range(args.repeat):
+        for signed in ((True, False) if rep % 2 == 0 else (False, True)):
+            with tempfile.TemporaryDirectory() as tmp:
+                w, n = args.wide
+                subs = [submission(f"w{rep}-{i}", n, chained=False) for i in range(w)]
+                seconds, _ = await engine_run(Path(tmp) / "wide", signed, subs)
+                results.setdefault(("wide", signed), []).append(w * n / seconds)
+                chain = submission(f"c{rep}", args.chain, chained=True)
+                _, db = await engine_run(Path(tmp) / "chain", signed, [chain])
+                steps, _ = chain_steps(db, chain.workflow_id)
+                results.setdefault(("chain", signed), []).append(statistics.median(steps) * 1000)
+            print(f"rep {rep + 1}, signed={signed}: wide {results[('wide', signed)][-1]:,.0f} tasks/s, chain step "
+                  f"p50 {results[('chain', signed)][-1]:.2f} ms", flush=True)
+    os.environ.pop("YMERA_SIGN_EVENTS", None)
+
+    def cell(values: list[float], fmt: str) -> str:
+        return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+
+    w, n = args.wide
+    on, off = results[("wide", True)], results[("wide", False)]
+    chain_on, chain_off = results[("chain", True)], results[("chain", False)]
+    ratios = [a / b for a, b in zip(on, off, strict=True)]
+    step_ratios = [a / b for a, b in zip(chain_on, chain_off, strict=True)]
+    return [
+        "| workload | signed | unsigned | signed / unsigned |", "|---|---:|---:|---:|",
+        f"| wide {w}×{n}, tasks/s | {cell(on, ',.0f')} | {cell(off, ',.0f')} | "
+        f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |",
+        f"| chain {args.chain}, step p50 ms | {cell(chain_on, '.2f')} | {cell(chain_off, '.2f')} | "
+        f"{statistics.median(step_ratios):.2f} ({min(step_ratios):.2f}–{max(step_ratios):.2f}) |",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--wide", type=lambda s: tuple(int(x) for x in s.split("x")), default=(50, 100))
+    p.add_argument("--chain", type=int, default=200)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--no-engine", action="store_true", help="the seal and check alone")
+    p.add_argument("--write", action="store_true", help="also record the results in BENCHMARKS.md")
+    args = p.parse_args(argv)
+    lines = micro()
+    print("\n".join(lines), flush=True)
+    if not args.no_engine:
+        table = asyncio.run(measure(args))
+        print("\n".join(table))
+        lines += ["", *table]
+    if args.write:
+        command = "`.venv/bin/python bench/signing.py " + " ".join(argv or sys.argv[1:]) + "`"
+        write_section("Signing (bench/signing.py)", f"{machine()}\n\n{command}\n\n" + "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

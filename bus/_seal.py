@@ -1,0 +1,181 @@
+"""Who said what: every batch an actor publishes is signed once, and each message carries the
+proof that it belongs to the signed batch (the `Ymera-Sig` header, kept by the stream with
+the message and by the log beside its row).
+
+One Ed25519 signature per message would cost its emitter ~35 µs and every reader ~115 µs per
+message, on these machines: the monitor and the store writer, which read everything, would
+stop near 8,700 events/s, below what the engine runs (BENCHMARKS.md, "Signing"). So the
+signature covers the root of a Merkle tree over the batch's messages, and a message's seal is
+
+    <key id>.<n>.<i>.<signature of the root, base64>.<proof, base64url>
+
+where n is the batch's size, i the message's place in it, and the proof the sibling hashes
+on its path to the root. A reader hashes the message up the path (two sha256 per level) and
+verifies each root's signature once: the other messages of the batch meet it in the cache.
+
+    leaf  = sha256(b"L" + subject + b"\\n" + data)
+    node  = sha256(b"N" + left + right)        an odd node out rises unpaired
+    signed: b"ymera-seal-v1\\n" + n (4 bytes, big-endian) + root
+
+The bus knows the wire format only; the keys are the deployment's (`guard`): a `Signer` makes
+signatures, a `Keyring` names the actor a key id belongs to and checks its signatures. What
+each actor may emit is `events.EMITTED_BY`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Sequence
+from typing import Protocol
+
+from events import CLIENT, EMITTED_BY, MalformedEvent
+
+__all__ = ["SEAL_HEADER", "Keyring", "SealCheck", "Signer", "UntrustedEvent", "seal", "seal_of"]
+
+SEAL_HEADER = "Ymera-Sig"
+_SEAL_MARK = SEAL_HEADER.encode() + b":"
+_DOMAIN = b"ymera-seal-v1\n"
+_MAX_BATCH = 1 << 20
+_PROVEN_NODES = 1 << 16
+
+
+class Signer(Protocol):
+    """What signs an actor's batches: its name, its key's id, and base64 signatures."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, data: bytes) -> str: ...
+
+
+class Keyring(Protocol):
+    """The actors' public keys: who a key id is, and whether a signature is theirs."""
+
+    def actor_of(self, key_id: str) -> str | None: ...
+
+    def verify(self, key_id: str, data: bytes, signature: str) -> bool: ...
+
+
+class UntrustedEvent(MalformedEvent):
+    """An event its type's actor did not sign: forged, altered, or published by someone else.
+    Dropped by every reader; the store writer records it as a `MessageRejected`."""
+
+
+def seal(signer: Signer, messages: Sequence[tuple[str, bytes]]) -> list[str]:
+    """The seal of each (subject, data) of one batch, in order, under one signature."""
+    n = len(messages)
+    levels = [[_leaf(subject, data) for subject, data in messages]]
+    while len(levels[-1]) > 1:
+        levels.append(_up(levels[-1]))
+    signature = signer.sign(_signed(n, levels[-1][0]))
+    head = f"{signer.key_id}.{n}."
+    seals = []
+    for i in range(n):
+        proof, at = [], i
+        for level in levels[:-1]:
+            sibling = at ^ 1
+            if sibling < len(level):
+                proof.append(level[sibling])
+            at //= 2
+        seals.append(f"{head}{i}.{signature}.{base64.urlsafe_b64encode(b''.join(proof)).decode()}")
+    return seals
+
+
+def seal_of(headers: bytes | dict[str, str] | None) -> str | None:
+    """A message's seal, from its raw header block (the bus's direct path) or parsed headers."""
+    if not headers:
+        return None
+    if isinstance(headers, dict):
+        return headers.get(SEAL_HEADER)
+    start = headers.find(_SEAL_MARK)
+    if start < 0:
+        return None
+    start += len(_SEAL_MARK)
+    end = headers.find(b"\r\n", start)
+    return headers[start:end if end >= 0 else len(headers)].strip().decode("ascii", "replace")
+
+
+class SealCheck:
+    """Checks that an event was signed by the actor its type belongs to (`check`), verifying
+    each batch's signature once (the nodes of the trees last proven are remembered)."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+        self._proven: dict[bytes, str] = {}  # node of a signed tree -> the key that signed it
+
+    def check(self, kind: str, subject: str, data: bytes, sealed: str | None) -> str | None:
+        """The actor who signed it (None for a client's event, which needs no signature);
+        `UntrustedEvent` saying why when its type's actor did not sign it."""
+        owner = EMITTED_BY.get(kind, CLIENT)
+        if owner == CLIENT:
+            return None
+        if not sealed:
+            raise UntrustedEvent(f"{kind} is the {owner}'s to emit, and this one is not signed")
+        key = sealed.partition(".")[0]
+        signer = self.keyring.actor_of(key)
+        if signer is None:
+            raise UntrustedEvent(f"{kind} is signed by key {key[:16]!r}, which is no actor's key this deployment "
+                                 f"knows")
+        if signer != owner:
+            raise UntrustedEvent(f"{kind} is the {owner}'s to emit, and this one is signed by the {signer}")
+        self._verify(kind, subject, data, sealed)
+        return signer
+
+    def _verify(self, kind: str, subject: str, data: bytes, sealed: str) -> None:
+        """That the seal proves this message part of a batch its key signed. The path is hashed
+        up only until it meets a node already proven (a message before it of the same batch):
+        in a batch read in order, two hashes a message, and one signature check a batch."""
+        try:
+            key, n_text, i_text, signature, proof_text = sealed.split(".")
+            n, i = int(n_text), int(i_text)
+            proof = base64.urlsafe_b64decode(proof_text)
+        except (ValueError, binascii.Error):
+            raise UntrustedEvent(f"{kind} has a malformed signature header") from None
+        if not 0 <= i < n <= _MAX_BATCH or len(proof) % 32:
+            raise UntrustedEvent(f"{kind} has a malformed signature header")
+        proven = self._proven
+        node, at, width, used = _leaf(subject, data), i, n, 0
+        path = [node]
+        while width > 1 and proven.get(node) != key:
+            sibling = at ^ 1
+            if sibling < width:
+                if used + 32 > len(proof):
+                    raise UntrustedEvent(f"{kind} has a malformed signature header")
+                other = proof[used:used + 32]
+                used += 32
+                node = _node(other, node) if at & 1 else _node(node, other)
+                path.append(node)
+            at, width = at // 2, (width + 1) // 2
+        if proven.get(node) == key:
+            return
+        if used != len(proof) or not self.keyring.verify(key, _signed(n, node), signature):
+            raise UntrustedEvent(f"{kind}'s signature does not verify: the message was altered, or the "
+                                 f"signature forged")
+        for proven_node in path:  # each now shown to be in a tree `key` signed
+            proven[proven_node] = key
+        while len(proven) > _PROVEN_NODES:
+            del proven[next(iter(proven))]
+
+
+def _leaf(subject: str, data: bytes) -> bytes:
+    return hashlib.sha256(b"L" + subject.encode() + b"\n" + data).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"N" + left + right).digest()
+
+
+def _up(level: list[bytes]) -> list[bytes]:
+    paired = [_node(level[k], level[k + 1]) for k in range(0, len(level) - 1, 2)]
+    if len(level) % 2:
+        paired.append(level[-1])
+    return paired
+
+
+def _signed(n: int, root: bytes) -> bytes:
+    return _DOMAIN + n.to_bytes(4, "big") + root

@@ -1,0 +1,76 @@
+"""The actors' public keys, as readers of the stream check signatures with them (`bus.Keyring`).
+
+They are the `*.pub` files of the deployment's keys directory: `<actor>.pub`, made beside
+each actor's private key on its first start, and `<actor>.<label>.pub` for another host's
+key of the same actor (an operator copies the public halves between hosts; the private ones
+never leave theirs). A key id the ring does not know is looked up again in the directory
+only if the directory changed since it was read: an actor started after this reader made
+its key, and a stream of made-up key ids costs a `stat` each.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ._identity import key_id
+
+__all__ = ["Keyring"]
+
+
+class Keyring:
+    """Key id -> (actor, public key), read from `keys_dir`'s `*.pub` files."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.keys_dir = keys_dir
+        self._keys: dict[str, tuple[str, Ed25519PublicKey]] = {}
+        self._read_at: int | None = None
+        self._read()
+
+    def actor_of(self, key: str) -> str | None:
+        """The actor whose key `key` is; None if no key file here has that id."""
+        found = self._keys.get(key)
+        if found is None and self._changed():
+            self._read()
+            found = self._keys.get(key)
+        return found[0] if found else None
+
+    def verify(self, key: str, data: bytes, signature: str) -> bool:
+        """Whether `signature` (base64) over `data` was made by the key `key` names."""
+        found = self._keys.get(key)
+        if found is None:
+            return False
+        try:
+            found[1].verify(base64.b64decode(signature, validate=True), data)
+        except (InvalidSignature, binascii.Error, ValueError):
+            return False
+        return True
+
+    def actors(self) -> dict[str, str]:
+        """Every key id known, with its actor."""
+        return {key: actor for key, (actor, _) in self._keys.items()}
+
+    def _changed(self) -> bool:
+        try:
+            return self.keys_dir.stat().st_mtime_ns != self._read_at
+        except OSError:
+            return False
+
+    def _read(self) -> None:
+        try:
+            # Before the listing: a key made during it is read next time.
+            self._read_at = self.keys_dir.stat().st_mtime_ns
+            files = sorted(self.keys_dir.glob("*.pub"))
+        except OSError:
+            return
+        for path in files:
+            try:
+                text = path.read_text().strip()
+                public = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+            except (OSError, binascii.Error, ValueError):
+                continue  # not a public key: no event can be signed by it
+            self._keys[key_id(text)] = (path.name.split(".")[0], public)
