@@ -2,11 +2,12 @@
 
 from ._connection import BLOB_BUCKET, Bus, connect
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, Fenced, ServerStartError
+from ._limits import RATE_BUCKET, RateWindows
 from ._local import connect_when_up, open_bus, open_local
 from ._publish import PubAck
 from ._pull import PullBatches, deliveries, resume, stream_seq
 from ._reading import ConsumerState, Delivery, Follower, StreamState, Subscription, ack, nak, pending_after
-from ._seal import SEAL_HEADER, Keyring, SealCheck, Signer, UntrustedEvent, seal, seal_of
+from ._seal import SEAL_HEADER, Keyring, MacKeys, SealCheck, Signer, UntrustedEvent, seal, seal_of
 from ._server import EmbeddedServer, find_binary, free_port, running_server
 from ._snapshots import SNAPSHOT_BUCKET, SnapshotStore
 from ._stream import (
@@ -25,6 +26,7 @@ from ._worker import Worker, run_worker
 
 __all__ = [
     "BLOB_BUCKET",
+    "RATE_BUCKET",
     "SEAL_HEADER",
     "SNAPSHOT_BUCKET",
     "STREAM",
@@ -39,8 +41,10 @@ __all__ = [
     "Fenced",
     "Follower",
     "Keyring",
+    "MacKeys",
     "PubAck",
     "PullBatches",
+    "RateWindows",
     "SealCheck",
     "ServerStartError",
     "Signer",
