@@ -18,7 +18,7 @@ import msgspec
 import structlog
 
 import guard
-from bus import Bus, BusError, ConsumerConfigError, Worker, run_worker
+from bus import Bus, BusError, ConsumerConfigError, MacKeys, Worker, run_worker
 from config import Settings
 from events import YmeraError
 from store import SqliteEventLog, StoreLocked, StoreWriter
@@ -113,8 +113,8 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
         raise YmeraError(f"no actor named {name!r}; actors: {', '.join(ACTOR_NAMES)}")
     if settings.id_key is None:  # the deployment's key for derived ids, shared by all its actors
         settings = msgspec.structs.replace(settings, id_key=guard.id_key(settings.keys_dir))
-    signer, keyring = signing(settings, name)
-    async with bus.as_actor(name, signer, keyring) as own:
+    signer, keyring, macs = signing(settings, name)
+    async with bus.as_actor(name, signer, keyring, macs) as own:
         while not stop.is_set():
             try:
                 async with ACTORS[name](settings, own) as worker:
@@ -132,12 +132,15 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
                 pass
 
 
-def signing(settings: Settings, name: str) -> tuple[guard.Identity | None, guard.Keyring | None]:
-    """Actor `name`'s identity, which signs what it emits, and the keyring it checks what it
-    reads with (bus/_seal.py); neither with YMERA_SIGN_EVENTS=false."""
+def signing(settings: Settings, name: str
+            ) -> tuple[guard.Identity | None, guard.Keyring | None, MacKeys | None]:
+    """Actor `name`'s identity, which signs what it emits, the keyring it checks what it reads
+    with, and the actors' MAC keys, from the deployment's secret (bus/_seal.py); none with
+    YMERA_SIGN_EVENTS=false."""
     if not settings.sign_events:
-        return None, None
-    return guard.Identity.load_or_create(settings.keys_dir, name), keyring_of(settings)
+        return None, None, None
+    macs = guard.mac_keys(settings.id_key) if settings.id_key is not None else None
+    return guard.Identity.load_or_create(settings.keys_dir, name), keyring_of(settings), macs
 
 
 def keyring_of(settings: Settings) -> guard.Keyring | None:

@@ -94,7 +94,7 @@ async def measure(args: argparse.Namespace) -> list[str]:
                 chain = submission(f"c{rep}", args.chain, chained=True)
                 _, db = await engine_run(Path(tmp) / "chain", signed, [chain])
                 steps, _ = chain_steps(db, chain.workflow_id)
-                results.setdefault(("chain", signed), []).append(statistics.median(steps) * 1000)
+                results.setdefault(("chain", signed), []).append(statistics.median(steps))
             print(f"rep {rep + 1}, signed={signed}: wide {results[('wide', signed)][-1]:,.0f} tasks/s, chain step "
                   f"p50 {results[('chain', signed)][-1]:.2f} ms", flush=True)
     os.environ.pop("YMERA_SIGN_EVENTS", None)

@@ -27,7 +27,7 @@ from ._errors import BusError, BusUnavailable
 from ._publish import PubAck, Publisher
 from ._pull import PullBatches, resume, stream_seq
 from ._reading import Callback, ConsumerState, Delivery, Follower, StreamState, Subscription
-from ._seal import Keyring, SealCheck, Signer, seal_of
+from ._seal import Keyring, MacKeys, SealCheck, Signer, seal_of
 from ._sealer import Outgoing, Sealer
 from ._snapshots import SnapshotStore
 from ._stream import ConsumerPolicy, StreamPolicy, consumer_config, ensure_stream, set_retention
@@ -44,7 +44,7 @@ class Bus:
 
     def __init__(self, nc: Client, js: JetStreamContext, url: str, stream: StreamPolicy,
                  publish_timeout: float, name: str = "ymera", *, signer: Signer | None = None,
-                 keyring: Keyring | None = None) -> None:
+                 keyring: Keyring | None = None, mac_keys: MacKeys | None = None) -> None:
         self.nc = nc
         self.js = js
         self.url = url
@@ -58,8 +58,9 @@ class Bus:
         # keyring, an event its type's actor did not sign is an `UntrustedEvent` (_seal.py).
         self.signer = signer
         self.keyring = keyring
-        self.seals = SealCheck(keyring) if keyring is not None else None
-        self._sealer = Sealer(self._publisher, signer) if signer is not None else None
+        self.mac_keys = mac_keys
+        self.seals = SealCheck(keyring, mac_keys) if keyring is not None else None
+        self._sealer = Sealer(self._publisher, signer, mac_keys) if signer is not None else None
 
     # ---- the one point where events leave (signed), and the one where they arrive (checked) --
 
@@ -354,23 +355,23 @@ class Bus:
         return check_blob(ref, bytes(data))
 
     @contextlib.asynccontextmanager
-    async def as_actor(self, actor: str, signer: Signer | None = None,
-                       keyring: Keyring | None = None) -> AsyncIterator[Bus]:
+    async def as_actor(self, actor: str, signer: Signer | None = None, keyring: Keyring | None = None,
+                       mac_keys: MacKeys | None = None) -> AsyncIterator[Bus]:
         """A connection to this bus's server opened as `actor` (named `ymera-<actor>`), signing
-        what it publishes with `signer` and checking what it reads with `keyring` (this bus's,
-        if none is given), closed afterwards; this one if it is that actor's already (`ymera
-        actor NAME`). Every actor runs on a connection of its own, so what the server grants a
-        connection (per-actor credentials) is granted to one actor."""
+        what it publishes with `signer` and checking what it reads with `keyring` and `mac_keys`
+        (this bus's, if none are given; bus/_seal.py), closed afterwards; this one if it is that
+        actor's already (`ymera actor NAME`). Every actor runs on a connection of its own, so
+        what the server grants a connection (per-actor credentials) is granted to one actor."""
         name = f"ymera-{actor}"
-        keyring = keyring or self.keyring
+        keyring, mac_keys = keyring or self.keyring, mac_keys or self.mac_keys
         if self.name == name:
-            self.signer, self.keyring = signer or self.signer, keyring
-            self.seals = SealCheck(keyring) if keyring is not None else None
-            self._sealer = Sealer(self._publisher, self.signer) if self.signer is not None else None
+            self.signer, self.keyring, self.mac_keys = signer or self.signer, keyring, mac_keys
+            self.seals = SealCheck(keyring, mac_keys) if keyring is not None else None
+            self._sealer = Sealer(self._publisher, self.signer, mac_keys) if self.signer is not None else None
             yield self
             return
         own = await connect(self.url, name=name, stream=self.stream, publish_timeout=self.publish_timeout,
-                            signer=signer, keyring=keyring)
+                            signer=signer, keyring=keyring, mac_keys=mac_keys)
         try:
             yield own
         finally:
@@ -388,7 +389,7 @@ class Bus:
 
 async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None = None,
                   connect_timeout: float = 2.0, publish_timeout: float = 10.0, signer: Signer | None = None,
-                  keyring: Keyring | None = None) -> Bus:
+                  keyring: Keyring | None = None, mac_keys: MacKeys | None = None) -> Bus:
     """Connect, make sure the stream exists, and keep reconnecting for as long as we live.
     `signer` signs what this connection publishes; `keyring` checks what it reads (`Bus`)."""
     last_error: list[BaseException] = []
@@ -430,7 +431,7 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
     except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
         await nc.close()
         raise BusUnavailable(url, f"could not set up stream {policy.name}: {_describe(exc)}") from None
-    return Bus(nc, js, url, policy, publish_timeout, name, signer=signer, keyring=keyring)
+    return Bus(nc, js, url, policy, publish_timeout, name, signer=signer, keyring=keyring, mac_keys=mac_keys)
 
 
 def _abandon(futures: list[asyncio.Future[PubAck]]) -> None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import hmac
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -19,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ._identity import key_id
 
-__all__ = ["Keyring"]
+__all__ = ["Keyring", "mac_keys"]
 
 
 class Keyring:
@@ -74,3 +77,13 @@ class Keyring:
             except (OSError, binascii.Error, ValueError):
                 continue  # not a public key: no event can be signed by it
             self._keys[key_id(text)] = (path.name.split(".")[0], public)
+
+
+def mac_keys(secret: bytes) -> Callable[[str], bytes]:
+    """Each actor's MAC key, derived from the deployment's secret (`<keys dir>/ids.key`, which
+    every actor holds): what an actor checks another's batches with, faster than a signature
+    (bus/_seal.py). Whoever lacks the secret can make none of them."""
+    @functools.cache
+    def key_of(actor: str) -> bytes:
+        return hmac.digest(secret, b"ymera-seal-mac\n" + actor.encode(), "sha256")
+    return key_of

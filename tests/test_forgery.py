@@ -121,7 +121,8 @@ async def test_a_forged_ready_task_of_a_workflow_never_submitted_is_not_run(
         ran = await nats_bus.last_stored("ymera.task.wf-never.>")
     assert isinstance(end, events.WorkflowCompleted), end
     assert rejected.reason == "TaskReady is the distributor's to emit, and this one is not signed"
-    assert ran is not None and ran[0] == rejected.stream_seq  # nothing was published for it but the forgery
+    assert ran is not None
+    assert ran[0] == rejected.stream_seq  # nothing was published for it but the forgery
 
 
 async def test_an_event_signed_with_another_actors_key_is_rejected_naming_the_signer(
@@ -173,7 +174,8 @@ async def test_a_seal_copied_onto_a_message_not_in_its_batch_does_not_verify() -
         check.check("TaskStarted", messages[1][0], b"body 1, altered", seals[1])
     assert swapped.value.reason == ("TaskStarted's signature does not verify: the message was altered, or the "
                                     "signature forged")
-    for bad in ("", "x", f"{signer.key_id}.5.9.sig.", f"{signer.key_id}.5.0.sig.@@", f"{signer.key_id}.a.b.c.d"):
+    for bad in ("", ".x", f".{signer.key_id}.5.9.sig.", f".{signer.key_id}.5.0.sig.@@", f".{signer.key_id}.a.b.c.d",
+                f".{signer.key_id}.1.0.sig", f"0f.{signer.key_id}.5.0.sig."):
         with pytest.raises(bus.UntrustedEvent) as malformed:  # (a message proven already needs no proof)
             bus.SealCheck(Ring()).check("TaskStarted", messages[0][0], messages[0][1], bad or None)
         assert malformed.value.reason in ("TaskStarted has a malformed signature header",
@@ -186,6 +188,44 @@ async def test_a_seal_copied_onto_a_message_not_in_its_batch_does_not_verify() -
 def test_the_seal_of_a_single_event_batch_has_an_empty_proof() -> None:
     signer = guard.Identity.generate("store")
     [sealed] = bus.seal(signer, [("ymera.sec._.checkpoint", b"{}")])
-    key, n, i, signature, proof = sealed.split(".")
-    assert (key, n, i, proof) == (signer.key_id, "1", "0", "")
+    mac, key, n, i, signature, proof = sealed.split(".")
+    assert (mac, key, n, i, proof) == ("", signer.key_id, "1", "0", "")  # no MAC key: no MAC
     assert msgspec.json.decode(b'"' + signature.encode() + b'"')  # plain base64 text, no dots
+
+
+def test_an_actor_checks_a_batch_by_its_mac_and_a_reader_without_the_secret_by_its_signature() -> None:
+    signer = guard.Identity.generate("distributor")
+    macs = guard.mac_keys(b"the deployment's secret")
+    messages = [("ymera.task.wf.t.ready", b"one"), ("ymera.task.wf.u.ready", b"two")]
+    seals = bus.seal(signer, messages, macs("distributor"))
+    checked: list[str] = []
+
+    class Ring:
+        def actor_of(self, key: str) -> str | None:
+            return "distributor" if key == signer.key_id else None
+
+        def verify(self, key: str, data: bytes, signature: str) -> bool:
+            checked.append(key)
+            return guard.verify(signer.public_key, data, signature)
+
+    actor = bus.SealCheck(Ring(), macs)
+    assert [actor.check("TaskReady", s, d, sealed) for (s, d), sealed in zip(messages, seals, strict=True)] == [
+        "distributor", "distributor"]
+    assert checked == []  # the MAC sufficed
+    client = bus.SealCheck(Ring())
+    assert client.check("TaskReady", *messages[0], seals[0]) == "distributor"
+    assert checked == [signer.key_id]
+    # Another actor holding the secret makes a MAC under the distributor's key, and signs with its own key: an
+    # actor's check takes the MAC, the signature check of a client or the audit does not.
+    executor = guard.Identity.generate("executor")
+    [forged] = bus.seal(executor, [messages[0]], macs("distributor"))
+    forged = forged.replace(executor.key_id, signer.key_id, 1)
+    assert bus.SealCheck(Ring(), macs).check("TaskReady", "ymera.task.wf.t.ready", b"one", forged) == "distributor"
+    with pytest.raises(bus.UntrustedEvent):
+        bus.SealCheck(Ring()).check("TaskReady", "ymera.task.wf.t.ready", b"one", forged)
+    # Without the secret, no MAC fits: the signature decides, and a made-up one fails.
+    [outsider] = bus.seal(executor, [messages[0]], macs("executor"))
+    outsider = outsider.replace(executor.key_id, signer.key_id, 1)
+    with pytest.raises(bus.UntrustedEvent):
+        bus.SealCheck(Ring(), guard.mac_keys(b"the deployment's secret")).check(
+            "TaskReady", "ymera.task.wf.t.ready", b"one", outsider)
