@@ -28,6 +28,7 @@ from ymera._feedback import add_feedback_command
 from ymera._keys import add_keys_command
 from ymera._models import add_models_command
 from ymera._replay import add_fork_command, replay_arguments, replay_run
+from ymera._report import add_report_command
 
 __all__ = ["main"]
 
@@ -158,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     add_feedback_command(sub)
     add_models_command(sub)
     add_keys_command(sub)
+    add_report_command(sub)
 
     audit = sub.add_parser("audit", help="audit the event log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")

@@ -34,6 +34,7 @@ from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraE
 from ._feedback import FeedbackGiven
 from ._llm import CALL_OUTCOMES, FINISH_REASONS, CallReserved, LLMCalled, ModelChosen
 from ._schema import json_schema
+from ._security import InputFlagged, OutputFlagged, SecurityFinding
 from ._subjects import (
     ALL_SUBJECTS,
     PREFIX,
@@ -107,6 +108,7 @@ __all__ = [
     "EventTooLarge",
     "Expectations",
     "FeedbackGiven",
+    "InputFlagged",
     "InvalidId",
     "LLMCalled",
     "MalformedEvent",
@@ -114,9 +116,11 @@ __all__ = [
     "ModelChosen",
     "Name",
     "OutcomeChecked",
+    "OutputFlagged",
     "Priority",
     "Problem",
     "RetryPolicy",
+    "SecurityFinding",
     "TaskAssessed",
     "TaskFailed",
     "TaskHeartbeat",

@@ -6,6 +6,7 @@ from typing import TypeAlias
 
 from ._feedback import FeedbackGiven
 from ._llm import CallReserved, LLMCalled, ModelChosen
+from ._security import InputFlagged, OutputFlagged
 from ._system import AlertRaised, ChainCheckpoint, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -60,6 +61,8 @@ Event: TypeAlias = (
     | MessageRejected
     | ChainCheckpoint
     | AlertRaised
+    | InputFlagged
+    | OutputFlagged
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in Event.__args__}
@@ -80,4 +83,5 @@ EMITTED_BY: dict[str, str] = {
     "TaskAssessed": "assessor",
     "AlertRaised": "monitor",
     "MessageRejected": "store", "ChainCheckpoint": "store",
+    "InputFlagged": "security", "OutputFlagged": "executor",
 }

@@ -7,7 +7,7 @@ deques; only counters, per-model totals and the workflows that have not ended ye
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,9 @@ from events import (
     RUN_ENDS,
     AlertRaised,
     Event,
+    InputFlagged,
     MessageRejected,
+    OutputFlagged,
     TaskAssessed,
     TaskFailed,
     TaskReady,
@@ -53,6 +55,7 @@ QUALITY_WINDOW = 50  # last TaskAssessed overall scores
 LATENCY_WINDOW = 500  # last TaskSucceeded durations
 ENDS_WINDOW = 50  # last task attempt ends: succeeded, failed or timed_out
 ALERTS_KEPT = 20  # last AlertRaised events shown in the report
+SECURITY_KEPT = 1000  # last security events (findings, rejected messages): the alerts count the last hour of them
 
 # Workflow events counted by type; the reported name of each.
 _WORKFLOW_COUNTS: dict[type, str] = {
@@ -117,6 +120,10 @@ class MetricsState:
     # active: a second end of an attempt is a late result (after a timeout) or a moot timeout
     # (after a result).
     attempts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
+    # (epoch seconds, what: the alert a high or critical finding counts for, "minor_finding",
+    # or "rejected_message", workflow id), one per kind of finding in an InputFlagged /
+    # OutputFlagged, and per MessageRejected.
+    security: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=SECURITY_KEPT))
     # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
     # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
     raised: set[str] = field(default_factory=set)
@@ -127,6 +134,7 @@ class MetricsState:
         self.latencies = deque(self.latencies, maxlen=LATENCY_WINDOW)
         self.ends = deque(self.ends, maxlen=ENDS_WINDOW)
         self.alerts = deque(self.alerts, maxlen=ALERTS_KEPT)
+        self.security = deque(self.security, maxlen=SECURITY_KEPT)
 
     @property
     def failure_rate(self) -> float:
@@ -186,6 +194,14 @@ class Metrics:
                 state.assessed += 1
                 state.overall_sum += event.overall
                 state.recent_quality.append(event.overall)
+            case InputFlagged() | OutputFlagged():
+                # A high or critical finding counts for its alert; any other for the total alone.
+                at = event.ts.timestamp()
+                alerts = sorted({f.alert if f.severity in ("high", "critical") else "minor_finding"
+                                 for f in event.findings})
+                state.security.extend((at, alert, event.workflow_id) for alert in alerts)
+            case MessageRejected():
+                state.security.append((event.ts.timestamp(), "rejected_message", event.workflow_id))
             case AlertRaised():
                 # The monitor folds its own alerts; a second copy of one changes nothing.
                 if all(seen.id != event.id for seen in state.alerts):
@@ -300,4 +316,5 @@ def report(state: MetricsState, *, active: bool = True) -> dict[str, Any]:
         "alerts": [
             {"alert": a.alert, "severity": a.severity, "message": a.message} for a in state.alerts
         ],
+        "security_events": dict(Counter(what for _, what, _ in state.security)),
     }

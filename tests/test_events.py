@@ -36,7 +36,7 @@ def one_of_each() -> list[events.Event]:
         "accuracy": 0.5, "completeness": 0.5, "consistency": 0.5, "efficiency": 0.5,
         "maintainability": 0.5, "overall": 0.5, "not_before": TS, "provider": "groq", "model": "m", "holds_until": TS,
         "rating": 0.5, "stream": "YMERA", "head_seq": 1, "head_hash": "ab", "key_id": "k", "public_key": "p",
-        "signature": "s",
+        "signature": "s", "submission_id": "sub-1", "findings": [], "refused": False, "redacted": False,
     }
     out = []
     for cls in events.EVENT_TYPES.values():

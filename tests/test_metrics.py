@@ -117,6 +117,7 @@ def test_report_of_a_realistic_run() -> None:
                       "tokens": 7},
         },
         "alerts": [],
+        "security_events": {"rejected_message": 1},
     }
 
 
@@ -311,3 +312,29 @@ def test_a_result_after_its_attempt_timed_out_is_late_and_a_timeout_after_a_resu
     assert out["failure_rate"] == round(1 / 3, 4)
     state = fold([events.WorkflowCompleted(**_common(wf), overall_quality=0.9)], state)
     assert state.attempts == {}  # forgotten with the workflow
+
+
+def _flagged(wf: str, alert: str, at: float) -> events.Event:
+    finding = events.SecurityFinding(kind="secret" if alert == "secret_leak" else "injection", type="t",
+                                     severity="critical", field="output", span=(0, 1), reason="r", alert=alert)
+    ts = events.now().fromtimestamp(at, events.now().tzinfo)
+    return events.OutputFlagged(id=events.new_id(), ts=ts, workflow_id=wf, run_id="r", task_id="t", attempt=1,
+                                findings=[finding, finding], redacted=True)
+
+
+def test_a_security_finding_raises_its_critical_alert_once_and_clears_an_hour_later() -> None:
+    state = fold([_flagged("wf-leak", "secret_leak", 1000.0)])
+    [alert] = evaluate(state, DEFAULTS, at=1001.0)
+    assert (alert.alert, alert.severity, alert.message, alert.value) == (
+        "secret_leak", "critical", "1 secret leak finding(s) in the last hour, the latest in workflow wf-leak", 1.0)
+    assert evaluate(state, DEFAULTS, at=1002.0) == []  # raised already
+    assert firing(state, DEFAULTS, at=1000.0 + 3600) == []  # out of the window: it clears
+    assert evaluate(state, DEFAULTS, at=1000.0 + 3600) == []
+
+
+def test_more_security_events_in_an_hour_than_allowed_raise_a_warning() -> None:
+    state = fold([events.MessageRejected(**_common(events.NO_WORKFLOW), subject="ymera.x", reason="forged",
+                                         excerpt="{", size=1) for _ in range(11)])
+    [alert] = firing(state, DEFAULTS)
+    assert (alert.alert, alert.severity, alert.value, alert.threshold) == ("security_events", "warning", 11.0, 10.0)
+    assert report(state)["security_events"] == {"rejected_message": 11}

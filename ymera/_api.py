@@ -24,6 +24,7 @@ from ._client import WorkflowClient, result_of, store_caught_up
 from ._deadline import wait_or_give_up
 from ._feedback import check_rating, feedback_given, find_result
 from ._file import rerun_threshold
+from ._report import check_hours, security_report
 
 __all__ = ["Task", "TaskPriority", "WorkflowMonitor", "WorkflowOrchestrator"]
 
@@ -166,6 +167,18 @@ class WorkflowOrchestrator:
         event = feedback_given(result, value, comments, principal)
         await self._bus.publish(event)
         return event
+
+    async def get_security_report(self, hours: float = 24) -> dict[str, Any]:
+        """What the event log says about security in the last `hours`, as `ymera report security
+        --json` prints it: findings in submissions and outputs, rejected messages, refusals,
+        security alerts, signed checkpoints (ymera/_report.py). Reads the log only; when this
+        orchestrator runs the actors, after the store writer has caught up with the stream.
+        Hours that are not a positive number are an `InvalidHours` (a ValueError)."""
+        check_hours(hours)
+        if self._bus is not None and self._runs_actors and not self._closed:
+            await store_caught_up(self._bus)
+        async with SqliteEventLog(self.settings.log_path, readonly=True) as log:
+            return await security_report(log, hours)
 
     async def close(self) -> None:
         """Stop the actors this orchestrator started, then the server. Safe to call twice."""

@@ -49,7 +49,11 @@ def read_workflow(path: Path, quality_threshold: float = _QUALITY_THRESHOLD) -> 
         doc = decode(raw, type=_WorkflowFile)
         events.check_workflow_id(doc.workflow_id)
     except msgspec.ValidationError as exc:
-        raise events.YmeraError(f"{path}: {_explain(exc, decode(raw))}") from None
+        try:
+            doc_as_is = decode(raw)
+        except msgspec.DecodeError as malformed:  # the typed decode stopped at a type before the syntax error
+            raise events.YmeraError(f"{path}: {events.one_line(malformed)}") from None
+        raise events.YmeraError(f"{path}: {_explain(exc, doc_as_is)}") from None
     except msgspec.DecodeError as exc:
         raise events.YmeraError(f"{path}: {events.one_line(exc)}") from None
     except events.InvalidId as exc:

@@ -9,7 +9,9 @@ for all its attempts, `_fence.py`); before an attempt's result, a ModelChosen fo
 choice of model (`llm.Selector`: which, among which candidates, why) and an LLMCalled for
 each call it made to a model (`llm/`), whatever came of it, and before each call a CallReserved
 (`_pools.py`: every executor folds every executor's reservations and records, so key pools
-and budgets are shared and outlive a restart).
+and budgets are shared and outlive a restart); with a result whose output held secrets,
+personal data or harmful content, an OutputFlagged (`_screen.py`: the first two redacted in
+the result).
 Acks a TaskReady once the stream has the attempt's TaskStarted or its result, whichever comes
 first: an executor that dies before either leaves it to be redelivered to another.
 Decides: nothing about retries. A failure is reported with its kind and whether a retry
@@ -53,6 +55,7 @@ from events import (
     LLMCalled,
     MalformedEvent,
     ModelChosen,
+    OutputFlagged,
     TaskFailed,
     TaskReady,
     TaskSucceeded,
@@ -71,6 +74,7 @@ from ._kinds import context, run_task
 from ._measures import Measures
 from ._pools import SharedPools
 from ._replay import RecordedRuns
+from ._screen import screen
 
 __all__ = ["Executor"]
 
@@ -206,7 +210,7 @@ class Executor:
         # finds what it cost in the stream before it.
         calls = await bus.send(self._called(attempt)) if attempt.calls or attempt.choices else None
         try:
-            await bus.publish(result)
+            await bus.publish_many([attempt.flagged, result] if attempt.flagged is not None else [result])
         except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
             await bus.publish(self._failed(attempt, 0.0, f"the result cannot be published: {exc}", "error", False,
                                            None))
@@ -311,9 +315,17 @@ class Executor:
         if problems:
             return self._failed(attempt, t0, "outcome check failed: " + "; ".join(problems), "outcome", True, None,
                                 outcome.model)
+        # What flows on is scanned first: secrets and personal data redacted (`_screen.py`).
+        output, found = await screen(outcome.output)
+        if found.findings:
+            attempt.flagged = OutputFlagged(
+                id=derive_id(run_key(ready), "OutputFlagged", ready.task_id, ready.attempt, key=self.settings.id_key),
+                ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor=self.name,
+                task_id=ready.task_id, attempt=ready.attempt, findings=found.findings, redacted=found.redacted,
+                truncated=found.truncated)
         return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt,
                                           key=self.settings.id_key),
-                             **self._common(attempt), output=outcome.output,
+                             **self._common(attempt), output=output,
                              duration_ms=(time.perf_counter() - t0) * 1000, model=outcome.model,
                              cost_usd=outcome.cost_usd, usage=outcome.usage,
                              replay_of=ready.replay_of if attempt.calls else None)

@@ -27,7 +27,7 @@ class Monitor(Actor):
     tick_seconds: ClassVar[float | None] = 1.0
     state_fields: ClassVar[dict[str, Any]] = {"state": MetricsState, "once": Once, "raises": dict[str, int]}
     # 2: the once-gate of fencing in the state; 3: loose ids in a store.Recent; 4: attempts that began
-    state_version: ClassVar[int] = 4
+    state_version: ClassVar[int] = 5  # 5: security events
     by_reference: ClassVar[frozenset[str]] = Metrics.by_reference
 
     def __init__(self, settings: Settings) -> None:
@@ -51,7 +51,7 @@ class Monitor(Actor):
         if not self.settings.enable_continuous_monitoring:
             return []
         out: list[Event] = []
-        for alert in evaluate(self.state, self.settings):
+        for alert in evaluate(self.state, self.settings, at=at.timestamp()):
             n = self.raises.get(alert.key, 0) + 1
             out.append(AlertRaised(
                 id=derive_id("monitor", alert.key, n, key=self.settings.id_key), ts=at, workflow_id=NO_WORKFLOW,

@@ -29,6 +29,10 @@ class Thresholds(msgspec.Struct, frozen=True):
     latency_min_samples: int = 20
     latency_share_of_timeout: float = 0.8
     timeouts_warning: int = 3
+    # Security: any finding of these in the last hour is a critical alert; more than
+    # `security_events_per_hour` security events (findings and rejected messages) a warning.
+    critical_security: tuple[str, ...] = ("injection_attempt", "secret_leak", "harmful_content")
+    security_events_per_hour: int = 10
 
 
 class Alert(msgspec.Struct, frozen=True):
@@ -80,20 +84,46 @@ class AlertGate:
         return new
 
 
-def evaluate(state: MetricsState, settings: Settings, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[Alert]:
+def evaluate(state: MetricsState, settings: Settings, thresholds: Thresholds = DEFAULT_THRESHOLDS, *,
+             at: float | None = None) -> list[Alert]:
     """The alerts to emit now: those firing and not already raised. Updates `state.raised`."""
-    return AlertGate(state.raised).admit(firing(state, settings, thresholds))
+    return AlertGate(state.raised).admit(firing(state, settings, thresholds, at=at))
 
 
-def firing(state: MetricsState, settings: Settings, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[Alert]:
-    """Every alert whose condition holds on `state`, whether raised already or not. Pure."""
+def firing(state: MetricsState, settings: Settings, thresholds: Thresholds = DEFAULT_THRESHOLDS, *,
+           at: float | None = None) -> list[Alert]:
+    """Every alert whose condition holds on `state` at `at` (epoch seconds; the security window
+    ends there, or at the latest security event), whether raised already or not. Pure."""
     checks = (
         _quality(state, settings, thresholds) if settings.alert_on_quality_degradation else None,
         _failure_rate(state, thresholds),
         _latency(state, settings, thresholds),
         _timeouts(state, thresholds),
+        *_security(state, thresholds, at),
     )
     return [alert for alert in checks if alert is not None]
+
+
+def _security(state: MetricsState, t: Thresholds, at: float | None) -> list[Alert]:
+    if not state.security:
+        return []
+    end = at if at is not None else state.security[-1][0]
+    recent = [(what, workflow) for ts, what, workflow in state.security if end - 3600 < ts <= end]
+    alerts = []
+    for name in t.critical_security:
+        hits = [workflow for what, workflow in recent if what == name]
+        if hits:
+            alerts.append(Alert(alert=name, severity="critical",
+                                message=f"{len(hits)} {name.replace('_', ' ')} finding(s) in the last hour, the latest "
+                                        f"in workflow {hits[-1]}",
+                                metric=f"security.{name}", value=float(len(hits)), threshold=1.0))
+    if len(recent) > t.security_events_per_hour:
+        alerts.append(Alert(alert="security_events", severity="warning",
+                            message=f"{len(recent)} security events in the last hour, over "
+                                    f"{t.security_events_per_hour}",
+                            metric="security.events_per_hour", value=float(len(recent)),
+                            threshold=float(t.security_events_per_hour)))
+    return alerts
 
 
 def _quality(state: MetricsState, settings: Settings, t: Thresholds) -> Alert | None:

@@ -2,12 +2,14 @@
 
 Listens to: WorkflowSubmitted and the end of every run (WorkflowCompleted / Failed /
 Cancelled / Invalid), and, when rebuilding, its own WorkflowAdmitted / WorkflowRefused.
-Emits: WorkflowAdmitted, or WorkflowRefused with the reason a user reads.
+Emits: WorkflowAdmitted, or WorkflowRefused with the reason a user reads; before it, an
+InputFlagged with every attack shape the input sanitiser found in the tasks' text.
 Decides: a workflow id has at most one active run: a submission under an id whose previous
 run ended starts a new run, one under an id with an active run is refused, naming that run
-(Temporal's default reuse policy); a workflow stays within the size limits; a principal
-stays within RATE_LIMIT_PER_HOUR. The rate window and the active runs are folded from
-events, so a restart resets neither. (Issue "security" deepens this gate.)
+(Temporal's default reuse policy); a workflow stays within the size limits; no task's text
+holds a high or critical attack shape (SQL, shell or prompt injection, path traversal, XSS,
+SSRF: `_inputs.py`); a principal stays within RATE_LIMIT_PER_HOUR. The rate window and the
+active runs are folded from events, so a restart resets neither.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from config import Settings
 from events import (
     RUN_ENDS,
     Event,
+    InputFlagged,
     WorkflowAdmitted,
     WorkflowRefused,
     WorkflowSubmitted,
@@ -29,6 +32,8 @@ from events import (
     run_of,
 )
 from store import Recent
+
+from ._inputs import screen_tasks
 
 __all__ = ["Security"]
 
@@ -88,24 +93,31 @@ class Security(Actor):
 
     async def react(self, event: Event) -> list[Event]:
         if isinstance(event, WorkflowSubmitted) and event.id in self.pending:
-            return [self._decide(event, now())]
+            return self._decide(event, now())
         return []
 
     async def reconcile(self, at: datetime) -> list[Event]:
-        return [self._decide(s, at) for s in list(self.pending.values())]
+        return [e for s in list(self.pending.values()) for e in self._decide(s, at)]
 
-    def _decide(self, submission: WorkflowSubmitted, at: datetime) -> Event:
+    def _decide(self, submission: WorkflowSubmitted, at: datetime) -> list[Event]:
         reason = self.refusal(submission, at)
+        findings, unsafe = (screen_tasks(submission.tasks) if self.settings.enable_security_validation
+                            else ([], None))
+        reason = reason or unsafe
         common: dict[str, Any] = {
             "id": derive_id(submission.id, "admission", key=self.settings.id_key), "ts": at,
             "workflow_id": submission.workflow_id, "run_id": submission.id, "causation_id": submission.id,
             "actor": self.name, "principal": submission.principal}
         decision: Event = WorkflowRefused(**common, reason=reason) if reason else WorkflowAdmitted(**common)
         self.apply(decision)  # fold at once: the next submission sees this admission in the window
-        return decision
+        if not findings:
+            return [decision]
+        flagged = InputFlagged(**{**common, "id": derive_id(submission.id, "input-flagged", key=self.settings.id_key)},
+                               submission_id=submission.id, findings=findings, refused=reason == unsafe)
+        return [flagged, decision]
 
     def refusal(self, submission: WorkflowSubmitted, at: datetime) -> str | None:
-        """Why this submission may not run, or None."""
+        """Why this submission may not run (but for what its text holds: `screen_tasks`), or None."""
         active = self.active.get(submission.workflow_id)
         if active is not None and active != submission.id:
             return (f"workflow {submission.workflow_id} already has an active run {active}; "

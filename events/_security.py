@@ -1,0 +1,57 @@
+"""What the security manager found in what flows through: a submission's text (the security
+actor, before admission) and a task's output (the executor, before it flows on). Each finding
+says what it is, how bad, where, and why, never quoting a secret it found."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import msgspec
+
+from ._envelope import EventBase, Name
+
+__all__ = ["InputFlagged", "OutputFlagged", "SecurityFinding"]
+
+
+class SecurityFinding(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One finding. `field` names where it is (`description`, `parameters.prompt`, `output`,
+    `output.summary`, …); `span` is (start, end) into that field's text as it arrived; `alert`
+    is the alert it counts for (`injection_attempt`, `secret_leak`, `pii_exposure`,
+    `harmful_content`)."""
+
+    kind: Literal["injection", "secret", "pii", "harmful"]
+    type: str  # sql_injection, prompt_injection, …; openai_api_key, email, harmful:malware, …
+    severity: Literal["low", "medium", "high", "critical"]
+    field: str
+    span: tuple[int, int]
+    reason: str
+    alert: str
+
+
+class InputFlagged(EventBase, frozen=True, kw_only=True):
+    """The security actor's input sanitiser found attack shapes in a submission's tasks.
+    `refused`: the submission was refused for them (a high or critical one)."""
+
+    domain: ClassVar[str] = "sec"
+    verb: ClassVar[str] = "input"
+
+    submission_id: str
+    principal: str
+    findings: list[SecurityFinding]
+    refused: bool
+
+
+class OutputFlagged(EventBase, frozen=True, kw_only=True):
+    """The executor's output scan found secrets, personal data or harmful content in an
+    attempt's output. Secrets and personal data were redacted in the `TaskSucceeded` that
+    follows (`redacted`); harmful content is reported, not changed. `truncated`: the output
+    was longer than the scan reads."""
+
+    domain: ClassVar[str] = "sec"
+    verb: ClassVar[str] = "output"
+
+    task_id: Name
+    attempt: int
+    findings: list[SecurityFinding]
+    redacted: bool
+    truncated: bool = False
