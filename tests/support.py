@@ -74,3 +74,20 @@ async def running_writer(connection: bus.Bus, log: store.SqliteEventLog) -> Asyn
 
 async def stored_events(log: store.SqliteEventLog) -> list[events.Event]:
     return [events.decode(r.data) async for r in log.read()]
+
+
+def coding_workflow(workflow_id: str) -> str:
+    """A workflow file of two model tasks, the second reviewing the first's code."""
+    return f"""workflow_id: {workflow_id}
+tasks:
+  - id: generate
+    type: code_generation
+    agent: coding_agent
+    description: Write a Python function that adds two numbers.
+    retry: {{max_attempts: 3, initial_delay_seconds: 0.1}}
+  - id: review
+    type: code_review
+    agent: coding_agent
+    description: "Review this code: {{{{ tasks.generate.output }}}}"
+    dependencies: [generate]
+"""

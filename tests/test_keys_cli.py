@@ -23,21 +23,9 @@ from guard._vault import KEK_ENV, KeyRing, decrypt_api_key, encrypt_api_key, tok
 from .conftest import ymera, ymera_env
 from .engine import all_events
 from .llm_server import OpenAIServer
-from .support import stored_events
+from .support import coding_workflow, stored_events
 
-WORKFLOW = """workflow_id: secret-keys
-tasks:
-  - id: generate
-    type: code_generation
-    agent: coding_agent
-    description: Write a Python function that adds two numbers.
-    retry: {max_attempts: 3, initial_delay_seconds: 0.1}
-  - id: review
-    type: code_review
-    agent: coding_agent
-    description: "Review this code: {{ tasks.generate.output }}"
-    dependencies: [generate]
-"""
+WORKFLOW = coding_workflow("secret-keys")
 
 
 def user_env(data: Path, nats_url: str | None = None) -> dict[str, str]:

@@ -23,21 +23,9 @@ from ymera import WorkflowClient
 from .conftest import ymera, ymera_env
 from .engine import all_events, in_process
 from .llm_server import OpenAIServer
-from .support import stored_events
+from .support import coding_workflow, stored_events
 
-WORKFLOW = """workflow_id: coding
-tasks:
-  - id: generate
-    type: code_generation
-    agent: coding_agent
-    description: Write a Python function that adds two numbers.
-    retry: {max_attempts: 3, initial_delay_seconds: 0.1}
-  - id: review
-    type: code_review
-    agent: coding_agent
-    description: "Review this code: {{ tasks.generate.output }}"
-    dependencies: [generate]
-"""
+WORKFLOW = coding_workflow("coding")
 CODE = "def add(a: int, b: int) -> int:\n    return a + b\n"
 
 
