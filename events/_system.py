@@ -24,6 +24,9 @@ class MessageRejected(EventBase, frozen=True, kw_only=True):
     excerpt: str
     size: int
     stream_seq: int | None = None
+    # "untrusted": a valid event not signed by the actor its type belongs to (forged, altered,
+    # another actor's); "malformed": no valid event at all.
+    kind: Literal["malformed", "untrusted"] = "malformed"
 
 
 class ChainCheckpoint(EventBase, frozen=True, kw_only=True):

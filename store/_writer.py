@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 
@@ -25,6 +25,7 @@ from bus import (
     ConsumerPolicy,
     Delivery,
     PullBatches,
+    UntrustedEvent,
     ack,
     check_consumer,
     fit_consumer,
@@ -151,7 +152,8 @@ class StoreWriter:
                 if event.blobs:
                     await self._fetch_blobs(event.blobs.values(), blobs)
             except (MalformedEvent, BlobError) as exc:
-                rejections.append(self._rejection(msg, seq, str(exc)))
+                rejections.append(self._rejection(msg, seq, str(exc),
+                                                  "untrusted" if isinstance(exc, UntrustedEvent) else "malformed"))
                 continue
             if event.id in seen:
                 self.duplicates += 1
@@ -185,14 +187,15 @@ class StoreWriter:
         if self._unvouched >= self.checkpoint_rows:
             await self.checkpoint()
 
-    def _rejection(self, msg: Delivery, seq: int, reason: str) -> MessageRejected:
+    def _rejection(self, msg: Delivery, seq: int, reason: str,
+                   kind: Literal["malformed", "untrusted"] = "malformed") -> MessageRejected:
         # Derived from the stream position, so re-reading the same bad message after a
         # crash re-emits the same rejection, which the duplicate window and the log drop.
         return MessageRejected(
             id=derive_id(f"{self.bus.stream.name}:{seq}", "rejected"), ts=now(),
             workflow_id=workflow_of(msg.subject), causation_id=None, actor=self.name,
             subject=msg.subject, reason=reason, excerpt=excerpt(msg.data),
-            size=len(msg.data), stream_seq=seq,
+            size=len(msg.data), stream_seq=seq, kind=kind,
         )
 
     async def _fetch_blobs(self, refs: Iterable[BlobRef], into: dict[str, bytes]) -> None:

@@ -83,8 +83,8 @@ async def test_a_forged_result_for_a_task_still_running_is_rejected_and_the_real
     assert [(e.task_id, e.output) for e in results if isinstance(e, events.TaskSucceeded)] == [
         ("nap", {"slept": 1.5})]
     assert end.ts > results[0].ts  # the run ended on the real result, after the nap
-    assert (rejected.subject, rejected.reason) == (
-        events.subject_of(forged), "TaskSucceeded is the executor's to emit, and this one is not signed")
+    assert (rejected.subject, rejected.reason, rejected.kind) == (
+        events.subject_of(forged), "TaskSucceeded is the executor's to emit, and this one is not signed", "untrusted")
 
 
 async def test_a_forged_completion_does_not_make_status_say_completed(

@@ -288,7 +288,8 @@ async def test_a_rejection_is_forged_when_its_types_actor_did_not_sign_it_and_el
         tmp_path: Path) -> None:
     at = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
     rejections = [events.MessageRejected(id=events.new_id(), ts=at, workflow_id="wf", actor="store",
-                                         subject="ymera.wf.wf.x", reason=reason, excerpt="", size=0)
+                                         subject="ymera.wf.wf.x", reason=reason, excerpt="", size=0,
+                                         kind="untrusted" if reason in FORGED_REASONS else "malformed")
                   for reason in [*FORGED_REASONS, *MALFORMED_REASONS, FORGERY]]
     async with store.SqliteEventLog(tmp_path / "events.db") as log:
         await log.append([store.NewEvent(seq=n, id=e.id, type="MessageRejected", subject=events.subject_of(e),
