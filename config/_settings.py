@@ -119,6 +119,12 @@ class Settings(msgspec.Struct, frozen=True):
     # by the first actor process to start (guard.id_key). None: ids derived without a key.
     id_key: bytes | None = None
 
+    def __repr__(self) -> str:  # settings get logged and printed: never the deployment's secret
+        fields = {f: getattr(self, f) for f in self.__struct_fields__}
+        if self.id_key is not None:
+            fields["id_key"] = f"<{len(self.id_key)} secret bytes>"
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+
     @property
     def keys_dir(self) -> Path:
         return self.keys_dir_setting or self.data_dir / "keys"

@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import bus
@@ -131,3 +132,12 @@ async def test_an_actor_waiting_for_nats_connects_with_the_configured_window(nat
         assert (await connection.js.stream_info(bus.STREAM)).config.duplicate_window == 9.0
     finally:
         await connection.close()
+
+
+def test_the_settings_repr_never_shows_the_deployments_secret_or_a_key() -> None:
+    settings = msgspec.structs.replace(
+        load_settings({"GROQ_API_KEY_1": "gsk-secret-one", "YMERA_LLM_API_KEY": "sk-secret-two"}, dotenv=None),
+        id_key=b"the-deployments-secret-bytes")
+    shown = repr(settings)
+    assert "secret" not in shown.replace("<28 secret bytes>", "")
+    assert "id_key='<28 secret bytes>'" in shown
