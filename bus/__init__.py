@@ -1,6 +1,7 @@
 """NATS for Ymera: the connection, the YMERA stream, consumers and the embedded server."""
 
-from ._connection import BLOB_BUCKET, Bus, connect
+from ._blobs import BLOB_BUCKET, BlobStore
+from ._connection import Bus, connect
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, Fenced, ServerStartError
 from ._limits import RATE_BUCKET, RateWindows
 from ._local import connect_when_up, open_bus, open_local
@@ -30,6 +31,7 @@ __all__ = [
     "SEAL_HEADER",
     "SNAPSHOT_BUCKET",
     "STREAM",
+    "BlobStore",
     "Bus",
     "BusError",
     "BusUnavailable",

@@ -17,14 +17,14 @@ import nats.errors
 import nats.js.errors
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectStoreConfig, RawStreamMsg, StorageType
-from nats.js.object_store import ObjectStore
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 
-from events import ALL_SUBJECTS, BlobError, BlobRef, Event, check_blob, decode_message, offload, resolve, subject_of
+from events import ALL_SUBJECTS, BlobRef, Event, decode_message, offload, resolve, subject_of
 
+from ._blobs import BlobStore
 from ._client import Client
 from ._errors import BusError, BusUnavailable
-from ._publish import PubAck, Publisher
+from ._publish import PubAck, Publisher, abandon
 from ._pull import PullBatches, resume, stream_seq
 from ._reading import Callback, ConsumerState, Delivery, Follower, StreamState, Subscription
 from ._seal import Keyring, MacKeys, SealCheck, Signer, seal_of
@@ -32,9 +32,8 @@ from ._sealer import Outgoing, Sealer
 from ._snapshots import SnapshotStore
 from ._stream import ConsumerPolicy, StreamPolicy, consumer_config, ensure_stream, set_retention
 
-__all__ = ["BLOB_BUCKET", "Bus", "connect"]
+__all__ = ["Bus", "connect"]
 
-BLOB_BUCKET = "YMERA_BLOBS"
 _log = structlog.get_logger("ymera.bus")
 _READ_THROUGH_WAIT = 5.0  # seconds `Bus.read_through` waits for the next message
 
@@ -51,14 +50,15 @@ class Bus:
         self.name = name  # who this connection is to the server (`as_actor`)
         self.stream = stream
         self.publish_timeout = publish_timeout
-        self._blobs: ObjectStore | None = None
+        self.blobs = BlobStore(js, publish_timeout)  # large values, by digest (_blobs.py)
         self._publisher = Publisher(nc)
         self.snapshots = SnapshotStore(js)  # actors' folded state (actors/_snapshot.py)
-        # Who this connection signs as (an actor's), and whose signatures it checks: with a
-        # keyring, an event its type's actor did not sign is an `UntrustedEvent` (_seal.py).
-        self.signer = signer
-        self.keyring = keyring
-        self.mac_keys = mac_keys
+        self._sign_as(signer, keyring, mac_keys)
+
+    def _sign_as(self, signer: Signer | None, keyring: Keyring | None, mac_keys: MacKeys | None) -> None:
+        """Who this connection signs as (an actor's), and whose signatures it checks: with a
+        keyring, an event its type's actor did not sign is an `UntrustedEvent` (_seal.py)."""
+        self.signer, self.keyring, self.mac_keys = signer, keyring, mac_keys
         self.seals = SealCheck(keyring, mac_keys) if keyring is not None else None
         self._sealer = Sealer(self._publisher, signer, mac_keys) if signer is not None else None
 
@@ -119,10 +119,10 @@ class Bus:
                 messages.append(Outgoing(subject_of(event), data, event.id))
             futures = await self._publish(messages) if messages else []
         except (nats.errors.Error, nats.js.errors.Error) as exc:
-            _abandon(futures)
+            abandon(futures)
             raise BusError(f"publish failed: {exc}") from exc
         except BaseException:
-            _abandon(futures)
+            abandon(futures)
             raise
         return self._acks(futures)
 
@@ -135,7 +135,7 @@ class Bus:
             for m in messages:
                 futures.append(await self._publisher.publish(m.subject, m.data, m.msg_id, fence=m.fence))
         except BaseException:
-            _abandon(futures)
+            abandon(futures)
             raise
         return futures
 
@@ -147,11 +147,11 @@ class Bus:
                 for future in futures:
                     await future  # a refusal raises its BusError (bus/_publish.py)
         except TimeoutError:
-            _abandon(futures)
+            abandon(futures)
             raise BusError(f"nats: no ack from stream {self.stream.name} within "
                            f"{self.publish_timeout:g}s") from None
         except BaseException:
-            _abandon(futures)
+            abandon(futures)
             raise
         return [f.result() for f in futures]
 
@@ -299,60 +299,13 @@ class Bus:
             except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
                 pass  # it expires by itself (inactive_threshold)
 
-    async def _bucket(self) -> ObjectStore:
-        if self._blobs is None:
-            try:
-                self._blobs = await self.js.object_store(BLOB_BUCKET)
-            except nats.js.errors.BucketNotFoundError:
-                self._blobs = await self.js.create_object_store(
-                    BLOB_BUCKET, ObjectStoreConfig(storage=StorageType.FILE,
-                                                   description="Ymera content-addressed blobs"))
-        return self._blobs
-
     async def put_blob(self, ref: BlobRef, data: bytes) -> None:
-        """Store a blob under its digest. Storing the same content twice is a no-op."""
-        try:
-            bucket = await self._bucket()
-            try:
-                await bucket.get_info(ref.digest)
-                return
-            except nats.js.errors.ObjectNotFoundError:
-                pass
-            await bucket.put(ref.digest, data)
-        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-            raise BusError(f"blob {ref.digest[:12]}…: could not store it in bucket {BLOB_BUCKET}: {exc}") from exc
+        """Store a blob under its digest (`BlobStore.put`)."""
+        await self.blobs.put(ref, data)
 
     async def get_blob(self, ref: BlobRef) -> bytes:
-        """A blob's bytes, checked against its digest.
-
-        Read off the object's chunk subject (`$O.<bucket>.C.<nuid>`, the object store's wire
-        format) into one buffer: nats-py's `ObjectStore.get` joins chunks with `bytes +=`,
-        quadratic in their number (17 s for 60 MB; bench/blobs.py), or with `writeinto`
-        hops to a thread per 128 KiB chunk."""
-        try:
-            bucket = await self._bucket()
-            info = await bucket.get_info(ref.digest)
-        except nats.js.errors.ObjectNotFoundError:
-            raise BlobError(ref.digest, f"not in bucket {BLOB_BUCKET}") from None
-        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-            raise BusError(f"blob {ref.digest[:12]}…: could not read bucket {BLOB_BUCKET}: {exc}") from exc
-        data = bytearray()
-        if info.size:
-            sub = await self.js.subscribe(f"$O.{BLOB_BUCKET}.C.{info.nuid}", ordered_consumer=True)
-            try:
-                while True:
-                    msg = await sub.next_msg(timeout=self.publish_timeout)
-                    data += msg.data
-                    if msg.metadata.num_pending == 0:
-                        break
-            except nats.errors.TimeoutError:
-                raise BusError(f"blob {ref.digest[:12]}…: no chunk from bucket {BLOB_BUCKET} within "
-                               f"{self.publish_timeout:g}s ({len(data)} of {info.size} bytes read)") from None
-            except nats.errors.Error as exc:
-                raise BusError(f"blob {ref.digest[:12]}…: reading bucket {BLOB_BUCKET} failed: {exc}") from exc
-            finally:
-                await sub.unsubscribe()
-        return check_blob(ref, bytes(data))
+        """A blob's bytes, checked against its digest (`BlobStore.get`)."""
+        return await self.blobs.get(ref)
 
     @contextlib.asynccontextmanager
     async def as_actor(self, actor: str, signer: Signer | None = None, keyring: Keyring | None = None,
@@ -365,9 +318,7 @@ class Bus:
         name = f"ymera-{actor}"
         keyring, mac_keys = keyring or self.keyring, mac_keys or self.mac_keys
         if self.name == name:
-            self.signer, self.keyring, self.mac_keys = signer or self.signer, keyring, mac_keys
-            self.seals = SealCheck(keyring, mac_keys) if keyring is not None else None
-            self._sealer = Sealer(self._publisher, self.signer, mac_keys) if self.signer is not None else None
+            self._sign_as(signer or self.signer, keyring, mac_keys)
             yield self
             return
         own = await connect(self.url, name=name, stream=self.stream, publish_timeout=self.publish_timeout,
@@ -434,14 +385,6 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
     return Bus(nc, js, url, policy, publish_timeout, name, signer=signer, keyring=keyring, mac_keys=mac_keys)
 
 
-def _abandon(futures: list[asyncio.Future[PubAck]]) -> None:
-    """Cancel what is still waiting and mark every failure as seen, so none is reported as lost."""
-    for f in futures:
-        if f.done():
-            if not f.cancelled():
-                f.exception()
-        else:
-            f.cancel()
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):

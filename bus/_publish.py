@@ -19,7 +19,7 @@ from ._client import Client
 from ._errors import BusError, Fenced
 from ._seal import SEAL_HEADER
 
-__all__ = ["MSG_ID", "PubAck", "Publisher"]
+__all__ = ["MSG_ID", "PubAck", "Publisher", "abandon"]
 
 MSG_ID = "Nats-Msg-Id"
 # Store the message only if the last one on the filter is still this seq (nats-server 2.11+).
@@ -124,3 +124,13 @@ class Publisher:
                                           f"(JetStream error {refusal.err_code}, code {refusal.code})"))
             return
         future.set_result(PubAck(answer.stream, answer.seq, answer.duplicate))
+
+
+def abandon(futures: list[asyncio.Future[PubAck]]) -> None:
+    """Cancel what is still waiting and mark every failure as seen, so none is reported as lost."""
+    for f in futures:
+        if f.done():
+            if not f.cancelled():
+                f.exception()
+        else:
+            f.cancel()

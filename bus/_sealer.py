@@ -14,7 +14,7 @@ import asyncio
 from collections import deque
 from typing import NamedTuple
 
-from ._publish import PubAck, Publisher
+from ._publish import PubAck, Publisher, abandon
 from ._seal import MacKeys, Signer, seal
 
 __all__ = ["Outgoing", "Sealer"]
@@ -89,15 +89,13 @@ class Sealer:
                     futures.append(await self.publisher.publish(m.subject, m.data, m.msg_id, fence=m.fence,
                                                                 sealed=sealed))
             except Exception as exc:
-                for f in futures:
-                    f.cancel()
+                abandon(futures)
                 if not sent.done():
                     sent.set_exception(exc)
                 left.popleft()
                 continue
             left.popleft()
             if sent.done():  # its sender gave up waiting: nobody will read these acks
-                for f in futures:
-                    f.cancel()
+                abandon(futures)
             else:
                 sent.set_result(futures)
