@@ -24,6 +24,7 @@ import store
 from actors import Settings, load_settings
 from ymera._audit import cmd_audit_verify
 from ymera._cli import add_workflow_commands, stop_on_signals
+from ymera._clients import add_clients_command
 from ymera._feedback import add_feedback_command
 from ymera._keys import add_keys_command
 from ymera._models import add_models_command
@@ -47,11 +48,13 @@ async def cmd_actor(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     name = f"ymera-{args.name}"
     actors.lower_priority(args.name, settings)
+    access = actors.actor_access(settings, args.name)
     if settings.nats_url is None:
-        async with bus.open_bus(settings, name) as connection:
+        async with bus.open_bus(settings, name, access) as connection:
             await actors.run_named(args.name, settings, connection, stop)
         return 0
-    waited = await bus.connect_when_up(settings.nats_url, stop, name=name, stream=bus.stream_policy(settings))
+    waited = await bus.connect_when_up(settings.nats_url, stop, name=name, stream=bus.stream_policy(settings),
+                                       access=access)
     if waited is None:
         return 0  # stopped before the server came up
     try:
@@ -91,7 +94,7 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    async with bus.open_bus(settings, "ymera-tail", actors.keyring_of(settings)) as connection:
+    async with bus.open_bus(settings, "ymera-tail", actors.client_access(settings)) as connection:
         start = 1 if args.from_start else (await connection.stream_state()).last_seq + 1
         subject = events.ALL_SUBJECTS
         sub = await connection.follow(start, subject)
@@ -159,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     add_feedback_command(sub)
     add_models_command(sub)
     add_keys_command(sub)
+    add_clients_command(sub)
     add_report_command(sub)
 
     audit = sub.add_parser("audit", help="audit the event log")

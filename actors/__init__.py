@@ -8,7 +8,16 @@ from config import LLMSettings, Settings, SettingsError
 
 from ._config import load_settings
 from ._runtime import Actor, rebuild, run_actor
-from ._supervisor import ACTOR_NAMES, BACKGROUND, keyring_of, lower_priority, run_all, run_named
+from ._supervisor import (
+    ACTOR_NAMES,
+    BACKGROUND,
+    actor_access,
+    client_access,
+    keyring_of,
+    lower_priority,
+    run_all,
+    run_named,
+)
 
 __all__ = [
     "ACTOR_NAMES",
@@ -17,6 +26,8 @@ __all__ = [
     "LLMSettings",
     "Settings",
     "SettingsError",
+    "actor_access",
+    "client_access",
     "keyring_of",
     "load_settings",
     "lower_priority",

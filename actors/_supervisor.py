@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import msgspec
 import structlog
 
 import guard
-from bus import Bus, BusError, ConsumerConfigError, MacKeys, Worker, run_worker
+from bus import Access, Bus, BusError, ConsumerConfigError, MacKeys, Worker, run_worker, stream_policy
 from config import Settings
 from events import YmeraError
 from store import SqliteEventLog, StoreLocked, StoreWriter
@@ -36,6 +36,8 @@ __all__ = [
     "ACTORS",
     "ACTOR_NAMES",
     "BACKGROUND",
+    "actor_access",
+    "client_access",
     "keyring_of",
     "lower_priority",
     "run_all",
@@ -114,7 +116,8 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
     if settings.id_key is None:  # the deployment's key for derived ids, shared by all its actors
         settings = msgspec.structs.replace(settings, id_key=guard.id_key(settings.keys_dir))
     signer, keyring, macs = signing(settings, name)
-    async with bus.as_actor(name, signer, keyring, macs) as own:
+    credentials = guard.Identity.load_or_create(settings.keys_dir, name) if settings.nats_auth else None
+    async with bus.as_actor(name, signer, keyring, macs, credentials) as own:
         while not stop.is_set():
             try:
                 async with ACTORS[name](settings, own) as worker:
@@ -144,9 +147,33 @@ def signing(settings: Settings, name: str
 
 
 def keyring_of(settings: Settings) -> guard.Keyring | None:
-    """What a reader of the stream checks signatures with: the actors' public keys in the keys
-    directory (None with YMERA_SIGN_EVENTS=false: nothing is signed)."""
+    """What a reader of the stream checks signatures with: the actors' and clients' public keys
+    in the keys directory (None with YMERA_SIGN_EVENTS=false: nothing is signed)."""
     return guard.Keyring(settings.keys_dir) if settings.sign_events else None
+
+
+def client_access(settings: Settings) -> Access:
+    """How a client process (a command, the Python API) connects: as its client key
+    (`YMERA_CLIENT_KEY`, else this host's `client.local`), which also signs what it submits,
+    where NATS authenticates (YMERA_NATS_AUTH); checking signatures with `keyring_of`."""
+    if not settings.nats_auth:
+        return Access(keyring=keyring_of(settings))
+    me = guard.client_identity(settings.keys_dir, settings.client_key)
+    return Access(me, me if settings.sign_events else None, keyring_of(settings), _authorization(settings))
+
+
+def actor_access(settings: Settings, name: str) -> Access:
+    """How the process of actor `name` alone (`ymera actor NAME`) connects: as that actor."""
+    if not settings.nats_auth:
+        return Access(keyring=keyring_of(settings))
+    me = guard.Identity.load_or_create(settings.keys_dir, name)
+    return Access(me, None, keyring_of(settings), _authorization(settings))
+
+
+def _authorization(settings: Settings) -> Callable[[], str]:
+    """The authorization an embedded server started by this process gets: every key of the
+    deployment (made first where missing), each with its role's permissions."""
+    return lambda: guard.authorization(settings.keys_dir, stream_policy(settings).name)
 
 
 async def run_all(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyncio.Event | None = None,

@@ -1,15 +1,16 @@
 """NATS for Ymera: the connection, the YMERA stream, consumers and the embedded server."""
 
+from ._access import ACTOR_ROLES, Credentials, User, authorization_block, permissions
 from ._blobs import BLOB_BUCKET, BlobStore
 from ._connection import Bus, connect
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, Fenced, ServerStartError
 from ._limits import RATE_BUCKET, RateWindows
-from ._local import connect_when_up, open_bus, open_local
+from ._local import Access, connect_when_up, open_bus, open_local
 from ._publish import PubAck
 from ._pull import PullBatches, deliveries, resume, stream_seq
 from ._reading import ConsumerState, Delivery, Follower, StreamState, Subscription, ack, nak, pending_after
 from ._seal import SEAL_HEADER, Keyring, MacKeys, SealCheck, Signer, UntrustedEvent, seal, seal_of
-from ._server import EmbeddedServer, find_binary, free_port, running_server
+from ._server import EmbeddedServer, find_binary, free_port, reload_running, running_server
 from ._snapshots import SNAPSHOT_BUCKET, SnapshotStore
 from ._stream import (
     STREAM,
@@ -26,11 +27,13 @@ from ._stream import (
 from ._worker import Worker, run_worker
 
 __all__ = [
+    "ACTOR_ROLES",
     "BLOB_BUCKET",
     "RATE_BUCKET",
     "SEAL_HEADER",
     "SNAPSHOT_BUCKET",
     "STREAM",
+    "Access",
     "BlobStore",
     "Bus",
     "BusError",
@@ -38,6 +41,7 @@ __all__ = [
     "ConsumerConfigError",
     "ConsumerPolicy",
     "ConsumerState",
+    "Credentials",
     "Delivery",
     "EmbeddedServer",
     "Fenced",
@@ -55,8 +59,10 @@ __all__ = [
     "StreamState",
     "Subscription",
     "UntrustedEvent",
+    "User",
     "Worker",
     "ack",
+    "authorization_block",
     "check_consumer",
     "connect",
     "connect_when_up",
@@ -70,7 +76,9 @@ __all__ = [
     "open_bus",
     "open_local",
     "pending_after",
+    "permissions",
     "redelivery_span",
+    "reload_running",
     "resume",
     "run_worker",
     "running_server",

@@ -37,6 +37,18 @@ class Client(_NatsClient):
         super().__init__()
         self._direct: dict[int, Direct] = {}
 
+    def present(self, nkey: str) -> None:
+        """Authenticate as the NATS user `nkey`, answering the server's challenge with the
+        `signature_cb` given to `connect`: nats-py's nkey path without a seed file, since the
+        key is the identity's own (guard.Identity) and never leaves it."""
+        self._public_nkey = nkey
+        self._auth_configured = True
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether the server said (in its INFO) that every connection must authenticate."""
+        return bool(self._server_info.get("auth_required"))
+
     async def subscribe_direct(self, subject: str, handler: Direct) -> Subscription:
         """Subscribe `subject`; each message goes to `handler` as it is read, in order, on the
         reading task (so `handler` must not block). A status message keeps its headers; any

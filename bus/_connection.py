@@ -19,8 +19,9 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 
-from events import ALL_SUBJECTS, BlobRef, Event, decode_message, offload, resolve, subject_of
+from events import ALL_SUBJECTS, CLIENT, BlobRef, Event, decode_message, offload, resolve, subject_of
 
+from ._access import Credentials
 from ._blobs import BlobStore
 from ._client import Client
 from ._errors import BusError, BusUnavailable
@@ -43,7 +44,8 @@ class Bus:
 
     def __init__(self, nc: Client, js: JetStreamContext, url: str, stream: StreamPolicy,
                  publish_timeout: float, name: str = "ymera", *, signer: Signer | None = None,
-                 keyring: Keyring | None = None, mac_keys: MacKeys | None = None) -> None:
+                 keyring: Keyring | None = None, mac_keys: MacKeys | None = None,
+                 credentials: Credentials | None = None) -> None:
         self.nc = nc
         self.js = js
         self.url = url
@@ -53,13 +55,25 @@ class Bus:
         self.blobs = BlobStore(js, publish_timeout)  # large values, by digest (_blobs.py)
         self._publisher = Publisher(nc)
         self.snapshots = SnapshotStore(js)  # actors' folded state (actors/_snapshot.py)
+        # Who this connection authenticated as; with it, the server lets each actor publish its
+        # own events only (bus/_access.py), so an actor need not check who sent what it reads.
+        self.credentials = credentials
+        self.enforced = credentials is not None and nc.auth_required
+        self.denied: list[str] = []  # what the server refused this connection, newest last
         self._sign_as(signer, keyring, mac_keys)
+
+    @property
+    def principal(self) -> str | None:
+        """The principal this connection signs a client's events as (its client key's), if it does."""
+        name = self.signer.name if self.signer is not None else ""
+        kind, _, principal = name.partition(".")
+        return principal if kind == CLIENT and principal else None
 
     def _sign_as(self, signer: Signer | None, keyring: Keyring | None, mac_keys: MacKeys | None) -> None:
         """Who this connection signs as (an actor's), and whose signatures it checks: with a
         keyring, an event its type's actor did not sign is an `UntrustedEvent` (_seal.py)."""
         self.signer, self.keyring, self.mac_keys = signer, keyring, mac_keys
-        self.seals = SealCheck(keyring, mac_keys) if keyring is not None else None
+        self.seals = SealCheck(keyring, mac_keys, senders_enforced=self.enforced) if keyring is not None else None
         self._sealer = Sealer(self._publisher, signer, mac_keys) if signer is not None else None
 
     # ---- the one point where events leave (signed), and the one where they arrive (checked) --
@@ -70,7 +84,7 @@ class Bus:
         blob-held fields still references. `MalformedEvent` says why it is none."""
         event = decode_message(subject, data)
         if self.seals is not None:
-            self.seals.check(type(event).__name__, subject, data, sealed)
+            self.seals.check(type(event).__name__, subject, data, sealed, event)
         return event
 
     def decode_msg(self, msg: Delivery) -> Event:
@@ -148,8 +162,9 @@ class Bus:
                     await future  # a refusal raises its BusError (bus/_publish.py)
         except TimeoutError:
             abandon(futures)
+            refused = f"; the server refused: {self.denied[-1]}" if self.denied else ""
             raise BusError(f"nats: no ack from stream {self.stream.name} within "
-                           f"{self.publish_timeout:g}s") from None
+                           f"{self.publish_timeout:g}s{refused}") from None
         except BaseException:
             abandon(futures)
             raise
@@ -309,12 +324,12 @@ class Bus:
 
     @contextlib.asynccontextmanager
     async def as_actor(self, actor: str, signer: Signer | None = None, keyring: Keyring | None = None,
-                       mac_keys: MacKeys | None = None) -> AsyncIterator[Bus]:
+                       mac_keys: MacKeys | None = None, credentials: Credentials | None = None) -> AsyncIterator[Bus]:
         """A connection to this bus's server opened as `actor` (named `ymera-<actor>`), signing
         what it publishes with `signer` and checking what it reads with `keyring` and `mac_keys`
-        (this bus's, if none are given; bus/_seal.py), closed afterwards; this one if it is that
-        actor's already (`ymera actor NAME`). Every actor runs on a connection of its own, so
-        what the server grants a connection (per-actor credentials) is granted to one actor."""
+        (this bus's, if none are given; bus/_seal.py), authenticated with `credentials`, closed
+        afterwards; this one if it is that actor's already (`ymera actor NAME`). Every actor runs
+        on a connection of its own, so what the server grants a connection is granted to one actor."""
         name = f"ymera-{actor}"
         keyring, mac_keys = keyring or self.keyring, mac_keys or self.mac_keys
         if self.name == name:
@@ -322,7 +337,8 @@ class Bus:
             yield self
             return
         own = await connect(self.url, name=name, stream=self.stream, publish_timeout=self.publish_timeout,
-                            signer=signer, keyring=keyring, mac_keys=mac_keys)
+                            signer=signer, keyring=keyring, mac_keys=mac_keys, credentials=credentials,
+                            require_auth=self.enforced)
         try:
             yield own
         finally:
@@ -340,13 +356,23 @@ class Bus:
 
 async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None = None,
                   connect_timeout: float = 2.0, publish_timeout: float = 10.0, signer: Signer | None = None,
-                  keyring: Keyring | None = None, mac_keys: MacKeys | None = None) -> Bus:
+                  keyring: Keyring | None = None, mac_keys: MacKeys | None = None,
+                  credentials: Credentials | None = None, require_auth: bool = False) -> Bus:
     """Connect, make sure the stream exists, and keep reconnecting for as long as we live.
-    `signer` signs what this connection publishes; `keyring` checks what it reads (`Bus`)."""
+    `signer` signs what this connection publishes; `keyring` checks what it reads (`Bus`);
+    `credentials` is who it authenticates as. With `require_auth`, a server that lets anyone
+    in is refused: the permissions the deployment counts on would not be there."""
     last_error: list[BaseException] = []
     client: list[Client] = []
+    denied: list[str] = []
 
     async def on_error(exc: Exception) -> None:
+        text = str(exc).removeprefix("nats: ")
+        if "permissions violation" in text.lower():
+            denied.append(text.strip("'"))
+            del denied[:-16]
+            _log.warning("nats refused", connection=name, reason=denied[-1])
+            return
         last_error.append(exc)
         _log.debug("nats error", error=str(exc) or type(exc).__name__)
 
@@ -363,12 +389,21 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
     options: dict[str, Any] = dict(
         name=name, connect_timeout=connect_timeout, max_reconnect_attempts=2, reconnect_time_wait=0.25,
         error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, pending_size=8 * 1024 * 1024)
+    if credentials is not None:
+        nc.present(credentials.nkey)
+        options["signature_cb"] = credentials.sign_nonce
     try:
         await nc.connect(url, **options)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        cause = last_error[-1] if last_error else exc
-        raise BusUnavailable(url, _describe(cause)) from None
+        refusals = [e for e in last_error if "authorization violation" in str(e).lower()]
+        cause = refusals[-1] if refusals else last_error[-1] if last_error else exc
+        raise BusUnavailable(url, _describe(cause, credentials)) from None
     client.append(nc)
+    if require_auth and not nc.auth_required:
+        await nc.close()
+        raise BusUnavailable(url, "the server lets anyone connect and publish, and this deployment counts on NATS "
+                                  "permissions (YMERA_NATS_AUTH): start it with the authorization `ymera nats "
+                                  "authorization` prints, or set YMERA_NATS_AUTH=false")
     # Having reached the server once, a later outage (a restart, a failover) is waited out
     # rather than fatal: from here on, reconnect forever.
     nc.options["max_reconnect_attempts"] = -1
@@ -381,12 +416,19 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
         raise BusUnavailable(url, "the server has JetStream disabled (start it with -js)") from None
     except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
         await nc.close()
-        raise BusUnavailable(url, f"could not set up stream {policy.name}: {_describe(exc)}") from None
-    return Bus(nc, js, url, policy, publish_timeout, name, signer=signer, keyring=keyring, mac_keys=mac_keys)
+        refused = f"; the server refused: {denied[-1]}" if denied else ""
+        raise BusUnavailable(url, f"could not set up stream {policy.name}: {_describe(exc)}{refused}") from None
+    bus = Bus(nc, js, url, policy, publish_timeout, name, signer=signer, keyring=keyring, mac_keys=mac_keys,
+              credentials=credentials)
+    bus.denied = denied
+    return bus
 
-
-
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, credentials: Credentials | None = None) -> str:
+    if "authorization violation" in str(exc).lower():
+        who = (f"its key {credentials.name} ({credentials.nkey[:12]}...) is not one the server knows"
+               if credentials is not None else "it has no credentials")
+        return (f"the server refused the connection (authorization violation): {who}; `ymera nats authorization` "
+                "prints the users a Ymera deployment's server must know")
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is nats-server running?)"
     if isinstance(exc, (asyncio.TimeoutError, nats.errors.TimeoutError)):

@@ -67,9 +67,12 @@ class Signer(Protocol):
 
 
 class Keyring(Protocol):
-    """The actors' public keys: who a key id is, and whether a signature is theirs."""
+    """The actors' and clients' public keys: who a key id is (an actor, or a client's
+    principal), and whether a signature is theirs."""
 
     def actor_of(self, key_id: str) -> str | None: ...
+
+    def principal_of(self, key_id: str) -> str | None: ...
 
     def verify(self, key_id: str, data: bytes, signature: str) -> bool: ...
 
@@ -120,19 +123,33 @@ def seal_of(headers: bytes | dict[str, str] | None) -> str | None:
 
 class SealCheck:
     """Checks that an event was signed by the actor its type belongs to (`check`), verifying
-    each batch's signature once (the nodes of the trees last proven are remembered)."""
+    each batch's signature once (the nodes of the trees last proven are remembered).
 
-    def __init__(self, keyring: Keyring, mac_keys: MacKeys | None = None) -> None:
+    `senders_enforced`: the server authenticates every connection and lets each actor publish
+    its own events only (bus/_access.py). Then an actor reading an actor's event knows who sent
+    it without looking (the seal stays on the message for the log, the audit and the clients,
+    and its MAC is not computed again), and a client's event must be signed by the client key
+    of the principal it names: the deployment knows its clients."""
+
+    def __init__(self, keyring: Keyring, mac_keys: MacKeys | None = None, *, senders_enforced: bool = False) -> None:
         self.keyring = keyring
         self.mac_keys = mac_keys
+        self.clients_sign = senders_enforced
+        self.trust_actors = senders_enforced and mac_keys is not None
         self._proven: dict[bytes, str] = {}  # node of a signed tree -> the key that signed it
 
-    def check(self, kind: str, subject: str, data: bytes, sealed: str | None) -> str | None:
-        """The actor who signed it (None for a client's event, which needs no signature);
-        `UntrustedEvent` saying why when its type's actor did not sign it."""
+    def check(self, kind: str, subject: str, data: bytes, sealed: str | None, event: object = None) -> str | None:
+        """The actor who signed it, or for a client's event the principal whose key signed it
+        (None where clients need not sign: `senders_enforced`); `UntrustedEvent` saying why
+        when its type's actor did not sign it, or a client's `event` is not signed by the key of
+        the principal it names."""
         owner = EMITTED_BY.get(kind, CLIENT)
         if owner == CLIENT:
-            return None
+            if not self.clients_sign:
+                return None
+            return self._client(kind, subject, data, sealed, getattr(event, "principal", None))
+        if self.trust_actors:
+            return owner
         if not sealed:
             raise UntrustedEvent(f"{kind} is the {owner}'s to emit, and this one is not signed")
         tag, _, sealed = sealed.partition(".")
@@ -146,6 +163,23 @@ class SealCheck:
                                  f"knows")
         if signer != owner:
             raise UntrustedEvent(f"{kind} is the {owner}'s to emit, and this one is signed by the {signer}")
+        self._verify(kind, subject, data, sealed)
+        return signer
+
+    def _client(self, kind: str, subject: str, data: bytes, sealed: str | None, principal: str | None) -> str:
+        """The principal whose client key signed a client's event."""
+        if not sealed:
+            raise UntrustedEvent(f"{kind} is not signed: this deployment takes a client's events only signed by "
+                                 "its client key, which names its principal")
+        sealed = sealed.partition(".")[2]
+        key = sealed.partition(".")[0]
+        signer = self.keyring.principal_of(key)
+        if signer is None:
+            raise UntrustedEvent(f"{kind} is signed by key {key[:16]!r}, which is no client key this deployment "
+                                 "knows (`ymera clients add NAME` makes one)")
+        if principal is not None and principal != signer:
+            raise UntrustedEvent(f"{kind} names principal {principal!r} and is signed by client {signer!r}: a "
+                                 "principal is the client key that signs")
         self._verify(kind, subject, data, sealed)
         return signer
 

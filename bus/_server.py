@@ -21,10 +21,11 @@ from types import TracebackType
 
 from ._errors import ServerStartError
 
-__all__ = ["EmbeddedServer", "find_binary", "free_port", "running_server"]
+__all__ = ["EmbeddedServer", "find_binary", "free_port", "reload_running", "running_server", "write_config"]
 
 _PR_SET_PDEATHSIG = 1
 _MARKER = "nats-server.url"
+_CONFIG = "nats-server.conf"
 
 
 def find_binary() -> str:
@@ -58,10 +59,14 @@ class EmbeddedServer:
     """A nats-server with JetStream, storing under `store_dir`, owned by this process."""
 
     def __init__(self, store_dir: Path, port: int | None = None, binary: str | None = None,
-                 announce_in: Path | None = None, options: Sequence[str] = ()) -> None:
+                 announce_in: Path | None = None, options: Sequence[str] = (),
+                 authorization: str | None = None) -> None:
         """`announce_in`: a data dir where the server's URL is written while it runs; `options`:
-        more nats-server flags (e.g. `-m <port>` for its monitoring endpoint)."""
+        more nats-server flags (e.g. `-m <port>` for its monitoring endpoint); `authorization`:
+        who may connect and what each may publish (`authorization_block`), kept in a config
+        file beside the store (mode 0600); None lets anyone in."""
         self.options = tuple(options)
+        self.authorization = authorization
         self.store_dir = Path(store_dir)
         self.announce_in = announce_in
         self.port = port or free_port()
@@ -85,6 +90,8 @@ class EmbeddedServer:
         offset = log.stat().st_size if log.exists() else 0
         args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
                 "-sd", str(self.store_dir), "-l", str(log), *self.options]
+        if self.authorization is not None:
+            args += ["-c", str(write_config(self.store_dir, self.authorization))]
         try:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -105,6 +112,14 @@ class EmbeddedServer:
             time.sleep(0.02)
         self.stop()
         raise ServerStartError(self.binary, f"not ready after {timeout:g}s (see {log})")
+
+    def reload(self, authorization: str) -> None:
+        """Give the running server a new `authorization` (a client key added): it reads its
+        config again on SIGHUP, keeping its connections."""
+        self.authorization = authorization
+        write_config(self.store_dir, authorization)
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGHUP)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and reap it. Safe to call twice."""
@@ -144,6 +159,33 @@ class EmbeddedServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def write_config(store_dir: Path, authorization: str) -> Path:
+    """The server's config file (its authorization: public keys and permissions), mode 0600,
+    replaced whole: a server reloading never reads half of it."""
+    path = store_dir / _CONFIG
+    partial = store_dir / f".{_CONFIG}.{os.getpid()}"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(f"# Written by Ymera for its embedded nats-server; remade at each start.\n{authorization}")
+    partial.replace(path)
+    return path
+
+
+def reload_running(data_dir: Path, authorization: str) -> bool:
+    """Give the embedded server running for `data_dir`, if any, a new authorization (SIGHUP);
+    whether one was running."""
+    marker = data_dir / _MARKER
+    try:
+        pid = int(marker.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return False
+    if running_server(data_dir) is None:
+        return False
+    write_config(data_dir / "nats", authorization)
+    os.kill(pid, signal.SIGHUP)
+    return True
 
 
 def _ready(log: Path, offset: int) -> bool:

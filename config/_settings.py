@@ -115,6 +115,14 @@ class Settings(msgspec.Struct, frozen=True):
     # Each actor signs what it emits and checks the signature of what it reads (bus/_seal.py,
     # docs/security.md); YMERA_SIGN_EVENTS=false turns both off, to measure what they cost.
     sign_events: bool = True
+    # NATS authenticates every connection and lets each publish only what it may (docs/security.md,
+    # "Who may connect and publish"): each actor its own events, a client submissions, cancels and
+    # ratings, signed by its client key, which is its principal. YMERA_NATS_AUTH; by default on for
+    # the embedded server and with YMERA_ENV=production, off for a NATS_URL in development.
+    nats_auth: bool = True
+    # The client key this process submits, cancels and rates as (YMERA_CLIENT_KEY, a
+    # `client.<principal>.key` file); None: `<keys dir>/client.local.key`, made on first use.
+    client_key: Path | None = None
     # The deployment's key for derived event ids (events.derive_id): `<keys dir>/ids.key`, made
     # by the first actor process to start (guard.id_key). None: ids derived without a key.
     id_key: bytes | None = None
@@ -156,9 +164,11 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         raise SettingsError("ENABLE_AUDIT_LOGGING", values["ENABLE_AUDIT_LOGGING"],
                             "supported: every event is stored in the hash-chained log, which status, replay and "
                             "the audit read; unset it")
+    environment = env.choice("YMERA_ENV", ENVS) or "development"
+    nats_url = env.text("NATS_URL", "") or None
     return Settings(
-        env=env.choice("YMERA_ENV", ENVS) or "development",
-        nats_url=env.text("NATS_URL", "") or None,
+        env=environment,
+        nats_url=nats_url,
         data_dir=Path(env.text("YMERA_DATA_DIR", "") or ".ymera"),
         log_level=env.choice("YMERA_LOG_LEVEL", ("debug", "info", "warning", "error", "critical")),
         enable_security_validation=env.flag("ENABLE_SECURITY_VALIDATION", True),
@@ -192,6 +202,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         checkpoint_every_rows=env.integer("YMERA_CHECKPOINT_EVERY_ROWS", 1000),
         checkpoint_every_seconds=env.positive("YMERA_CHECKPOINT_EVERY_SECONDS", 10.0),
         sign_events=env.flag("YMERA_SIGN_EVENTS", True),
+        nats_auth=env.flag("YMERA_NATS_AUTH", nats_url is None or environment == "production"),
+        client_key=Path(key) if (key := env.text("YMERA_CLIENT_KEY", "")) else None,
     )
 
 

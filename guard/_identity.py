@@ -7,6 +7,12 @@ only; its public half beside it, for anyone who verifies.
 
 A key id is the first 16 hex digits of the sha256 of the public key: what a signature names
 so a verifier can tell which key made it, and an operator can pin.
+
+The same key is who the signer is to NATS: its public half, as a NATS user nkey (`nkey`), is
+what the server's authorization lists, and the signer answers the server's challenge with it
+(`sign_nonce`). What it signs for Ymera always holds a newline (`ymera-seal-v1\n...`,
+`ymera-checkpoint\n...`), which no NATS nonce (base64url) can, so neither signature can be
+passed off as the other.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import binascii
 import contextlib
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +33,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from events import YmeraError
 
-__all__ = ["Identity", "KeyFileError", "id_key", "key_id", "verify"]
+__all__ = ["Identity", "KeyFileError", "id_key", "key_id", "nkey_of", "verify"]
+
+_NONCE = re.compile(r"[A-Za-z0-9_-]{8,128}")
+_NKEY_USER = 20 << 3  # the prefix byte of a NATS user's public nkey: base32 'U...'
 
 
 class KeyFileError(YmeraError):
@@ -42,6 +52,7 @@ class Identity:
         raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key = base64.b64encode(raw).decode()
         self.key_id = key_id(self.public_key)
+        self.nkey = nkey_of(raw)
 
     @classmethod
     def generate(cls, name: str) -> Identity:
@@ -68,6 +79,22 @@ class Identity:
     def sign(self, data: bytes) -> str:
         """The signature of `data`, base64."""
         return base64.b64encode(self._private.sign(data)).decode()
+
+    def sign_nonce(self, nonce: str) -> bytes:
+        """The answer to a NATS server's challenge (its nonce signed, base64), as nats-py's
+        `signature_cb` returns it. A nonce that is no base64url token is refused: a server
+        must not get anything else signed."""
+        if not _NONCE.fullmatch(nonce):
+            raise KeyFileError(f"{self.name}: the NATS server's nonce {nonce[:40]!r} is not a base64url token; "
+                               "not signing it")
+        return base64.b64encode(self._private.sign(nonce.encode()))
+
+
+def nkey_of(public_key: bytes) -> str:
+    """A raw Ed25519 public key as a NATS user nkey: base32 of the user prefix, the key and its
+    CRC-16/XMODEM (little-endian), as `nsc` and the nkeys libraries write it."""
+    body = bytes([_NKEY_USER]) + public_key
+    return base64.b32encode(body + binascii.crc_hqx(body, 0).to_bytes(2, "little")).decode()
 
 
 def key_id(public_key: str) -> str:

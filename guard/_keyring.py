@@ -1,9 +1,10 @@
-"""The actors' public keys, as readers of the stream check signatures with them (`bus.Keyring`).
+"""The actors' and clients' public keys, as readers of the stream check signatures with them (`bus.Keyring`).
 
 They are the `*.pub` files of the deployment's keys directory: `<actor>.pub`, made beside
 each actor's private key on its first start, and `<actor>.<label>.pub` for another host's
 key of the same actor (an operator copies the public halves between hosts; the private ones
-never leave theirs). A key id the ring does not know is looked up again in the directory
+never leave theirs). A client's key is `client.<principal>.pub` (`ymera clients add`): the
+principal its events name must be that one. A key id the ring does not know is looked up again in the directory
 only if the directory changed since it was read: an actor started after this reader made
 its key, and a stream of made-up key ids costs a `stat` each.
 """
@@ -20,17 +21,21 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from events import CLIENT
+
 from ._identity import key_id
 
 __all__ = ["Keyring", "mac_keys"]
 
 
 class Keyring:
-    """Key id -> (actor, public key), read from `keys_dir`'s `*.pub` files."""
+    """Key id -> (actor, public key), read from `keys_dir`'s `*.pub` files; a client key's
+    principal."""
 
     def __init__(self, keys_dir: Path) -> None:
         self.keys_dir = keys_dir
         self._keys: dict[str, tuple[str, Ed25519PublicKey]] = {}
+        self._principals: dict[str, str] = {}  # a client key's id -> its principal
         self._read_at: int | None = None
         self._read()
 
@@ -41,6 +46,12 @@ class Keyring:
             self._read()
             found = self._keys.get(key)
         return found[0] if found else None
+
+    def principal_of(self, key: str) -> str | None:
+        """The principal whose client key `key` is; None if it is no client's key here."""
+        if key not in self._keys and self._changed():
+            self._read()
+        return self._principals.get(key)
 
     def verify(self, key: str, data: bytes, signature: str) -> bool:
         """Whether `signature` (base64) over `data` was made by the key `key` names."""
@@ -76,7 +87,10 @@ class Keyring:
                 public = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
             except (OSError, binascii.Error, ValueError):
                 continue  # not a public key: no event can be signed by it
-            self._keys[key_id(text)] = (path.name.split(".")[0], public)
+            names = path.name.split(".")
+            self._keys[key_id(text)] = (names[0], public)
+            if names[0] == CLIENT and len(names) == 3:
+                self._principals[key_id(text)] = names[1]
 
 
 def mac_keys(secret: bytes) -> Callable[[str], bytes]:

@@ -232,9 +232,10 @@ async def test_record_feedback_rates_a_real_llm_result_and_models_shows_it(tmp_p
             given = await orch.record_feedback("ask", 0.75, "clear enough")
             with pytest.raises(events.YmeraError, match=r"^no task nope in any run in the event log "):
                 await orch.record_feedback("nope", 0.5)
+    # On the embedded server the principal is this host's client key's (`local`), not the API's default.
     assert (given.workflow_id, given.run_id, given.task_id, given.rating, given.comment, given.principal,
-            given.task_type, given.model) == ("wf-llm", result["run_id"], "ask", 0.75, "clear enough", "api", "llm",
-                                              "local/gpt-test")
+            given.task_type, given.model) == ("wf-llm", result["run_id"], "ask", 0.75, "clear enough", "local",
+                                              "llm", "local/gpt-test")
     async with store.SqliteEventLog(data / "events.db", readonly=True) as log:
         stored = await stored_events(log)
     assert [e.id for e in stored if isinstance(e, events.FeedbackGiven)] == [given.id]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from actors import Settings, keyring_of, load_settings
+from actors import Settings, client_access, load_settings
 from actors._supervisor import run_all
 from bus import Bus, EmbeddedServer, open_local
 from events import FeedbackGiven, TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check_workflow_id, new_id, now
@@ -47,6 +47,8 @@ class Task:
     dependencies: list[str] = field(default_factory=list)
     priority: TaskPriority | str = TaskPriority.MEDIUM
     timeout_seconds: float | None = None
+    tools: list[str] = field(default_factory=list)  # the tools it may use (`TaskSpec.tools`): ["python"]
+    untrusted: bool | None = None  # it brings in untrusted content (`TaskSpec.untrusted`); None: its kind's default
 
     def __post_init__(self) -> None:
         check_task_id(self.task_id)
@@ -55,7 +57,8 @@ class Task:
         priority = self.priority.value if isinstance(self.priority, TaskPriority) else str(self.priority).upper()
         return TaskSpec(id=self.task_id, type=self.task_type, agent=self.agent_name, description=self.description,
                         parameters=self.parameters, dependencies=list(self.dependencies),
-                        priority=priority, timeout_seconds=self.timeout_seconds)  # type: ignore[arg-type]
+                        priority=priority, timeout_seconds=self.timeout_seconds,  # type: ignore[arg-type]
+                        tools=list(self.tools), untrusted=self.untrusted)
 
 
 class WorkflowMonitor:
@@ -96,7 +99,7 @@ class WorkflowOrchestrator:
             raise YmeraError("this WorkflowOrchestrator is closed; create a new one")
         if self._bus is not None:
             return
-        self._bus, self._server = await open_local(self.settings, "ymera-api", keyring_of(self.settings))
+        self._bus, self._server = await open_local(self.settings, "ymera-api", client_access(self.settings))
         run_actors = self.run_actors if self.run_actors is not None else self._server is not None
         self._runs_actors = run_actors
         if run_actors:
@@ -164,7 +167,7 @@ class WorkflowOrchestrator:
             await store_caught_up(self._bus)  # the runs this orchestrator ran are in the log
         async with SqliteEventLog(self.settings.log_path, readonly=True) as log:
             result = await find_result(log, task_id, workflow_id=workflow_id, run=run_id)
-        event = feedback_given(result, value, comments, principal)
+        event = feedback_given(result, value, comments, self._bus.principal or principal)
         await self._bus.publish(event)
         return event
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import guard
 import store
-from actors import Settings
+from actors import Settings, client_access
 from bus import Bus, BusError, SealCheck, UntrustedEvent, open_local, seal_of, stream_seq
 from events import ALL_SUBJECTS, ChainCheckpoint, MalformedEvent, checkpoint_bytes, decode
 
@@ -267,7 +267,7 @@ async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         if args.no_stream:
             result = await audit(log, None, settings.keys_dir, args.key)
         else:
-            connection, server = await open_local(settings, "ymera-audit")
+            connection, server = await open_local(settings, "ymera-audit", client_access(settings))
             try:
                 result = await audit(log, connection, settings.keys_dir, args.key)
             finally:

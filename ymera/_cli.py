@@ -12,7 +12,7 @@ from pathlib import Path
 
 import events
 import store
-from actors import ACTOR_NAMES, Settings, keyring_of, run_all
+from actors import ACTOR_NAMES, Settings, client_access, run_all, run_named
 from actors.validator import plan, validate_workflow
 from bus import Bus, open_local
 
@@ -97,7 +97,7 @@ async def run_to_end(settings: Settings, make: Callable[[Bus], Awaitable[events.
     showing progress; with every actor in this process when `actors` says so (None: when this
     command starts the server). The run and every event of it seen."""
     check_timeout(timeout)
-    connection, server = await open_local(settings, name, keyring_of(settings))
+    connection, server = await open_local(settings, name, client_access(settings))
     stop = asyncio.Event()
     engine = None
     try:
@@ -143,43 +143,50 @@ ENGINE_STOP_SECONDS = 10.0
 
 
 async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
-    """Publish a workflow file; with --with-store, wait until the log has it."""
+    """Publish a workflow file; with --with-store, wait until the log has it (the store writer
+    running in this process meanwhile, as itself: `run_named`)."""
     submission = read_workflow(Path(args.file), settings.quality_threshold)
-    connection, server = await open_local(settings, "ymera-submit", keyring_of(settings))
+    connection, server = await open_local(settings, "ymera-submit", client_access(settings))
     stop = asyncio.Event()
-    log = store.SqliteEventLog(settings.log_path) if args.with_store else None
     writer = None
     try:
-        if log is not None:
-            await log.open()
-            writer = asyncio.create_task(store.StoreWriter(connection, log).run(stop))
+        if args.with_store:
+            ready = asyncio.Event()
+            writer = asyncio.create_task(run_named("store", settings, connection, stop, ready))
+            await asyncio.wait_for(ready.wait(), 60)
         seq = await WorkflowClient(connection).submit(submission)
         print(f"submitted {submission.workflow_id} ({len(submission.tasks)} tasks) "
               f"as event {submission.id}, stream seq {seq}")
-        if log is not None:
+        if args.with_store:
             deadline = asyncio.get_running_loop().time() + 10
-            while log.head_seq < seq:
+            while (stored := await _head(settings.log_path)) is None or stored[0] < seq:
                 if asyncio.get_running_loop().time() > deadline:
                     raise store.StoreError(f"event at seq {seq} not stored within 10s")
                 await asyncio.sleep(0.02)
-            print(f"stored in {settings.log_path} at seq {seq}, head hash {log.head_hash.hex()[:16]}…")
+            print(f"stored in {settings.log_path} at seq {seq}, head hash {stored[1].hex()[:16]}…")
     finally:
         stop.set()
         if writer is not None:
             await writer
-        if log is not None:
-            await log.close()
         await connection.close()
         if server is not None:
             server.stop()
     return 0
 
 
+async def _head(path: Path) -> tuple[int, bytes] | None:
+    """The log's head (seq, hash), read as another process reads it; None before it exists."""
+    if not path.exists():
+        return None
+    async with store.SqliteEventLog(path, readonly=True) as log:
+        return log.head_seq, log.head_hash
+
+
 async def _runs(settings: Settings, workflow_id: str, cancel_reason: str | None = None) -> tuple[store.Runs, str]:
     """Every run of one workflow, folded from the stream (an error if it has none); with
     `cancel_reason`, also ask to cancel its active run (an error if it has none) and return its id."""
     events.check_workflow_id(workflow_id)
-    connection, server = await open_local(settings, "ymera-status", keyring_of(settings))
+    connection, server = await open_local(settings, "ymera-status", client_access(settings))
     try:
         projection = store.WorkflowRuns()
         runs = projection.initial()
@@ -251,7 +258,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    connection, server = await open_local(settings, "ymera-up", keyring_of(settings))
+    connection, server = await open_local(settings, "ymera-up", client_access(settings))
     try:
         if args.processes:
             await _supervise_processes(settings, connection.url, args.executors, stop)

@@ -11,6 +11,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
+import msgspec
+
 from bus import Bus
 from events import (
     RUN_ENDS,
@@ -55,7 +57,11 @@ class WorkflowClient:
 
     async def submit(self, submission: WorkflowSubmitted) -> int:
         """Publish the submission; return its stream seq (an earlier copy's, if it was a duplicate).
-        The submission's id is the id of the run it starts."""
+        The submission's id is the id of the run it starts. Where clients sign (YMERA_NATS_AUTH),
+        its principal is this client's, whatever the workflow said."""
+        principal = self.bus.principal
+        if principal is not None and submission.principal != principal:
+            submission = msgspec.structs.replace(submission, principal=principal)
         ack = await self.bus.publish(submission)
         return int(ack.seq)
 

@@ -19,7 +19,7 @@ import msgspec
 
 import events
 import store
-from actors import Settings, keyring_of
+from actors import Settings, client_access
 from bus import open_bus
 from events import (
     FeedbackGiven,
@@ -202,8 +202,8 @@ async def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
     rating = check_rating(args.rating)
     async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
         result = await find_result(log, args.task_id, workflow_id=args.workflow, run=args.run)
-    event = feedback_given(result, rating, args.comment, principal="cli")
-    async with open_bus(settings, "ymera-feedback", keyring_of(settings)) as connection:
+    async with open_bus(settings, "ymera-feedback", client_access(settings)) as connection:
+        event = feedback_given(result, rating, args.comment, principal=connection.principal or "cli")
         await connection.publish(event)
     print(f"feedback {rating:g} on task {result.task_id} ({result.state}) of workflow {result.workflow_id} run "
           f"{result.run_id}, model {result.model or '-'}: event {event.id}")
