@@ -112,6 +112,22 @@ async def test_tail_and_replay_into_head_end_quietly(tmp_path: Path, nats_server
     assert (code, stderr) == (runner.EXIT_BROKEN_PIPE, "")
 
 
+def test_run_into_head_still_runs_the_workflow_to_its_end(tmp_path: Path) -> None:
+    # The actors run in the command's process: a reader gone after the first line must not
+    # stop them before the run ends (it used to stay "running" until the next command).
+    workflow = tmp_path / "steps.yaml"
+    workflow.write_text("workflow_id: steps-1\ntasks:\n"
+                        "  - {id: a, type: sleep, parameters: {seconds: 0.3}}\n"
+                        "  - {id: b, type: echo, parameters: {text: hi}, dependencies: [a]}\n"
+                        "  - {id: c, type: echo, parameters: {text: hi}, dependencies: [b]}\n")
+    env = ymera_env(tmp_path / "data")
+    line, code, stderr = _read_a_line_and_go(_spawn("run", str(workflow), env=env))
+    assert line.startswith(b"validated: 3 tasks in 3 parallel groups")
+    assert (code, stderr) == (runner.EXIT_BROKEN_PIPE, "")
+    status = ymera("status", "steps-1", env=env, cwd=tmp_path)
+    assert status.stdout.splitlines()[0].startswith("workflow steps-1: completed"), status.stdout
+
+
 # ---- NATS not up yet ---------------------------------------------------------------------
 
 

@@ -117,6 +117,8 @@ async def run_to_end(settings: Settings, make: Callable[[Bus], Awaitable[events.
             progress.close()
         if engine is not None:
             await store_caught_up(connection)  # every event of the run is in the log before we stop
+        if progress.reader_gone:
+            raise BrokenPipeError  # the run has ended: now end quietly, as `yes | head` does
         return run_view(seen, submission.id), seen
     finally:
         stop.set()

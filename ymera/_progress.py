@@ -7,6 +7,8 @@ what the summary says and what the Python API returns cannot disagree.
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +44,9 @@ class Progress:
         self.runs: Runs = self.projection.initial()
         self.run_id = submission.id if submission is not None else None
         self.quiet = quiet
+        # Whoever read the lines (`ymera run ... | head`) stopped reading: the run goes on to its
+        # end unshown (its actors may be this process's), and the command then ends as SIGPIPE would.
+        self.reader_gone = False
         self._bar: Any = None
         if tty and not quiet and submission is not None:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -70,7 +75,11 @@ class Progress:
             done = sum(1 for t in run.tasks.values() if t.state in _DONE)
             self._bar.update(self._bar_task, completed=done, description=f"{run.workflow_id}: {run.state}")
         elif line is not None and not self.quiet:
-            print(line, flush=True)
+            try:
+                print(line, flush=True)
+            except BrokenPipeError:
+                self.reader_gone = self.quiet = True
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def close(self) -> None:
         if self._bar is not None:
