@@ -74,7 +74,9 @@ class Bus:
         keyring, an event its type's actor did not sign is an `UntrustedEvent` (_seal.py)."""
         self.signer, self.keyring, self.mac_keys = signer, keyring, mac_keys
         self.seals = SealCheck(keyring, mac_keys, senders_enforced=self.enforced) if keyring is not None else None
-        self._sealer = Sealer(self._publisher, signer, mac_keys) if signer is not None else None
+        # Where the server enforces who publishes what, no actor reads a MAC: none is made.
+        self._sealer = (Sealer(self._publisher, signer, None if self.enforced else mac_keys)
+                        if signer is not None else None)
 
     # ---- the one point where events leave (signed), and the one where they arrive (checked) --
 
