@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
-from events import CLIENT, EMITTED_BY, EVENT_TYPES, subject_filter
+from events import ALL_SUBJECTS, CLIENT, EMITTED_BY, EVENT_TYPES, subject_filter
 
 from ._blobs import BLOB_BUCKET
 from ._limits import RATE_BUCKET
@@ -89,7 +89,7 @@ def permissions(role: Role, stream: str = STREAM) -> dict[str, dict[str, list[st
                       f"$O.{BLOB_BUCKET}.>", f"{api}.STREAM.PURGE.{blobs}", "_INBOX.>"],
             "deny": theirs,
         },
-        "subscribe": {"allow": ["_INBOX.>", f"$O.{BLOB_BUCKET}.>", "ymera.>"]},
+        "subscribe": {"allow": ["_INBOX.>", f"$O.{BLOB_BUCKET}.>", ALL_SUBJECTS]},
     }
 
 

@@ -178,7 +178,7 @@ async def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _head(path: Path) -> tuple[int, bytes] | None:
     """The log's head (seq, hash), read as another process reads it; None before it exists."""
-    if not path.exists():
+    if not await asyncio.to_thread(path.exists):
         return None
     async with store.SqliteEventLog(path, readonly=True) as log:
         return log.head_seq, log.head_hash
