@@ -10,9 +10,12 @@ from events import YmeraError
 
 __all__ = ["ErrorKind", "Outcome", "TaskError"]
 
-# The AI layer's kinds (`llm.ErrorKind`), and "outcome" (the output failed the task's expect) and "error".
+# The AI layer's kinds (`llm.ErrorKind`), and "outcome" (the output failed the task's expect),
+# "not_granted" (the task uses a tool it was not granted), "untrusted_input" (an untrusted input
+# bound for its prompt holds an attack) and "error".
 ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "cut_off", "auth", "quota",
-                    "context_too_long", "content_filtered", "budget", "outcome", "error"]
+                    "context_too_long", "content_filtered", "budget", "outcome", "not_granted", "untrusted_input",
+                    "error"]
 
 
 class Outcome(msgspec.Struct, frozen=True):

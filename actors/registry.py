@@ -1,5 +1,6 @@
 """Which task types exist: each one's declaration (`TaskKind`: its parameters, whether it needs
-an agent or a model) and its handler (`run(task, inputs, ctx)`), registered together.
+an agent or a model, the tool it uses, whether its output is untrusted) and its handler
+(`run(task, inputs, ctx)`), registered together; and which tools a task may be granted.
 
 The one place that says so: the validator checks submissions against the declarations and
 the executor runs the handlers. A new task kind is one module and one `register` call; a
@@ -33,19 +34,26 @@ __all__ = [
     "MAX_RETRY_DELAY_SECONDS",
     "MAX_SLEEP_SECONDS",
     "MAX_TIMEOUT_SECONDS",
+    "MCP_PREFIX",
     "NO_LLM",
     "TASK_KINDS",
     "TEMPLATE_REFERENCE",
+    "TOOLS",
     "Context",
     "Handler",
     "Param",
     "TaskKind",
     "agent_task_types",
+    "grant_problem",
     "module_allowed",
     "number_in_string",
     "reference_problem",
     "register",
+    "register_tool",
     "template_references",
+    "tool_problems",
+    "tools_used",
+    "untrusted_outputs",
 ]
 
 ParamType = Literal["any", "string", "number", "integer", "object", "boolean"]
@@ -67,6 +75,13 @@ TEMPLATE_REFERENCE = re.compile(r"\{\{\s*tasks\.([^\s.{}]+)\.output\s*\}\}")
 # A number in exponent form that YAML 1.1 (PyYAML, msgspec.yaml) reads as a string: 1e12,
 # 1.0e12, 2E-3. YAML 1.1 wants a dot and a signed exponent: 1.0e+12.
 _EXPONENT_NUMBER = re.compile(r"([-+]?)([0-9]+)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)")
+
+# The tools a task may be granted (`TaskSpec.tools`): name -> what granting it allows. A task
+# kind that uses one names it (`TaskKind.tool`); an MCP server is granted as `mcp:<server>`,
+# registered as such by whatever connects to it (`register_tool`). Issue 11 adds the rest.
+TOOLS: dict[str, str] = {"python": "runs Python code"}
+MCP_PREFIX = "mcp:"
+_TOOL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}|mcp:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 _ARTICLE = {"any": "", "string": "a ", "number": "a ", "integer": "an ", "object": "an ", "boolean": "a "}
 
@@ -119,13 +134,18 @@ class Param(msgspec.Struct, frozen=True):
 
 
 class TaskKind(msgspec.Struct, frozen=True):
-    """A task type. `agent`: runs as an agent's LLM call and needs `agent` set; `llm`: needs a model."""
+    """A task type. `agent`: runs as an agent's LLM call and needs `agent` set; `llm`: needs a model.
+    `tool`: the tool (a name in `TOOLS`) every task of this kind uses, which the task must be
+    granted (`TaskSpec.tools`). `untrusted`: its output is untrusted content unless the task says
+    otherwise (`TaskSpec.untrusted`): what a tool returns, a page fetched."""
 
     name: str
     description: str
     params: tuple[Param, ...] = ()
     agent: bool = False
     llm: bool = False
+    tool: str | None = None
+    untrusted: bool = False
 
     @property
     def param_names(self) -> frozenset[str]:
@@ -167,6 +187,7 @@ _DIRECT = (
                   pattern=r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", example="package.module:function"),
             Param("args", "object"),
         ),
+        tool="python", untrusted=True,
     ),
     TaskKind("llm", "One chat completion: `prompt` (or the description) to the configured model.",
              _LLM_PARAMS, llm=True),
@@ -224,8 +245,91 @@ def register(kind: TaskKind, handler: Handler) -> None:
         raise ValueError(f"task kind {kind.name!r} has a handler already")
     if TASK_KINDS.get(kind.name, kind) is not kind:
         raise ValueError(f"task kind {kind.name!r} is declared already, differently")
+    if kind.tool is not None and kind.tool not in TOOLS:
+        raise ValueError(f"task kind {kind.name!r} uses tool {kind.tool!r}, which is not registered (register_tool)")
     TASK_KINDS[kind.name] = kind
     HANDLERS[kind.name] = handler
+
+
+def register_tool(name: str, description: str) -> None:
+    """Add a tool tasks may be granted: `name` in lower case, or `mcp:<server>` for an MCP server;
+    `description` says what granting it allows."""
+    if _TOOL_NAME.fullmatch(name) is None:
+        raise ValueError(f"{name!r} is not a tool name: lower case (python), or mcp:<server>")
+    if TOOLS.get(name, description) != description:
+        raise ValueError(f"tool {name!r} is registered already, differently")
+    TOOLS[name] = description
+
+
+def tools_used(task: TaskSpec, kind: TaskKind) -> tuple[str, ...]:
+    """The tools an attempt of `task` uses, each of which it must be granted: its kind's. (A kind
+    whose tool depends on the task, an MCP server named in its parameters, will say so here.)"""
+    return (kind.tool,) if kind.tool is not None else ()
+
+
+def grant_problem(task: TaskSpec, kind: TaskKind) -> str | None:
+    """Why `task` may not run: a tool its kind uses that the task is not granted; None if none.
+    The one rule, for the validator (before anything runs) and the executor (before each attempt)."""
+    for tool in tools_used(task, kind):
+        if tool not in task.tools:
+            how = f"add {tool!r} to its tools" if task.tools else f"add tools: [{tool}] to the task"
+            return (f"task type {task.type!r} uses tool {tool!r} ({TOOLS.get(tool, 'unregistered')}), which this "
+                    f"task is not granted: {how}")
+    return None
+
+
+def tool_problems(task: TaskSpec, kind: TaskKind) -> list[str]:
+    """What is wrong with the tools `task` is granted: names that are no tool's, a tool granted
+    twice, a grant its kind never uses (a grant that grants nothing misleads whoever reads it)."""
+    problems: list[str] = []
+    used = tools_used(task, kind)
+    for name in dict.fromkeys(task.tools):
+        if _TOOL_NAME.fullmatch(name) is None:
+            problems.append(f"{name!r} is not a tool name: a tool is named in lower case (python), an MCP server "
+                            f"as mcp:<server>")
+        elif name not in TOOLS:
+            problems.append(_unknown_tool(name))
+        elif name not in used:
+            uses = "no tool" if not used else "only " + ", ".join(map(repr, used))
+            problems.append(f"tool {name!r} is granted, but task type {kind.name!r} uses {uses}: remove it from "
+                            f"the task's tools")
+        if task.tools.count(name) > 1:
+            problems.append(f"tool {name!r} is granted {task.tools.count(name)} times")
+    return problems
+
+
+def _unknown_tool(name: str) -> str:
+    servers = sorted(t for t in TOOLS if t.startswith(MCP_PREFIX))
+    if name.startswith(MCP_PREFIX):
+        known = "; registered: " + ", ".join(servers) if servers else ": no MCP server is registered"
+        return f"unknown MCP server {name.removeprefix(MCP_PREFIX)!r} ({name}){known}"
+    return f"unknown tool {name!r}; known tools: " + ", ".join(sorted(t for t in TOOLS if t not in servers))
+
+
+def untrusted_outputs(tasks: Iterable[TaskSpec]) -> set[str]:
+    """The tasks whose output is untrusted content: those that bring it in (`untrusted: true`, or
+    their kind's default: a tool's output), and every task downstream of one, since a task's
+    output may carry what it read (an echo, a python function, a model repeating what it was
+    told). `untrusted: false` says a task brings none in itself; it cannot launder what it
+    receives. Linear in tasks and edges, whatever the graph (cycles and unknown ids included)."""
+    specs = list(tasks)
+    dependents: dict[str, list[str]] = {}
+    for spec in specs:
+        for dep in spec.dependencies:
+            dependents.setdefault(dep, []).append(spec.id)
+    marked = [s.id for s in specs if s.untrusted or (s.untrusted is None and _untrusted_kind(s.type))]
+    found = set(marked)
+    while marked:
+        for dependent in dependents.get(marked.pop(), ()):
+            if dependent not in found:
+                found.add(dependent)
+                marked.append(dependent)
+    return found
+
+
+def _untrusted_kind(name: str) -> bool:
+    kind = TASK_KINDS.get(name)
+    return kind is not None and kind.untrusted
 
 
 def module_allowed(module: str, allowed: Iterable[str]) -> bool:

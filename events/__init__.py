@@ -34,7 +34,7 @@ from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraE
 from ._feedback import FeedbackGiven
 from ._llm import CALL_OUTCOMES, FINISH_REASONS, CallReserved, LLMCalled, ModelChosen
 from ._schema import json_schema
-from ._security import InputFlagged, OutputFlagged, SecurityFinding
+from ._security import EdgeFlagged, InputFlagged, OutputFlagged, SecurityFinding
 from ._subjects import (
     ALL_SUBJECTS,
     PREFIX,
@@ -103,6 +103,7 @@ __all__ = [
     "CallReserved",
     "CancelRequested",
     "ChainCheckpoint",
+    "EdgeFlagged",
     "Event",
     "EventBase",
     "EventTooLarge",

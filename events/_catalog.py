@@ -6,7 +6,7 @@ from typing import TypeAlias
 
 from ._feedback import FeedbackGiven
 from ._llm import CallReserved, LLMCalled, ModelChosen
-from ._security import InputFlagged, OutputFlagged
+from ._security import EdgeFlagged, InputFlagged, OutputFlagged
 from ._system import AlertRaised, ChainCheckpoint, MessageRejected
 from ._task import (
     OutcomeChecked,
@@ -63,6 +63,7 @@ Event: TypeAlias = (
     | AlertRaised
     | InputFlagged
     | OutputFlagged
+    | EdgeFlagged
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in Event.__args__}
@@ -83,5 +84,5 @@ EMITTED_BY: dict[str, str] = {
     "TaskAssessed": "assessor",
     "AlertRaised": "monitor",
     "MessageRejected": "store", "ChainCheckpoint": "store",
-    "InputFlagged": "security", "OutputFlagged": "executor",
+    "InputFlagged": "security", "OutputFlagged": "executor", "EdgeFlagged": "executor",
 }

@@ -1,6 +1,7 @@
 """What the security manager found in what flows through: a submission's text (the security
-actor, before admission) and a task's output (the executor, before it flows on). Each finding
-says what it is, how bad, where, and why, never quoting a secret it found."""
+actor, before admission), untrusted content on its way into a prompt and a task's output (the
+executor, before the call and before the output flows on). Each finding says what it is, how
+bad, where, and why, never quoting a secret it found."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import msgspec
 
 from ._envelope import EventBase, Name
 
-__all__ = ["InputFlagged", "OutputFlagged", "SecurityFinding"]
+__all__ = ["EdgeFlagged", "InputFlagged", "OutputFlagged", "SecurityFinding"]
 
 
 class SecurityFinding(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -55,3 +56,19 @@ class OutputFlagged(EventBase, frozen=True, kw_only=True):
     findings: list[SecurityFinding]
     redacted: bool
     truncated: bool = False
+
+
+class EdgeFlagged(EventBase, frozen=True, kw_only=True):
+    """The executor's scan of untrusted content on its way into a model's prompt found attack
+    shapes: the output of `from_task` (untrusted: a tool's output, a fetched page, user text, or
+    content derived from one) as rendered into the prompt of `task_id`, before the call.
+    `blocked`: a high or critical finding failed the attempt, and no model was called."""
+
+    domain: ClassVar[str] = "sec"
+    verb: ClassVar[str] = "edge"
+
+    task_id: Name  # the edge's head: the task whose prompt it is
+    attempt: int
+    from_task: Name  # the edge's tail: the dependency whose output it is
+    findings: list[SecurityFinding]
+    blocked: bool

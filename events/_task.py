@@ -49,6 +49,9 @@ class TaskReady(_TaskEvent, frozen=True, kw_only=True):
     # Dependencies whose outputs are too large to travel inline: each is a blob the executor
     # loads (`load_blob`) into `inputs` before the attempt runs.
     input_refs: dict[str, BlobRef] = {}
+    # The dependencies whose outputs are untrusted content (`TaskSpec.untrusted`, inherited down
+    # the graph): the executor scans each one that reaches a model's prompt before the call.
+    untrusted_inputs: list[str] = []
     # The attempt's time limit, seconds: the task's own or TASK_TIMEOUT_SECONDS.
     timeout_seconds: float | None = None
     # The workflow's budget for model calls (WorkflowSubmitted.budget_usd), which its calls are held against.
@@ -109,7 +112,8 @@ class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
     duration_ms: float = 0.0
     # e.g. "timeout", "rate_limited", "server_error", "bad_request", "cut_off" (the model stopped
     # at its token limit: the answer is incomplete), "outcome" (its output failed the task's
-    # `expect`), "budget" (no budget covers the model call), "error"
+    # `expect`), "budget" (no budget covers the model call), "not_granted" (a tool the task was not
+    # granted), "untrusted_input" (an attack in untrusted content bound for its prompt), "error"
     kind: str = "error"
     # A provider's Retry-After: the distributor waits at least this long before retrying.
     retry_after_seconds: float | None = None

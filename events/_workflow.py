@@ -74,6 +74,15 @@ class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
     timeout_seconds: float | None = None
     retry: RetryPolicy = RetryPolicy()
     expect: Expectations | None = None
+    # The tools this task may use: a tool's name (`python`) or an MCP server (`mcp:<server>`).
+    # A task whose kind uses a tool it is not granted is refused by the validator, and again by
+    # the executor (`actors.registry.grant_problem`).
+    tools: list[str] = []
+    # Whether this task brings untrusted content into the workflow (a fetched page, a tool's
+    # output, text from a user): None means its kind's default (`python`: true). Content that
+    # reaches a task from an untrusted one is untrusted too, whatever this says; the executor
+    # scans it on every edge into a model's prompt (`actors.registry.untrusted_outputs`).
+    untrusted: bool | None = None
 
 
 class WorkflowSubmitted(EventBase, frozen=True, kw_only=True):

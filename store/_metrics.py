@@ -15,6 +15,7 @@ from events import (
     EVENT_TYPES,
     RUN_ENDS,
     AlertRaised,
+    EdgeFlagged,
     Event,
     InputFlagged,
     MessageRejected,
@@ -122,7 +123,7 @@ class MetricsState:
     attempts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
     # (epoch seconds, what: the alert a high or critical finding counts for, "minor_finding",
     # or "rejected_message", workflow id), one per kind of finding in an InputFlagged /
-    # OutputFlagged, and per MessageRejected.
+    # EdgeFlagged / OutputFlagged, and per MessageRejected.
     security: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=SECURITY_KEPT))
     # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
     # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
@@ -194,7 +195,7 @@ class Metrics:
                 state.assessed += 1
                 state.overall_sum += event.overall
                 state.recent_quality.append(event.overall)
-            case InputFlagged() | OutputFlagged():
+            case InputFlagged() | EdgeFlagged() | OutputFlagged():
                 # A high or critical finding counts for its alert; any other for the total alone.
                 at = event.ts.timestamp()
                 alerts = sorted({f.alert if f.severity in ("high", "critical") else "minor_finding"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from actors.executor import Outcome, TaskError
+from actors.registry import TASK_KINDS
 from config import Settings
 from events import TaskSpec
 from tests.support import attempt, wait_until
@@ -19,7 +20,10 @@ SETTINGS = Settings(python_modules=("tests.pytasks",))
 
 
 def task(type_: str, description: str = "", **parameters: Any) -> TaskSpec:
-    return TaskSpec(id="t", type=type_, description=description, parameters=parameters)
+    """A task of `type_`, granted the tool its kind uses (tests/test_grants.py tests the grant)."""
+    kind = TASK_KINDS.get(type_)
+    tools = [kind.tool] if kind is not None and kind.tool is not None else []
+    return TaskSpec(id="t", type=type_, description=description, parameters=parameters, tools=tools)
 
 
 async def run(spec: TaskSpec, inputs: dict[str, Any] | None = None, *, timeout: float = 30.0,

@@ -108,8 +108,9 @@ async def test_1000_llm_tasks_with_short_prompts_run(tmp_path: Path) -> None:
 async def test_a_10_mb_result_reaches_its_dependent_and_every_result_returns(tmp_path: Path) -> None:
     size = 10_000_000
     result, stored = await _run(_settings(tmp_path), [
-        Task("big", task_type="python", parameters={"function": "tests.pytasks:text_of_size", "args": {"size": size}}),
-        Task("measure", task_type="python", dependencies=["big"],
+        Task("big", task_type="python", tools=["python"],
+             parameters={"function": "tests.pytasks:text_of_size", "args": {"size": size}}),
+        Task("measure", task_type="python", tools=["python"], dependencies=["big"],
              parameters={"function": "tests.pytasks:measure", "args": {"key": "big"}}),
     ])
     assert result["status"] == "completed", result
@@ -124,7 +125,8 @@ async def test_a_10_mb_result_reaches_its_dependent_and_every_result_returns(tmp
 async def test_an_output_over_the_blob_limit_fails_its_task_with_the_reason(tmp_path: Path) -> None:
     size = events.MAX_BLOB_BYTES + 1
     result, _ = await _run(_settings(tmp_path), [
-        Task("huge", task_type="python", parameters={"function": "tests.pytasks:text_of_size", "args": {"size": size}}),
+        Task("huge", task_type="python", tools=["python"],
+             parameters={"function": "tests.pytasks:text_of_size", "args": {"size": size}}),
     ])
     assert result["status"] == "failed"
     encoded = len(msgspec.json.encode(text_of_size(size)))

@@ -50,6 +50,11 @@ def llm(**parameters: Any) -> TaskSpec:
     return task(type="llm", parameters=parameters)
 
 
+def python(id: str = "a", **fields: Any) -> TaskSpec:
+    """A python task, granted the tool it uses (tests/test_grants.py tests the grant)."""
+    return task(id, type="python", tools=["python"], **fields)
+
+
 def ref(id: str) -> str:
     return "{{ tasks.%s.output }}" % id  # noqa: UP031
 
@@ -87,7 +92,7 @@ CASES: list[tuple[str, list[TaskSpec], dict[str, Any], Settings, tuple[str, str 
      (f"unknown agent 'wizard'; {AGENTS}", "a", "agent")),
     ("missing required parameter", [task(type="sleep")], {}, SETTINGS,
      ("missing required parameter 'seconds' (a number between 0 and 86400)", "a", "parameters.seconds")),
-    ("missing python function", [task(type="python")], {}, SETTINGS,
+    ("missing python function", [python()], {}, SETTINGS,
      ("missing required parameter 'function' (a string like package.module:function)", "a",
       "parameters.function")),
     ("string for a number", [sleep("5")], {}, SETTINGS,
@@ -109,9 +114,9 @@ CASES: list[tuple[str, list[TaskSpec], dict[str, Any], Settings, tuple[str, str 
      ("parameter 'max_tokens' must be an integer >= 1, got 0", "a", "parameters.max_tokens")),
     ("number for a string", [llm(prompt=42)], {}, SETTINGS,
      ("parameter 'prompt' must be a string, got 42", "a", "parameters.prompt")),
-    ("list for an object", [task(type="python", parameters={"function": "json:dumps", "args": [1]})], {},
+    ("list for an object", [python(parameters={"function": "json:dumps", "args": [1]})], {},
      SETTINGS, ("parameter 'args' must be an object, got [1]", "a", "parameters.args")),
-    ("python function without a module", [task(type="python", parameters={"function": "dumps"})], {}, SETTINGS,
+    ("python function without a module", [python(parameters={"function": "dumps"})], {}, SETTINGS,
      ("parameter 'function' must be a string like package.module:function, got \"dumps\"", "a",
       "parameters.function")),
     ("long value shown bounded", [llm(prompt=["x" * 100])], {}, SETTINGS,
@@ -148,11 +153,11 @@ CASES: list[tuple[str, list[TaskSpec], dict[str, Any], Settings, tuple[str, str 
      (f"{{{{ tasks.b.output }}}} refers to task 'b', {NOT_A_DEPENDENCY}", "a", "parameters.prompt")),
     ("reference nested in a parameter", [task("b"), task(type="echo", parameters={"text": {"k": [ref("b")]}})],
      {}, SETTINGS, (f"{{{{ tasks.b.output }}}} refers to task 'b', {NOT_A_DEPENDENCY}", "a", "parameters.text")),
-    ("python with no module allowed", [task(type="python", parameters={"function": "json:dumps"})], {},
+    ("python with no module allowed", [python(parameters={"function": "json:dumps"})], {},
      Settings(llm=LLM),
      ("python tasks are disabled: no module is allowed; set YMERA_PYTHON_MODULES=pkg1,pkg2 to allow 'json' "
       "or its package", "a", "parameters.function")),
-    ("python module not allowed", [task(type="python", parameters={"function": "os:system"})], {}, SETTINGS,
+    ("python module not allowed", [python(parameters={"function": "os:system"})], {}, SETTINGS,
      ("module 'os' is not allowed for python tasks; allowed: json, mypkg.tools and their sub-modules "
       "(YMERA_PYTHON_MODULES)", "a", "parameters.function")),
     ("llm without a model", [llm()], {}, Settings(), (NO_LLM, "a", "type")),
@@ -182,7 +187,7 @@ def test_a_valid_workflow_of_every_kind_has_no_problems() -> None:
     tasks = [
         task("wait", type="sleep", parameters={"seconds": 0}, timeout_seconds=5, priority="HIGH"),
         task("say", type="echo", parameters={"text": {"any": ["json", 1]}}, dependencies=["wait"]),
-        task("call", type="python", parameters={"function": "mypkg.tools.text:upper", "args": {"s": "x"}},
+        python("call", parameters={"function": "mypkg.tools.text:upper", "args": {"s": "x"}},
              retry=RetryPolicy(max_attempts=10, initial_delay_seconds=0, backoff_multiplier=1)),
         task("ask", type="llm", parameters={"prompt": f"about {ref('say')}", "temperature": 0, "max_tokens": 1},
              dependencies=["say"]),
@@ -274,7 +279,7 @@ def test_a_replayed_task_needs_no_configured_provider_and_a_live_one_does() -> N
     ("mypkg.tools.sub.deep:run", True), ("mypkg:run", False), ("jsonx:load", False), ("mypkg.toolsx:run", False),
 ])
 def test_python_functions_come_from_allowed_modules_or_their_sub_modules(function: str, allowed: bool) -> None:
-    found = problems(task(type="python", parameters={"function": function}))
+    found = problems(python(parameters={"function": function}))
     assert (found == []) is allowed
 
 

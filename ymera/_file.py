@@ -75,6 +75,8 @@ def rerun_threshold(value: bool | float | None, quality_threshold: float) -> flo
 
 
 _AT = re.compile(r" - at `\$([^`]*)`$")
+# What these task fields hold, said for a user whose file gives them something else.
+_TASK_FIELDS = {"tools": "a list of tool names", "untrusted": "true or false"}
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 
 
@@ -102,6 +104,9 @@ def _explain(error: msgspec.ValidationError, doc: Any) -> str:
         else:
             value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else None
         steps.append(name or index)
+    if (steps[:1] == ["tasks"] and len(steps) > 2 and steps[2] in _TASK_FIELDS and isinstance(tasks, list)
+            and steps[1].isdigit() and int(steps[1]) < len(tasks)):
+        return _task_field(tasks[int(steps[1])], steps[2])
     integer = "`int" in message and "float" not in message
     shown = registry.number_in_string(value, integer)
     if shown is None:
@@ -114,3 +119,18 @@ def _explain(error: msgspec.ValidationError, doc: Any) -> str:
         if isinstance(task_id, str):
             return describe_problem(task_id, ".".join(steps[2:]), problem)
     return describe_problem(None, at.group(1).lstrip("."), problem)
+
+
+def _task_field(task: Any, name: str) -> str:
+    """A task field of `_TASK_FIELDS` holding the wrong type: what it holds and what it takes."""
+    task_id = task.get("id") if isinstance(task, dict) else None
+    value = task.get(name) if isinstance(task, dict) else None
+    try:
+        shown = f"the string {value!r}" if isinstance(value, str) else msgspec.json.encode(value).decode()
+    except (TypeError, msgspec.EncodeError):
+        shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:59] + "…"
+    problem = f"expected {_TASK_FIELDS[name]}, got {shown}"
+    if name == "tools":
+        problem += f": write tools: [{value}]" if isinstance(value, str) else " (tools: [python])"
+    return describe_problem(task_id if isinstance(task_id, str) else None, name, problem)

@@ -3,10 +3,10 @@
 A report is a fold of some event types over a window of the log (the rows whose `ts` falls in
 it) into one dict, for JSON and a text summary. Each kind is a `Report` in `REPORTS`, a reader
 and a renderer, so one command and one window serve them all. `security` counts what the
-security actor, the executor's output scan, the store writer and the monitor said: findings
-in submissions and outputs, rejected (forged or malformed) messages, refusals, alerts and the
-writer's signed checkpoints. It holds no output text, and a finding's reason never quotes a
-secret (guard/ makes them so).
+security actor, the executor's scans, the store writer and the monitor said: findings in
+submissions, in untrusted content bound for a prompt and in outputs, rejected (forged or
+malformed) messages, refusals, alerts and the writer's signed checkpoints. It holds no output
+text, and a finding's reason never quotes a secret (guard/ makes them so).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from actors import Settings
 from events import (
     AlertRaised,
     ChainCheckpoint,
+    EdgeFlagged,
     InputFlagged,
     MessageRejected,
     OutputFlagged,
@@ -42,8 +43,8 @@ __all__ = ["REPORTS", "SECURITY_ALERTS", "InvalidHours", "Report", "add_report_c
 HOURS_RULE = "a positive number of hours"
 # The monitor's alerts about security (actors/monitor/_alerts.py); the others are about quality and load.
 SECURITY_ALERTS = frozenset({"injection_attempt", "secret_leak", "harmful_content", "security_events"})
-_SECURITY_TYPES = ("InputFlagged", "OutputFlagged", "MessageRejected", "WorkflowRefused", "ChainCheckpoint",
-                   "AlertRaised")
+_SECURITY_TYPES = ("InputFlagged", "EdgeFlagged", "OutputFlagged", "MessageRejected", "WorkflowRefused",
+                   "ChainCheckpoint", "AlertRaised")
 RECENT_FINDINGS = 20
 TOP_REASONS = 10
 REASON_CHARS = 60
@@ -124,7 +125,7 @@ class _SecurityFold:
     by_type: Counter[str] = field(default_factory=Counter)
     by_severity: Counter[str] = field(default_factory=Counter)
     # The last flagged events, enough for the last RECENT_FINDINGS findings (each has one at least).
-    flagged: deque[tuple[float, InputFlagged | OutputFlagged]] = field(
+    flagged: deque[tuple[float, InputFlagged | EdgeFlagged | OutputFlagged]] = field(
         default_factory=lambda: deque(maxlen=RECENT_FINDINGS))
     inputs: int = 0
     inputs_refused: int = 0
@@ -148,6 +149,8 @@ class _SecurityFold:
                 self._flagged(ts, event)
                 self.inputs += 1
                 self.inputs_refused += event.refused
+            case EdgeFlagged():  # untrusted content bound for a prompt: counted with the findings
+                self._flagged(ts, event)
             case OutputFlagged():
                 self._flagged(ts, event)
                 self.outputs += 1
@@ -164,7 +167,7 @@ class _SecurityFold:
                 self.checkpoints += 1
                 self.latest_checkpoint = max(self.latest_checkpoint or 0, event.head_seq)
 
-    def _flagged(self, ts: float, event: InputFlagged | OutputFlagged) -> None:
+    def _flagged(self, ts: float, event: InputFlagged | EdgeFlagged | OutputFlagged) -> None:
         self.flagged.append((ts, event))
         for f in event.findings:
             self.by_alert[f.alert] += 1
@@ -195,15 +198,16 @@ class _SecurityFold:
         """The last findings, newest event first, each event's findings in their order."""
         recent = []
         for ts, event in reversed(self.flagged):
-            output = isinstance(event, OutputFlagged)
+            stage = "input" if isinstance(event, InputFlagged) else "output" if isinstance(event, OutputFlagged) \
+                else "edge"
             recent += [{"ts": _iso(ts), "workflow_id": event.workflow_id, "run_id": _run(event),
-                        "task_id": event.task_id if isinstance(event, OutputFlagged) else None,
-                        "stage": "output" if output else "input", "type": f.type, "severity": f.severity,
+                        "task_id": None if isinstance(event, InputFlagged) else event.task_id,
+                        "stage": stage, "type": f.type, "severity": f.severity,
                         "field": f.field, "reason": f.reason} for f in event.findings]
         return recent[:RECENT_FINDINGS]
 
 
-def _run(event: InputFlagged | OutputFlagged) -> str:
+def _run(event: InputFlagged | EdgeFlagged | OutputFlagged) -> str:
     return event.run_id or (event.submission_id if isinstance(event, InputFlagged) else "")
 
 

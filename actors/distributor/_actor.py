@@ -69,8 +69,9 @@ class Distributor(Actor):
     tick_seconds: ClassVar[float | None] = 0.25
     state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState, "read_until": datetime | None}
     # 2: late results and timeouts in stream order (fencing); 3: ended runs bounded; 4: a success
-    # releases its dependents (the executor checks outcomes); 5: tried models, quality re-runs, replays
-    state_version: ClassVar[int] = 5
+    # releases its dependents (the executor checks outcomes); 5: tried models, quality re-runs, replays;
+    # 6: untrusted outputs
+    state_version: ClassVar[int] = 6
     # A large output is passed on to dependents as a reference, which the executor loads.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 

@@ -123,6 +123,7 @@ def _release(wf: WorkflowState, settings: Settings, at: datetime | None, cause: 
             id=derive_id(wf.submission_id, "TaskReady", task.spec.id, attempt, key=settings.id_key), ts=_now(at),
             workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR, task_id=task.spec.id,
             attempt=attempt, spec=task.spec, inputs=_inputs(wf, task), input_refs=_input_refs(wf, task),
+            untrusted_inputs=[dep for dep in dict.fromkeys(task.spec.dependencies) if wf.tasks[dep].untrusted],
             timeout_seconds=task.spec.timeout_seconds or settings.task_timeout_seconds, budget_usd=wf.budget_usd,
             tried_models=list(task.tried_models), upgrade=task.upgrade,
             replay_of=None if task.spec.id in wf.live_tasks else wf.replay_of))

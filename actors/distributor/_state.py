@@ -97,6 +97,8 @@ class TaskState:
     kept: KeptResult | None = None  # the success set aside while the task is re-run for quality
     upgrade: str | None = None  # why its attempts since `kept` run on a stronger model
     scored_at: datetime | None = None  # when `kept` was scored: its re-run is due from then
+    # Its output is untrusted content (`registry.untrusted_outputs`): its dependents' attempts say so.
+    untrusted: bool = False
 
 
 def can_retry(task: TaskState) -> bool:
@@ -192,10 +194,12 @@ class DistributorState:
 def _new_workflow(event: WorkflowSubmitted) -> WorkflowState:
     tasks: dict[str, TaskState] = {}
     dependents: dict[str, list[str]] = {}
+    untrusted = registry.untrusted_outputs(event.tasks)
     for i, spec in enumerate(event.tasks):
         kind = registry.TASK_KINDS.get(spec.type)
         gated = event.rerun_below_quality is not None and kind is not None and kind.llm
-        tasks[spec.id] = TaskState(spec=spec, index=i, remaining_deps=len(set(spec.dependencies)), gated=gated)
+        tasks[spec.id] = TaskState(spec=spec, index=i, remaining_deps=len(set(spec.dependencies)), gated=gated,
+                                   untrusted=spec.id in untrusted)
         for dep in set(spec.dependencies):
             dependents.setdefault(dep, []).append(spec.id)
     return WorkflowState(event.workflow_id, event.id, event.ts, tasks, dependents, event.max_parallel_tasks,

@@ -11,7 +11,9 @@ each call it made to a model (`llm/`), whatever came of it, and before each call
 (`_pools.py`: every executor folds every executor's reservations and records, so key pools
 and budgets are shared and outlive a restart); with a result whose output held secrets,
 personal data or harmful content, an OutputFlagged (`_screen.py`: the first two redacted in
-the result).
+the result); with an llm or agent task's result, an EdgeFlagged for each untrusted input bound
+for its prompt in which the input sanitiser found something (`_edges.py`: read before the call;
+a high or critical finding fails the attempt, and no model is called).
 Acks a TaskReady once the stream has the attempt's TaskStarted or its result, whichever comes
 first: an executor that dies before either leaves it to be redelivered to another.
 Decides: nothing about retries. A failure is reported with its kind and whether a retry
@@ -34,7 +36,7 @@ import msgspec
 import structlog
 
 import llm
-from actors.registry import Context
+from actors.registry import TASK_KINDS, Context
 from bus import (
     Bus,
     BusError,
@@ -50,6 +52,7 @@ from bus import (
 from config import Settings
 from events import (
     BlobError,
+    EdgeFlagged,
     Event,
     EventTooLarge,
     LLMCalled,
@@ -68,6 +71,7 @@ from events import (
 )
 
 from .._outcome import TaskError
+from ._edges import Edge, blocking_reason, scan_edges
 from ._expect import check_outcome
 from ._fence import Attempt, Fence, run_key
 from ._kinds import context, run_task
@@ -210,7 +214,7 @@ class Executor:
         # finds what it cost in the stream before it.
         calls = await bus.send(self._called(attempt)) if attempt.calls or attempt.choices else None
         try:
-            await bus.publish_many([attempt.flagged, result] if attempt.flagged is not None else [result])
+            await bus.publish_many([*attempt.flagged, result])
         except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
             await bus.publish(self._failed(attempt, 0.0, f"the result cannot be published: {exc}", "error", False,
                                            None))
@@ -296,6 +300,13 @@ class Executor:
             return self._failed(attempt, t0, str(exc), "error", True, None)
         try:
             inputs = await self._inputs(bus, ready)
+            kind = TASK_KINDS.get(ready.spec.type)
+            if ready.untrusted_inputs and kind is not None and kind.llm:
+                edges = await scan_edges(ready.spec, kind, inputs, set(ready.untrusted_inputs))
+                attempt.flagged.extend(self._edge_flagged(attempt, edge) for edge in edges if edge.findings)
+                blocked = blocking_reason(edges)
+                if blocked is not None:
+                    return self._failed(attempt, t0, blocked, "untrusted_input", False, None)
             gate = self.shared.gate(bus, ready, self.settings) if self.shared is not None and replay is None else None
             with llm.recording(gate, replay, tried=tuple(ready.tried_models), upgrade=ready.upgrade) as record:
                 attempt.calls, attempt.choices = record.calls, record.choices
@@ -318,17 +329,25 @@ class Executor:
         # What flows on is scanned first: secrets and personal data redacted (`_screen.py`).
         output, found = await screen(outcome.output)
         if found.findings:
-            attempt.flagged = OutputFlagged(
+            attempt.flagged.append(OutputFlagged(
                 id=derive_id(run_key(ready), "OutputFlagged", ready.task_id, ready.attempt, key=self.settings.id_key),
                 ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor=self.name,
                 task_id=ready.task_id, attempt=ready.attempt, findings=found.findings, redacted=found.redacted,
-                truncated=found.truncated)
+                truncated=found.truncated))
         return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt,
                                           key=self.settings.id_key),
                              **self._common(attempt), output=output,
                              duration_ms=(time.perf_counter() - t0) * 1000, model=outcome.model,
                              cost_usd=outcome.cost_usd, usage=outcome.usage,
                              replay_of=ready.replay_of if attempt.calls else None)
+
+    def _edge_flagged(self, attempt: Attempt, edge: Edge) -> EdgeFlagged:
+        ready = attempt.ready
+        return EdgeFlagged(id=derive_id(run_key(ready), "EdgeFlagged", ready.task_id, ready.attempt, edge.from_task,
+                                        key=self.settings.id_key),
+                           ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id,
+                           actor=self.name, task_id=ready.task_id, attempt=ready.attempt, from_task=edge.from_task,
+                           findings=edge.findings, blocked=bool(edge.blocking))
 
     def _common(self, attempt: Attempt) -> dict[str, Any]:
         ready = attempt.ready

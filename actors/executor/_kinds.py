@@ -18,7 +18,7 @@ from config import Settings
 from events import TaskSpec
 
 from .._outcome import Outcome, TaskError
-from ..registry import HANDLERS, TASK_KINDS, Context, register
+from ..registry import HANDLERS, TASK_KINDS, Context, grant_problem, register
 from . import _llm, _python, _templates
 
 __all__ = ["context", "run_task"]
@@ -27,10 +27,14 @@ _SLEEP_SECONDS = next(p for p in TASK_KINDS["sleep"].params if p.name == "second
 
 
 async def run_task(spec: TaskSpec, inputs: dict[str, Any], ctx: Context, *, timeout: float) -> Outcome:
-    """Run one attempt of `spec` within `timeout` seconds; `inputs` are its dependencies' outputs."""
+    """Run one attempt of `spec` within `timeout` seconds; `inputs` are its dependencies' outputs.
+    A task not granted a tool its kind uses is refused here too, whatever the validator said."""
     handler = HANDLERS.get(spec.type)
     if handler is None:
         raise TaskError("bad_request", f"unknown task type {spec.type!r}", retryable=False)
+    ungranted = grant_problem(spec, TASK_KINDS[spec.type])
+    if ungranted is not None:
+        raise TaskError("not_granted", f"not run: {ungranted}", retryable=False)
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:

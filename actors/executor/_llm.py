@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 import llm
 from config import Settings
 from events import TaskSpec
 
 from .._outcome import Outcome, TaskError
 from ..registry import TASK_KINDS
-from ._templates import render, render_text
+from ._templates import as_text, render, render_text
 
 __all__ = ["DEFAULT_SYSTEM", "run_llm"]
 
@@ -126,10 +124,10 @@ def _replayed(replay: llm.Replay, need: llm.Need, client: llm.LLMClient, call: i
 def _messages(spec: TaskSpec, inputs: dict[str, Any], settings: Settings) -> tuple[llm.Message, ...]:
     params = spec.parameters
     if "prompt" in params:
-        request = _text(render(params["prompt"], inputs, "parameters.prompt"))
+        request = as_text(render(params["prompt"], inputs, "parameters.prompt"))
     else:
         request = render_text(spec.description, inputs, "description")
-    extra = _text(render(params["system"], inputs, "parameters.system")) if "system" in params else None
+    extra = as_text(render(params["system"], inputs, "parameters.system")) if "system" in params else None
     kind = TASK_KINDS.get(spec.type)
     if kind is None or not kind.agent:
         return (llm.Message("system", extra or DEFAULT_SYSTEM), llm.Message("user", request))
@@ -144,10 +142,6 @@ def _messages(spec: TaskSpec, inputs: dict[str, Any], settings: Settings) -> tup
     details = {name: render(value, inputs, f"parameters.{name}") for name, value in params.items()
                if name not in _REQUEST_PARAMS}
     if details:
-        parts.append("Parameters:\n" + "\n".join(f"- {name}: {_text(value)}" for name, value in details.items()))
-    parts.extend(f"Output of task {task_id}:\n{_text(output)}" for task_id, output in inputs.items())
+        parts.append("Parameters:\n" + "\n".join(f"- {name}: {as_text(value)}" for name, value in details.items()))
+    parts.extend(f"Output of task {task_id}:\n{as_text(output)}" for task_id, output in inputs.items())
     return (llm.Message("system", system), llm.Message("user", "\n\n".join(parts)))
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else msgspec.json.encode(value).decode()

@@ -14,7 +14,7 @@ import msgspec
 from .._outcome import TaskError
 from ..registry import TEMPLATE_REFERENCE, reference_problem
 
-__all__ = ["render", "render_text"]
+__all__ = ["as_text", "render", "render_text"]
 
 
 def render_text(text: str, inputs: dict[str, Any], where: str) -> str:
@@ -25,10 +25,14 @@ def render_text(text: str, inputs: dict[str, Any], where: str) -> str:
         problem = reference_problem(task_id, inputs)
         if problem is not None:
             raise TaskError("bad_request", f"{where}: {problem}", retryable=False)
-        output = inputs[task_id]
-        return output if isinstance(output, str) else msgspec.json.encode(output).decode()
+        return as_text(inputs[task_id])
 
     return TEMPLATE_REFERENCE.sub(replace, text) if "{{" in text else text
+
+
+def as_text(output: Any) -> str:
+    """An output as a prompt holds it: a string as-is, anything else as compact JSON."""
+    return output if isinstance(output, str) else msgspec.json.encode(output).decode()
 
 
 def render(value: Any, inputs: dict[str, Any], where: str) -> Any:

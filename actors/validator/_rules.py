@@ -136,6 +136,8 @@ def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found, repla
                 _check_fallbacks(task, i, settings, found)
         if kind.name == "python":
             _check_python(task, i, settings, found)
+        if task.tools or kind.tool is not None:
+            _check_tools(task, i, kind, found)
     timeout = task.timeout_seconds
     if timeout is not None and not 0 < timeout <= registry.MAX_TIMEOUT_SECONDS:
         _add(found, i, task, "timeout_seconds", f"timeout_seconds must be greater than 0 and at most "
@@ -181,6 +183,16 @@ def _check_python(task: TaskSpec, i: int, settings: Settings, found: _Found) -> 
         _add(found, i, task, "parameters.function", f"module {module!r} is not allowed for python tasks; allowed: "
                                                     f"{', '.join(allowed)} and their sub-modules "
                                                     f"(YMERA_PYTHON_MODULES)")
+
+
+def _check_tools(task: TaskSpec, i: int, kind: registry.TaskKind, found: _Found) -> None:
+    """The tools the task is granted, and the ones its kind uses: `registry.grant_problem`, the
+    rule the executor applies again before each attempt."""
+    for problem in registry.tool_problems(task, kind):
+        _add(found, i, task, "tools", problem)
+    missing = registry.grant_problem(task, kind)
+    if missing is not None:
+        _add(found, i, task, "tools", missing)
 
 
 def _check_retry(task: TaskSpec, i: int, found: _Found) -> None:
