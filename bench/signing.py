@@ -1,5 +1,6 @@
 """What signing every event costs (bus/_seal.py): the seal and its check alone, and the engine's
-throughput with YMERA_SIGN_EVENTS on and off, measured in the same run, alternating.
+throughput with YMERA_SIGN_EVENTS off, on, and on with YMERA_NATS_AUTH (the server enforcing
+who publishes what), measured in the same run, in turn.
 
 - **seal**: `bus.seal` of a batch of n real events (one Ed25519 signature, a Merkle tree of n
   leaves), per event; **check**: `SealCheck.check` of each message of the batch (the first
@@ -7,8 +8,8 @@ throughput with YMERA_SIGN_EVENTS on and off, measured in the same run, alternat
   one Ed25519 signature and one verification.
 - **engine**: bench/throughput.py's workloads (wide: W workflows of N independent noop tasks;
   chain: one workflow of C tasks in a line), each actor its own process (`ymera up
-  --processes`, one executor), a fresh server and data dir per run; signing on and off
-  alternate in each repetition. Tasks/s counts from the first submit until the log holds
+  --processes`, one executor), a fresh server and data dir per run; the three modes take turns
+  in each repetition. Tasks/s counts from the first submit until the log holds
   every event; the chain reports its step's p50 (TaskReady -> TaskSucceeded -> next TaskReady).
 
     .venv/bin/python bench/signing.py [--wide 50x100] [--chain 200] [--repeat 3] [--write]
@@ -75,44 +76,57 @@ def micro() -> list[str]:
     return lines
 
 
-async def engine_run(tmp: Path, signed: bool, subs: Sequence[events.WorkflowSubmitted]) -> tuple[float, Path]:
-    os.environ["YMERA_SIGN_EVENTS"] = "true" if signed else "false"
+# How the engine runs in each mode: signing off; signed, every actor checking what it reads;
+# signed, on a server that authenticates every connection and enforces who publishes what
+# (YMERA_NATS_AUTH), where actors no longer check each event's MAC (bus/_seal.py).
+MODES = {"unsigned": ("false", "false"), "signed": ("true", "false"), "enforced": ("true", "true")}
+
+
+async def engine_run(tmp: Path, mode: str, subs: Sequence[events.WorkflowSubmitted]) -> tuple[float, Path]:
+    os.environ["YMERA_SIGN_EVENTS"], os.environ["YMERA_NATS_AUTH"] = MODES[mode]
     async with engine(tmp, 1, in_process=False) as running:
         seconds, _ = await run_workflows(running, subs)
         return seconds, running.db
 
 
 async def measure(args: argparse.Namespace) -> list[str]:
-    results: dict[tuple[str, bool], list[float]] = {}
+    results: dict[tuple[str, str], list[float]] = {}
+    modes = list(MODES)
     for rep in range(args.repeat):
-        for signed in ((True, False) if rep % 2 == 0 else (False, True)):
+        for mode in modes[rep % len(modes):] + modes[:rep % len(modes)]:  # each rep starts with the next mode
             with tempfile.TemporaryDirectory() as tmp:
                 w, n = args.wide
                 subs = [submission(f"w{rep}-{i}", n, chained=False) for i in range(w)]
-                seconds, _ = await engine_run(Path(tmp) / "wide", signed, subs)
-                results.setdefault(("wide", signed), []).append(w * n / seconds)
+                seconds, _ = await engine_run(Path(tmp) / "wide", mode, subs)
+                results.setdefault(("wide", mode), []).append(w * n / seconds)
                 chain = submission(f"c{rep}", args.chain, chained=True)
-                _, db = await engine_run(Path(tmp) / "chain", signed, [chain])
+                _, db = await engine_run(Path(tmp) / "chain", mode, [chain])
                 steps, _ = chain_steps(db, chain.workflow_id)
-                results.setdefault(("chain", signed), []).append(statistics.median(steps))
-            print(f"rep {rep + 1}, signed={signed}: wide {results[('wide', signed)][-1]:,.0f} tasks/s, chain step "
-                  f"p50 {results[('chain', signed)][-1]:.2f} ms", flush=True)
+                results.setdefault(("chain", mode), []).append(statistics.median(steps))
+            print(f"rep {rep + 1}, {mode}: wide {results[('wide', mode)][-1]:,.0f} tasks/s, chain step "
+                  f"p50 {results[('chain', mode)][-1]:.2f} ms", flush=True)
     os.environ.pop("YMERA_SIGN_EVENTS", None)
+    os.environ.pop("YMERA_NATS_AUTH", None)
 
     def cell(values: list[float], fmt: str) -> str:
         return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
 
+    def ratio(a: list[float], b: list[float]) -> str:
+        ratios = [x / y for x, y in zip(a, b, strict=True)]
+        return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+
     w, n = args.wide
-    on, off = results[("wide", True)], results[("wide", False)]
-    chain_on, chain_off = results[("chain", True)], results[("chain", False)]
-    ratios = [a / b for a, b in zip(on, off, strict=True)]
-    step_ratios = [a / b for a, b in zip(chain_on, chain_off, strict=True)]
+    wide = {mode: results[("wide", mode)] for mode in MODES}
+    chain = {mode: results[("chain", mode)] for mode in MODES}
     return [
-        "| workload | signed | unsigned | signed / unsigned |", "|---|---:|---:|---:|",
-        f"| wide {w}×{n}, tasks/s | {cell(on, ',.0f')} | {cell(off, ',.0f')} | "
-        f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |",
-        f"| chain {args.chain}, step p50 ms | {cell(chain_on, '.2f')} | {cell(chain_off, '.2f')} | "
-        f"{statistics.median(step_ratios):.2f} ({min(step_ratios):.2f}–{max(step_ratios):.2f}) |",
+        "| workload | unsigned | signed | signed, NATS-enforced | signed / unsigned | enforced / unsigned |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| wide {w}×{n}, tasks/s | {cell(wide['unsigned'], ',.0f')} | {cell(wide['signed'], ',.0f')} | "
+        f"{cell(wide['enforced'], ',.0f')} | {ratio(wide['signed'], wide['unsigned'])} | "
+        f"{ratio(wide['enforced'], wide['unsigned'])} |",
+        f"| chain {args.chain}, step p50 ms | {cell(chain['unsigned'], '.2f')} | {cell(chain['signed'], '.2f')} | "
+        f"{cell(chain['enforced'], '.2f')} | {ratio(chain['signed'], chain['unsigned'])} | "
+        f"{ratio(chain['enforced'], chain['unsigned'])} |",
     ]
 
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 import nats.js.errors
 import structlog
 from cpu import actor_pids, cpu_snapshot, cpu_used
@@ -60,7 +61,7 @@ from throughput_report import CELERY, CELERY_TUNED, CORES, IN_PROCESS, PROCESSES
 
 import bus
 import events
-from actors import load_settings, run_all
+from actors import client_access, load_settings, run_all
 
 if TYPE_CHECKING:
     import celery_peer
@@ -106,15 +107,23 @@ def spawn_engine(url: str, data: Path, executors: int, log: Path) -> subprocess.
 
 @contextlib.asynccontextmanager
 async def engine(tmp: Path, executors: int, in_process: bool) -> AsyncIterator[Engine]:
-    """A fresh embedded server and data dir, and the engine: `runner up --processes`, or `run_all` here."""
+    """A fresh embedded server and data dir, and the engine: `runner up --processes`, or `run_all` here.
+    With YMERA_NATS_AUTH=true in the environment, the server authenticates every connection and
+    enforces each one's permissions, as the embedded default does (docs/security.md)."""
     data = tmp / "data"
     data.mkdir(parents=True)
-    with bus.EmbeddedServer(tmp / "nats") as server:
+    settings = load_settings({"NATS_URL": "nats://unused", "YMERA_DATA_DIR": str(data),
+                              "YMERA_NATS_AUTH": os.environ.get("YMERA_NATS_AUTH", "false"),
+                              "YMERA_SIGN_EVENTS": os.environ.get("YMERA_SIGN_EVENTS", "true")}, dotenv=None)
+    access = client_access(settings)
+    authorization = access.authorization() if access.authorization is not None else None
+    with bus.EmbeddedServer(tmp / "nats", authorization=authorization) as server:
         pids = {"nats-server": server.pid or 0, "bench": os.getpid()}
-        connection = await bus.connect(server.url, name="bench")
+        connection = await bus.connect(server.url, name="bench", signer=access.signer, credentials=access.credentials,
+                                       require_auth=authorization is not None)
         stop, ready = asyncio.Event(), asyncio.Event()
         if in_process:
-            settings = load_settings({"NATS_URL": server.url, "YMERA_DATA_DIR": str(data)}, dotenv=None)
+            settings = msgspec.structs.replace(settings, nats_url=server.url)
             actors = asyncio.create_task(run_all(settings, connection, stop, ready))
         else:
             proc = spawn_engine(server.url, data, executors, tmp / "engine.log")
@@ -165,6 +174,9 @@ async def run_workflows(engine: Engine, subs: Sequence[events.WorkflowSubmitted]
     try:
         first = (await js.stream_info(stream)).state.last_seq
         t0 = time.perf_counter()
+        principal = engine.bus.principal  # where clients sign, a submission names the client's key
+        if principal is not None:
+            subs = [msgspec.structs.replace(s, principal=principal) for s in subs]
         await engine.bus.publish_many(subs)
         await asyncio.wait_for(done.wait(), 300)
         if failed:

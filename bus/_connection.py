@@ -425,6 +425,7 @@ async def connect(url: str, *, name: str = "ymera", stream: StreamPolicy | None 
     bus.denied = denied
     return bus
 
+
 def _describe(exc: BaseException, credentials: Credentials | None = None) -> str:
     if "authorization violation" in str(exc).lower():
         who = (f"its key {credentials.name} ({credentials.nkey[:12]}...) is not one the server knows"
