@@ -26,6 +26,7 @@ from ._agents import AgentCatalogue, load_agents
 __all__ = ["MAX_TIMEOUT_SECONDS", "LLMSettings", "ProviderEnv", "Settings", "SettingsError", "load_settings"]
 
 W = TypeVar("W", int, None)  # a setting's default: a number, or None when unset is allowed
+B = TypeVar("B", bool, None)  # a flag's default: true or false, or None when unset is allowed
 MAX_TIMEOUT_SECONDS = 86_400.0  # TASK_TIMEOUT_SECONDS, and a task's own `timeout_seconds` (actors/registry.py)
 
 
@@ -117,9 +118,9 @@ class Settings(msgspec.Struct, frozen=True):
     sign_events: bool = True
     # NATS authenticates every connection and lets each publish only what it may (docs/security.md,
     # "Who may connect and publish"): each actor its own events, a client submissions, cancels and
-    # ratings, signed by its client key, which is its principal. YMERA_NATS_AUTH; by default on for
-    # the embedded server and with YMERA_ENV=production, off for a NATS_URL in development.
-    nats_auth: bool = True
+    # ratings, signed by its client key, which is its principal. YMERA_NATS_AUTH; None (unset): on
+    # for the embedded server and with YMERA_ENV=production, off for a NATS_URL in development.
+    nats_auth_setting: bool | None = None
     # The client key this process submits, cancels and rates as (YMERA_CLIENT_KEY, a
     # `client.<principal>.key` file); None: `<keys dir>/client.local.key`, made on first use.
     client_key: Path | None = None
@@ -136,6 +137,13 @@ class Settings(msgspec.Struct, frozen=True):
     @property
     def keys_dir(self) -> Path:
         return self.keys_dir_setting or self.data_dir / "keys"
+
+    @property
+    def nats_auth(self) -> bool:
+        """Whether NATS authenticates every connection and enforces what each may publish."""
+        if self.nats_auth_setting is not None:
+            return self.nats_auth_setting
+        return self.nats_url is None or self.env == "production"
 
     @property
     def lost_after_seconds(self) -> float:
@@ -164,11 +172,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         raise SettingsError("ENABLE_AUDIT_LOGGING", values["ENABLE_AUDIT_LOGGING"],
                             "supported: every event is stored in the hash-chained log, which status, replay and "
                             "the audit read; unset it")
-    environment = env.choice("YMERA_ENV", ENVS) or "development"
-    nats_url = env.text("NATS_URL", "") or None
     return Settings(
-        env=environment,
-        nats_url=nats_url,
+        env=env.choice("YMERA_ENV", ENVS) or "development",
+        nats_url=env.text("NATS_URL", "") or None,
         data_dir=Path(env.text("YMERA_DATA_DIR", "") or ".ymera"),
         log_level=env.choice("YMERA_LOG_LEVEL", ("debug", "info", "warning", "error", "critical")),
         enable_security_validation=env.flag("ENABLE_SECURITY_VALIDATION", True),
@@ -202,7 +208,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         checkpoint_every_rows=env.integer("YMERA_CHECKPOINT_EVERY_ROWS", 1000),
         checkpoint_every_seconds=env.positive("YMERA_CHECKPOINT_EVERY_SECONDS", 10.0),
         sign_events=env.flag("YMERA_SIGN_EVENTS", True),
-        nats_auth=env.flag("YMERA_NATS_AUTH", nats_url is None or environment == "production"),
+        nats_auth_setting=env.optional_flag("YMERA_NATS_AUTH"),
         client_key=Path(key) if (key := env.text("YMERA_CLIENT_KEY", "")) else None,
     )
 
@@ -239,7 +245,10 @@ class _Reader:
             raise SettingsError(name, raw, "one of " + ", ".join(options))
         return raw or None
 
-    def flag(self, name: str, default: bool) -> bool:
+    def optional_flag(self, name: str) -> bool | None:
+        return self.flag(name, None)
+
+    def flag(self, name: str, default: B) -> bool | B:
         raw = self.values.get(name)
         if raw is None or raw == "":
             return default
