@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("actors", "bus", "config", "events", "guard", "llm", "store", "ymera")
+PACKAGES = ("actors", "bus", "config", "events", "guard", "llm", "store", "tools", "ymera")
 OURS = frozenset({*PACKAGES, "runner", "llm", "guard", "tools", "web"})
 ACTOR_PACKAGES = frozenset(p.name for p in (ROOT / "actors").iterdir() if (p / "__init__.py").exists())
 # A NATS subject or filter of Ymera's stream: `ymera.wf.…`, `ymera.task.…`, `ymera.>`, `ymera.*.…`
