@@ -29,7 +29,6 @@ import msgspec
 from ._scan_finding import ALERTS, Finding, Kind, Severity
 from ._scan_harmful import find_harmful
 from ._scan_pii import find_pii
-from ._scan_secrets import find_secrets
 
 __all__ = ["ALERTS", "MAX_SCAN_CHARS", "Finding", "Kind", "ScanResult", "Severity", "scan_output"]
 
@@ -61,6 +60,10 @@ class ScanResult(msgspec.Struct, frozen=True, kw_only=True):
 
 def scan_output(text: str, *, limit: int = MAX_SCAN_CHARS) -> ScanResult:
     """Scan one task output for secrets, personal data and harmful passages."""
+    # detect-secrets and its plugins take ~0.2 s to import: loaded by the first scan (an
+    # executor's), not by every `ymera` command that imports guard for its keys.
+    from ._scan_secrets import find_secrets
+
     scanned, rest = _cut(text, max(0, limit))
     redactable = _resolve(find_secrets(scanned) + find_pii(scanned))
     findings = sorted(redactable + find_harmful(scanned), key=lambda f: (f.span, f.kind))
