@@ -2,7 +2,8 @@
 
 from ._access import ACTOR_ROLES, Credentials, User, authorization_block, permissions
 from ._blobs import BLOB_BUCKET, BlobStore
-from ._connection import Bus, connect
+from ._connect import connect
+from ._connection import Bus
 from ._errors import BusError, BusUnavailable, ConsumerConfigError, Fenced, ServerStartError
 from ._limits import RATE_BUCKET, RateWindows
 from ._local import Access, connect_when_up, open_bus, open_local

@@ -20,7 +20,8 @@ import structlog
 from config import Settings
 
 from ._access import Credentials
-from ._connection import Bus, connect
+from ._connect import connect
+from ._connection import Bus
 from ._errors import BusUnavailable
 from ._seal import Keyring, Signer
 from ._server import EmbeddedServer, running_server
