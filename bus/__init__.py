@@ -1,6 +1,7 @@
 """NATS for Ymera: the connection, the YMERA stream, consumers and the embedded server."""
 
 from ._access import ACTOR_ROLES, Credentials, User, authorization_block, permissions
+from ._attest import ATTEST_SECONDS, Attester
 from ._blobs import BLOB_BUCKET, BlobStore
 from ._connect import connect
 from ._connection import Bus
@@ -10,7 +11,7 @@ from ._local import Access, connect_when_up, open_bus, open_local
 from ._publish import PubAck
 from ._pull import PullBatches, deliveries, resume, stream_seq
 from ._reading import ConsumerState, Delivery, Follower, StreamState, Subscription, ack, nak, pending_after
-from ._seal import SEAL_HEADER, Keyring, MacKeys, SealCheck, Signer, UntrustedEvent, seal, seal_of
+from ._seal import SEAL_HEADER, Keyring, MacKeys, SealCheck, Signer, Unattested, UntrustedEvent, leaf, seal, seal_of
 from ._server import EmbeddedServer, find_binary, free_port, reload_running, running_server
 from ._snapshots import SNAPSHOT_BUCKET, SnapshotStore
 from ._stream import (
@@ -29,12 +30,14 @@ from ._worker import Worker, run_worker
 
 __all__ = [
     "ACTOR_ROLES",
+    "ATTEST_SECONDS",
     "BLOB_BUCKET",
     "RATE_BUCKET",
     "SEAL_HEADER",
     "SNAPSHOT_BUCKET",
     "STREAM",
     "Access",
+    "Attester",
     "BlobStore",
     "Bus",
     "BusError",
@@ -59,6 +62,7 @@ __all__ = [
     "StreamPolicy",
     "StreamState",
     "Subscription",
+    "Unattested",
     "UntrustedEvent",
     "User",
     "Worker",
@@ -73,6 +77,7 @@ __all__ = [
     "find_binary",
     "fit_consumer",
     "free_port",
+    "leaf",
     "nak",
     "open_bus",
     "open_local",

@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
-from events import ALL_SUBJECTS, CLIENT, EMITTED_BY, EVENT_TYPES, subject_filter
+from events import ALL_SUBJECTS, ANY_ACTOR, CLIENT, EMITTED_BY, EVENT_TYPES, subject_filter
 
 from ._blobs import BLOB_BUCKET
 from ._limits import RATE_BUCKET
@@ -32,7 +32,7 @@ __all__ = ["ACTOR_ROLES", "Credentials", "User", "authorization_block", "permiss
 
 Role = str  # an actor's name (`events.EMITTED_BY`'s values), or `events.CLIENT`
 # Every actor that emits events, in the order EMITTED_BY names them, and so has a NATS user.
-ACTOR_ROLES: tuple[str, ...] = tuple(dict.fromkeys(a for a in EMITTED_BY.values() if a != CLIENT))
+ACTOR_ROLES: tuple[str, ...] = tuple(dict.fromkeys(a for a in EMITTED_BY.values() if a not in (CLIENT, ANY_ACTOR)))
 
 
 class Credentials(Protocol):
@@ -57,7 +57,8 @@ class User(NamedTuple):
 
 
 def _event_subjects(role: Role) -> list[str]:
-    return [subject_filter(EVENT_TYPES[kind]) for kind, owner in EMITTED_BY.items() if owner == role]
+    mine = (role,) if role == CLIENT else (role, ANY_ACTOR)
+    return [subject_filter(EVENT_TYPES[kind]) for kind, owner in EMITTED_BY.items() if owner in mine]
 
 
 def permissions(role: Role, stream: str = STREAM) -> dict[str, dict[str, list[str]]]:

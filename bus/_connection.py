@@ -21,6 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 from events import ALL_SUBJECTS, CLIENT, BlobRef, Event, decode_message, offload, resolve, subject_of
 
 from ._access import Credentials
+from ._attest import Attester
 from ._blobs import BlobStore
 from ._client import Client
 from ._errors import BusError
@@ -73,9 +74,14 @@ class Bus:
         keyring, an event its type's actor did not sign is an `UntrustedEvent` (_seal.py)."""
         self.signer, self.keyring, self.mac_keys = signer, keyring, mac_keys
         self.seals = SealCheck(keyring, mac_keys, senders_enforced=self.enforced) if keyring is not None else None
-        # Where the server enforces who publishes what, no actor reads a MAC: none is made.
-        self._sealer = (Sealer(self._publisher, signer, None if self.enforced else mac_keys)
-                        if signer is not None else None)
+        # Where the server enforces who publishes what, no actor reads a MAC, and an actor's
+        # events go out at once, signed after the fact (bus/_attest.py); a client's are signed
+        # before they go, as its principal is read off its signature.
+        self._sealer: Sealer | Attester | None = None
+        if signer is not None and self.enforced and self.principal is None:
+            self._sealer = Attester(self._publisher, signer)
+        elif signer is not None:
+            self._sealer = Sealer(self._publisher, signer, None if self.enforced else mac_keys)
 
     # ---- the one point where events leave (signed), and the one where they arrive (checked) --
 
@@ -351,6 +357,8 @@ class Bus:
         """Flush and close. Safe to call twice."""
         if self.nc.is_closed:
             return
+        if isinstance(self._sealer, Attester):
+            await self._sealer.close()  # what it sent, attested before it goes
         try:
             await asyncio.wait_for(self.nc.drain(), 5.0)
         except (TimeoutError, nats.errors.Error):

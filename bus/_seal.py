@@ -26,6 +26,9 @@ fails the audit's and the clients' signature check).
     node  = sha256(b"N" + left + right)[:16]   an odd node out rises unpaired
     signed: b"ymera-seal-v1\\n" + n (4 bytes, big-endian) + root
 
+Where the server enforces who publishes what, an actor's seal is shorter and its signature
+comes after the message, in an attestation (bus/_attest.py); `SealCheck` checks both kinds.
+
 The bus knows the wire format only; the keys are the deployment's (`guard`): a `Signer` makes
 signatures, a `Keyring` names the actor a key id belongs to and checks its signatures. What
 each actor may emit is `events.EMITTED_BY`.
@@ -35,14 +38,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from events import CLIENT, EMITTED_BY, MalformedEvent
+from events import ANY_ACTOR, CLIENT, EMITTED_BY, Attested, MalformedEvent, attested_bytes, decode
 
-__all__ = ["SEAL_HEADER", "Keyring", "MacKeys", "SealCheck", "Signer", "UntrustedEvent", "seal", "seal_of"]
+__all__ = ["SEAL_HEADER", "Keyring", "MacKeys", "SealCheck", "Signer", "Unattested", "UntrustedEvent", "leaf", "seal",
+           "seal_of"]
 
 SEAL_HEADER = "Ymera-Sig"
 _SEAL_MARK = SEAL_HEADER.encode() + b":"
@@ -85,11 +90,16 @@ class UntrustedEvent(MalformedEvent):
     Dropped by every reader; the store writer records it as a `MessageRejected`."""
 
 
+class Unattested(UntrustedEvent):
+    """An event sealed to be attested later (bus/_attest.py) that no attestation covers: its
+    actor stopped before attesting it, or someone else made it up."""
+
+
 def seal(signer: Signer, messages: Sequence[tuple[str, bytes]], mac_key: bytes | None = None) -> list[str]:
     """The seal of each (subject, data) of one batch, in order, under one signature; each with
     its own MAC under `mac_key` (the signer's, derived from the deployment's secret)."""
     n = len(messages)
-    levels = [[_leaf(subject, data) for subject, data in messages]]
+    levels = [[leaf(subject, data) for subject, data in messages]]
     while len(levels[-1]) > 1:
         levels.append(_up(levels[-1]))
     signature = signer.sign(_signed(n, levels[-1][0]))
@@ -126,17 +136,27 @@ class SealCheck:
     each batch's signature once (the nodes of the trees last proven are remembered).
 
     `senders_enforced`: the server authenticates every connection and lets each actor publish
-    its own events only (bus/_access.py). Then an actor reading an actor's event knows who sent
-    it without looking (the seal stays on the message for the log, the audit and the clients,
-    and its MAC is not computed again), and a client's event must be signed by the client key
-    of the principal it names: the deployment knows its clients."""
+    its own events only (bus/_access.py). Then whoever reads an actor's event knows who sent it
+    without looking (its seal stays on the message for the log and the audit: an attested one,
+    bus/_attest.py), and a client's event must be signed by the client key of the principal it
+    names: the deployment knows its clients.
 
-    def __init__(self, keyring: Keyring, mac_keys: MacKeys | None = None, *, senders_enforced: bool = False) -> None:
+    `attestations`: events sealed to be attested later are checked against the attestations
+    given to `attest` first (the audit); without it, such an event is taken only on trust of a
+    server that enforces senders."""
+
+    def __init__(self, keyring: Keyring, mac_keys: MacKeys | None = None, *, senders_enforced: bool = False,
+                 attestations: bool = False) -> None:
         self.keyring = keyring
         self.mac_keys = mac_keys
         self.clients_sign = senders_enforced
-        self.trust_actors = senders_enforced and mac_keys is not None
+        self.trust_actors = senders_enforced
+        # Whether events sealed to be attested later are checked against the attestations
+        # `attest` was given (the audit, which reads them all first); in real time they cannot be.
+        self.attestations = attestations
         self._proven: dict[bytes, str] = {}  # node of a signed tree -> the key that signed it
+        # (key id, epoch) -> the first numbers of its attestations, sorted, and each one's leaves
+        self._attested: dict[tuple[str, str], tuple[list[int], dict[int, bytes]]] = {}
 
     def check(self, kind: str, subject: str, data: bytes, sealed: str | None, event: object = None) -> str | None:
         """The actor who signed it, or for a client's event the principal whose key signed it
@@ -150,8 +170,12 @@ class SealCheck:
             return self._client(kind, subject, data, sealed, getattr(event, "principal", None))
         if self.trust_actors:
             return owner
+        if owner == ANY_ACTOR:
+            return self.attest(event if isinstance(event, Attested) else _attestation(kind, data))
         if not sealed:
             raise UntrustedEvent(f"{kind} is the {owner}'s to emit, and this one is not signed")
+        if sealed.startswith("@"):
+            return self._attested_by(kind, owner, subject, data, sealed)
         tag, _, sealed = sealed.partition(".")
         if (tag and tag.isascii() and self.mac_keys is not None
                 and hmac.compare_digest(tag, _mac(self.mac_keys(owner), subject, data))):
@@ -165,6 +189,56 @@ class SealCheck:
             raise UntrustedEvent(f"{kind} is the {owner}'s to emit, and this one is signed by the {signer}")
         self._verify(kind, subject, data, sealed)
         return signer
+
+    def attest(self, attestation: Attested) -> str:
+        """The actor whose key signed `attestation`, which from now on vouches for the events
+        it covers (with `attestations`); `UntrustedEvent` if its key is no actor's, or not the
+        actor's it names, or its signature does not verify."""
+        key, epoch, first, leaves = attestation.key_id, attestation.epoch, attestation.first, attestation.leaves
+        signer = self.keyring.actor_of(key)
+        if signer is None or signer != attestation.actor:
+            whose = "no actor's key this deployment knows" if signer is None else f"the {signer}'s"
+            raise UntrustedEvent(f"Attested names the {attestation.actor} and is signed by key {key[:16]!r}, "
+                                 f"{whose}")
+        firsts, by_first = self._attested.get((key, epoch), ([], {}))
+        if by_first.get(first) == leaves:
+            return signer  # seen and verified before (the stream's copy, then the log's)
+        if (len(leaves) % _HASH or first < 0
+                or not self.keyring.verify(key, attested_bytes(key, epoch, first, leaves), attestation.signature)):
+            raise UntrustedEvent("Attested's signature does not verify: the attestation was altered, or forged")
+        if self.attestations:
+            if first not in by_first:
+                bisect.insort(firsts, first)
+            by_first[first] = leaves
+            self._attested[(key, epoch)] = (firsts, by_first)
+        return signer
+
+    def _attested_by(self, kind: str, owner: str, subject: str, data: bytes, sealed: str) -> str:
+        """That an attestation signed by `owner`'s key covers this message (bus/_attest.py)."""
+        key, _, rest = sealed[1:].partition(".")
+        epoch, _, number_text = rest.partition(".")
+        signer = self.keyring.actor_of(key)
+        if signer is None:
+            raise UntrustedEvent(f"{kind} is sealed with key {key[:16]!r}, which is no actor's key this deployment "
+                                 "knows")
+        if signer != owner:
+            raise UntrustedEvent(f"{kind} is the {owner}'s to emit, and this one is sealed with the {signer}'s key")
+        if not self.attestations:
+            raise UntrustedEvent(f"{kind} is sealed to be attested later, which this reader takes only from a "
+                                 "server that enforces who publishes what")
+        if not number_text.isdigit():
+            raise UntrustedEvent(f"{kind} has a malformed signature header")
+        number = int(number_text)
+        firsts, by_first = self._attested.get((key, epoch), ([], {}))
+        at = bisect.bisect_right(firsts, number) - 1
+        if at < 0 or number >= firsts[at] + len(by_first[firsts[at]]) // _HASH:
+            raise Unattested(f"{kind} is message {number} of the {owner}'s run {epoch}, and no attestation of its "
+                             f"key covers it: the {owner} stopped before attesting it (killed), or it was made up")
+        start = (number - firsts[at]) * _HASH
+        if by_first[firsts[at]][start:start + _HASH] != leaf(subject, data):
+            raise UntrustedEvent(f"{kind} differs from what the {owner} attested (message {number} of run "
+                                 f"{epoch}): altered, or forged")
+        return owner
 
     def _client(self, kind: str, subject: str, data: bytes, sealed: str | None, principal: str | None) -> str:
         """The principal whose client key signed a client's event."""
@@ -196,7 +270,7 @@ class SealCheck:
         if not 0 <= i < n <= _MAX_BATCH or len(proof) % _HASH:
             raise UntrustedEvent(f"{kind} has a malformed signature header")
         proven = self._proven
-        node, at, width, used = _leaf(subject, data), i, n, 0
+        node, at, width, used = leaf(subject, data), i, n, 0
         path = [node]
         while width > 1 and proven.get(node) != key:
             sibling = at ^ 1
@@ -221,13 +295,24 @@ class SealCheck:
             del proven[next(iter(proven))]
 
 
+def _attestation(kind: str, data: bytes) -> Attested:
+    try:
+        event = decode(data)
+    except MalformedEvent:
+        raise UntrustedEvent(f"{kind} is no valid attestation") from None
+    if not isinstance(event, Attested):
+        raise UntrustedEvent(f"{kind} is no valid attestation")
+    return event
+
+
 def _mac(key: bytes, subject: str, data: bytes) -> str:
     """A message's MAC: keyed BLAKE2b (a MAC by design, and ~3x faster here than HMAC-SHA256),
     128 bits over what its leaf covers, in hex."""
     return hashlib.blake2b(b"L" + subject.encode() + b"\n" + data, key=key, digest_size=16).hexdigest()
 
 
-def _leaf(subject: str, data: bytes) -> bytes:
+def leaf(subject: str, data: bytes) -> bytes:
+    """A message's leaf: what a seal's tree and an attestation (bus/_attest.py) are built of."""
     return hashlib.sha256(b"L" + subject.encode() + b"\n" + data).digest()[:_HASH]
 
 

@@ -14,7 +14,7 @@ from ._blobs import (
     offload,
     resolve,
 )
-from ._catalog import CLIENT, EMITTED_BY, EVENT_TYPES, Event
+from ._catalog import ANY_ACTOR, CLIENT, EMITTED_BY, EVENT_TYPES, Event
 from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt, one_line
 from ._envelope import (
     ID_RULE,
@@ -34,7 +34,7 @@ from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraE
 from ._feedback import FeedbackGiven
 from ._llm import CALL_OUTCOMES, FINISH_REASONS, CallReserved, LLMCalled, ModelChosen
 from ._schema import json_schema
-from ._security import EdgeFlagged, InputFlagged, OutputFlagged, SecurityFinding
+from ._security import EdgeFlagged, InputFlagged, OutputFlagged, SecurityFinding, ToolRefused
 from ._subjects import (
     ALL_SUBJECTS,
     PREFIX,
@@ -45,7 +45,7 @@ from ._subjects import (
     workflow_filter,
     workflow_of,
 )
-from ._system import AlertRaised, ChainCheckpoint, MessageRejected, checkpoint_bytes
+from ._system import AlertRaised, Attested, ChainCheckpoint, MessageRejected, attested_bytes, checkpoint_bytes
 from ._task import (
     OutcomeChecked,
     TaskAssessed,
@@ -81,6 +81,7 @@ from ._workflow import (
 
 __all__ = [
     "ALL_SUBJECTS",
+    "ANY_ACTOR",
     "CALL_OUTCOMES",
     "CLIENT",
     "EMITTED_BY",
@@ -96,6 +97,7 @@ __all__ = [
     "RESERVED_IDS",
     "RUN_ENDS",
     "AlertRaised",
+    "Attested",
     "BlobError",
     "BlobGet",
     "BlobPut",
@@ -133,6 +135,7 @@ __all__ = [
     "TaskStarted",
     "TaskSucceeded",
     "TaskTimedOut",
+    "ToolRefused",
     "WorkflowAdmitted",
     "WorkflowCancelled",
     "WorkflowCompleted",
@@ -143,6 +146,7 @@ __all__ = [
     "WorkflowSubmitted",
     "WorkflowValidated",
     "YmeraError",
+    "attested_bytes",
     "blob_ref",
     "check_blob",
     "check_task_id",

@@ -6,8 +6,8 @@ from typing import TypeAlias
 
 from ._feedback import FeedbackGiven
 from ._llm import CallReserved, LLMCalled, ModelChosen
-from ._security import EdgeFlagged, InputFlagged, OutputFlagged
-from ._system import AlertRaised, ChainCheckpoint, MessageRejected
+from ._security import EdgeFlagged, InputFlagged, OutputFlagged, ToolRefused
+from ._system import AlertRaised, Attested, ChainCheckpoint, MessageRejected
 from ._task import (
     OutcomeChecked,
     TaskAssessed,
@@ -32,7 +32,7 @@ from ._workflow import (
     WorkflowValidated,
 )
 
-__all__ = ["CLIENT", "EMITTED_BY", "EVENT_TYPES", "Event"]
+__all__ = ["ANY_ACTOR", "CLIENT", "EMITTED_BY", "EVENT_TYPES", "Event"]
 
 Event: TypeAlias = (
     WorkflowSubmitted
@@ -60,15 +60,18 @@ Event: TypeAlias = (
     | FeedbackGiven
     | MessageRejected
     | ChainCheckpoint
+    | Attested
     | AlertRaised
     | InputFlagged
     | OutputFlagged
     | EdgeFlagged
+    | ToolRefused
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in Event.__args__}
 
 CLIENT = "client"  # what a client's events name as their actor (the envelope's default)
+ANY_ACTOR = "any actor"  # an event every actor emits of its own, proving itself: `Attested`
 # Who emits each event type: the one actor allowed to (or any client, for a submission, a
 # cancel, a rating). What receivers will check each event's signer against, and what NATS
 # permissions will let each publish (issue 10); today every emitter names itself in `actor`.
@@ -83,6 +86,7 @@ EMITTED_BY: dict[str, str] = {
     "LLMCalled": "executor", "CallReserved": "executor", "ModelChosen": "executor",
     "TaskAssessed": "assessor",
     "AlertRaised": "monitor",
-    "MessageRejected": "store", "ChainCheckpoint": "store",
+    "MessageRejected": "store", "ChainCheckpoint": "store", "Attested": ANY_ACTOR,
     "InputFlagged": "security", "OutputFlagged": "executor", "EdgeFlagged": "executor",
+    "ToolRefused": "executor",
 }

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from ._envelope import EventBase
 
-__all__ = ["AlertRaised", "ChainCheckpoint", "MessageRejected", "checkpoint_bytes"]
+__all__ = ["AlertRaised", "Attested", "ChainCheckpoint", "MessageRejected", "attested_bytes", "checkpoint_bytes"]
 
 
 class MessageRejected(EventBase, frozen=True, kw_only=True):
@@ -53,6 +53,33 @@ class ChainCheckpoint(EventBase, frozen=True, kw_only=True):
 def checkpoint_bytes(stream: str, head_seq: int, head_hash: str) -> bytes:
     """What a checkpoint's signature covers."""
     return f"ymera-checkpoint\n{stream}\n{head_seq}\n{head_hash}".encode()
+
+
+class Attested(EventBase, frozen=True, kw_only=True):
+    """An actor vouches, after the fact, for what it sent: the leaf hashes (bus/_seal.py) of
+    its messages `first`, `first + 1`, ... of one connection's run (`epoch`), signed with its
+    Ed25519 key (`key_id`).
+
+    Where the server enforces who publishes what (bus/_access.py), an actor sends each event
+    at once with a short seal naming its key, epoch and number, and signs every few
+    milliseconds what it sent since (bus/_attest.py): the signatures leave the critical path.
+    Any actor may emit one (`events.ANY_ACTOR`); it proves itself, as `ymera audit verify`
+    checks its signature against the key of the actor it names.
+    """
+
+    domain: ClassVar[str] = "sec"
+    verb: ClassVar[str] = "attested"
+
+    key_id: str
+    epoch: str
+    first: int
+    leaves: bytes  # 16 bytes a message, in order
+    signature: str  # base64, over `attested_bytes`
+
+
+def attested_bytes(key_id: str, epoch: str, first: int, leaves: bytes) -> bytes:
+    """What an attestation's signature covers."""
+    return f"ymera-attest-v1\n{key_id}\n{epoch}\n{first}\n".encode() + leaves
 
 
 class AlertRaised(EventBase, frozen=True, kw_only=True):

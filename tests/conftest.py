@@ -7,12 +7,17 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
+import msgspec
 import pytest
 import structlog
 
+import actors
 import bus
+import guard
 import store
+from actors import Settings, load_settings
 
 
 @pytest.fixture
@@ -66,3 +71,40 @@ def spawn_ymera(*args: str, env: dict[str, str], output: Path, cwd: Path | None 
     with open(output, "ab") as sink:
         return subprocess.Popen([sys.executable, "-m", "runner", *args], env=env, cwd=cwd,
                                 stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+
+
+# ---- a server that enforces who publishes what (YMERA_NATS_AUTH), as the embedded one does --------------
+
+
+class Secured(NamedTuple):
+    server: bus.EmbeddedServer
+    settings: Settings
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[Secured]:
+    keys = tmp_path / "data" / "keys"
+    for principal in ("alice", "bob"):
+        guard.Identity.load_or_create(keys, f"client.{principal}")
+    server = bus.EmbeddedServer(tmp_path / "nats", authorization=guard.authorization(keys))
+    server.start()
+    settings = load_settings({"YMERA_DATA_DIR": str(tmp_path / "data"), "NATS_URL": server.url,
+                              "YMERA_NATS_AUTH": "true", "RATE_LIMIT_PER_HOUR": "2"}, dotenv=None)
+    try:
+        yield Secured(server, settings)
+    finally:
+        server.stop()
+
+
+def as_client(settings: Settings, principal: str) -> Settings:
+    return msgspec.structs.replace(settings, client_key=settings.keys_dir / f"client.{principal}.key")
+
+
+@pytest.fixture
+async def alice(secured: Secured) -> AsyncIterator[bus.Bus]:
+    connection, _ = await bus.open_local(secured.settings, "alice",
+                                         actors.client_access(as_client(secured.settings, "alice")))
+    try:
+        yield connection
+    finally:
+        await connection.close()

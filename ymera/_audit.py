@@ -12,14 +12,18 @@ checkpoints, and against the stream that still holds the originals.
   (a valid event, signed by its type's actor, not a copy of one stored before) is a row at
   the same seq with the same bytes, and no row is anything else.
 - The signatures (bus/_seal.py): every row and every message of the stream whose type an
-  actor emits is signed by that actor's key (`<keys dir>/<actor>.pub`).
+  actor emits is signed by that actor's key (`<keys dir>/<actor>.pub`), in its seal or, where
+  the server enforced who publishes what, by an attestation of that key covering it
+  (bus/_attest.py; the attestations, from the stream and the log, are read first).
 
 Findings are reported by kind, each naming its seqs: altered (a row's bytes differ from the
 stream's at its seq), reordered (a row holds the event of another seq), inserted (a row the
 stream never had), missing (an event of the stream with no row: a gap, a cut at the end, the
 start deleted), forged (a row, or a message the stream holds, not signed by the actor its
 type belongs to: the store writer rejected such a message, and a row of one was written
-into the file), checkpoint (one the log disagrees with, or one not signed by the writer's key).
+into the file), unattested (an event sealed to be attested later that no attestation of its
+actor covers: the actor was killed before attesting it, or it was made up), checkpoint (one
+the log disagrees with, or one not signed by the writer's key).
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from pathlib import Path
 import guard
 import store
 from actors import Settings, client_access
-from bus import Bus, BusError, SealCheck, UntrustedEvent, open_local, seal_of, stream_seq
-from events import ALL_SUBJECTS, ChainCheckpoint, MalformedEvent, checkpoint_bytes, decode
+from bus import Bus, BusError, SealCheck, Unattested, UntrustedEvent, open_local, seal_of, stream_seq
+from events import ALL_SUBJECTS, Attested, ChainCheckpoint, MalformedEvent, checkpoint_bytes, decode, subject_filter
 
 __all__ = ["Audit", "Finding", "audit", "cmd_audit_verify"]
 
@@ -42,7 +46,7 @@ __all__ = ["Audit", "Finding", "audit", "cmd_audit_verify"]
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # altered, reordered, inserted, missing, forged, checkpoint, chain
+    kind: str  # altered, reordered, inserted, missing, forged, unattested, checkpoint, chain
     seqs: tuple[int, int]  # first and last seq it concerns
     detail: str
 
@@ -77,7 +81,8 @@ class _Expected:
 async def audit(log: store.EventLog, bus: Bus | None, keys_dir: Path, pinned_key: str | None = None) -> Audit:
     """The whole audit of `log`; `bus` None (or unreachable): the chain and the log's own checkpoints."""
     result = Audit(chain=await store.verify(log))
-    seals = SealCheck(guard.Keyring(keys_dir))
+    seals = SealCheck(guard.Keyring(keys_dir), attestations=True)
+    await _attestations(log, bus, seals)
     if result.chain.broken is not None:
         broken = result.chain.broken
         result.findings.append(Finding("chain", (broken.seq, broken.seq), f"event {broken.event_id}: {broken.reason}"))
@@ -118,6 +123,10 @@ async def _read_stream(bus: Bus, seals: SealCheck, result: Audit
         try:
             event = bus.decode_msg(msg)
             seals.check(type(event).__name__, msg.subject, msg.data, seal_of(msg.headers))
+        except Unattested as exc:
+            seq = stream_seq(msg)
+            result.findings.append(Finding("unattested", (seq, seq), f"the stream holds a message on {msg.subject}: "
+                                                                     f"{exc.reason}"))
         except UntrustedEvent as exc:
             seq = stream_seq(msg)
             result.findings.append(Finding("forged", (seq, seq), f"the stream holds a message on {msg.subject}: "
@@ -131,6 +140,28 @@ async def _read_stream(bus: Bus, seals: SealCheck, result: Audit
             if isinstance(event, ChainCheckpoint):
                 checkpoints.append(event)
     return expected, checkpoints, (state.first_seq, state.last_seq)
+
+
+async def _attestations(log: store.EventLog, bus: Bus | None, seals: SealCheck) -> None:
+    """Every attestation the stream and the log hold, for `seals` to check attested events
+    against; one that does not verify is left out here and named where its row or message is
+    checked."""
+    found: list[object] = await _stored(log, "Attested")
+    if bus is not None:
+        try:
+            async for msg in bus.read_through(subject_filter(Attested)):
+                try:
+                    found.append(decode(msg.data))
+                except MalformedEvent:
+                    continue
+        except BusError:
+            pass  # the stream's read proper says so
+    for attestation in found:
+        if isinstance(attestation, Attested):
+            try:
+                seals.attest(attestation)
+            except UntrustedEvent:
+                continue
 
 
 async def _stored(log: store.EventLog, kind: str) -> list[object]:
@@ -184,6 +215,8 @@ def _compare(reader: store.LogReader, expected: dict[int, _Expected], vouched: d
             rows.add(seq)
             try:
                 seals.check(kind, subject, data, sealed)
+            except Unattested as exc:
+                result.findings.append(Finding("unattested", (seq, seq), f"event {event_id}: {exc.reason}"))
             except UntrustedEvent as exc:
                 result.findings.append(Finding("forged", (seq, seq), f"event {event_id}: {exc.reason}"))
             if seq in vouched:

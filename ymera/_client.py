@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from bus import Bus
+from bus import ATTEST_SECONDS, Bus
 from events import (
     RUN_ENDS,
     BlobError,
@@ -181,7 +181,9 @@ async def stored(bus: Bus, subject: str, keep: Collection[str] = ()) -> list[Eve
 
 
 async def store_caught_up(bus: Bus, timeout: float = 15.0) -> None:
-    """Wait until the store writer has every event in the stream (before stopping an in-process engine)."""
+    """Wait until the store writer has every event in the stream (before stopping an in-process
+    engine), and the attestations of them the actors send within `ATTEST_SECONDS` (bus/_attest.py)."""
+    await asyncio.sleep(2 * ATTEST_SECONDS)
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         writer = await bus.consumer_state("store")
