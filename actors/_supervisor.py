@@ -118,6 +118,7 @@ async def run_named(name: str, settings: Settings, bus: Bus, stop: asyncio.Event
     signer, keyring, macs = signing(settings, name)
     credentials = guard.Identity.load_or_create(settings.keys_dir, name) if settings.nats_auth else None
     async with bus.as_actor(name, signer, keyring, macs, credentials) as own:
+        await own.keep_journal(settings.data_dir / "attest")  # what a killed run of it left unattested, attested
         while not stop.is_set():
             try:
                 async with ACTORS[name](settings, own) as worker:

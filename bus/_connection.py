@@ -11,6 +11,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import nats.errors
 import nats.js.errors
@@ -352,6 +353,14 @@ class Bus:
             yield own
         finally:
             await own.close()
+
+    async def keep_journal(self, directory: Path) -> int:
+        """Where this connection attests what it sends (an actor's, where the server enforces
+        who publishes what: bus/_attest.py), keep a journal of it in `directory`, and first
+        attest what killed runs of the same key left there; the number of their messages attested."""
+        if isinstance(self._sealer, Attester):
+            return await self._sealer.keep_journal(directory)
+        return 0
 
     async def close(self) -> None:
         """Flush and close. Safe to call twice."""

@@ -209,7 +209,8 @@ class SealCheck:
         if self.attestations:
             if first not in by_first:
                 bisect.insort(firsts, first)
-            by_first[first] = leaves
+            if len(leaves) > len(by_first.get(first, b"")):  # a run's own and its journal's may overlap
+                by_first[first] = leaves
             self._attested[(key, epoch)] = (firsts, by_first)
         return signer
 
@@ -230,8 +231,12 @@ class SealCheck:
             raise UntrustedEvent(f"{kind} has a malformed signature header")
         number = int(number_text)
         firsts, by_first = self._attested.get((key, epoch), ([], {}))
-        at = bisect.bisect_right(firsts, number) - 1
-        if at < 0 or number >= firsts[at] + len(by_first[firsts[at]]) // _HASH:
+        # The nearest attestation starting at or before it that reaches it: a journal's
+        # (bus/_journal.py) may start before a run's own and reach further.
+        nearest = bisect.bisect_right(firsts, number) - 1
+        at = next((i for i in range(nearest, max(nearest - 64, -1), -1)
+                   if number < firsts[i] + len(by_first[firsts[i]]) // _HASH), -1)
+        if at < 0:
             raise Unattested(f"{kind} is message {number} of the {owner}'s run {epoch}, and no attestation of its "
                              f"key covers it: the {owner} stopped before attesting it (killed), or it was made up")
         start = (number - firsts[at]) * _HASH

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import sys
 
 import msgspec
 import pytest
@@ -57,6 +59,7 @@ async def test_an_enforced_run_is_sealed_short_attested_and_audits_clean(secured
         result = await audit(log, alice, secured.settings.keys_dir)
     assert result.findings == []
     assert result.compared > 0
+    assert list((secured.settings.data_dir / "attest").glob("*")) == []  # each journal gone, all attested
 
 
 async def test_each_attested_event_is_checked_against_its_attestation(secured: Secured, alice: bus.Bus) -> None:
@@ -163,3 +166,46 @@ async def test_attesting_waits_for_no_signature_before_sending(secured: Secured,
     await asyncio.sleep(0.1)
     kinds = [type(events.decode(m.data)).__name__ for m in await stream_messages(alice)]
     assert kinds == ["TaskSucceeded", "Attested"]
+
+
+KILLED = """
+import asyncio, os, signal, sys
+from pathlib import Path
+import bus, events, guard
+
+async def main(url, keys, journal):
+    executor = guard.Identity.load_or_create(Path(keys), "executor")
+    connection = await bus.connect(url, credentials=executor, signer=executor)
+    await connection.keep_journal(Path(journal))
+    connection._sealer.every = 3600.0  # it never gets round to attesting
+    await connection.publish_many([events.TaskSucceeded(id=events.new_id(), ts=events.now(), workflow_id="wf-k",
+                                                        task_id=f"t{i}", attempt=1, output=i, actor="executor")
+                                   for i in range(3)])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_what_a_killed_actor_left_unattested_its_next_start_attests(secured: Secured, alice: bus.Bus) -> None:
+    keys, journal = secured.settings.keys_dir, secured.settings.data_dir / "attest"
+    killed = await asyncio.create_subprocess_exec(sys.executable, "-c", KILLED, secured.server.url, str(keys),
+                                                  str(journal))
+    assert await killed.wait() == -signal.SIGKILL
+    [left] = list(journal.glob("executor.*.leaves"))
+    async with store.SqliteEventLog(secured.settings.log_path) as log:
+        before = await audit(log, alice, keys)
+    assert [f.kind for f in before.findings if f.kind != "missing"] == ["unattested"] * 3
+
+    executor = guard.Identity.load_or_create(keys, "executor")
+    connection = await bus.connect(secured.server.url, credentials=executor, signer=executor)
+    try:
+        assert await connection.keep_journal(journal) == 3
+        assert await connection.keep_journal(journal) == 0  # nothing left: its own journal is held, not an orphan's
+    finally:
+        await connection.close()
+    assert not left.exists()
+    assert list(journal.glob("*.leaves")) == []  # the new run attested everything it sent (nothing)
+    async with store.SqliteEventLog(secured.settings.log_path) as log:
+        after = await audit(log, alice, keys)
+    assert [f.kind for f in after.findings if f.kind != "missing"] == []
