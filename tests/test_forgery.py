@@ -91,7 +91,7 @@ async def test_a_forged_completion_does_not_make_status_say_completed(
         nats_bus: bus.Bus, settings: Settings, tmp_path: Path) -> None:
     async with in_process(settings, nats_bus):
         client = WorkflowClient(nats_bus)
-        submission = napping("wf-forged-end", seconds=3)
+        submission = napping("wf-forged-end", seconds=10)  # outlives a slow `ymera status` start
         await client.submit(submission)
         await started(nats_bus, submission.workflow_id)
         await nats_bus.publish(events.WorkflowCompleted(id=events.new_id(), ts=events.now(),
