@@ -5,9 +5,11 @@ has committed the stream up to its last seq to the SQLite log (polled read-only)
 event stored, not only executed. Each repetition of each Ymera variant gets a fresh
 `bus.EmbeddedServer` (never the system NATS) and data dir, runs a 20-task warm-up, then the
 workloads one after another, publishing `WorkflowSubmitted` (`TaskSpec(type="noop")`)
-directly. Variants: `python -m runner up --processes --executors N` (one OS process per
-actor, as deployed), and every actor on this event loop (`actors.run_all`, as
-`ymera.WorkflowOrchestrator` runs with nothing configured).
+directly, as the embedded default runs: signed, on a server enforcing who publishes what
+(`YMERA_NATS_AUTH`, `YMERA_SIGN_EVENTS` in the environment change it). Variants: `python -m
+runner up --processes --executors N` (one OS process per actor, as deployed), and every actor
+on this event loop (`actors.run_all`, as `ymera.WorkflowOrchestrator` runs with nothing
+configured).
 
 - wide AxB: A workflows of B independent tasks, submitted at once; tasks/s = tasks /
   (log holds the last event - first submit).
@@ -108,12 +110,13 @@ def spawn_engine(url: str, data: Path, executors: int, log: Path) -> subprocess.
 @contextlib.asynccontextmanager
 async def engine(tmp: Path, executors: int, in_process: bool) -> AsyncIterator[Engine]:
     """A fresh embedded server and data dir, and the engine: `runner up --processes`, or `run_all` here.
-    With YMERA_NATS_AUTH=true in the environment, the server authenticates every connection and
-    enforces each one's permissions, as the embedded default does (docs/security.md)."""
+    The server authenticates every connection and enforces each one's permissions, as the
+    embedded default does (docs/security.md); YMERA_NATS_AUTH=false in the environment measures
+    a server anyone may use, where every actor checks what it reads."""
     data = tmp / "data"
     data.mkdir(parents=True)
     settings = load_settings({"NATS_URL": "nats://unused", "YMERA_DATA_DIR": str(data),
-                              "YMERA_NATS_AUTH": os.environ.get("YMERA_NATS_AUTH", "false"),
+                              "YMERA_NATS_AUTH": os.environ.get("YMERA_NATS_AUTH", "true"),
                               "YMERA_SIGN_EVENTS": os.environ.get("YMERA_SIGN_EVENTS", "true")}, dotenv=None)
     access = client_access(settings)
     authorization = access.authorization() if access.authorization is not None else None
