@@ -12,10 +12,11 @@ __all__ = ["ErrorKind", "Outcome", "TaskError"]
 
 # The AI layer's kinds (`llm.ErrorKind`), and "outcome" (the output failed the task's expect),
 # "not_granted" (the task uses a tool it was not granted), "untrusted_input" (an untrusted input
-# bound for its prompt holds an attack) and "error".
+# bound for its prompt holds an attack), "tool_refused" and "tool_limit" (a built-in tool refused
+# the call, or stopped it at a limit: actors/executor/_tools.py) and "error".
 ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "cut_off", "auth", "quota",
                     "context_too_long", "content_filtered", "budget", "outcome", "not_granted", "untrusted_input",
-                    "error"]
+                    "tool_refused", "tool_limit", "error"]
 
 
 class Outcome(msgspec.Struct, frozen=True):

@@ -146,6 +146,10 @@ class TaskKind(msgspec.Struct, frozen=True):
     llm: bool = False
     tool: str | None = None
     untrusted: bool = False
+    # Tools a task of this kind uses as well when a parameter has a value, (parameter, value,
+    # tool): `sql` with `write: true` uses `sql_write` too, so the kind's tool grants only the
+    # lesser use and the greater one is granted on its own.
+    extra_tools: tuple[tuple[str, Any, str], ...] = ()
 
     @property
     def param_names(self) -> frozenset[str]:
@@ -245,8 +249,9 @@ def register(kind: TaskKind, handler: Handler) -> None:
         raise ValueError(f"task kind {kind.name!r} has a handler already")
     if TASK_KINDS.get(kind.name, kind) is not kind:
         raise ValueError(f"task kind {kind.name!r} is declared already, differently")
-    if kind.tool is not None and kind.tool not in TOOLS:
-        raise ValueError(f"task kind {kind.name!r} uses tool {kind.tool!r}, which is not registered (register_tool)")
+    for tool in (kind.tool, *(extra for _, _, extra in kind.extra_tools)):
+        if tool is not None and tool not in TOOLS:
+            raise ValueError(f"task kind {kind.name!r} uses tool {tool!r}, which is not registered (register_tool)")
     TASK_KINDS[kind.name] = kind
     HANDLERS[kind.name] = handler
 
@@ -262,9 +267,16 @@ def register_tool(name: str, description: str) -> None:
 
 
 def tools_used(task: TaskSpec, kind: TaskKind) -> tuple[str, ...]:
-    """The tools an attempt of `task` uses, each of which it must be granted: its kind's. (A kind
-    whose tool depends on the task, an MCP server named in its parameters, will say so here.)"""
-    return (kind.tool,) if kind.tool is not None else ()
+    """The tools an attempt of `task` uses, each of which it must be granted: its kind's, and those
+    its parameters call for (`TaskKind.extra_tools`). (A kind whose tool depends on the task, an
+    MCP server named in its parameters, will say so here.)"""
+    base = (kind.tool,) if kind.tool is not None else ()
+    return base + tuple(tool for name, value, tool in kind.extra_tools if _is(task.parameters.get(name), value))
+
+
+def _is(given: Any, value: Any) -> bool:
+    """Equal and of the same type: `1` is not `true`."""
+    return type(given) is type(value) and given == value
 
 
 def grant_problem(task: TaskSpec, kind: TaskKind) -> str | None:

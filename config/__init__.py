@@ -5,6 +5,7 @@ Below `bus/` and `store/`: every layer may take the settings; nothing else reads
 
 from ._agents import BUILTIN_AGENTS, Agent, AgentCatalogue, AgentsFileError, load_agents
 from ._settings import ENVS, MAX_TIMEOUT_SECONDS, LLMSettings, ProviderEnv, Settings, SettingsError, load_settings
+from ._tools import ToolSettings, ToolSettingsError
 
 __all__ = [
     "BUILTIN_AGENTS",
@@ -17,6 +18,8 @@ __all__ = [
     "ProviderEnv",
     "Settings",
     "SettingsError",
+    "ToolSettings",
+    "ToolSettingsError",
     "load_agents",
     "load_settings",
 ]

@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 from events import YmeraError
 
 from ._agents import AgentCatalogue, load_agents
+from ._tools import ToolSettings, load_tool_settings
 
 __all__ = ["MAX_TIMEOUT_SECONDS", "LLMSettings", "ProviderEnv", "Settings", "SettingsError", "load_settings"]
 
@@ -96,6 +97,8 @@ class Settings(msgspec.Struct, frozen=True):
     models_file: Path | None = None
     # The agents a task may name: the built-in ones and those of YMERA_AGENTS_FILE (config/_agents.py).
     agents: AgentCatalogue = AgentCatalogue()
+    # What the built-in tools may reach: workspace, hosts, programs, databases, repositories (config/_tools.py).
+    tools: ToolSettings = ToolSettings()
     # Snapshots of each actor's folded state (docs/operations.md, "Snapshots").
     snapshots: bool = True
     snapshot_every_events: int = 5_000  # stream seqs folded since the last snapshot
@@ -210,6 +213,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         sign_events=env.flag("YMERA_SIGN_EVENTS", True),
         nats_auth_setting=env.optional_flag("YMERA_NATS_AUTH"),
         client_key=Path(key) if (key := env.text("YMERA_CLIENT_KEY", "")) else None,
+        tools=load_tool_settings(values),
     )
 
 

@@ -5,13 +5,13 @@ bad, where, and why, never quoting a secret it found."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
 from ._envelope import EventBase, Name
 
-__all__ = ["EdgeFlagged", "InputFlagged", "OutputFlagged", "SecurityFinding"]
+__all__ = ["EdgeFlagged", "InputFlagged", "OutputFlagged", "SecurityFinding", "ToolRefused"]
 
 
 class SecurityFinding(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -72,3 +72,21 @@ class EdgeFlagged(EventBase, frozen=True, kw_only=True):
     from_task: Name  # the edge's tail: the dependency whose output it is
     findings: list[SecurityFinding]
     blocked: bool
+
+
+class ToolRefused(EventBase, frozen=True, kw_only=True):
+    """A built-in tool refused a call of a task's attempt (`kind` "refused": a path out of the
+    workspace, a host or network not allowed, a program not on the list, a write in read-only
+    mode) or stopped it at one of its limits ("limit": time, memory, processes, output, rows).
+    The attempt failed with `reason`, the tool's own words. `arguments` are the call's, as the
+    tool got them: secrets and personal data redacted, long values cut."""
+
+    domain: ClassVar[str] = "sec"
+    verb: ClassVar[str] = "tool"
+
+    task_id: Name
+    attempt: int
+    tool: str  # the grant it ran under: files, http, sql, command, git, code
+    kind: Literal["refused", "limit"] = "refused"
+    reason: str
+    arguments: dict[str, Any] = {}

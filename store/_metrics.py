@@ -28,6 +28,7 @@ from events import (
     TaskStarted,
     TaskSucceeded,
     TaskTimedOut,
+    ToolRefused,
     WorkflowAdmitted,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -122,8 +123,8 @@ class MetricsState:
     # (after a result).
     attempts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
     # (epoch seconds, what: the alert a high or critical finding counts for, "minor_finding",
-    # or "rejected_message", workflow id), one per kind of finding in an InputFlagged /
-    # EdgeFlagged / OutputFlagged, and per MessageRejected.
+    # "rejected_message" or "tool_refused", workflow id), one per kind of finding in an
+    # InputFlagged / EdgeFlagged / OutputFlagged, per MessageRejected and per ToolRefused.
     security: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=SECURITY_KEPT))
     # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
     # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
@@ -203,6 +204,8 @@ class Metrics:
                 state.security.extend((at, alert, event.workflow_id) for alert in alerts)
             case MessageRejected():
                 state.security.append((event.ts.timestamp(), "rejected_message", event.workflow_id))
+            case ToolRefused():
+                state.security.append((event.ts.timestamp(), "tool_refused", event.workflow_id))
             case AlertRaised():
                 # The monitor folds its own alerts; a second copy of one changes nothing.
                 if all(seen.id != event.id for seen in state.alerts):

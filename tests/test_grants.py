@@ -32,6 +32,7 @@ from .pytasks import PAGES
 
 NOT_GRANTED = ("task type 'python' uses tool 'python' (runs Python code), which this task is not granted: "
                "add tools: [python] to the task")
+KNOWN_TOOLS = "code, command, files, git, http, python, shell, sql, sql_write"
 SETTINGS = Settings(llm=LLMSettings(base_url="http://localhost:11434/v1", model="m"), python_modules=("tests.pytasks",))
 INJECTION_BLOCKED = ("the output of task {source} is untrusted and holds an attack bound for this task's prompt: "
                      "prompt injection: tells the model to ignore its instructions (and 1 more); the model was not "
@@ -57,7 +58,7 @@ def problems(*tasks: events.TaskSpec) -> list[tuple[str, str | None, str | None]
 
 @pytest.mark.parametrize(("spec", "expected"), [
     (task(), [NOT_GRANTED]),
-    (task(tools=["pyton"]), ["unknown tool 'pyton'; known tools: python",
+    (task(tools=["pyton"]), [f"unknown tool 'pyton'; known tools: {KNOWN_TOOLS}",
                              "task type 'python' uses tool 'python' (runs Python code), which this task is not "
                              "granted: add 'python' to its tools"]),
     (task(tools=["python", "mcp:git"]), ["unknown MCP server 'git' (mcp:git): no MCP server is registered"]),
@@ -85,8 +86,8 @@ def test_a_granted_task_has_no_problem_and_a_registered_mcp_server_is_known(monk
 
 
 def test_a_kind_must_use_a_registered_tool_and_tool_names_have_one_shape() -> None:
-    kind = registry.TaskKind("fetch_page", "Fetches a page.", tool="http")
-    with pytest.raises(ValueError, match="task kind 'fetch_page' uses tool 'http', which is not registered"):
+    kind = registry.TaskKind("fetch_page", "Fetches a page.", tool="ftp")
+    with pytest.raises(ValueError, match="task kind 'fetch_page' uses tool 'ftp', which is not registered"):
         registry.register(kind, lambda task, inputs, ctx: None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'MCP:Git' is not a tool name"):
         registry.register_tool("MCP:Git", "a git server")
@@ -132,7 +133,7 @@ def test_an_agent_prompt_holds_every_input_and_an_llm_prompt_those_it_refers_to(
                            "(tools: [python])"),
     ("tools: [python], untrusted: maybe", "{path}: task run.untrusted: expected true or false, got the string "
                                           "'maybe'"),
-    ("tools: [python, shell]", "task run.tools: unknown tool 'shell'; known tools: python"),
+    ("tools: [python, shel]", f"task run.tools: unknown tool 'shel'; known tools: {KNOWN_TOOLS}"),
 ], ids=["granted", "not granted", "a string for the list", "a number in the list", "not a boolean", "unknown tool"])
 def test_ymera_plan_says_what_is_wrong_with_a_tasks_grants_in_one_line(
         fields: str, message: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -338,3 +338,13 @@ def test_more_security_events_in_an_hour_than_allowed_raise_a_warning() -> None:
     [alert] = firing(state, DEFAULTS)
     assert (alert.alert, alert.severity, alert.value, alert.threshold) == ("security_events", "warning", 11.0, 10.0)
     assert report(state)["security_events"] == {"rejected_message": 11}
+
+
+def test_tool_refusals_count_as_security_events() -> None:
+    refused = [events.ToolRefused(**_common("wf-tools"), task_id="t", attempt=1, tool="files",
+                                  reason="files: path '../x' goes up with '..'; it must stay inside the workspace")
+               for _ in range(11)]
+    state = fold(refused)
+    [alert] = firing(state, DEFAULTS)
+    assert (alert.alert, alert.value) == ("security_events", 11.0)
+    assert report(state)["security_events"] == {"tool_refused": 11}

@@ -157,7 +157,7 @@ async def test_the_report_counts_every_finding_rejection_refusal_alert_and_check
         "findings": {"total": 2, "by_alert": {"injection_attempt": 1, "secret_leak": 1},
                      "by_type": {"groq_api_key": 1, "sql_injection": 1}, "by_severity": {"critical": 2}},
         "inputs": {"flagged_submissions": 1, "refused": 1},
-        "outputs": {"flagged_attempts": 1, "redacted": 1},
+        "outputs": {"flagged_attempts": 1, "redacted": 1}, "tools": {"refused": 0, "limit": 0, "by_tool": {}},
         "rejected_messages": {"total": 2, "forged": 1, "malformed": 1,
                               "by_reason": dict(sorted([(FORGERY[:60], 1), (malformed.reason[:60], 1)]))},
         "refusals": {"total": 1, "for_input": 1},
@@ -202,6 +202,7 @@ async def test_an_empty_log_has_no_security_events(tmp_path: Path) -> None:
     assert without_window(report) == {
         "hours": 2.5, "findings": {"total": 0, "by_alert": {}, "by_type": {}, "by_severity": {}},
         "inputs": {"flagged_submissions": 0, "refused": 0}, "outputs": {"flagged_attempts": 0, "redacted": 0},
+        "tools": {"refused": 0, "limit": 0, "by_tool": {}},
         "rejected_messages": {"total": 0, "forged": 0, "malformed": 0, "by_reason": {}},
         "refusals": {"total": 0, "for_input": 0}, "alerts": [], "checkpoints": {"count": 0, "latest_seq": None},
         "recent": []}
@@ -215,7 +216,7 @@ def test_the_command_prints_a_summary_and_the_reports_json_and_never_the_key(bui
     assert (text.returncode, text.stderr) == (0, "")
     lines = text.stdout.splitlines()
     assert re.fullmatch(r"security in the last 24 hours \(\S+ \S+ to \S+ \S+ UTC\)", lines[0]), lines[0]
-    assert lines[2:9] == [
+    assert lines[2:10] == [
         "findings           2: 2 critical",
         "  by alert         injection_attempt 1, secret_leak 1",
         "  by type          groq_api_key 1, sql_injection 1",
@@ -223,11 +224,12 @@ def test_the_command_prints_a_summary_and_the_reports_json_and_never_the_key(bui
         "outputs            1 attempt flagged, 1 redacted",
         "rejected messages  2: 1 forged, 1 malformed",
         "refusals           1 workflow refused, 1 for their input",
+        "tool calls         0 refused, 0 stopped at a limit",
     ]
     checkpoints = [c.head_seq for _, c in only(built.rows, events.ChainCheckpoint)]
-    assert lines[9] == f"checkpoints        {len(checkpoints)} signed, the latest at seq {max(checkpoints)}"
-    assert lines[11:13] == ["rejected messages by reason", "  count  reason"]
-    assert f"      1  {FORGERY[:60]}" in lines[13:15]
+    assert lines[10] == f"checkpoints        {len(checkpoints)} signed, the latest at seq {max(checkpoints)}"
+    assert lines[12:14] == ["rejected messages by reason", "  count  reason"]
+    assert f"      1  {FORGERY[:60]}" in lines[14:16]
     assert "recent findings (newest first)" in lines
     [leak_row] = [line for line in lines if " wf-leak " in line]
     assert leak_row.split()[2:10] == ["wf-leak", built.leak.id[:8], "leak", "output", "groq_api_key", "critical",

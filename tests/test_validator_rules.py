@@ -15,8 +15,8 @@ from events import Expectations, RetryPolicy, TaskSpec
 
 LLM = LLMSettings(base_url="http://localhost:11434/v1", model="m")
 SETTINGS = Settings(llm=LLM, python_modules=("json", "mypkg.tools"))
-TYPES = ("analysis, code_generation, code_review, design, documentation, echo, llm, noop, python, research, "
-         "sleep, summarization, testing")
+TYPES = ("analysis, code, code_generation, code_review, command, design, documentation, echo, files, git, http, llm, "
+         "noop, python, research, sleep, sql, summarization, testing")
 AGENTS = "built-in agents: analyst, architect, coding_agent, developer, researcher, reviewer, tester, writer"
 NO_LLM = ("no LLM is configured: set a provider's key (e.g. GEMINI_API_KEY or GROQ_API_KEY_1; docs/llm.md lists "
           "the providers) or YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for "
@@ -193,8 +193,14 @@ def test_a_valid_workflow_of_every_kind_has_no_problems() -> None:
              dependencies=["say"]),
         *(task(name, type=name, agent=agent, parameters={"language": "python"}, dependencies=["ask"],
                description=f"build on {ref('ask')}", expect=Expectations(min_length=1, max_length=1, pattern="x"))
-          for name, agent in zip(sorted(registry.TASK_KINDS.keys() - {"noop", "sleep", "echo", "python", "llm"}),
-                                 list(BUILTIN_AGENTS), strict=True)),
+          for name, agent in zip(sorted(registry.agent_task_types()), list(BUILTIN_AGENTS), strict=True)),
+        task("read", type="files", parameters={"op": "read", "path": "a.txt"}, tools=["files"]),
+        task("get", type="http", parameters={"url": "https://example.org/", "method": "GET"}, tools=["http"]),
+        task("rows", type="sql", parameters={"database": "app", "sql": "UPDATE t SET a = ?", "params": [1],
+                                             "write": True}, tools=["sql", "sql_write"]),
+        task("run", type="command", parameters={"argv": ["ls"]}, tools=["command"]),
+        task("log", type="git", parameters={"op": "log", "limit": 5}, tools=["git"]),
+        task("calc", type="code", parameters={"code": "echo 1", "language": "shell"}, tools=["code", "shell"]),
         task("end", agent="ignored by noop", dependencies=["ask", "call"]),
     ]
     assert problems(*tasks, max_parallel_tasks=1) == []

@@ -4,9 +4,10 @@ A report is a fold of some event types over a window of the log (the rows whose 
 it) into one dict, for JSON and a text summary. Each kind is a `Report` in `REPORTS`, a reader
 and a renderer, so one command and one window serve them all. `security` counts what the
 security actor, the executor's scans, the store writer and the monitor said: findings in
-submissions, in untrusted content bound for a prompt and in outputs, rejected (forged or
-malformed) messages, refusals, alerts and the writer's signed checkpoints. It holds no output
-text, and a finding's reason never quotes a secret (guard/ makes them so).
+submissions, in untrusted content bound for a prompt and in outputs, tool calls refused or
+stopped at a limit, rejected (forged or malformed) messages, refusals, alerts and the writer's
+signed checkpoints. It holds no output text, and a finding's reason never quotes a secret
+(guard/ makes them so).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from events import (
     InputFlagged,
     MessageRejected,
     OutputFlagged,
+    ToolRefused,
     WorkflowRefused,
     YmeraError,
 )
@@ -43,8 +45,8 @@ __all__ = ["REPORTS", "SECURITY_ALERTS", "InvalidHours", "Report", "add_report_c
 HOURS_RULE = "a positive number of hours"
 # The monitor's alerts about security (actors/monitor/_alerts.py); the others are about quality and load.
 SECURITY_ALERTS = frozenset({"injection_attempt", "secret_leak", "harmful_content", "security_events"})
-_SECURITY_TYPES = ("InputFlagged", "EdgeFlagged", "OutputFlagged", "MessageRejected", "WorkflowRefused",
-                   "ChainCheckpoint", "AlertRaised")
+_SECURITY_TYPES = ("InputFlagged", "EdgeFlagged", "OutputFlagged", "ToolRefused", "MessageRejected",
+                   "WorkflowRefused", "ChainCheckpoint", "AlertRaised")
 RECENT_FINDINGS = 20
 TOP_REASONS = 10
 REASON_CHARS = 60
@@ -132,6 +134,8 @@ class _SecurityFold:
     refused_runs: set[str] = field(default_factory=set)  # runs refused for their input, before the window too
     outputs: int = 0
     outputs_redacted: int = 0
+    tool_calls: Counter[str] = field(default_factory=Counter)  # "refused" / "limit" -> count
+    tools: Counter[str] = field(default_factory=Counter)  # tool -> calls refused or stopped
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> count
     forged: int = 0
     refusals: list[str] = field(default_factory=list)  # the refused runs
@@ -155,6 +159,9 @@ class _SecurityFold:
                 self._flagged(ts, event)
                 self.outputs += 1
                 self.outputs_redacted += event.redacted
+            case ToolRefused():
+                self.tool_calls[event.kind] += 1
+                self.tools[event.tool] += 1
             case MessageRejected():
                 self.rejected[event.reason] += 1
                 self.forged += event.kind == "untrusted"
@@ -185,6 +192,8 @@ class _SecurityFold:
                          "by_type": _ranked(self.by_type), "by_severity": _ranked(self.by_severity, _SEVERITIES)},
             "inputs": {"flagged_submissions": self.inputs, "refused": self.inputs_refused},
             "outputs": {"flagged_attempts": self.outputs, "redacted": self.outputs_redacted},
+            "tools": {"refused": self.tool_calls["refused"], "limit": self.tool_calls["limit"],
+                      "by_tool": _ranked(self.tools)},
             "rejected_messages": {"total": total, "forged": self.forged, "malformed": total - self.forged,
                                   "by_reason": dict(list(_ranked(reasons).items())[:TOP_REASONS])},
             "refusals": {"total": len(self.refusals),
@@ -245,7 +254,8 @@ def security_text(report: dict[str, Any]) -> str:
     """`security_report`'s dict as a person reads it at a terminal."""
     findings, rejected, refusals = report["findings"], report["rejected_messages"], report["refusals"]
     period = _period(report["hours"])
-    if not (findings["total"] or rejected["total"] or refusals["total"] or report["alerts"]):
+    tools = report["tools"]
+    if not (findings["total"] or rejected["total"] or refusals["total"] or report["alerts"] or tools["by_tool"]):
         return f"no security events in {period}"
     inputs, outputs, checkpoints = report["inputs"], report["outputs"], report["checkpoints"]
     severities = ", ".join(f"{n} {severity}" for severity, n in findings["by_severity"].items())
@@ -257,6 +267,8 @@ def security_text(report: dict[str, Any]) -> str:
         ("outputs", f"{_plural(outputs['flagged_attempts'], 'attempt')} flagged, {outputs['redacted']} redacted"),
         ("rejected messages", f"{rejected['total']}: {rejected['forged']} forged, {rejected['malformed']} malformed"),
         ("refusals", f"{_plural(refusals['total'], 'workflow')} refused, {refusals['for_input']} for their input"),
+        ("tool calls", f"{tools['refused']} refused, {tools['limit']} stopped at a limit"
+                       + (f" ({_counts(tools['by_tool'])})" if tools["by_tool"] else "")),
         ("checkpoints", f"{checkpoints['count']} signed, the latest at seq {checkpoints['latest_seq']}"
                         if checkpoints["count"] else "none signed"),
     ]

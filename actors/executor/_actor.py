@@ -13,7 +13,8 @@ and budgets are shared and outlive a restart); with a result whose output held s
 personal data or harmful content, an OutputFlagged (`_screen.py`: the first two redacted in
 the result); with an llm or agent task's result, an EdgeFlagged for each untrusted input bound
 for its prompt in which the input sanitiser found something (`_edges.py`: read before the call;
-a high or critical finding fails the attempt, and no model is called).
+a high or critical finding fails the attempt, and no model is called); with the failure of an
+attempt a built-in tool refused or stopped at a limit, a ToolRefused (`_tools_refusal.py`).
 Acks a TaskReady once the stream has the attempt's TaskStarted or its result, whichever comes
 first: an executor that dies before either leaves it to be redelivered to another.
 Decides: nothing about retries. A failure is reported with its kind and whether a retry
@@ -79,6 +80,7 @@ from ._measures import Measures
 from ._pools import SharedPools
 from ._replay import RecordedRuns
 from ._screen import screen
+from ._tools_refusal import ToolRefusal, refused_event
 
 __all__ = ["Executor"]
 
@@ -313,6 +315,8 @@ class Executor:
                 outcome = await run_task(ready.spec, inputs, ctx,
                                          timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)
         except TaskError as exc:
+            if isinstance(exc, ToolRefusal):
+                attempt.flagged.append(refused_event(exc, ready, self.name, self.settings.id_key))
             return self._failed(attempt, t0, str(exc), exc.kind, exc.retryable, exc.retry_after, exc.model)
         except (BusError, BlobError) as exc:
             return self._failed(attempt, t0, f"could not read an input: {exc}", "error", isinstance(exc, BusError),

@@ -31,7 +31,17 @@ import structlog
 
 from bus import Bus, BusError, Delivery, ack
 from config import Settings
-from events import EdgeFlagged, Event, OutputFlagged, TaskHeartbeat, TaskReady, TaskStarted, derive_id, now
+from events import (
+    EdgeFlagged,
+    Event,
+    OutputFlagged,
+    TaskHeartbeat,
+    TaskReady,
+    TaskStarted,
+    ToolRefused,
+    derive_id,
+    now,
+)
 from llm import Call, Choice
 
 __all__ = ["Attempt", "Fence", "run_key"]
@@ -63,8 +73,9 @@ class Attempt:
     abandoned: str | None = None
     calls: list[Call] = field(default_factory=list)  # the records of its LLM calls, as they are made
     choices: list[tuple[int, Choice]] = field(default_factory=list)  # the models chosen, for which call
-    # What the scans found (untrusted inputs bound for its prompt, its output), published with the result.
-    flagged: list[EdgeFlagged | OutputFlagged] = field(default_factory=list)
+    # What the scans found (untrusted inputs bound for its prompt, its output) and what a tool
+    # refused, published with the result.
+    flagged: list[EdgeFlagged | OutputFlagged | ToolRefused] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.began = self.alive_at

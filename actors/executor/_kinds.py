@@ -1,5 +1,6 @@
 """The built-in task kinds' handlers (noop, sleep, echo, python, llm and the agent task types),
-registered with their declarations in `actors/registry.py`; and `run_task`, one attempt of any
+registered with their declarations in `actors/registry.py`, and the built-in tools' kinds
+(`_tools.py`: files, http, sql, command, git, code); and `run_task`, one attempt of any
 registered kind within its time limit.
 
 An attempt is exactly one try (at most one HTTP request, one subprocess); retrying is the
@@ -20,6 +21,7 @@ from events import TaskSpec
 from .._outcome import Outcome, TaskError
 from ..registry import HANDLERS, TASK_KINDS, Context, grant_problem, register
 from . import _llm, _python, _templates
+from . import _tools as _tools  # registers the built-in tools' kinds
 
 __all__ = ["context", "run_task"]
 
