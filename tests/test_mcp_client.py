@@ -1,0 +1,590 @@
+"""The MCP client against real MCP servers started here: the registries' reference servers
+(mcp-server-time, -git, -fetch from PyPI; mcp-server-sqlite in a venv of its own, as it needs
+mcp 1.x; @modelcontextprotocol/server-filesystem from npm, run with the machine's Node.js) and
+a small server of our own, over stdio and streamable HTTP, for what the reference servers
+cannot be made to do on demand: sleep through a timeout, die in the middle of a call, flood
+their output."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from rich.pretty import pretty_repr
+
+from tests.support import wait_until
+from tools import McpClient, McpServer, ToolError
+
+BIN = Path(sys.executable).parent  # the console scripts of the dev extra's servers
+CACHE = Path(os.environ.get("YMERA_TEST_CACHE", Path.home() / ".cache" / "ymera-test"))
+FILESYSTEM_PACKAGE = "@modelcontextprotocol/server-filesystem@2026.8.31"
+SQLITE_PACKAGES = ("mcp-server-sqlite==2025.4.25", "mcp>=1.6,<2")
+
+# Our own server: the SDK's MCPServer with tools that misbehave on request.
+SERVER_SOURCE = '''
+import os, sys
+from pathlib import Path
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("ymera-test", log_level="WARNING")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Say the text back."""
+    return text
+
+
+@server.tool()
+def total(numbers: list[int]) -> int:
+    """Add the numbers."""
+    return sum(numbers)
+
+
+@server.tool()
+async def sleep(seconds: float, marker: str = "") -> str:
+    """Sleep, having said so on stderr and, when named, in the marker file."""
+    print(f"sleeping {seconds:g} s", file=sys.stderr, flush=True)
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    await anyio.sleep(seconds)
+    return "awake"
+
+
+@server.tool()
+def big(size: int) -> str:
+    """Answer `size` characters."""
+    return "x" * size
+
+
+@server.tool()
+def getenv(name: str) -> str:
+    """An environment variable of the server, or '' when it is not set."""
+    return os.environ.get(name, "")
+
+
+if sys.argv[1:2] == ["http"]:
+    server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+else:
+    server.run()
+'''
+
+
+def console_script(name: str) -> str:
+    path = BIN / name
+    assert path.exists(), f"{name} is not installed: pip install -e '.[dev]'"
+    return str(path)
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[Path]:
+    """A directory of the test cache, held alone while it is filled (other test runs share it)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield CACHE / name
+
+
+@pytest.fixture(scope="session")
+def filesystem_server_js() -> Path:
+    """@modelcontextprotocol/server-filesystem, installed from npm once into the test cache."""
+    version = FILESYSTEM_PACKAGE.rpartition("@")[2]
+    with cache_lock("npm") as prefix:
+        package = prefix / "node_modules" / "@modelcontextprotocol" / "server-filesystem"
+        installed = json.loads((package / "package.json").read_text())["version"] if package.exists() else None
+        if installed != version:
+            npm = shutil.which("npm")
+            assert npm is not None, "npm (Node.js) is needed to run @modelcontextprotocol/server-filesystem"
+            subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent",
+                            FILESYSTEM_PACKAGE], check=True, timeout=600)
+        return package / "dist" / "index.js"
+
+
+@pytest.fixture(scope="session")
+def sqlite_server_bin() -> str:
+    """mcp-server-sqlite in a venv of its own: its last release needs mcp 1.x, our client mcp 2."""
+    with cache_lock("mcp-server-sqlite-2025.4.25") as venv:
+        script, done = venv / "bin" / "mcp-server-sqlite", venv / "installed"
+        if not done.exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+            pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                                  *SQLITE_PACKAGES], capture_output=True, text=True, timeout=600)
+            assert pip.returncode == 0, f"pip install {' '.join(SQLITE_PACKAGES)} failed:\n{pip.stderr}"
+            done.write_text("\n".join(SQLITE_PACKAGES))
+        return str(script)
+
+
+@pytest.fixture
+def server_py(tmp_path: Path) -> Path:
+    path = tmp_path / "server.py"
+    path.write_text(SERVER_SOURCE)
+    return path
+
+
+def ours(server_py: Path, **limits: object) -> McpServer:
+    return msgspec.convert({"name": "custom", "command": [sys.executable, str(server_py)], **limits}, McpServer)
+
+
+@pytest.fixture
+async def custom(server_py: Path) -> AsyncIterator[McpClient]:
+    async with McpClient(ours(server_py)) as client:
+        yield client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def http_server(server_py: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Our server over streamable HTTP, in a process of its own: (its URL, the process)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(server_py), "http", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"the HTTP test server exited with {process.returncode}"
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert time.monotonic() < deadline, "the HTTP test server did not listen within 60 s"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp", process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def web_page(tmp_path: Path) -> Iterator[str]:
+    """A page served on 127.0.0.1 by the standard library's HTTP server, in a thread."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "page.html").write_text("<html><head><title>Ymera</title></head><body><h1>Hello from Ymera</h1>"
+                                    "<p>Event-sourced workflows, served locally.</p></body></html>")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/page.html"
+    finally:
+        httpd.shutdown()
+        thread.join()
+        httpd.server_close()
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only its zombie (an orphan's parent may be an init that never reaps)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+# The registries' servers.
+
+
+async def test_time_server_lists_its_tools_and_tells_the_time() -> None:
+    async with McpClient(McpServer(name="time", command=(console_script("mcp-server-time"),))) as client:
+        tools = {tool.name: tool for tool in await client.list_tools()}
+        assert {"get_current_time", "convert_time"} <= set(tools)
+        assert tools["get_current_time"].description
+        assert tools["get_current_time"].input_schema["required"] == ["timezone"]
+        result = await client.call("get_current_time", {"timezone": "UTC"})
+    assert not result.is_error
+    assert result.structured is not None
+    assert result.structured["timezone"] == "UTC"
+    assert json.loads(result.text)["timezone"] == "UTC"
+
+
+async def test_sqlite_server_creates_writes_and_reads_a_database(tmp_path: Path, sqlite_server_bin: str) -> None:
+    db = tmp_path / "notes.db"
+    async with McpClient(McpServer(name="sqlite", command=(sqlite_server_bin, "--db-path", str(db)))) as client:
+        made = await client.call("create_table", {"query": "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"})
+        assert not made.is_error, made.text
+        written = await client.call("write_query", {"query": "INSERT INTO notes (body) VALUES ('hello from mcp')"})
+        assert not written.is_error, written.text
+        read = await client.call("read_query", {"query": "SELECT body FROM notes"})
+        assert "hello from mcp" in read.text
+        assert "notes" in (await client.call("list_tables")).text
+        # This server answers a refusal as plain text, without flagging it as an error.
+        refused = await client.call("read_query", {"query": "DELETE FROM notes"})
+        assert refused.text == "Error: Only SELECT queries are allowed for read_query"
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT body FROM notes").fetchall() == [("hello from mcp",)]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    git(root, "config", "user.email", "ada@example.com")
+    git(root, "config", "user.name", "Ada")
+    (root / "a.txt").write_text("one\n")
+    return root
+
+
+async def test_git_server_reports_status_and_commits(repo: Path) -> None:
+    server = McpServer(name="git", command=(console_script("mcp-server-git"), "--repository", str(repo)))
+    async with McpClient(server) as client:
+        status = await client.call("git_status", {"repo_path": str(repo)})
+        assert not status.is_error
+        assert "a.txt" in status.text
+        assert not (await client.call("git_add", {"repo_path": str(repo), "files": ["a.txt"]})).is_error
+        committed = await client.call("git_commit", {"repo_path": str(repo), "message": "Add a"})
+        assert not committed.is_error, committed.text
+        log = await client.call("git_log", {"repo_path": str(repo)})
+        assert "Add a" in log.text
+    assert git(repo, "log", "--format=%s") == "Add a\n"
+
+
+async def test_fetch_server_reads_a_local_page_when_private_addresses_are_allowed(web_page: str) -> None:
+    command = (console_script("mcp-server-fetch"), "--ignore-robots-txt", "--allow-private-ips")
+    async with McpClient(McpServer(name="fetch", command=command)) as client:
+        result = await client.call("fetch", {"url": web_page})
+    assert not result.is_error, result.text
+    assert "Hello from Ymera" in result.text
+    assert "Event-sourced workflows, served locally." in result.text
+
+
+async def test_fetch_server_refuses_a_local_page_by_default_and_says_so_in_its_result(web_page: str) -> None:
+    async with McpClient(McpServer(name="fetch", command=(console_script("mcp-server-fetch"),))) as client:
+        result = await client.call("fetch", {"url": web_page})
+    assert result.is_error
+    assert "--allow-private-ips" in result.text
+
+
+async def test_filesystem_server_from_npm_writes_reads_and_refuses_outside(tmp_path: Path,
+                                                                           filesystem_server_js: Path) -> None:
+    root = (tmp_path / "files").resolve()
+    root.mkdir()
+    command = (shutil.which("node") or "node", str(filesystem_server_js), str(root))
+    async with McpClient(McpServer(name="files", command=command)) as client:
+        written = await client.call("write_file", {"path": str(root / "note.txt"), "content": "from ymera\n"})
+        assert not written.is_error, written.text
+        assert (await client.call("read_text_file", {"path": str(root / "note.txt")})).text == "from ymera\n"
+        assert "[FILE] note.txt" in (await client.call("list_directory", {"path": str(root)})).text
+        outside = await client.call("read_text_file", {"path": str(tmp_path / "server.py")})
+        assert outside.is_error
+        assert "Access denied" in outside.text
+    assert (root / "note.txt").read_text() == "from ymera\n"
+
+
+# Our own server, over stdio and HTTP.
+
+
+async def test_streamable_http_server_lists_and_calls(http_server: tuple[str, subprocess.Popen[bytes]]) -> None:
+    server = McpServer(name="web", transport="http", url=http_server[0])
+    async with McpClient(server) as client:
+        assert {"echo", "sleep", "total"} <= {tool.name for tool in await client.list_tools()}
+        assert (await client.call("echo", {"text": "over http"})).text == "over http"
+        assert (await client.call("total", {"numbers": [1, 2, 3]})).structured == {"result": 6}
+        assert client.pid is None
+        with pytest.raises(ToolError) as caught:
+            await client.call("sleep", {"seconds": 600}, timeout=0.5)
+        assert str(caught.value) == "mcp:web.sleep: server 'web' did not answer the call of 'sleep' within 0.5 s"
+        assert (await client.call("echo", {"text": "still here"})).text == "still here"
+
+
+async def test_an_http_server_that_dies_mid_call_fails_the_call(
+        http_server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    url, process = http_server
+    marker = tmp_path / "in-call"
+    async with McpClient(McpServer(name="web", transport="http", url=url)) as client:
+        call = asyncio.create_task(client.call("sleep", {"seconds": 600, "marker": str(marker)}))
+        await wait_until(marker.exists, what="the server to be in the call")
+        process.kill()
+        with pytest.raises(ToolError) as caught:
+            await asyncio.wait_for(call, 30)  # a bound so a hang fails the test
+    assert (caught.value.kind, str(caught.value)) == (
+        "failed", "mcp:web.sleep: the call of 'sleep' failed: server 'web' closed the connection; the server is "
+                  "connected to again at the next call")
+
+
+async def test_an_http_server_that_does_not_listen_is_a_clear_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    client = McpClient(McpServer(name="web", transport="http", url=url, max_start_failures=5))
+    with pytest.raises(ToolError, match=f"^mcp:web: could not connect to server 'web' at {re.escape(url)}: ") as caught:
+        await client.start()
+    assert caught.value.kind == "failed"
+    await client.aclose()
+
+
+async def test_many_tasks_share_one_server_and_one_start(server_py: Path) -> None:
+    client = McpClient(ours(server_py))  # not started: the first calls all wait for the same start
+    try:
+        results = await asyncio.gather(*(client.call("echo", {"text": f"call {i}"}) for i in range(40)))
+        assert [r.text for r in results] == [f"call {i}" for i in range(40)]
+        assert client.starts == 1
+    finally:
+        await client.aclose()
+
+
+async def test_a_server_killed_mid_call_fails_the_call_with_how_it_died_and_is_started_again(
+        custom: McpClient, tmp_path: Path) -> None:
+    marker = tmp_path / "in-call"
+    pid = custom.pid
+    assert pid is not None
+    call = asyncio.create_task(custom.call("sleep", {"seconds": 600, "marker": str(marker)}))
+    await wait_until(marker.exists, what="the server to be in the call")
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ToolError) as caught:
+        await asyncio.wait_for(call, 30)  # a bound so a hang fails the test
+    assert caught.value.kind == "failed"
+    assert str(caught.value) == ("mcp:custom.sleep: the call of 'sleep' failed: server 'custom' was killed by "
+                                 "SIGKILL; its last stderr line: 'sleeping 600 s'; the server is started again "
+                                 "at the next call")
+    assert (await custom.call("echo", {"text": "back"})).text == "back"
+    assert custom.starts == 2
+    assert custom.pid not in (None, pid)
+    assert gone(pid)
+
+
+async def test_a_server_whose_child_keeps_its_pipes_open_still_fails_the_call(server_py: Path,
+                                                                               tmp_path: Path) -> None:
+    # The command is a launcher that runs the server as its child and waits: killing the launcher
+    # leaves the child holding stdout open, so the end of the output never comes; the exit must
+    # be noticed.
+    marker = tmp_path / "in-call"
+    launcher = f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, {str(server_py)!r}]))"
+    wrapped = McpServer(name="custom", command=(sys.executable, "-c", launcher))
+    async with McpClient(wrapped) as client:
+        launcher_pid = client.pid
+        assert launcher_pid is not None
+        call = asyncio.create_task(client.call("sleep", {"seconds": 600, "marker": str(marker)}))
+        await wait_until(marker.exists, what="the server to be in the call")
+        os.kill(launcher_pid, signal.SIGKILL)
+        with pytest.raises(ToolError) as caught:
+            await asyncio.wait_for(call, 30)
+        assert str(caught.value) == ("mcp:custom.sleep: the call of 'sleep' failed: server 'custom' was killed by "
+                                     "SIGKILL; its last stderr line: 'sleeping 600 s'; the server is started "
+                                     "again at the next call")
+        assert (await client.call("echo", {"text": "back"})).text == "back"
+        await wait_until(lambda: gone(int(marker.read_text())), what="the orphaned server to be stopped")
+
+
+async def test_a_server_that_dies_fails_every_call_in_flight(custom: McpClient, tmp_path: Path) -> None:
+    markers = [tmp_path / f"call-{i}" for i in range(5)]
+    calls = [asyncio.create_task(custom.call("sleep", {"seconds": 600, "marker": str(m)})) for m in markers]
+    await wait_until(lambda: all(m.exists() for m in markers), what="five calls in the server")
+    assert custom.pid is not None
+    os.kill(custom.pid, signal.SIGTERM)
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+    assert all(isinstance(r, ToolError) and "server 'custom' was killed by SIGTERM" in str(r) for r in results)
+
+
+async def test_a_call_over_its_timeout_is_a_limit_and_the_session_goes_on(custom: McpClient) -> None:
+    pid = custom.pid
+    with pytest.raises(ToolError) as caught:
+        await custom.call("sleep", {"seconds": 600}, timeout=0.5)
+    assert caught.value.kind == "limit"
+    assert str(caught.value) == "mcp:custom.sleep: server 'custom' did not answer the call of 'sleep' within 0.5 s"
+    assert (await custom.call("echo", {"text": "still here"})).text == "still here"
+    assert (custom.pid, custom.starts) == (pid, 1)
+
+
+async def test_an_unknown_tool_is_a_bad_request_naming_the_tools(custom: McpClient) -> None:
+    with pytest.raises(ToolError) as caught:
+        await custom.call("nope", {})
+    assert caught.value.kind == "bad_request"
+    assert str(caught.value) == ("mcp:custom.nope: server 'custom' has no tool 'nope'; its tools: big, echo, "
+                                 "getenv, sleep, total")
+
+
+@pytest.mark.parametrize(("tool", "arguments", "problem"), [
+    ("total", {"numbers": [1, "two"]}, "at /numbers/1: 'two' is not of type 'integer'"),
+    ("echo", {}, "at the top level: 'text' is a required property"),
+    ("echo", {"text": 5}, "at /text: 5 is not of type 'string'"),
+])
+async def test_arguments_that_do_not_fit_the_schema_are_refused_before_sending(
+        custom: McpClient, tool: str, arguments: dict[str, object], problem: str) -> None:
+    with pytest.raises(ToolError) as caught:
+        await custom.call(tool, arguments)
+    assert caught.value.kind == "bad_request"
+    assert str(caught.value) == (f"mcp:custom.{tool}: the arguments do not match the input schema of {tool!r} "
+                                 f"on server 'custom', {problem}")
+
+
+async def test_a_result_over_max_output_is_a_limit(server_py: Path) -> None:
+    async with McpClient(ours(server_py, max_output=1000)) as client:
+        assert len((await client.call("big", {"size": 400})).text) == 400
+        with pytest.raises(ToolError, match=r"^mcp:custom.big: server 'custom' answered 'big' with \d+ bytes, "
+                                            r"over the limit of 1000$") as caught:
+            await client.call("big", {"size": 5000})
+        assert caught.value.kind == "limit"
+
+
+async def test_a_server_flooding_its_output_is_stopped_and_started_again(server_py: Path) -> None:
+    async with McpClient(ours(server_py, max_output=1000)) as client:
+        with pytest.raises(ToolError) as caught:
+            await client.call("big", {"size": 500_000})
+        assert caught.value.kind == "limit"
+        assert str(caught.value) == ("mcp:custom.big: the call of 'big' failed: server 'custom' sent a message over "
+                                     "71536 bytes (its max_output allows no more); it was stopped; the server is "
+                                     "started again at the next call")
+        assert (await client.call("echo", {"text": "again"})).text == "again"
+        assert client.starts == 2
+
+
+async def test_a_command_that_does_not_exist_is_retried_with_backoff_then_refused() -> None:
+    server = McpServer(name="ghost", command=("/no/such/mcp-server",), max_start_failures=2, restart_backoff=0.01)
+    client = McpClient(server)
+    why = "could not start server 'ghost': command '/no/such/mcp-server' not found"
+    for _ in range(2):
+        with pytest.raises(ToolError) as caught:
+            await client.call("anything")
+        assert (caught.value.kind, str(caught.value)) == ("failed", f"mcp:ghost: {why}")
+    with pytest.raises(ToolError, match=r"^mcp:ghost: server 'ghost' failed to start 2 times in a row "
+                                        rf"\(last: {why}\); not trying again for \d+ s$") as refused:
+        await client.call("anything")
+    assert refused.value.kind == "refused"
+    await client.aclose()
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"command": ["/no/such/mcp-server"]}, "could not start server 'odd': command '/no/such/mcp-server' not found"),
+    ({"command": ["{tmp}/plain.txt"]}, "could not start server 'odd': '{tmp}/plain.txt' is not executable"),
+    ({"command": ["{tmp}/script"]}, "could not start server 'odd': '{tmp}/script': Exec format error"),
+    ({"command": ["python3"], "cwd": "/no/such/dir"},
+     "could not start server 'odd': its working directory '/no/such/dir' is not a directory"),
+])
+async def test_a_server_that_cannot_be_spawned_says_why(tmp_path: Path, fields: dict[str, object],
+                                                        message: str) -> None:
+    (tmp_path / "plain.txt").write_text("not a program\n")
+    (tmp_path / "script").write_text("not a program either\n")
+    (tmp_path / "script").chmod(0o755)
+    fields = json.loads(json.dumps(fields).replace("{tmp}", str(tmp_path)))
+    message = message.replace("{tmp}", str(tmp_path))
+    client = McpClient(msgspec.convert({"name": "odd", **fields}, McpServer))
+    with pytest.raises(ToolError) as caught:
+        await client.start()
+    assert (caught.value.kind, str(caught.value)) == ("failed", f"mcp:odd: {message}")
+    await client.aclose()
+
+
+async def test_a_timeout_below_zero_is_a_bad_request(custom: McpClient) -> None:
+    with pytest.raises(ToolError) as caught:
+        await custom.call("echo", {"text": "x"}, timeout=-1)
+    assert (caught.value.kind, str(caught.value)) == (
+        "bad_request", "mcp:custom.echo: timeout must be above 0 seconds, not -1")
+
+
+async def test_a_server_that_exits_at_start_says_why_without_its_secrets() -> None:
+    script = "import os, sys; print('bad token', os.environ['API_TOKEN'], file=sys.stderr); sys.exit(3)"
+    server = McpServer(name="dies", command=(sys.executable, "-c", script), env={"API_TOKEN": "tok-12345678"})
+    with pytest.raises(ToolError) as caught:
+        async with McpClient(server):
+            pass
+    assert caught.value.kind == "failed"
+    assert str(caught.value) == ("mcp:dies: could not start server 'dies': server 'dies' exited with code 3; "
+                                 "its last stderr line: 'bad token ***'")
+
+
+async def test_a_server_that_refuses_the_handshake_says_what_it_answered() -> None:
+    grumpy = ("import json, sys\n"
+              "for line in sys.stdin:\n"
+              "    m = json.loads(line)\n"
+              "    if 'id' in m:\n"
+              "        error = {'code': -32603, 'message': 'no sessions today'}\n"
+              "        print(json.dumps({'jsonrpc': '2.0', 'id': m['id'], 'error': error}), flush=True)\n")
+    with pytest.raises(ToolError) as caught:
+        await McpClient(McpServer(name="grumpy", command=(sys.executable, "-c", grumpy))).start()
+    assert (caught.value.kind, str(caught.value)) == (
+        "failed", "mcp:grumpy: could not start server 'grumpy': no sessions today")
+
+
+async def test_a_server_that_never_answers_the_handshake_is_a_limit() -> None:
+    silent = "import sys\nfor line in sys.stdin: pass"
+    server = McpServer(name="mute", command=(sys.executable, "-c", silent), start_timeout=1)
+    with pytest.raises(ToolError) as caught:
+        await McpClient(server).start()
+    assert (caught.value.kind, str(caught.value)) == (
+        "limit", "mcp:mute: server 'mute' did not finish starting within 1 s")
+
+
+async def test_the_server_gets_its_env_and_not_ours(server_py: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YMERA_TEST_LEAK", "not for servers")
+    async with McpClient(ours(server_py, env={"GREETING": "hello"})) as client:
+        assert (await client.call("getenv", {"name": "GREETING"})).text == "hello"
+        assert (await client.call("getenv", {"name": "YMERA_TEST_LEAK"})).text == ""
+
+
+async def test_closing_stops_the_server_and_leaves_no_task(server_py: Path) -> None:
+    client = McpClient(ours(server_py))
+    await client.start()
+    pid = client.pid
+    assert pid is not None
+    await client.aclose()
+    await client.aclose()
+    assert gone(pid)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    with pytest.raises(ToolError, match=r"^mcp:custom: the client of server 'custom' is closed$"):
+        await client.call("echo", {"text": "late"})
+
+
+# The config.
+
+
+def test_a_server_reads_from_config_data_and_hides_its_secrets() -> None:
+    stdio = msgspec.convert({"name": "time", "command": ["mcp-server-time"], "env": {"TZ_TOKEN": "s3cret-value"}},
+                            McpServer)
+    assert stdio.command == ("mcp-server-time",)
+    assert repr(stdio) == "McpServer(name='time', transport='stdio', command=['mcp-server-time'], TZ_TOKEN=***)"
+    web = McpServer(name="web", transport="http", url="https://mcp.example.com/mcp",
+                    headers={"Authorization": "Bearer abcdefgh"})
+    assert "abcdefgh" not in repr(web)
+    assert "abcdefgh" not in repr(McpClient(web))
+    assert "s3cret-value" not in pretty_repr(stdio)
+    assert "abcdefgh" not in pretty_repr(web)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"name": "my server", "command": ["x"]},
+     "mcp: server name 'my server' is not a plain name (letters, digits, '_', '-'; 64 at most)"),
+    ({"name": "s"}, "mcp: server 's' (stdio) needs a command: a list of non-empty strings"),
+    ({"name": "s", "command": ["x"], "url": "http://h/mcp"}, "mcp: server 's' (stdio) takes no url or headers"),
+    ({"name": "s", "transport": "http"}, "mcp: server 's' (http) needs an http:// or https:// url"),
+    ({"name": "s", "transport": "http", "url": "ftp://h/"}, "mcp: server 's' (http) needs an http:// or https:// url"),
+    ({"name": "s", "transport": "http", "url": "http://h/mcp", "command": ["x"]},
+     "mcp: server 's' (http) takes no command, env or cwd"),
+    ({"name": "s", "command": ["x"], "call_timeout": 0}, "mcp: server 's': call_timeout must be above 0"),
+    ({"name": "s", "command": ["x"], "max_output": 0},
+     "mcp: server 's': max_output and max_start_failures must be at least 1"),
+])
+def test_a_server_config_that_cannot_work_is_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ToolError) as caught:
+        msgspec.convert(fields, McpServer)
+    assert (caught.value.kind, str(caught.value)) == ("bad_request", message)
