@@ -40,7 +40,7 @@ from actors import Settings, client_access
 from bus import Bus, BusError, SealCheck, Unattested, UntrustedEvent, open_local, seal_of, stream_seq
 from events import ALL_SUBJECTS, Attested, ChainCheckpoint, MalformedEvent, checkpoint_bytes, decode, subject_filter
 
-__all__ = ["Audit", "Finding", "audit", "cmd_audit_verify"]
+__all__ = ["Audit", "Finding", "audit", "audit_lines", "cmd_audit_verify"]
 
 
 
@@ -292,21 +292,8 @@ def _runs(seqs: list[int]) -> list[tuple[int, int]]:
 
 
 
-# ---- the command ----------------------------------------------------------------------------------
-
-
-async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
-        if args.no_stream:
-            result = await audit(log, None, settings.keys_dir, args.key)
-        else:
-            connection, server = await open_local(settings, "ymera-audit", client_access(settings))
-            try:
-                result = await audit(log, connection, settings.keys_dir, args.key)
-            finally:
-                await connection.close()
-                if server is not None:
-                    server.stop()
+def audit_lines(result: Audit, read_stream: bool) -> tuple[list[str], list[str]]:
+    """What `ymera audit verify` prints: its summary lines, and its findings (empty when the audit is ok)."""
     report = result.chain
     lines = []
     if report.broken is None:
@@ -327,16 +314,34 @@ async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     elif result.stream_error is not None:
         lines.append(f"audit: the stream could not be read ({result.stream_error}): checked against the "
                      f"checkpoints the log holds only")
-    elif not args.no_stream:
+    elif read_stream:
         lines.append("audit: the stream holds no events: checked against the checkpoints the log holds only")
-    if result.ok:
-        print("\n".join(lines))
-        return 0
-    out = []
+    findings = []
     if report.broken is not None:
-        out.append(f"audit: chain broken at {report.broken} ({report.rows} rows before it verified)")
-    out += [f"audit: {finding}" for finding in result.findings if finding.kind != "chain"]
+        findings.append(f"audit: chain broken at {report.broken} ({report.rows} rows before it verified)")
+    findings += [f"audit: {finding}" for finding in result.findings if finding.kind != "chain"]
+    return lines, findings
+
+
+# ---- the command ----------------------------------------------------------------------------------
+
+
+async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
+        if args.no_stream:
+            result = await audit(log, None, settings.keys_dir, args.key)
+        else:
+            connection, server = await open_local(settings, "ymera-audit", client_access(settings))
+            try:
+                result = await audit(log, connection, settings.keys_dir, args.key)
+            finally:
+                await connection.close()
+                if server is not None:
+                    server.stop()
+    lines, findings = audit_lines(result, read_stream=not args.no_stream)
     if lines:
         print("\n".join(lines))
-    print("\n".join(out), file=sys.stderr)
+    if result.ok:
+        return 0
+    print("\n".join(findings), file=sys.stderr)
     return 1

@@ -1,4 +1,4 @@
-"""The workflow commands of `ymera`: up, run, submit, status, runs, cancel, plan."""
+"""The workflow commands of `ymera`: up, run, submit, status, runs, cancel, plan, and mcp serve."""
 
 from __future__ import annotations
 
@@ -70,6 +70,30 @@ def add_workflow_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     plan_cmd = sub.add_parser("plan", help="validate a workflow file and show its parallel groups; runs nothing")
     plan_cmd.add_argument("file")
     plan_cmd.set_defaults(fn=cmd_plan)
+
+    mcp = sub.add_parser("mcp", help="Ymera as an MCP server: MCP clients submit and follow workflows (docs/mcp.md)")
+    mcp_sub = mcp.add_subparsers(dest="mcp_command", required=True, metavar="COMMAND")
+    serve_help = ("serve MCP tools that submit a workflow, follow its status, read its result, quality and security "
+                  "report, cancel it and verify the audit log; over stdio until stdin closes, or over streamable "
+                  "HTTP with --http")
+    serve = mcp_sub.add_parser("serve", help=serve_help, description=serve_help[0].upper() + serve_help[1:] + ".")
+    serve.add_argument("--http", metavar="[HOST:]PORT", type=_http_address,
+                       help="serve streamable HTTP at http://HOST:PORT/mcp instead (HOST default 127.0.0.1; "
+                            "PORT 0: a free one, printed on stdout); no authentication: keep it on loopback")
+    actors_flag(serve)
+    serve.set_defaults(fn=cmd_mcp_serve)
+
+
+def _http_address(text: str) -> object:
+    from ._mcp_serve import http_address  # the MCP SDK loads for `ymera mcp` only
+
+    return http_address(text)
+
+
+async def cmd_mcp_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from ._mcp_serve import serve
+
+    return await serve(settings, args.http, args.actors)
 
 
 def actors_flag(parser: argparse.ArgumentParser) -> None:

@@ -44,7 +44,14 @@ def read_workflow(path: Path, quality_threshold: float = _QUALITY_THRESHOLD) -> 
         raw = path.read_bytes()
     except OSError as exc:
         raise events.YmeraError(f"cannot read {path}: {exc.strerror}") from None
-    decode = msgspec.yaml.decode if path.suffix in (".yaml", ".yml") else msgspec.json.decode
+    return parse_workflow(raw, str(path), path.suffix in (".yaml", ".yml"), quality_threshold)
+
+
+def parse_workflow(raw: bytes, source: str, yaml: bool,
+                   quality_threshold: float = _QUALITY_THRESHOLD) -> events.WorkflowSubmitted:
+    """`read_workflow` of a workflow's bytes (YAML, else JSON); `source` names it in each problem."""
+    path = source
+    decode = msgspec.yaml.decode if yaml else msgspec.json.decode
     try:
         doc = decode(raw, type=_WorkflowFile)
         events.check_workflow_id(doc.workflow_id)
