@@ -21,5 +21,6 @@ __all__ = ["load_settings"]
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
     """Settings from `.env` (if present) overlaid by the environment (`config.load_settings`)."""
     settings = config.load_settings(environ, dotenv, agent_task_types=registry.agent_task_types())
+    registry.register_mcp_servers(settings.tools.mcp_servers)  # each a tool a task may be granted: mcp:<name>
     llm.Catalogue.load(settings.models_file)  # a bad YMERA_MODELS_FILE stops every command here too
     return decrypt_provider_keys(settings, environ)  # `ymera-enc:` keys decrypted (guard/_vault.py), or stop here

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Container, Iterable
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import aiohttp
@@ -27,6 +27,7 @@ from events import TaskSpec
 from ._outcome import Outcome
 
 if TYPE_CHECKING:
+    import tools
     from config import Settings
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "number_in_string",
     "reference_problem",
     "register",
+    "register_mcp_servers",
     "register_tool",
     "template_references",
     "tool_problems",
@@ -150,6 +152,9 @@ class TaskKind(msgspec.Struct, frozen=True):
     # tool): `sql` with `write: true` uses `sql_write` too, so the kind's tool grants only the
     # lesser use and the greater one is granted on its own.
     extra_tools: tuple[tuple[str, Any, str], ...] = ()
+    # The parameter naming the MCP server a task of this kind calls, which it must be granted as
+    # mcp:<server> (the `mcp` kind's `server`).
+    server_param: str | None = None
 
     @property
     def param_names(self) -> frozenset[str]:
@@ -229,6 +234,7 @@ class Context:
     settings: Settings
     http: aiohttp.ClientSession  # one pool of connections for every request the executor makes
     llm: llm.LLMClient  # the providers with keys, their key pools, the model catalogue
+    mcp: Mapping[str, tools.McpClient] = field(default_factory=dict)  # a client per declared MCP server
 
 
 class Handler(Protocol):
@@ -266,12 +272,19 @@ def register_tool(name: str, description: str) -> None:
     TOOLS[name] = description
 
 
+def register_mcp_servers(names: Iterable[str]) -> None:
+    """Make the deployment's MCP servers (YMERA_MCP_SERVERS) tools tasks may be granted, as mcp:<name>."""
+    for name in names:
+        register_tool(MCP_PREFIX + name, f"calls the tools of MCP server {name!r}")
+
+
 def tools_used(task: TaskSpec, kind: TaskKind) -> tuple[str, ...]:
-    """The tools an attempt of `task` uses, each of which it must be granted: its kind's, and those
-    its parameters call for (`TaskKind.extra_tools`). (A kind whose tool depends on the task, an
-    MCP server named in its parameters, will say so here.)"""
+    """The tools an attempt of `task` uses, each of which it must be granted: its kind's, those its
+    parameters call for (`TaskKind.extra_tools`), and the MCP server it names (`TaskKind.server_param`)."""
     base = (kind.tool,) if kind.tool is not None else ()
-    return base + tuple(tool for name, value, tool in kind.extra_tools if _is(task.parameters.get(name), value))
+    server = task.parameters.get(kind.server_param) if kind.server_param is not None else None
+    mcp = (MCP_PREFIX + server,) if isinstance(server, str) else ()
+    return base + mcp + tuple(tool for name, value, tool in kind.extra_tools if _is(task.parameters.get(name), value))
 
 
 def _is(given: Any, value: Any) -> bool:

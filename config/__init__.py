@@ -5,7 +5,7 @@ Below `bus/` and `store/`: every layer may take the settings; nothing else reads
 
 from ._agents import BUILTIN_AGENTS, Agent, AgentCatalogue, AgentsFileError, load_agents
 from ._settings import ENVS, MAX_TIMEOUT_SECONDS, LLMSettings, ProviderEnv, Settings, SettingsError, load_settings
-from ._tools import ToolSettings, ToolSettingsError
+from ._tools import McpServerEntry, ToolSettings, ToolSettingsError
 
 __all__ = [
     "BUILTIN_AGENTS",
@@ -15,6 +15,7 @@ __all__ = [
     "AgentCatalogue",
     "AgentsFileError",
     "LLMSettings",
+    "McpServerEntry",
     "ProviderEnv",
     "Settings",
     "SettingsError",

@@ -58,6 +58,7 @@ from ._task import (
     TaskSucceeded,
     TaskTimedOut,
 )
+from ._tools import ToolCalled
 from ._workflow import (
     PRIORITY_RANK,
     RUN_ENDS,
@@ -135,6 +136,7 @@ __all__ = [
     "TaskStarted",
     "TaskSucceeded",
     "TaskTimedOut",
+    "ToolCalled",
     "ToolRefused",
     "WorkflowAdmitted",
     "WorkflowCancelled",

@@ -70,7 +70,7 @@ def _default_of(cls: type[Any], name: str) -> Any:
 async def offload(event: Event, put: BlobPut, limit: int = INLINE_LIMIT) -> tuple[Event, bytes]:
     """Return the event as it should travel, and its encoding."""
     data = encode(event)
-    if len(data) <= limit:
+    if len(data) <= min(limit, event.inline_limit):
         return event, data
     refs = dict(event.blobs)
     changes: dict[str, Any] = {}

@@ -20,6 +20,7 @@ from ._task import (
     TaskSucceeded,
     TaskTimedOut,
 )
+from ._tools import ToolCalled
 from ._workflow import (
     CancelRequested,
     WorkflowAdmitted,
@@ -66,6 +67,7 @@ Event: TypeAlias = (
     | OutputFlagged
     | EdgeFlagged
     | ToolRefused
+    | ToolCalled
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in Event.__args__}
@@ -88,5 +90,5 @@ EMITTED_BY: dict[str, str] = {
     "AlertRaised": "monitor",
     "MessageRejected": "store", "ChainCheckpoint": "store", "Attested": ANY_ACTOR,
     "InputFlagged": "security", "OutputFlagged": "executor", "EdgeFlagged": "executor",
-    "ToolRefused": "executor",
+    "ToolRefused": "executor", "ToolCalled": "executor",
 }

@@ -116,8 +116,10 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     # Subclasses set these: the subject domain and the last subject token.
     domain: ClassVar[str]
     verb: ClassVar[str]
-    # Fields whose values may be moved to a blob when the event would be too large.
+    # Fields whose values may be moved to a blob when the event would be too large: over
+    # `inline_limit` bytes (events.INLINE_LIMIT, unless the type says less).
     blob_fields: ClassVar[tuple[str, ...]] = ()
+    inline_limit: ClassVar[int] = 64 * 1024
 
     id: str
     ts: datetime

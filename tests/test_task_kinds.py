@@ -57,8 +57,8 @@ def test_the_validator_checks_a_registered_kind_s_parameters(registered: None) -
     assert [(p.task_id, p.field, p.message) for p in validate_workflow(submission, settings)] == [
         ("a", "parameters.text", "missing required parameter 'text' (a string)"),
         ("b", "type", "unknown task type 'whisper'; known types: analysis, code, code_generation, code_review, "
-                      "command, design, documentation, echo, files, git, http, llm, noop, python, research, shout, "
-                      "sleep, sql, summarization, testing"),
+                      "command, design, documentation, echo, files, git, http, llm, mcp, noop, python, research, "
+                      "shout, sleep, sql, summarization, testing"),
     ]
 
 

@@ -16,7 +16,7 @@ from events import Expectations, RetryPolicy, TaskSpec
 LLM = LLMSettings(base_url="http://localhost:11434/v1", model="m")
 SETTINGS = Settings(llm=LLM, python_modules=("json", "mypkg.tools"))
 TYPES = ("analysis, code, code_generation, code_review, command, design, documentation, echo, files, git, http, llm, "
-         "noop, python, research, sleep, sql, summarization, testing")
+         "mcp, noop, python, research, sleep, sql, summarization, testing")
 AGENTS = "built-in agents: analyst, architect, coding_agent, developer, researcher, reviewer, tester, writer"
 NO_LLM = ("no LLM is configured: set a provider's key (e.g. GEMINI_API_KEY or GROQ_API_KEY_1; docs/llm.md lists "
           "the providers) or YMERA_LLM_BASE_URL (any OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for "

@@ -64,6 +64,7 @@ from events import (
     TaskReady,
     TaskSucceeded,
     TaskTimedOut,
+    ToolCalled,
     WorkflowCancelled,
     derive_id,
     load_blob,
@@ -76,6 +77,7 @@ from ._edges import Edge, blocking_reason, scan_edges
 from ._expect import check_outcome
 from ._fence import Attempt, Fence, run_key
 from ._kinds import context, run_task
+from ._mcp import record as record_tool_calls
 from ._measures import Measures
 from ._pools import SharedPools
 from ._replay import RecordedRuns
@@ -216,7 +218,7 @@ class Executor:
         # finds what it cost in the stream before it.
         calls = await bus.send(self._called(attempt)) if attempt.calls or attempt.choices else None
         try:
-            await bus.publish_many([*attempt.flagged, result])
+            await bus.publish_many([*self._tool_called(attempt), *attempt.flagged, result])
         except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
             await bus.publish(self._failed(attempt, 0.0, f"the result cannot be published: {exc}", "error", False,
                                            None))
@@ -243,6 +245,17 @@ class Executor:
                              **msgspec.structs.asdict(call))
                    for n, call in enumerate(attempt.calls, 1))
         return out
+
+    def _tool_called(self, attempt: Attempt) -> list[ToolCalled]:
+        """The attempt's MCP calls (`_mcp.py`), one event each, before its result."""
+        ready = attempt.ready
+        return [ToolCalled(id=derive_id(run_key(ready), "ToolCalled", ready.task_id, ready.attempt, n,
+                                        self.executor_id, key=self.settings.id_key),
+                           ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id,
+                           actor=self.name, task_id=ready.task_id, attempt=ready.attempt, call=n, tool=call.tool,
+                           name=call.name, arguments=call.arguments, is_error=call.is_error, result=call.result,
+                           duration_ms=call.duration_ms)
+                for n, call in enumerate(attempt.tool_calls, 1)]
 
     async def _publish_calls(self, bus: Bus, attempt: Attempt) -> None:
         if attempt.calls or attempt.choices:
@@ -310,7 +323,8 @@ class Executor:
                 if blocked is not None:
                     return self._failed(attempt, t0, blocked, "untrusted_input", False, None)
             gate = self.shared.gate(bus, ready, self.settings) if self.shared is not None and replay is None else None
-            with llm.recording(gate, replay, tried=tuple(ready.tried_models), upgrade=ready.upgrade) as record:
+            with (llm.recording(gate, replay, tried=tuple(ready.tried_models), upgrade=ready.upgrade) as record,
+                  record_tool_calls(attempt.tool_calls)):
                 attempt.calls, attempt.choices = record.calls, record.choices
                 outcome = await run_task(ready.spec, inputs, ctx,
                                          timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)

@@ -25,7 +25,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -43,6 +43,9 @@ from events import (
     now,
 )
 from llm import Call, Choice
+
+if TYPE_CHECKING:
+    from ._mcp import ToolCall
 
 __all__ = ["Attempt", "Fence", "run_key"]
 
@@ -76,6 +79,7 @@ class Attempt:
     # What the scans found (untrusted inputs bound for its prompt, its output) and what a tool
     # refused, published with the result.
     flagged: list[EdgeFlagged | OutputFlagged | ToolRefused] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)  # its MCP calls, as they are made (`_mcp.py`)
 
     def __post_init__(self) -> None:
         self.began = self.alive_at

@@ -1,6 +1,6 @@
 """The built-in task kinds' handlers (noop, sleep, echo, python, llm and the agent task types),
 registered with their declarations in `actors/registry.py`, and the built-in tools' kinds
-(`_tools.py`: files, http, sql, command, git, code); and `run_task`, one attempt of any
+(`_tools.py`: files, http, sql, command, git, code) and MCP servers' (`_mcp.py`); and `run_task`, one attempt of any
 registered kind within its time limit.
 
 An attempt is exactly one try (at most one HTTP request, one subprocess); retrying is the
@@ -20,7 +20,7 @@ from events import TaskSpec
 
 from .._outcome import Outcome, TaskError
 from ..registry import HANDLERS, TASK_KINDS, Context, grant_problem, register
-from . import _llm, _python, _templates
+from . import _llm, _mcp, _python, _templates
 from . import _tools as _tools  # registers the built-in tools' kinds
 
 __all__ = ["context", "run_task"]
@@ -52,10 +52,16 @@ async def context(settings: Settings, connections: int | None = None) -> AsyncIt
     """The handlers' resources for one executor (or one test): an HTTP client holding up to
     `connections` (default: the executor's concurrency, so no attempt waits for a connection
     and its duration_ms is the call's), and the AI layer's client over it (the providers with
-    keys, a key pool each, the model catalogue with YMERA_MODELS_FILE's entries)."""
+    keys, a key pool each, the model catalogue with YMERA_MODELS_FILE's entries), and a client for
+    each MCP server the deployment declares (`_mcp.py`)."""
     models = llm.Models(settings, llm.Catalogue.load(settings.models_file))
-    async with llm.http_client(connections or settings.executor_concurrency) as http:
-        yield Context(settings=settings, http=http, llm=llm.LLMClient(http, models))
+    servers = _mcp.clients(settings)
+    try:
+        async with llm.http_client(connections or settings.executor_concurrency) as http:
+            yield Context(settings=settings, http=http, llm=llm.LLMClient(http, models), mcp=servers)
+    finally:
+        for client in servers.values():
+            await client.aclose()  # each server it started stops with it
 
 
 async def _noop(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:

@@ -19,7 +19,7 @@ from .._outcome import ErrorKind, TaskError
 from ._fence import run_key
 from ._screen import screen
 
-__all__ = ["ToolRefusal", "failure", "refused_event"]
+__all__ = ["ToolRefusal", "failure", "refused_event", "shown_arguments"]
 
 # The longest string an argument keeps in the event (code, a file's content): enough to see what
 # was tried.
@@ -42,13 +42,19 @@ async def failure(exc: ToolError, tool: str, arguments: dict[str, Any]) -> TaskE
     """`exc`, raised by tool `tool` (the grant it ran under) for a call with `arguments`, as the
     attempt's failure: a refusal or a limit as a `ToolRefusal`, anything else as its kind says."""
     if exc.kind in ("refused", "limit"):
-        shown, _ = await screen(_cut(_blanked(arguments)))
+        shown = await shown_arguments(arguments)
         event = ToolRefused(id="", ts=now(), workflow_id="_", task_id="_", attempt=1, tool=tool, kind=exc.kind,
                             reason=exc.reason, arguments=shown)
         return ToolRefusal(tool, "tool_refused" if exc.kind == "refused" else "tool_limit", event)
     if exc.kind == "bad_request":
         return TaskError("bad_request", f"{tool}: {exc.reason}", retryable=False)
     return TaskError("error", f"{tool}: {exc.reason}", retryable=tool in _RETRYABLE)
+
+
+async def shown_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments as an event shows them: credentials blanked, secrets redacted, long strings cut."""
+    shown, _ = await screen(_cut(_blanked(arguments)))
+    return dict(shown)
 
 
 def refused_event(refusal: ToolRefusal, ready: TaskReady, actor: str, id_key: bytes | None) -> ToolRefused:
