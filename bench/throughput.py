@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,23 +101,27 @@ async def wait_for_consumers(connection: bus.Bus, executors: int, timeout: float
 
 def spawn_engine(url: str, data: Path, executors: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "YMERA_DATA_DIR")}
-    env.update(NATS_URL=url, YMERA_DATA_DIR=str(data), YMERA_LOG_LEVEL="warning")
+    env.update(NATS_URL=url, YMERA_DATA_DIR=str(data), YMERA_LOG_LEVEL="warning",
+               YMERA_NATS_AUTH=os.environ.get("YMERA_NATS_AUTH", "true"))
     with open(log, "ab") as sink:  # cwd = data: no stray .env is read
         return subprocess.Popen([sys.executable, "-m", "runner", "up", "--processes", "--executors", str(executors)],
                                 env=env, cwd=data, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
 
 
 @contextlib.asynccontextmanager
-async def engine(tmp: Path, executors: int, in_process: bool) -> AsyncIterator[Engine]:
+async def engine(tmp: Path, executors: int, in_process: bool,
+                 environ: Mapping[str, str] | None = None) -> AsyncIterator[Engine]:
     """A fresh embedded server and data dir, and the engine: `runner up --processes`, or `run_all` here.
     The server authenticates every connection and enforces each one's permissions, as the
     embedded default does (docs/security.md); YMERA_NATS_AUTH=false in the environment measures
-    a server anyone may use, where every actor checks what it reads."""
+    a server anyone may use, where every actor checks what it reads. `environ`: more settings
+    (the in-process engine's; a process engine reads the environment)."""
     data = tmp / "data"
     data.mkdir(parents=True)
     settings = load_settings({"NATS_URL": "nats://unused", "YMERA_DATA_DIR": str(data),
                               "YMERA_NATS_AUTH": os.environ.get("YMERA_NATS_AUTH", "true"),
-                              "YMERA_SIGN_EVENTS": os.environ.get("YMERA_SIGN_EVENTS", "true")}, dotenv=None)
+                              "YMERA_SIGN_EVENTS": os.environ.get("YMERA_SIGN_EVENTS", "true"), **(environ or {})},
+                             dotenv=None)
     access = client_access(settings)
     authorization = access.authorization() if access.authorization is not None else None
     with bus.EmbeddedServer(tmp / "nats", authorization=authorization) as server:

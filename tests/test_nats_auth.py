@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import signal
+import time
 from pathlib import Path
 
 import nats.errors
@@ -22,7 +24,7 @@ import events
 import guard
 from ymera import WorkflowClient
 
-from .conftest import Secured, ymera, ymera_env
+from .conftest import Secured, spawn_ymera, ymera, ymera_env
 from .engine import in_process
 from .test_forgery import rejections
 
@@ -214,3 +216,28 @@ def test_a_client_key_file_must_be_named_for_its_principal(tmp_path: Path) -> No
         guard.client_identity(tmp_path, tmp_path / "alice.key")
     with pytest.raises(guard.KeyFileError, match=r"client.nobody.key: no such file"):
         guard.client_identity(tmp_path, tmp_path / "client.nobody.key")
+
+
+def test_actors_in_processes_of_their_own_connect_as_themselves_to_the_embedded_server(tmp_path: Path) -> None:
+    """`ymera up --processes` on the embedded defaults: the server authenticates, and each
+    actor's process, given the server's address, connects with its own key (it used to connect
+    with none, be refused, and retry for ever)."""
+    data = tmp_path / "data"
+    env = ymera_env(data)
+    assert "NATS_URL" not in env
+    assert "YMERA_NATS_AUTH" not in env
+    up = spawn_ymera("up", "--processes", "--executors", "1", env=env, output=tmp_path / "up.log")
+    try:
+        deadline = time.monotonic() + 60
+        while bus.running_server(data) is None:
+            assert up.poll() is None, (tmp_path / "up.log").read_text()
+            assert time.monotonic() < deadline, "the embedded server did not start"
+            time.sleep(0.1)
+        run = ymera("run", str(Path(__file__).parent.parent / "examples" / "pipeline.yaml"), env=env, timeout=120)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(60)
+    log = (tmp_path / "up.log").read_text()
+    assert run.returncode == 0, run.stdout + run.stderr + log
+    assert "completed" in run.stdout
+    assert "authorization violation" not in log

@@ -299,7 +299,9 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _supervise_processes(settings: Settings, url: str, executors: int, stop: asyncio.Event) -> None:
     """One OS process per actor (and `executors` executors), each started again if it dies."""
-    env = {**os.environ, "NATS_URL": url, "YMERA_DATA_DIR": str(settings.data_dir)}
+    # The children connect to `url` as this process does: as their actors, where it authenticates.
+    env = {**os.environ, "NATS_URL": url, "YMERA_DATA_DIR": str(settings.data_dir),
+           "YMERA_KEYS_DIR": str(settings.keys_dir), "YMERA_NATS_AUTH": "true" if settings.nats_auth else "false"}
     names = [n for n in ACTOR_NAMES if n != "executor"] + ["executor"] * executors
     procs: list[asyncio.subprocess.Process | None] = [None] * len(names)
     try:
