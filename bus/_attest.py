@@ -35,13 +35,12 @@ from events import NO_WORKFLOW, Attested, attested_bytes, encode, now, subject_o
 
 from ._journal import Journal, orphans
 from ._publish import PubAck, Publisher, abandon
-from ._seal import Signer, leaf
+from ._seal import ATTESTED_MARK, Signer, leaf
 from ._sealer import Outgoing
 
 __all__ = ["ATTESTED_MARK", "ATTEST_SECONDS", "Attester"]
 
 ATTEST_SECONDS = 0.02  # how long an actor's event waits, at most, for its attestation to be sent
-ATTESTED_MARK = "@"  # how an attested seal starts (a batch seal starts with its MAC or a '.')
 _LEAF = 16  # bytes of a leaf (bus/_seal.py)
 _log = structlog.get_logger("ymera.bus")
 

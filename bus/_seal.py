@@ -46,10 +46,11 @@ from typing import Protocol
 
 from events import ANY_ACTOR, CLIENT, EMITTED_BY, Attested, MalformedEvent, attested_bytes, decode
 
-__all__ = ["SEAL_HEADER", "Keyring", "MacKeys", "SealCheck", "Signer", "Unattested", "UntrustedEvent", "leaf", "seal",
-           "seal_of"]
+__all__ = ["ATTESTED_MARK", "SEAL_HEADER", "Keyring", "MacKeys", "SealCheck", "Signer", "Unattested", "UntrustedEvent",
+           "leaf", "seal", "seal_of"]
 
 SEAL_HEADER = "Ymera-Sig"
+ATTESTED_MARK = "@"  # how an attested seal starts (bus/_attest.py; a batch seal starts with its MAC or a '.')
 _SEAL_MARK = SEAL_HEADER.encode() + b":"
 _DOMAIN = b"ymera-seal-v1\n"
 _MAX_BATCH = 1 << 20
@@ -174,7 +175,7 @@ class SealCheck:
             return self.attest(event if isinstance(event, Attested) else _attestation(kind, data))
         if not sealed:
             raise UntrustedEvent(f"{kind} is the {owner}'s to emit, and this one is not signed")
-        if sealed.startswith("@"):
+        if sealed.startswith(ATTESTED_MARK):
             return self._attested_by(kind, owner, subject, data, sealed)
         tag, _, sealed = sealed.partition(".")
         if (tag and tag.isascii() and self.mac_keys is not None
