@@ -6,11 +6,15 @@ anything runs, and again by the executor; a bad YMERA_MCP_SERVERS file stops the
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.server
 import json
+import os
+import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +29,7 @@ from actors._outcome import TaskError
 from actors.executor._kinds import context, run_task
 from events import YmeraError
 
-from .test_mcp_client import console_script, git
+from .test_mcp_client import SERVER_SOURCE, console_script, git
 from .test_tool_tasks import of, run_all
 
 PAGE = ("<html><body><h1>Hello from Ymera</h1>" + "<p>Event-sourced workflows, served locally.</p>" * 60
@@ -218,3 +222,38 @@ def test_a_servers_env_never_shows_in_the_settings(tmp_path: Path, repo: Path) -
     settings = deployment(tmp_path, repo)
     assert "s3cr3t-fetch-token" not in repr(settings)
     assert "mcp_servers=['fetch', 'git', 'time']" in repr(settings.tools)
+
+
+async def test_a_server_killed_mid_call_fails_the_attempt_saying_how_and_the_retry_runs_on_a_new_one(
+        nats_bus: bus.Bus, tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(SERVER_SOURCE)
+    marker = tmp_path / "pid"
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": {"custom": {"command": sys.executable,
+                                                                             "args": [str(script)]}}}))
+    settings = load_settings({"YMERA_DATA_DIR": str(tmp_path / "data"),
+                              "YMERA_MCP_SERVERS": str(tmp_path / "mcp.json")}, dotenv=None)
+    nap = events.TaskSpec(id="nap", type="mcp", tools=["mcp:custom"],
+                          parameters={"server": "custom", "tool": "sleep",
+                                      "arguments": {"seconds": 1.5, "marker": str(marker)}},
+                          retry=events.RetryPolicy(max_attempts=2, initial_delay_seconds=0.1))
+
+    async def kill_the_first_server() -> int:
+        for _ in range(3000):  # the file the server writes as it starts sleeping; a minute at most
+            if marker.exists() and marker.read_text():
+                break
+            await asyncio.sleep(0.02)
+        pid = int(marker.read_text())
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    killer = asyncio.create_task(kill_the_first_server())
+    end, seen = (await run_all(settings, nats_bus, [submission("mcp-killed", nap)]))["mcp-killed"]
+    killed = await killer
+    assert isinstance(end, events.WorkflowCompleted), end
+    [failed] = of(events.TaskFailed, seen)
+    assert failed.retryable
+    assert failed.error.startswith("mcp:custom: the call of 'sleep' failed: server 'custom' was killed by SIGKILL")
+    [succeeded] = of(events.TaskSucceeded, seen)
+    assert (succeeded.attempt, succeeded.output) == (2, {"result": "awake"})  # its structured answer
+    assert int(marker.read_text()) != killed  # the second attempt ran on a server started again

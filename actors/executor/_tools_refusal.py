@@ -26,7 +26,7 @@ __all__ = ["ToolRefusal", "failure", "refused_event", "shown_arguments"]
 MAX_ARGUMENT_CHARS = 500
 _SECRET_KEY = re.compile(r"(?i).*(authorization|cookie|passw(or)?d|secret|token|api[-_]?key|credential).*")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
-_RETRYABLE = frozenset({"http"})  # a failed request may answer the next time; a failed query or program will not
+_RETRYABLE = frozenset({"http"})
 
 
 class ToolRefusal(TaskError):
@@ -48,7 +48,9 @@ async def failure(exc: ToolError, tool: str, arguments: dict[str, Any]) -> TaskE
         return ToolRefusal(tool, "tool_refused" if exc.kind == "refused" else "tool_limit", event)
     if exc.kind == "bad_request":
         return TaskError("bad_request", f"{tool}: {exc.reason}", retryable=False)
-    return TaskError("error", f"{tool}: {exc.reason}", retryable=tool in _RETRYABLE)
+    # A failed request may answer the next time, and an MCP server that died is started again at
+    # the next call; a failed query or program will fail again.
+    return TaskError("error", f"{tool}: {exc.reason}", retryable=tool in _RETRYABLE or tool.startswith("mcp:"))
 
 
 async def shown_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
