@@ -186,8 +186,13 @@ async def run_all(settings: Settings, bus: Bus, stop: asyncio.Event, ready: asyn
         for name in names:
             guard.Identity.load_or_create(settings.keys_dir, name)
     async with asyncio.TaskGroup() as group:
-        for name in names:
+        # The executor first: it reads new TaskReady only (its consumer is made "new only" on a
+        # fresh stream), so one released before its consumer exists would wait for its time limit.
+        first = [name for name in names if name == "executor"]
+        for name in (*first, *(n for n in names if n not in first)):
             group.create_task(run_named(name, settings, bus, stop, events[name]), name=f"actor-{name}")
+            if name in first:
+                await events[name].wait()
         if ready is not None:
             await asyncio.gather(*(e.wait() for e in events.values()))
             ready.set()

@@ -1,12 +1,21 @@
-"""Helpers shared by tests: building events, waiting on a log, running the writer."""
+"""Helpers shared by tests: building events, waiting on a log, running the writer, installing and
+serving what the MCP tests need."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import functools
+import http.server
+import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import bus
@@ -91,3 +100,51 @@ tasks:
     description: "Review this code: {{{{ tasks.generate.output }}}}"
     dependencies: [generate]
 """
+
+
+# ---- what the MCP tests install and serve ---------------------------------------------------------
+
+TEST_CACHE = Path(os.environ.get("YMERA_TEST_CACHE", Path.home() / ".cache" / "ymera-test"))
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[Path]:
+    """A directory of the test cache, held alone while it is filled (other test runs share it)."""
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(TEST_CACHE / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield TEST_CACHE / name
+
+
+def npm_package(spec: str, cache: str) -> Path:
+    """`name@version` from npm, installed once into the test cache's `cache` dir (Node.js's npm);
+    the prefix it is installed under."""
+    name, _, version = spec.rpartition("@")
+    with cache_lock(cache) as prefix:
+        package = prefix / "node_modules" / name
+        installed = json.loads((package / "package.json").read_text())["version"] if package.exists() else None
+        if installed != version:
+            npm = shutil.which("npm")
+            assert npm is not None, f"npm (Node.js) is needed to run {name}"
+            subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", spec],
+                           check=True, timeout=600)
+        return prefix
+
+
+@contextlib.contextmanager
+def serving(root: Path) -> Iterator[str]:
+    """`root`'s files served on 127.0.0.1 by the standard library's HTTP server, in a thread: its host:port."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        thread.join()
+        httpd.server_close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -28,8 +29,12 @@ def test_run_executes_the_example_on_the_embedded_defaults_and_stores_every_even
 
     audit = ymera("audit", "verify", env=env)
     assert audit.returncode == 0
-    # 4 per run (submitted, admitted, validated, completed) and 3 per task (ready, succeeded, assessed)
-    assert audit.stdout.startswith("audit: ok, 16 events and 0 blobs verified")
+    # 4 per run (submitted, admitted, validated, completed) and 3 per task (ready, succeeded, assessed),
+    # and the actors' attestations of them (docs/security.md, "Attested events")
+    rows, attested = logged(tmp_path / "data" / "events.db")
+    assert rows - attested == 16
+    assert attested > 0
+    assert audit.stdout.startswith(f"audit: ok, {rows} events and 0 blobs verified")
 
     status = ymera("status", "pipeline-1", env=env)
     assert status.stdout.splitlines()[0].startswith("workflow pipeline-1: completed, overall quality 1.00, ")
@@ -50,11 +55,13 @@ def test_the_readme_first_command_succeeds_twice_in_a_row_in_the_same_directory(
         audit = ymera("audit", "verify", env=env, cwd=tmp_path)
         assert audit.returncode == 0, audit.stderr
         # 16 a run; from the second run on, the store writer's checkpoint of the run before,
-        # published as it stopped (the log's head, signed).
-        assert audit.stdout.startswith(f"audit: ok, {16 * n + n - 1} events and 0 blobs verified")
+        # published as it stopped (the log's head, signed); and the attestations of them all.
+        rows, attested = logged(tmp_path / ".ymera" / "events.db")
+        assert rows - attested == 16 * n + n - 1
+        assert audit.stdout.startswith(f"audit: ok, {rows} events and 0 blobs verified")
         if n == 2:
             # The stream holds both runs' checkpoints (the second run's is past the log's head).
-            assert "audit: 2 signed checkpoints verified, the latest at seq 33\n" in audit.stdout
+            assert f"audit: 2 signed checkpoints verified, the latest at seq {rows}\n" in audit.stdout
         outputs.append(run.stdout)
     run_ids = [out.split("\n  run ")[1].split("\n")[0] for out in outputs]
     assert run_ids[0] != run_ids[1]
@@ -215,3 +222,14 @@ async def test_status_names_an_ambiguous_or_unknown_run_and_runs_lists_undecided
     runs = ymera("runs", "wf", env=env)
     assert [line.split()[::3] for line in runs.stdout.splitlines()[1:]] == [["aa1", "submitted"], ["aa2", "submitted"]]
     assert [line.split()[-1] for line in runs.stdout.splitlines()[1:]] == ["-", "-"]  # no duration while active
+
+
+def logged(db: Path) -> tuple[int, int]:
+    """The log's rows, and how many of them are attestations."""
+    connection = sqlite3.connect(db)
+    try:
+        rows, attested = connection.execute("SELECT count(*), count(*) FILTER (WHERE type = 'Attested') "
+                                            "FROM events").fetchone()
+    finally:
+        connection.close()
+    return int(rows), int(attested)

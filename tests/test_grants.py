@@ -23,7 +23,7 @@ from actors.executor._edges import prompt_sources
 from actors.validator import validate_workflow
 from config import LLMSettings
 from ymera import WorkflowClient
-from ymera._client import history
+from ymera._client import history, store_caught_up
 from ymera._report import security_report
 
 from .engine import in_process
@@ -236,6 +236,7 @@ async def test_an_injection_on_an_untrusted_edge_stops_the_llm_task_before_any_p
     async with in_process(settings, nats_bus):
         client = WorkflowClient(nats_bus)
         (end, seen), (end2, seen2) = await run(client, direct), await run(client, relayed)
+        await store_caught_up(nats_bus)  # the report below reads the log
     assert server.requests == []  # no prompt reached the provider
     for final, events_seen, source in ((end, seen, "fetch"), (end2, seen2, "relay")):
         assert isinstance(final, events.WorkflowFailed), final

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import functools
-import http.server
 import json
 import os
 import re
@@ -21,7 +18,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,11 +26,10 @@ import msgspec
 import pytest
 from rich.pretty import pretty_repr
 
-from tests.support import wait_until
+from tests.support import cache_lock, npm_package, serving, wait_until
 from tools import McpClient, McpServer, ToolError
 
 BIN = Path(sys.executable).parent  # the console scripts of the dev extra's servers
-CACHE = Path(os.environ.get("YMERA_TEST_CACHE", Path.home() / ".cache" / "ymera-test"))
 FILESYSTEM_PACKAGE = "@modelcontextprotocol/server-filesystem@2026.8.31"
 SQLITE_PACKAGES = ("mcp-server-sqlite==2025.4.25", "mcp>=1.6,<2")
 
@@ -96,28 +91,11 @@ def console_script(name: str) -> str:
     return str(path)
 
 
-@contextlib.contextmanager
-def cache_lock(name: str) -> Iterator[Path]:
-    """A directory of the test cache, held alone while it is filled (other test runs share it)."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield CACHE / name
-
-
 @pytest.fixture(scope="session")
 def filesystem_server_js() -> Path:
     """@modelcontextprotocol/server-filesystem, installed from npm once into the test cache."""
-    version = FILESYSTEM_PACKAGE.rpartition("@")[2]
-    with cache_lock("npm") as prefix:
-        package = prefix / "node_modules" / "@modelcontextprotocol" / "server-filesystem"
-        installed = json.loads((package / "package.json").read_text())["version"] if package.exists() else None
-        if installed != version:
-            npm = shutil.which("npm")
-            assert npm is not None, "npm (Node.js) is needed to run @modelcontextprotocol/server-filesystem"
-            subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent",
-                            FILESYSTEM_PACKAGE], check=True, timeout=600)
-        return package / "dist" / "index.js"
+    prefix = npm_package(FILESYSTEM_PACKAGE, "npm")
+    return prefix / "node_modules" / "@modelcontextprotocol" / "server-filesystem" / "dist" / "index.js"
 
 
 @pytest.fixture(scope="session")
@@ -186,20 +164,8 @@ def web_page(tmp_path: Path) -> Iterator[str]:
     site.mkdir()
     (site / "page.html").write_text("<html><head><title>Ymera</title></head><body><h1>Hello from Ymera</h1>"
                                     "<p>Event-sourced workflows, served locally.</p></body></html>")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/page.html"
-    finally:
-        httpd.shutdown()
-        thread.join()
-        httpd.server_close()
+    with serving(site) as host:
+        yield f"http://{host}/page.html"
 
 
 def git(repo: Path, *args: str) -> str:

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,7 @@ from mcp_types import CallToolResult, TextContent
 import bus
 
 from .conftest import spawn_ymera, ymera, ymera_env
-from .support import wait_until
+from .support import npm_package, wait_until
 
 ROOT = Path(__file__).parent.parent
 PIPELINE = ROOT / "examples" / "pipeline.yaml"
@@ -35,7 +32,6 @@ TOOLS = {"submit_workflow", "workflow_status", "workflow_result", "workflow_qual
          "cancel_workflow", "audit_verify"}
 # The last release that runs on Node.js 20: 0.1.14 on import fs.globSync, which is Node 22's.
 CONFORMANCE_PACKAGE = "@modelcontextprotocol/conformance@0.1.13"
-CACHE = Path(os.environ.get("YMERA_TEST_CACHE", Path.home() / ".cache" / "ymera-test"))
 # The server scenarios that apply to a server of tools only (no prompts, resources, completions,
 # logging, sampling or elicitation), each testing the protocol rather than the suite's own test
 # tools (tools-call-* call tools named test_*, which a server other than the suite's reference
@@ -295,28 +291,10 @@ def test_http_addresses_that_cannot_be_served_are_refused_before_anything_starts
 # ---- the conformance suite -------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _cache_lock(name: str) -> Iterator[Path]:
-    """A directory of the test cache, held alone while it is filled (other test runs share it)."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield CACHE / name
-
-
 @pytest.fixture(scope="session")
 def conformance_cli() -> Path:
     """@modelcontextprotocol/conformance, installed from npm once into the test cache."""
-    version = CONFORMANCE_PACKAGE.rpartition("@")[2]
-    with _cache_lock("npm-conformance") as prefix:
-        package = prefix / "node_modules" / "@modelcontextprotocol" / "conformance"
-        installed = json.loads((package / "package.json").read_text())["version"] if package.exists() else None
-        if installed != version:
-            npm = shutil.which("npm")
-            assert npm is not None, "npm (Node.js) is needed to run @modelcontextprotocol/conformance"
-            subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent",
-                            CONFORMANCE_PACKAGE], check=True, timeout=600)
-        return prefix / "node_modules" / ".bin" / "conformance"
+    return npm_package(CONFORMANCE_PACKAGE, "npm-conformance") / "node_modules" / ".bin" / "conformance"
 
 
 async def test_the_server_passes_the_conformance_scenarios_that_apply_to_it(tmp_path: Path,

@@ -7,15 +7,12 @@ anything runs, and again by the executor; a bad YMERA_MCP_SERVERS file stops the
 from __future__ import annotations
 
 import asyncio
-import functools
-import http.server
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +21,12 @@ import pytest
 
 import bus
 import events
-from actors import Settings, load_settings
+from actors import Settings, load_settings, registry
 from actors._outcome import TaskError
 from actors.executor._kinds import context, run_task
 from events import YmeraError
 
+from .support import serving
 from .test_mcp_client import SERVER_SOURCE, console_script, git
 from .test_tool_tasks import of, run_all
 
@@ -36,25 +34,23 @@ PAGE = ("<html><body><h1>Hello from Ymera</h1>" + "<p>Event-sourced workflows, s
         + "</body></html>")
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored() -> Iterator[None]:
+    """The servers these tests declare are registered tools (mcp:<name>) for their process; not
+    for the tests after them."""
+    saved = dict(registry.TOOLS)
+    yield
+    registry.TOOLS.clear()
+    registry.TOOLS.update(saved)
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "site"
     root.mkdir()
     (root / "page.html").write_text(PAGE)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        thread.join()
-        httpd.server_close()
+    with serving(root) as host:
+        yield host
 
 
 @pytest.fixture

@@ -287,7 +287,7 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     connection, server = await open_local(settings, "ymera-up", client_access(settings))
     try:
         if args.processes:
-            await _supervise_processes(settings, connection.url, args.executors, stop)
+            await _supervise_processes(settings, connection, args.executors, stop)
         else:
             await run_all(settings, connection, stop)
     finally:
@@ -297,17 +297,24 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _supervise_processes(settings: Settings, url: str, executors: int, stop: asyncio.Event) -> None:
-    """One OS process per actor (and `executors` executors), each started again if it dies."""
-    # The children connect to `url` as this process does: as their actors, where it authenticates.
-    env = {**os.environ, "NATS_URL": url, "YMERA_DATA_DIR": str(settings.data_dir),
+async def _supervise_processes(settings: Settings, connection: Bus, executors: int, stop: asyncio.Event) -> None:
+    """One OS process per actor (and `executors` executors), each started again if it dies. The
+    executors first: the others wait until the executors' consumer exists (it takes new TaskReady
+    only, so one released before it would wait for its time limit)."""
+    # The children connect to the server as this process does: as their actors, where it authenticates.
+    env = {**os.environ, "NATS_URL": connection.url, "YMERA_DATA_DIR": str(settings.data_dir),
            "YMERA_KEYS_DIR": str(settings.keys_dir), "YMERA_NATS_AUTH": "true" if settings.nats_auth else "false"}
-    names = [n for n in ACTOR_NAMES if n != "executor"] + ["executor"] * executors
+    names = ["executor"] * executors + [n for n in ACTOR_NAMES if n != "executor"]
     procs: list[asyncio.subprocess.Process | None] = [None] * len(names)
+    executing = False
     try:
         while not stop.is_set():
             for i, name in enumerate(names):
                 proc = procs[i]
+                if name != "executor" and not executing:
+                    executing = await connection.consumer_state("executor") is not None
+                    if not executing:
+                        break
                 if proc is None or proc.returncode is not None:
                     procs[i] = await asyncio.create_subprocess_exec(
                         sys.executable, "-m", "runner", "actor", name, env=env)
