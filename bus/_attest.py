@@ -147,7 +147,9 @@ class Attester:
 
     def _attestation(self, epoch: str, first: int, leaves: bytes) -> Attested:
         key = self.signer.key_id
-        return Attested(id=f"attested-{key}-{epoch}-{first}", ts=now(), workflow_id=NO_WORKFLOW,
+        # Its count in its id too: a journal's attestation of a range a dead run began to attest
+        # (sent, not acked) covers more, and must not be dropped as the stream's duplicate of it.
+        return Attested(id=f"attested-{key}-{epoch}-{first}-{len(leaves) // _LEAF}", ts=now(), workflow_id=NO_WORKFLOW,
                         actor=self.signer.name, key_id=key, epoch=epoch, first=first, leaves=leaves,
                         signature=self.signer.sign(attested_bytes(key, epoch, first, leaves)))
 

@@ -209,3 +209,37 @@ async def test_what_a_killed_actor_left_unattested_its_next_start_attests(secure
     async with store.SqliteEventLog(secured.settings.log_path) as log:
         after = await audit(log, alice, keys)
     assert [f.kind for f in after.findings if f.kind != "missing"] == []
+
+
+async def test_a_journal_that_overlaps_an_attestation_the_dead_run_sent_is_attested_whole(
+        secured: Secured, alice: bus.Bus) -> None:
+    """The dead run sent an attestation of its first two messages but was killed before the ack
+    reached its journal, and a third message after it: the next start attests all three, and the
+    stream does not drop that as a copy of the first."""
+    keys, journal = secured.settings.keys_dir, secured.settings.data_dir / "attest"
+    executor = guard.Identity.load_or_create(keys, "executor")
+    dead = await bus.connect(secured.server.url, credentials=executor, signer=executor)
+    sealer = dead._sealer
+    assert isinstance(sealer, bus.Attester)
+    await dead.keep_journal(journal)
+    sealer.every = 3600.0
+    assert sealer._journal is not None
+    sealer._journal.attested = lambda through: None  # type: ignore[method-assign]  # the ack never reaches it
+    await dead.publish_many([succeeded("wf-o", "one"), succeeded("wf-o", "two")])
+    sealer._attest()
+    await asyncio.gather(*sealer._sending)
+    await dead.publish(succeeded("wf-o", "three"))
+    sealer._journal.close(done=False)  # as a SIGKILL leaves it: unlocked, in place
+    await dead.nc.close()
+
+    again = await bus.connect(secured.server.url, credentials=executor, signer=executor)
+    try:
+        assert await again.keep_journal(journal) == 3
+    finally:
+        await again.close()
+    async with store.SqliteEventLog(secured.settings.log_path) as log:
+        result = await audit(log, alice, keys)
+    assert [f for f in result.findings if f.kind in ("unattested", "forged")] == []
+    attestations = [e for e in [events.decode(m.data) async for m in alice.read_through()]
+                    if isinstance(e, events.Attested)]
+    assert sorted((a.first, len(a.leaves) // 16) for a in attestations) == [(0, 2), (0, 3)]
