@@ -29,7 +29,7 @@ from config import McpServerEntry, Settings
 from events import TaskSpec
 
 from .._outcome import Outcome, TaskError
-from ..registry import Context, Param, TaskKind, register
+from ..registry import MCP_PREFIX, Context, Param, TaskKind, register
 from . import _templates
 from ._screen import screen
 from ._tools_refusal import failure, shown_arguments
@@ -84,14 +84,12 @@ def _server(name: str, entry: McpServerEntry) -> tools.McpServer:
 
 async def _mcp(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
     params = task.parameters
-    for param in MCP_KIND.params:  # the validator's rules, should a submission slip past it
-        if param.name in params and not param.accepts(params[param.name]):
-            raise TaskError("bad_request", f"parameters.{param.name} must be {param.expected()}, "
-                            f"not {params[param.name]!r}", retryable=False)
+    if (problem := MCP_KIND.parameter_problem(params)) is not None:
+        raise TaskError("bad_request", problem, retryable=False)
     server, name = params["server"], params["tool"]
     client = _client_of(ctx.mcp, server)
     arguments = _templates.render(params.get("arguments", {}), inputs, "parameters.arguments")
-    grant = f"mcp:{server}"
+    grant = MCP_PREFIX + server
     t0 = time.perf_counter()
     try:
         result = await client.call(name, arguments, timeout=params.get("timeout_seconds"))

@@ -203,12 +203,8 @@ def _handler(kind: TaskKind, call: Call) -> Handler:
     assert tool is not None
 
     async def run(task: TaskSpec, inputs: dict[str, Any], ctx: Context) -> Outcome:
-        for param in kind.params:
-            if param.name in task.parameters and not param.accepts(task.parameters[param.name]):
-                raise TaskError("bad_request", f"parameters.{param.name} must be {param.expected()}, "
-                                f"not {task.parameters[param.name]!r}", retryable=False)
-            if param.required and param.name not in task.parameters:
-                raise TaskError("bad_request", f"missing required parameter {param.name!r}", retryable=False)
+        if (problem := kind.parameter_problem(task.parameters)) is not None:
+            raise TaskError("bad_request", problem, retryable=False)
         # The SQL text is used as written: values go in `params`, rendered like any other.
         params = {name: value if name == "sql" and kind.name == "sql"
                   else _templates.render(value, inputs, f"parameters.{name}")

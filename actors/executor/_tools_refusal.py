@@ -16,6 +16,7 @@ from events import TaskReady, ToolRefused, derive_id, now
 from tools import ToolError
 
 from .._outcome import ErrorKind, TaskError
+from ..registry import MCP_PREFIX
 from ._fence import run_key
 from ._screen import screen
 
@@ -50,7 +51,7 @@ async def failure(exc: ToolError, tool: str, arguments: dict[str, Any]) -> TaskE
         return TaskError("bad_request", f"{tool}: {exc.reason}", retryable=False)
     # A failed request may answer the next time, and an MCP server that died is started again at
     # the next call; a failed query or program will fail again.
-    return TaskError("error", f"{tool}: {exc.reason}", retryable=tool in _RETRYABLE or tool.startswith("mcp:"))
+    return TaskError("error", f"{tool}: {exc.reason}", retryable=tool in _RETRYABLE or tool.startswith(MCP_PREFIX))
 
 
 async def shown_arguments(arguments: dict[str, Any]) -> dict[str, Any]:

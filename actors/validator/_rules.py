@@ -136,7 +136,7 @@ def _check_task(task: TaskSpec, i: int, settings: Settings, found: _Found, repla
                 _check_fallbacks(task, i, settings, found)
         if kind.name == "python":
             _check_python(task, i, settings, found)
-        if task.tools or kind.tool is not None or kind.extra_tools or kind.server_param is not None:
+        if task.tools or registry.tools_used(task, kind):
             _check_tools(task, i, kind, found)
     timeout = task.timeout_seconds
     if timeout is not None and not 0 < timeout <= registry.MAX_TIMEOUT_SECONDS:
