@@ -34,14 +34,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import httpx
 from llm_inflight import provider
-from report import machine, pct, write_section
+from report import machine, pct, timed, write_section
 
 import bus
 import events
@@ -54,18 +53,6 @@ TARGET_MS = 1.0
 MESSAGES = (llm.Message("system", "You are a helpful assistant."), llm.Message("user", "Say done."))
 BODY = {"model": "bench-model", "max_tokens": 16,
         "messages": [{"role": m.role, "content": m.content} for m in MESSAGES]}
-
-
-async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
-    """Milliseconds of each of n calls made one after another, after n // 10 untimed ones."""
-    for _ in range(max(n // 10, 10)):
-        await call()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        await call()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
 
 
 async def bare_httpx(base_url: str, n: int) -> list[float]:

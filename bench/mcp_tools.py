@@ -28,13 +28,12 @@ import json
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from report import machine, write_section
+from report import machine, timed, write_section
 from throughput import engine, run_workflows
 
 import events
@@ -60,26 +59,14 @@ server.run()
 ARGUMENTS = {"text": "hello from the bench"}
 
 
-async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
-    """ms of each of `n` calls, one after another, after 50 to warm up."""
-    for _ in range(50):
-        await call()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        await call()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
 async def direct(script: Path, n: int) -> list[float]:
     async with Client(StdioServerParameters(command=sys.executable, args=[str(script)])) as client:
-        return await timed(lambda: client.call_tool("echo", ARGUMENTS), n)
+        return await timed(lambda: client.call_tool("echo", ARGUMENTS), n, warmup=50)
 
 
 async def ours(script: Path, n: int) -> list[float]:
     async with tools.McpClient(tools.McpServer(name="bench", command=(sys.executable, str(script)))) as client:
-        return await timed(lambda: client.call("echo", ARGUMENTS), n)
+        return await timed(lambda: client.call("echo", ARGUMENTS), n, warmup=50)
 
 
 def servers_file(tmp: Path, script: Path) -> Path:
@@ -104,7 +91,7 @@ async def as_task(tmp: Path, script: Path, n: int) -> list[float]:
             with record(calls):
                 await run_task(spec, {}, ctx, timeout=30)
 
-        return await timed(one, n)
+        return await timed(one, n, warmup=50)
 
 
 async def per_executor(tmp: Path, script: Path, n: int, kind: str) -> float:

@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: the result table, the machine, and recording a run in BENCHMARKS.md."""
+"""Shared by the benchmarks: the result table, timing calls, the machine, and recording a run in
+BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import metadata
@@ -36,6 +38,19 @@ class Row:
     @property
     def rate(self) -> float:
         return statistics.median(self.rates)
+
+
+async def timed(call: Callable[[], Awaitable[object]], n: int, warmup: int | None = None) -> list[float]:
+    """Milliseconds of each of n calls made one after another, after `warmup` untimed ones
+    (n // 10, at least 10, unless given)."""
+    for _ in range(max(n // 10, 10) if warmup is None else warmup):
+        await call()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await call()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
 
 
 def _machine_facts() -> dict[str, str]:
