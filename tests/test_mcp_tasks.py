@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +25,9 @@ from actors._outcome import TaskError
 from actors.executor._kinds import context, run_task
 from events import YmeraError
 
-from .support import serving
-from .test_mcp_client import SERVER_SOURCE, console_script, git
-from .test_tool_tasks import of, run_all
+from .mcp_servers import SERVER_SOURCE, console_script, git, new_repo
+from .support import serving, wait_until
+from .tool_deployment import of, run_all
 
 PAGE = ("<html><body><h1>Hello from Ymera</h1>" + "<p>Event-sourced workflows, served locally.</p>" * 60
         + "</body></html>")
@@ -55,11 +54,7 @@ def site(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
-    git(root, "config", "user.email", "ada@example.com")
-    git(root, "config", "user.name", "Ada")
-    (root / "a.txt").write_text("one\n")
+    root = new_repo(tmp_path / "repo")
     git(root, "add", "a.txt")
     git(root, "commit", "-q", "-m", "First of all")
     return root
@@ -235,10 +230,9 @@ async def test_a_server_killed_mid_call_fails_the_attempt_saying_how_and_the_ret
                           retry=events.RetryPolicy(max_attempts=2, initial_delay_seconds=0.1))
 
     async def kill_the_first_server() -> int:
-        for _ in range(3000):  # the file the server writes as it starts sleeping; a minute at most
-            if marker.exists() and marker.read_text():
-                break
-            await asyncio.sleep(0.02)
+        # The file the server writes its pid to as it starts sleeping.
+        await wait_until(lambda: marker.exists() and marker.read_text(), timeout=60,
+                         what="the server to be in the call")
         pid = int(marker.read_text())
         os.kill(pid, signal.SIGKILL)
         return pid

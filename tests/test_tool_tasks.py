@@ -1,163 +1,42 @@
 """The built-in tools as task kinds, run through the whole engine on a real nats-server: each
 escape attempt fails with the reason a user reads, leaves the machine as it was and is a
-`ToolRefused` security event in the log (counted by the security report); a workflow chains
-three tools; and a task not granted its tool is refused by the validator before anything runs.
-
-The deployment (`Deployment`) is real: a workspace with a symlink out of it, a file outside it,
-a SQLite database, a local HTTP server that must never be reached, an allowlist of programs.
+`ToolRefused` security event in the log (counted by the security report). The tools in use
+(chains, grants, settings) are in test_tool_tasks_use.py; the deployment is real
+(tests/tool_deployment.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import http.server
 import os
 import socket
-import sqlite3
-import subprocess
-import tempfile
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 import bus
 import events
 import store
-from actors import Settings, load_settings
 from actors.executor._tools_refusal import ToolRefusal, failure
-from config import ToolSettingsError
 from tools import ToolError
-from ymera import WorkflowClient
 from ymera._report import security_report, security_text
 
-from .engine import in_process
+from .tool_deployment import (
+    PLANNED,
+    Deployment,
+    deployed,
+    of,
+    run_all,
+    spec,
+    submission,
+)
 
 ROOT = os.geteuid() == 0
-NOBODY = 65534
-SECRET = "the contents of a file outside the workspace\n"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.server.requests.append(self.path)  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"internal data")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@dataclass
-class Deployment:
-    root: Path
-    workspace: Path
-    outside: Path
-    database: Path
-    server: http.server.ThreadingHTTPServer
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
-
-    @property
-    def requests(self) -> list[str]:
-        return self.server.requests  # type: ignore[attr-defined, no-any-return]
-
-    def settings(self) -> Settings:
-        return load_settings({
-            "YMERA_DATA_DIR": str(self.root / "data"), "YMERA_WORKSPACE": str(self.workspace),
-            # Allowed by name, yet each is a loopback or metadata address: the address rule refuses them.
-            "YMERA_HTTP_ALLOW_HOSTS": "127.0.0.1, localhost, 169.254.169.254",
-            "YMERA_COMMANDS": "ls -l, wc -l, echo",
-            "YMERA_DATABASES": f"shop=sqlite:{self.database}",
-        }, dotenv=None)
-
-    def rows(self) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.database) as conn:
-            return conn.execute("SELECT name, price FROM items ORDER BY name").fetchall()
-
-    def state(self) -> dict[str, Any]:
-        """What an escape must leave unchanged: every file in and out of the workspace, the rows,
-        the requests the server saw, the sandbox's work dirs and processes."""
-        files = {str(p.relative_to(self.root)): (p.readlink() if p.is_symlink() else p.read_bytes() if p.is_file()
-                                                 else "dir")
-                 for base in (self.workspace, self.outside) for p in sorted(base.rglob("*"))}
-        return {"files": files, "rows": self.rows(), "requests": list(self.requests),
-                "work dirs": sorted(p.name for p in Path(tempfile.gettempdir()).glob("ymera-code-*")),
-                "sandbox processes": sandbox_processes()}
-
-
-def sandbox_processes() -> list[int]:
-    """Live processes of the sandbox's uid (nobody); killed ones are reaped by init in its own time."""
-    deadline = time.monotonic() + 5
-    while True:
-        found = []
-        for entry in Path("/proc").iterdir():
-            try:
-                if entry.name.isdigit() and entry.stat().st_uid == NOBODY:
-                    found.append(int(entry.name))
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    workspace, outside = tmp_path / "workspace", tmp_path / "outside"
-    workspace.mkdir()
-    outside.mkdir()
-    (outside / "secret.txt").write_text(SECRET)
-    (workspace / "notes.txt").write_text("tea\ncoffee\n")
-    (workspace / "passwd").symlink_to(outside / "secret.txt")  # made before the grant, or by another tool
-    (workspace / "shared").symlink_to(outside, target_is_directory=True)
-    database = tmp_path / "shop.db"
-    with sqlite3.connect(database) as conn:
-        conn.execute("CREATE TABLE items (name TEXT, price REAL)")
-        conn.executemany("INSERT INTO items VALUES (?, ?)", [("green", 4.5), ("black", 3.0), ("oolong", 6.25)])
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.requests = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Deployment(tmp_path, workspace, outside, database, server)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def spec(type: str, params: dict[str, Any], tools: list[str] | None = None, **fields: Any) -> events.TaskSpec:
-    return events.TaskSpec(id="t", type=type, parameters=params, tools=[type] if tools is None else tools, **fields)
-
-
-def submission(workflow_id: str, *tasks: events.TaskSpec) -> events.WorkflowSubmitted:
-    return events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id=workflow_id, tasks=list(tasks))
-
-
-async def run_all(settings: Settings, connection: bus.Bus, subs: list[events.WorkflowSubmitted],
-                  ) -> dict[str, tuple[events.Event, list[events.Event]]]:
-    """Each submission run to its end on one engine, side by side: workflow id -> (end, events seen)."""
-    async with in_process(settings, connection):
-        client = WorkflowClient(connection)
-
-        async def one(sub: events.WorkflowSubmitted) -> tuple[events.Event, list[events.Event]]:
-            return await client.wait(sub.workflow_id, await client.submit(sub), timeout=60, run_id=sub.id)
-
-        ends = await asyncio.gather(*(one(sub) for sub in subs))
-    return {sub.workflow_id: end for sub, end in zip(subs, ends, strict=True)}
-
-
-def of(kind: type[Any], seen: list[events.Event]) -> list[Any]:
-    return [e for e in seen if isinstance(e, kind)]
+    with deployed(tmp_path) as made:
+        yield made
 
 
 # case -> (type, parameters, TaskFailed.kind, the error a user reads, plan). With a plan, the
@@ -167,7 +46,6 @@ def of(kind: type[Any], seen: list[events.Event]) -> list[Any]:
 # (`test_the_security_actor_refuses_the_plain_attacks_at_the_door`). `{out}` is the directory
 # outside the workspace, `{ws}` the workspace, `{port}` the local server's port, `{localhost}` the
 # address localhost resolves to first.
-PLANNED = "{{ tasks.plan.output }}"
 Case = tuple[str, dict[str, Any], str, str, str | None]
 ESCAPES: dict[str, Case] = {
     "path traversal": ("files", {"op": "read", "path": PLANNED}, "tool_refused",
@@ -340,158 +218,3 @@ async def test_a_password_in_a_url_a_refusal_names_is_hidden_too() -> None:
     assert (refusal.kind, refusal.retryable, refusal.message) == (
         "tool_refused", False, "http: host '10.0.0.8' is a private address")
     assert refusal.refusal.arguments == {"url": "https://deploy:[REDACTED]@10.0.0.8/hook", "method": "POST"}
-
-
-async def test_a_workflow_chains_sql_files_and_a_command(deployment: Deployment, nats_bus: bus.Bus) -> None:
-    sub = submission(
-        "wf-chain",
-        events.TaskSpec(id="cheap", type="sql", tools=["sql"], parameters={
-            "database": "shop", "sql": "SELECT name FROM items WHERE price < ? ORDER BY name", "params": [5]}),
-        events.TaskSpec(id="save", type="files", tools=["files"], dependencies=["cheap"], parameters={
-            "op": "write", "path": "reports/cheap.json", "content": "{{ tasks.cheap.output }}"}),
-        events.TaskSpec(id="back", type="files", tools=["files"], dependencies=["save"], parameters={
-            "op": "read", "path": "reports/cheap.json"}),
-        events.TaskSpec(id="count", type="command", tools=["command"], dependencies=["save"], parameters={
-            "argv": ["wc", "-l", "notes.txt"]}),
-        events.TaskSpec(id="find", type="files", tools=["files"], dependencies=["save"], parameters={
-            "op": "search", "pattern": "black"}),
-    )
-    [(end, seen)] = (await run_all(deployment.settings(), nats_bus, [sub])).values()
-    assert isinstance(end, events.WorkflowCompleted), end
-    outputs = {e.task_id: e.output for e in of(events.TaskSucceeded, seen)}
-    rows = '{"columns":["name"],"rows":[["black"],["green"]],"truncated":false}'
-    assert outputs == {
-        "cheap": {"columns": ["name"], "rows": [["black"], ["green"]], "truncated": False},
-        "save": {"path": "reports/cheap.json", "bytes": len(rows)},
-        "back": rows,
-        "count": {"exit_code": 0, "stdout": "2 notes.txt\n", "stderr": ""},
-        "find": {"matches": [{"path": "reports/cheap.json", "line": 1, "text": rows}], "truncated": False},
-    }
-    assert (deployment.workspace / "reports" / "cheap.json").read_text() == rows
-    assert of(events.ToolRefused, seen) == []
-
-
-@pytest.fixture
-def repo(deployment: Deployment) -> Path:
-    root = deployment.root / "repo"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
-    (root / "menu.txt").write_text("green\n")
-    return root
-
-
-async def test_git_tasks_commit_in_a_granted_repository_and_an_ungranted_one_is_refused(
-        deployment: Deployment, repo: Path, nats_bus: bus.Bus) -> None:
-    settings = msgspec.structs.replace(deployment.settings(), tools=msgspec.structs.replace(
-        deployment.settings().tools, git_repositories={"menu": repo}))
-    author = "Ada <ada@example.org>"
-    subs = [
-        submission("wf-git", events.TaskSpec(id="before", type="git", tools=["git"], parameters={"op": "status"}),
-                   events.TaskSpec(id="commit", type="git", tools=["git"], dependencies=["before"], parameters={
-                       "op": "commit", "repository": "menu", "paths": ["menu.txt"], "message": "Add the menu",
-                       "author": author}),
-                   events.TaskSpec(id="log", type="git", tools=["git"], dependencies=["commit"],
-                                   parameters={"op": "log", "limit": 1})),
-        submission("wf-git-other", spec("git", {"op": "status", "repository": "ymera"})),
-    ]
-    ends = await run_all(settings, nats_bus, subs)
-    end, seen = ends["wf-git"]
-    assert isinstance(end, events.WorkflowCompleted), end
-    outputs = {e.task_id: e.output for e in of(events.TaskSucceeded, seen)}
-    commit, who, _, subject = outputs["log"].rstrip("\n").split("\t")
-    # The output scan redacts the author's email, as it does any personal data in an output.
-    assert (outputs["before"], outputs["commit"], who, subject) == (
-        "?? menu.txt\n", commit, "Ada <[REDACTED:email]>", "Add the menu")
-    assert (repo / ".git" / "refs" / "heads" / "main").read_text().strip() == commit
-    end, seen = ends["wf-git-other"]
-    [refused] = of(events.ToolRefused, seen)
-    assert (refused.tool, refused.kind, refused.reason) == (
-        "git", "refused", "repository 'ymera' is not one this deployment grants (YMERA_GIT_REPOSITORIES: menu)")
-
-
-async def test_a_task_not_granted_its_tool_is_refused_by_the_validator_before_anything_runs(
-        deployment: Deployment, nats_bus: bus.Bus) -> None:
-    write = {"op": "write", "path": "granted.txt", "content": "x"}
-    subs = [
-        submission("wf-ungranted", spec("files", write, tools=[])),
-        submission("wf-read-only-grant", spec("sql", {"database": "shop", "sql": "DELETE FROM items", "write": True},
-                                              tools=["sql"])),
-        submission("wf-no-shell", spec("code", {"code": "echo hi", "language": "shell"}, tools=["code"])),
-        submission("wf-bad-op", spec("files", {"op": "delete", "path": "notes.txt"})),
-    ]
-    before = deployment.state()
-    ends = await run_all(deployment.settings(), nats_bus, subs)
-    problems = {}
-    for workflow_id, (end, seen) in ends.items():
-        assert isinstance(end, events.WorkflowInvalid), end
-        assert of(events.TaskReady, seen) == []
-        problems[workflow_id] = [(p.task_id, p.field, p.message) for p in end.problems]
-    assert problems == {
-        "wf-ungranted": [("t", "tools", "task type 'files' uses tool 'files' (reads and writes files in the "
-                                        "workspace), which this task is not granted: add tools: [files] to the task")],
-        "wf-read-only-grant": [("t", "tools", "task type 'sql' uses tool 'sql_write' (lets sql tasks write to the "
-                                              "deployment's databases), which this task is not granted: add "
-                                              "'sql_write' to its tools")],
-        "wf-no-shell": [("t", "tools", "task type 'code' uses tool 'shell' (lets code tasks run shell scripts in the "
-                                       "sandbox), which this task is not granted: add 'shell' to its tools")],
-        "wf-bad-op": [("t", "parameters.op", "parameter 'op' must be a string like read, write, list, search or "
-                                             "patch, got \"delete\"")],
-    }
-    assert deployment.state() == before
-
-
-async def test_a_granted_write_or_network_goes_through_and_a_malformed_call_is_a_bad_request_not_a_refusal(
-        deployment: Deployment, nats_bus: bus.Bus) -> None:
-    settings = deployment.settings()
-    settings = msgspec.structs.replace(settings, tools=msgspec.structs.replace(
-        settings.tools, http_grant_networks=("127.0.0.1/32",)))
-    (deployment.workspace / "plan.txt").write_text(f"http://127.0.0.1:{deployment.port}/status")
-    subs = [
-        submission("wf-fetch", events.TaskSpec(id="plan", type="files", tools=["files"],
-                                               parameters={"op": "read", "path": "plan.txt"}),
-                   spec("http", {"url": PLANNED}, dependencies=["plan"])),
-        submission("wf-write", spec("sql", {"database": "shop", "sql": "UPDATE items SET price = ? WHERE name = ?",
-                                            "params": [5.0, "black"], "write": True}, tools=["sql", "sql_write"])),
-        submission("wf-no-content", spec("files", {"op": "write", "path": "x.txt"})),
-        submission("wf-no-file", spec("files", {"op": "read", "path": "missing.txt"})),
-    ]
-    ends = await run_all(settings, nats_bus, subs)
-    end, seen = ends["wf-write"]
-    assert isinstance(end, events.WorkflowCompleted), end
-    assert ("black", 5.0) in deployment.rows()
-    end, seen = ends["wf-fetch"]
-    assert isinstance(end, events.WorkflowCompleted), end
-    [fetched] = [e.output for e in of(events.TaskSucceeded, seen) if e.task_id == "t"]
-    assert (fetched["status"], fetched["body"], deployment.requests) == (200, "internal data", ["/status"])
-    results = {}
-    for workflow_id in ("wf-no-content", "wf-no-file"):
-        end, seen = ends[workflow_id]
-        [failed] = of(events.TaskFailed, seen)
-        results[workflow_id] = (failed.kind, failed.retryable, failed.error, of(events.ToolRefused, seen))
-    assert results == {"wf-no-content": ("bad_request", False, "files: write needs parameters.content, a string", []),
-                       "wf-no-file": ("error", False, "files: no such file: 'missing.txt'", [])}
-    assert not (deployment.workspace / "x.txt").exists()
-
-
-@pytest.mark.parametrize(("env", "message"), [
-    ({"YMERA_DATABASES": "shop"}, "setting YMERA_DATABASES: 'shop' is not name=value (a name of letters, digits, "
-                                  "_ . -)"),
-    ({"YMERA_DATABASES": "shop=mysql://app:pw@db/shop"},
-     "setting YMERA_DATABASES: 'shop=mysql://app:***@db/shop' is not name=sqlite:<path> or name=postgresql://…"),
-    ({"YMERA_COMMANDS": "/bin/rm -rf"}, "setting YMERA_COMMANDS: '/bin/rm -rf' is not a program's name (no path) "
-                                        "followed by its flags"),
-    ({"YMERA_COMMANDS": "git --git-dir=x"}, "setting YMERA_COMMANDS: 'git --git-dir=x' is not a program and its "
-                                            "flags: '--git-dir=x' is no flag (options with values are not supported)"),
-    ({"YMERA_GIT_REPOSITORIES": "app=repo"}, "setting YMERA_GIT_REPOSITORIES: 'app=repo' is not "
-                                             "name=<absolute path of a repository>"),
-], ids=["no name", "not a database", "a path", "an option", "a relative repository"])
-def test_a_bad_tool_setting_names_the_setting_and_the_entry(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ToolSettingsError) as caught:
-        load_settings(env, dotenv=None)
-    assert str(caught.value) == message
-
-
-def test_the_tool_settings_default_to_nothing_and_never_show_a_password() -> None:
-    settings = load_settings({"YMERA_DATABASES": "main=postgresql://app:pw-123@db/main"}, dotenv=None)
-    assert "pw-123" not in repr(settings)
-    assert (settings.tools.databases, load_settings({}, dotenv=None).tools.http_allow_hosts) == (
-        {"main": "postgresql://app:pw-123@db/main"}, ())
