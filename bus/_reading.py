@@ -96,6 +96,21 @@ class Follower:
         except nats.errors.Error as exc:
             raise BusError(f"reading the stream failed: {exc}") from exc
 
+    async def batch(self, most: int, timeout: float) -> list[Delivery]:
+        """The messages waiting, up to `most`, once one has come; [] if none came within
+        `timeout` seconds. One wake-up for a burst, where `next` costs one a message."""
+        first = await self.next(timeout)
+        if first is None:
+            return []
+        msgs = [first]
+        queue = self._sub._pending_queue  # what nats-py has read and not handed over yet
+        while len(msgs) < most and not queue.empty():
+            msgs.append(queue.get_nowait())
+            queue.task_done()
+        if len(msgs) > 1:  # nats-py counts what it queued until it is handed over
+            self._sub._pending_size -= sum(len(m.data) for m in msgs[1:])
+        return msgs
+
     async def pending(self) -> int:
         """How many messages it has still to hand over (0: caught up with the stream)."""
         try:

@@ -51,6 +51,9 @@ class LLMCalled(EventBase, frozen=True, kw_only=True):
     # The run whose recorded response this is (an offline replay or a fork's replayed part): no
     # provider was called, nothing was paid, and `cost_usd` is 0.
     replay_of: str | None = None
+    # "task": a call the task made; "judge": the judge grading the task's answer (docs/quality.md,
+    # "LLM judge"), paid from the same budget and not counted as the model serving the task type.
+    purpose: str = "task"
 
 
 class CallReserved(EventBase, frozen=True, kw_only=True):

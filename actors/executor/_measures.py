@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from datetime import timedelta
 
+import msgspec
 import structlog
 
 import llm
@@ -27,6 +28,7 @@ _log = structlog.get_logger("ymera.executor")
 WINDOW = timedelta(days=30)  # how far back measurements count
 SUBJECTS = tuple(subject_filter(kind) for kind in (LLMCalled, TaskAssessed, FeedbackGiven))
 _WAIT = 5.0
+_BATCH = 1000
 
 
 class Measures:
@@ -57,7 +59,8 @@ class Measures:
     def apply(self, event: object) -> None:
         tracker = self.tracker
         if isinstance(event, LLMCalled):
-            if event.replay_of is None:
+            # The judge's calls grade answers: they say nothing of a model serving the task type.
+            if event.replay_of is None and event.purpose == "task":
                 tracker.called(f"{event.provider}/{event.model}", event.task_type, event.outcome, event.latency_ms,
                                event.cost_usd)
         elif isinstance(event, TaskAssessed):
@@ -73,13 +76,36 @@ class Measures:
     async def _fold(self, bus: Bus, follower: Follower) -> None:
         while not self._stopping:
             try:
-                msg = await follower.next(_WAIT)
+                msgs = await follower.batch(_BATCH, _WAIT)
             except BusError as exc:
                 _log.warning("model measurements are no longer folded", error=str(exc))
                 return
-            if msg is None:
-                continue
-            try:
-                self.apply(bus.decode_msg(msg))
-            except MalformedEvent:
-                continue
+            for msg in msgs:
+                if not _measures_a_model(msg.data):
+                    continue  # a tool's or a no-op's score: nothing for the tracker
+                try:
+                    self.apply(bus.decode_msg(msg))
+                except MalformedEvent:
+                    continue
+
+
+class _Peek(msgspec.Struct):
+    model: str | None = None
+    replay_of: str | None = None
+    purpose: str = "task"
+
+
+_PEEK = msgspec.json.Decoder(_Peek)
+
+
+def _measures_a_model(data: bytes) -> bool:
+    """Whether an event may say something of a model: it names one, is not a replay's, and is
+    not the judge's.
+    Most scores are of tasks that call no model; a peek at two fields passes them over before
+    the whole event is decoded and checked. Anything the peek cannot read is decoded in full,
+    for `MalformedEvent` to say why."""
+    try:
+        peek = _PEEK.decode(data)
+    except msgspec.DecodeError:
+        return True
+    return peek.model is not None and peek.replay_of is None and peek.purpose == "task"
