@@ -33,7 +33,8 @@ async def _measure(url: str, repeat: int) -> list[tuple[str, int, list[float]]]:
     connection = await bus.connect(url)
     rows: list[tuple[str, int, list[float]]] = []
     try:
-        bucket = await connection._bucket()
+        await connection.blobs.open()  # the bucket, made as Ymera makes it
+        bucket = await connection.js.object_store(bus.BLOB_BUCKET)
         for mb in SIZES_MB:
             size = mb * 1_000_000
             timings: dict[str, list[float]] = {"put_blob": [], "get_blob": [], "nats-py get (reference)": [],

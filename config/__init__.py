@@ -4,16 +4,30 @@ Below `bus/` and `store/`: every layer may take the settings; nothing else reads
 """
 
 from ._agents import BUILTIN_AGENTS, Agent, AgentCatalogue, AgentsFileError, load_agents
-from ._settings import ENVS, MAX_TIMEOUT_SECONDS, LLMSettings, ProviderEnv, Settings, SettingsError, load_settings
+from ._alerts import MINUTES_KEPT, AlertRules, AlertsFileError, load_alert_rules
+from ._settings import (
+    ENVS,
+    MAX_TIMEOUT_SECONDS,
+    JudgeSettings,
+    LLMSettings,
+    ProviderEnv,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from ._tools import McpServerEntry, ToolSettings, ToolSettingsError
 
 __all__ = [
     "BUILTIN_AGENTS",
     "ENVS",
     "MAX_TIMEOUT_SECONDS",
+    "MINUTES_KEPT",
     "Agent",
     "AgentCatalogue",
     "AgentsFileError",
+    "AlertRules",
+    "AlertsFileError",
+    "JudgeSettings",
     "LLMSettings",
     "McpServerEntry",
     "ProviderEnv",
@@ -22,5 +36,6 @@ __all__ = [
     "ToolSettings",
     "ToolSettingsError",
     "load_agents",
+    "load_alert_rules",
     "load_settings",
 ]

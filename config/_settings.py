@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 from events import YmeraError
 
 from ._agents import AgentCatalogue, load_agents
+from ._alerts import AlertRules, load_alert_rules
 from ._tools import ToolSettings, load_tool_settings
 
 __all__ = ["MAX_TIMEOUT_SECONDS", "LLMSettings", "ProviderEnv", "Settings", "SettingsError", "load_settings"]
@@ -62,6 +63,15 @@ class LLMSettings(msgspec.Struct, frozen=True):
         return bool(self.base_url and self.model)
 
 
+class JudgeSettings(msgspec.Struct, frozen=True):
+    """The model that grades each model task's answer (`YMERA_JUDGE_*`; docs/quality.md, "LLM
+    judge"). No model: no judge, and relevance is scored lexically."""
+
+    model: str | None = None  # provider/model, or a model the catalogue knows
+    timeout_seconds: float = 30.0  # the most one grading may take
+    max_tokens: int = 400  # the judge's answer budget
+
+
 ENVS = ("development", "production")
 
 
@@ -90,6 +100,7 @@ class Settings(msgspec.Struct, frozen=True):
     duplicate_window_seconds: float = 120.0
     python_modules: tuple[str, ...] = ()
     llm: LLMSettings = LLMSettings()
+    judge: JudgeSettings = JudgeSettings()
     # Every `<PREFIX>_API_KEY[_<n>]` / `<PREFIX>_BASE_URL` in the environment, by prefix (the
     # local endpoint's is YMERA_LLM); the AI layer picks the providers it knows.
     providers: dict[str, ProviderEnv] = {}
@@ -99,6 +110,8 @@ class Settings(msgspec.Struct, frozen=True):
     agents: AgentCatalogue = AgentCatalogue()
     # What the built-in tools may reach: workspace, hosts, programs, databases, repositories (config/_tools.py).
     tools: ToolSettings = ToolSettings()
+    # The monitor's alert rules: the shipped alerts.yaml, or YMERA_ALERTS_FILE's (config/_alerts.py).
+    alerts: AlertRules = AlertRules()
     # Snapshots of each actor's folded state (docs/operations.md, "Snapshots").
     snapshots: bool = True
     snapshot_every_events: int = 5_000  # stream seqs folded since the last snapshot
@@ -127,6 +140,9 @@ class Settings(msgspec.Struct, frozen=True):
     # The client key this process submits, cancels and rates as (YMERA_CLIENT_KEY, a
     # `client.<principal>.key` file); None: `<keys dir>/client.local.key`, made on first use.
     client_key: Path | None = None
+    # Principals that may cancel any run (YMERA_ADMINS, comma-separated); any other principal only
+    # the runs it submitted, where principals are read off client keys (docs/security.md, "Who may cancel a run").
+    admins: tuple[str, ...] = ()
     # The deployment's key for derived event ids (events.derive_id): `<keys dir>/ids.key`, made
     # by the first actor process to start (guard.id_key). None: ids derived without a key.
     id_key: bytes | None = None
@@ -197,6 +213,11 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             base_url=env.text("YMERA_LLM_BASE_URL", "") or None,
             model=env.text("YMERA_LLM_MODEL", "") or None,
         ),
+        judge=JudgeSettings(
+            model=env.text("YMERA_JUDGE_MODEL", "") or None,
+            timeout_seconds=env.limit("YMERA_JUDGE_TIMEOUT_SECONDS", 30.0, MAX_TIMEOUT_SECONDS),
+            max_tokens=env.integer("YMERA_JUDGE_MAX_TOKENS", 400),
+        ),
         providers=_providers(values),
         models_file=Path(models_file) if (models_file := env.text("YMERA_MODELS_FILE", "")) else None,
         agents=load_agents(Path(agents_file) if (agents_file := env.text("YMERA_AGENTS_FILE", "")) else None,
@@ -213,7 +234,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         sign_events=env.flag("YMERA_SIGN_EVENTS", True),
         nats_auth_setting=env.optional_flag("YMERA_NATS_AUTH"),
         client_key=Path(key) if (key := env.text("YMERA_CLIENT_KEY", "")) else None,
+        admins=tuple(a.strip() for a in env.text("YMERA_ADMINS", "").split(",") if a.strip()),
         tools=load_tool_settings(values),
+        alerts=load_alert_rules(Path(alerts_file) if (alerts_file := env.text("YMERA_ALERTS_FILE", "")) else None),
     )
 
 

@@ -34,7 +34,7 @@ from ._errors import BlobError, EventTooLarge, InvalidId, MalformedEvent, YmeraE
 from ._feedback import FeedbackGiven
 from ._llm import CALL_OUTCOMES, FINISH_REASONS, CallReserved, LLMCalled, ModelChosen
 from ._schema import json_schema
-from ._security import EdgeFlagged, InputFlagged, OutputFlagged, SecurityFinding, ToolRefused
+from ._security import CancelRefused, EdgeFlagged, InputFlagged, OutputFlagged, SecurityFinding, ToolRefused
 from ._subjects import (
     ALL_SUBJECTS,
     PREFIX,
@@ -45,8 +45,17 @@ from ._subjects import (
     workflow_filter,
     workflow_of,
 )
-from ._system import AlertRaised, Attested, ChainCheckpoint, MessageRejected, attested_bytes, checkpoint_bytes
+from ._system import (
+    AlertRaised,
+    AlertResolved,
+    Attested,
+    ChainCheckpoint,
+    MessageRejected,
+    attested_bytes,
+    checkpoint_bytes,
+)
 from ._task import (
+    CheckResult,
     OutcomeChecked,
     TaskAssessed,
     TaskFailed,
@@ -57,6 +66,7 @@ from ._task import (
     TaskStarted,
     TaskSucceeded,
     TaskTimedOut,
+    Verdict,
 )
 from ._tools import ToolCalled
 from ._workflow import (
@@ -98,14 +108,17 @@ __all__ = [
     "RESERVED_IDS",
     "RUN_ENDS",
     "AlertRaised",
+    "AlertResolved",
     "Attested",
     "BlobError",
     "BlobGet",
     "BlobPut",
     "BlobRef",
     "CallReserved",
+    "CancelRefused",
     "CancelRequested",
     "ChainCheckpoint",
+    "CheckResult",
     "EdgeFlagged",
     "Event",
     "EventBase",
@@ -138,6 +151,7 @@ __all__ = [
     "TaskTimedOut",
     "ToolCalled",
     "ToolRefused",
+    "Verdict",
     "WorkflowAdmitted",
     "WorkflowCancelled",
     "WorkflowCompleted",

@@ -6,8 +6,8 @@ from typing import TypeAlias
 
 from ._feedback import FeedbackGiven
 from ._llm import CallReserved, LLMCalled, ModelChosen
-from ._security import EdgeFlagged, InputFlagged, OutputFlagged, ToolRefused
-from ._system import AlertRaised, Attested, ChainCheckpoint, MessageRejected
+from ._security import CancelRefused, EdgeFlagged, InputFlagged, OutputFlagged, ToolRefused
+from ._system import AlertRaised, AlertResolved, Attested, ChainCheckpoint, MessageRejected
 from ._task import (
     OutcomeChecked,
     TaskAssessed,
@@ -63,10 +63,12 @@ Event: TypeAlias = (
     | ChainCheckpoint
     | Attested
     | AlertRaised
+    | AlertResolved
     | InputFlagged
     | OutputFlagged
     | EdgeFlagged
     | ToolRefused
+    | CancelRefused
     | ToolCalled
 )
 
@@ -87,8 +89,8 @@ EMITTED_BY: dict[str, str] = {
     "TaskStarted": "executor", "TaskHeartbeat": "executor", "TaskSucceeded": "executor", "TaskFailed": "executor",
     "LLMCalled": "executor", "CallReserved": "executor", "ModelChosen": "executor",
     "TaskAssessed": "assessor",
-    "AlertRaised": "monitor",
+    "AlertRaised": "monitor", "AlertResolved": "monitor",
     "MessageRejected": "store", "ChainCheckpoint": "store", "Attested": ANY_ACTOR,
     "InputFlagged": "security", "OutputFlagged": "executor", "EdgeFlagged": "executor",
-    "ToolRefused": "executor", "ToolCalled": "executor",
+    "ToolRefused": "executor", "ToolCalled": "executor", "CancelRefused": "distributor",
 }

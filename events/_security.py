@@ -11,7 +11,7 @@ import msgspec
 
 from ._envelope import EventBase, Name
 
-__all__ = ["EdgeFlagged", "InputFlagged", "OutputFlagged", "SecurityFinding", "ToolRefused"]
+__all__ = ["CancelRefused", "EdgeFlagged", "InputFlagged", "OutputFlagged", "SecurityFinding", "ToolRefused"]
 
 
 class SecurityFinding(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -90,3 +90,17 @@ class ToolRefused(EventBase, frozen=True, kw_only=True):
     kind: Literal["refused", "limit"] = "refused"
     reason: str
     arguments: dict[str, Any] = {}
+
+
+class CancelRefused(EventBase, frozen=True, kw_only=True):
+    """The distributor refused a `CancelRequested` (its `causation_id`): where a client's
+    principal is read off its key (YMERA_NATS_AUTH with signing), a run is cancelled only by
+    the principal that submitted it (`submitted_by`) or an admin (YMERA_ADMINS). The run goes
+    on as if the cancel had not come; `reason` is what the client that asked is told."""
+
+    domain: ClassVar[str] = "sec"
+    verb: ClassVar[str] = "cancel_refused"
+
+    principal: str  # who asked ("" when the cancel named no one)
+    submitted_by: str = ""
+    reason: str

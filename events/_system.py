@@ -6,7 +6,8 @@ from typing import ClassVar, Literal
 
 from ._envelope import EventBase
 
-__all__ = ["AlertRaised", "Attested", "ChainCheckpoint", "MessageRejected", "attested_bytes", "checkpoint_bytes"]
+__all__ = ["AlertRaised", "AlertResolved", "Attested", "ChainCheckpoint", "MessageRejected", "attested_bytes",
+           "checkpoint_bytes"]
 
 
 class MessageRejected(EventBase, frozen=True, kw_only=True):
@@ -83,6 +84,10 @@ def attested_bytes(key_id: str, epoch: str, first: int, leaves: bytes) -> bytes:
 
 
 class AlertRaised(EventBase, frozen=True, kw_only=True):
+    """The monitor saw a metric cross its rule's threshold (docs/quality.md, "Alerts"). `ts` is
+    the event time the rule was evaluated at, so a monitor rebuilt from the log raises it alike.
+    `subject` names what the alert is about when a rule watches many (a model, a provider)."""
+
     domain: ClassVar[str] = "alert"
     verb: ClassVar[str] = "raised"
 
@@ -92,3 +97,19 @@ class AlertRaised(EventBase, frozen=True, kw_only=True):
     metric: str | None = None
     value: float | None = None
     threshold: float | None = None
+    subject: str | None = None
+
+
+class AlertResolved(EventBase, frozen=True, kw_only=True):
+    """An alert's metric stayed back past its threshold, by the rules' margin, for the rules'
+    number of checks in a row: the alert `raised_id` raised is over."""
+
+    domain: ClassVar[str] = "alert"
+    verb: ClassVar[str] = "resolved"
+
+    alert: str
+    raised_id: str
+    message: str
+    metric: str | None = None
+    value: float | None = None
+    subject: str | None = None

@@ -15,6 +15,7 @@ from ._envelope import BlobRef, EventBase, Name
 from ._workflow import TaskSpec
 
 __all__ = [
+    "CheckResult",
     "OutcomeChecked",
     "TaskAssessed",
     "TaskFailed",
@@ -25,10 +26,30 @@ __all__ = [
     "TaskStarted",
     "TaskSucceeded",
     "TaskTimedOut",
+    "Verdict",
 ]
 
 Attempt = Annotated[int, msgspec.Meta(ge=1)]
 Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class CheckResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One outcome check an attempt applied to its output (`TaskSpec.expect`): which, whether it
+    passed, and why not (or, for a pass worth explaining, what it measured)."""
+
+    check: str  # e.g. "pattern", "json_schema", "sections", "parses:python", "lint:ruff", "tests"
+    passed: bool
+    reason: str = ""
+
+
+class Verdict(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The judge model's grading of an answer against its task (docs/quality.md, "LLM judge")."""
+
+    model: str  # the judge's model, provider/model
+    relevance: Score  # does it answer this task, in the language and on the inputs it was given
+    correctness: Score  # is what it says (or the code it gives) right
+    completeness: Score  # does it do all the task asked
+    reasons: list[str] = []  # the judge's own words, a few short sentences
 
 
 class _TaskEvent(EventBase, frozen=True, kw_only=True):
@@ -101,6 +122,12 @@ class TaskSucceeded(_TaskEvent, frozen=True, kw_only=True):
     # The run whose recorded model responses produced this output (a replayed task): it says
     # nothing new of its model, and the performance tracker does not count its score.
     replay_of: str | None = None
+    # The outcome checks applied to the output, in the order they ran (all passed).
+    checks: list[CheckResult] = []
+    # The judge's verdict on the output, where a judge model is configured; else, or when it
+    # gave none, `unjudged` says why (the assessor then scores relevance lexically).
+    judged: Verdict | None = None
+    unjudged: str = ""
 
 
 class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
@@ -120,6 +147,8 @@ class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
     executor: str = ""
     started_at: datetime | None = None
     model: str | None = None  # the model an LLM attempt asked for, when it got as far as asking
+    # With kind "outcome": every check applied to the output, failed ones included.
+    checks: list[CheckResult] = []
 
 
 class TaskTimedOut(_TaskEvent, frozen=True, kw_only=True):
@@ -176,3 +205,5 @@ class TaskAssessed(_TaskEvent, frozen=True, kw_only=True):
     efficiency: Score
     maintainability: Score
     overall: Score
+    # Why each score is what it is, per dimension ("accuracy", ..., "overall"): short sentences.
+    reasons: dict[str, list[str]] = {}

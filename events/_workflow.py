@@ -45,7 +45,8 @@ class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_
 
 class Expectations(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """What a task's output must satisfy; the attempt (the executor) checks its output against
-    it, and an output that fails is a failed attempt."""
+    it, and an output that fails is a failed attempt. docs/quality.md, "Outcome checks", says
+    what each check reads and when it passes."""
 
     contains: list[str] = []
     not_contains: list[str] = []
@@ -53,6 +54,17 @@ class Expectations(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
     max_length: int | None = None
     pattern: str | None = None
     json: bool = False
+    # A JSON Schema the output (read as JSON) must satisfy; the validator checks the schema itself.
+    json_schema: dict[str, Any] | None = None
+    # Headings (Markdown `#`, setext) or labelled parts (`Summary:`) the text must have, each with content.
+    sections: list[str] = []
+    # The language of the code in the output (its fenced blocks, else the whole text), which must
+    # parse: python, json, yaml or sql.
+    language: str | None = None
+    # Python code only: ruff finds nothing in it (its default rules: E4, E7, E9, F).
+    lint: bool = False
+    # Python code only: test functions (`def test_…`) run against it in the code sandbox.
+    tests: str | None = None
 
 
 class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -159,10 +171,17 @@ class WorkflowInvalid(EventBase, frozen=True, kw_only=True):
 
 
 class CancelRequested(EventBase, frozen=True, kw_only=True):
+    """A client asks to end a run (`run_id`; without one, every active run of the workflow).
+
+    `principal` is who asks. Where clients sign (YMERA_NATS_AUTH), readers reject a cancel
+    naming a principal other than its signing key's, and the distributor honours it only from
+    the run's submitter or an admin (`CancelRefused`); Ymera's clients fill it in."""
+
     domain: ClassVar[str] = "wf"
     verb: ClassVar[str] = "cancel_requested"
 
     reason: str = ""
+    principal: str | None = None
 
 
 class WorkflowCancelled(EventBase, frozen=True, kw_only=True):

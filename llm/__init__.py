@@ -3,7 +3,18 @@ the call itself. A library of its own (no NATS, no actors): the executor's LLM h
 and what must be durable leaves it as records the executor publishes (`events.LLMCalled`)."""
 
 from ._catalogue import MIN_ANSWER_TOKENS, Catalogue, CatalogueError, ModelInfo, answer_budget, estimate_tokens
-from ._client import Call, Gate, Grant, LLMClient, Recorded, Recording, Replay, current_recording, recording
+from ._client import (
+    Call,
+    Gate,
+    Grant,
+    LLMClient,
+    Recorded,
+    Recording,
+    Replay,
+    current_recording,
+    recording,
+    recording_again,
+)
 from ._errors import RETRYABLE, ErrorKind, LLMError
 from ._keys import DEFAULT_COOLDOWN_SECONDS, CallRecord, KeyPool
 from ._ledger import Budgets, Hold, Ledger, Refusal, Reservation, hold_id, hold_of
@@ -68,5 +79,6 @@ __all__ = [
     "hold_of",
     "http_client",
     "recording",
+    "recording_again",
     "retry_after_seconds",
 ]

@@ -56,6 +56,7 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     cost_usd: float | None = None
     request_digest: str = ""
     response: str | None = None
+    purpose: str = "task"  # or "judge": grading a task's answer (`events.LLMCalled.purpose`)
 
 
 class Grant(msgspec.Struct, frozen=True):
@@ -114,6 +115,7 @@ class Recording(msgspec.Struct):
     upgrade: str | None = None  # why this attempt must run on a stronger model (`llm.Need.upgrade`)
     calls: list[Call] = msgspec.field(default_factory=list)
     choices: list[tuple[int, Choice]] = msgspec.field(default_factory=list)  # (the call it was for, the choice)
+    purpose: str = "task"  # what the calls recorded now are for (`Call.purpose`)
 
     def chose(self, choice: Choice) -> None:
         self.choices.append((len(self.calls) + 1, choice))
@@ -135,6 +137,20 @@ def recording(gate: Gate | None = None, replay: Replay | None = None, *, tried: 
         yield current
     finally:
         _recording.reset(token)
+
+
+@contextlib.contextmanager
+def recording_again(current: Recording, purpose: str) -> Iterator[Recording]:
+    """Record into `current` again, after its `recording` block, the calls made inside marked
+    `purpose` (the judge's, grading the answer the first calls gave)."""
+    before = current.purpose
+    current.purpose = purpose
+    token = _recording.set(current)
+    try:
+        yield current
+    finally:
+        _recording.reset(token)
+        current.purpose = before
 
 
 def current_recording() -> Recording | None:
@@ -285,6 +301,8 @@ class LLMClient:
             response=None if body is None else body.decode(errors="replace"))
         current = _recording.get()
         if current is not None:
+            if current.purpose != "task":
+                call = msgspec.structs.replace(call, purpose=current.purpose)
             current.calls.append(call)
         return call
 

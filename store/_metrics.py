@@ -1,27 +1,36 @@
 """The monitor's view of the system: a projection folding every event into bounded metrics.
 
-Deterministic (event fields only, never the clock). Memory is bounded: windows are fixed-size
-deques; only counters, per-model totals and the workflows that have not ended yet grow.
+Deterministic (event fields only, never the clock: `clock` is the latest event `ts` folded).
+Memory is bounded: the recent samples are fixed-size deques, the time windows a bounded
+number of buckets (store/_windows.py); only counters, per-model totals and the workflows that
+have not ended yet grow.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from events import (
     EVENT_TYPES,
     RUN_ENDS,
     AlertRaised,
+    AlertResolved,
+    Attested,
+    CallReserved,
+    ChainCheckpoint,
     EdgeFlagged,
     Event,
     InputFlagged,
+    LLMCalled,
     MessageRejected,
+    ModelChosen,
     OutputFlagged,
     TaskAssessed,
     TaskFailed,
+    TaskHeartbeat,
     TaskReady,
     TaskRetryScheduled,
     TaskSkipped,
@@ -40,6 +49,8 @@ from events import (
     run_of,
 )
 
+from ._windows import Stats, Windows, latency_bin
+
 __all__ = [
     "ALERTS_KEPT",
     "ENDS_WINDOW",
@@ -49,15 +60,17 @@ __all__ = [
     "MetricsState",
     "ModelStats",
     "RecentAlert",
+    "add_scores",
+    "alert_key",
+    "dimension_keys",
     "percentile",
-    "report",
 ]
 
 QUALITY_WINDOW = 50  # last TaskAssessed overall scores
 LATENCY_WINDOW = 500  # last TaskSucceeded durations
 ENDS_WINDOW = 50  # last task attempt ends: succeeded, failed or timed_out
 ALERTS_KEPT = 20  # last AlertRaised events shown in the report
-SECURITY_KEPT = 1000  # last security events (findings, rejected messages): the alerts count the last hour of them
+NONE = "-"  # the key of a task with no agent, model or provider in the windows
 
 # Workflow events counted by type; the reported name of each.
 _WORKFLOW_COUNTS: dict[type, str] = {
@@ -82,6 +95,11 @@ _TASK_COUNTS: dict[type, str] = {
 }
 
 
+# Events the metrics count nothing of (they are the AI layer's, the store's, the executor's
+# liveness): passed over first, as they are half of what an engine emits.
+_PASSED_OVER = frozenset({TaskHeartbeat, LLMCalled, CallReserved, ModelChosen, ChainCheckpoint, Attested})
+
+
 @dataclass
 class ModelStats:
     """Totals over one model's successful calls (a TaskFailed names no model)."""
@@ -98,6 +116,18 @@ class RecentAlert:
     alert: str
     severity: str
     message: str
+    ts: float = 0.0
+    subject: str | None = None
+    resolved: float | None = None  # when it was resolved (event time), if it was
+
+    @property
+    def key(self) -> str:
+        return alert_key(self.alert, self.subject)
+
+
+def alert_key(alert: str, subject: str | None) -> str:
+    """One alert of one rule: "<alert>" or, for a rule that watches many, "<alert>/<subject>"."""
+    return alert if subject is None else f"{alert}/{subject}"
 
 
 @dataclass
@@ -122,13 +152,17 @@ class MetricsState:
     # active: a second end of an attempt is a late result (after a timeout) or a moot timeout
     # (after a result).
     attempts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
-    # (epoch seconds, what: the alert a high or critical finding counts for, "minor_finding",
-    # "rejected_message" or "tool_refused", workflow id), one per kind of finding in an
-    # InputFlagged / EdgeFlagged / OutputFlagged, per MessageRejected and per ToolRefused.
-    security: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=SECURITY_KEPT))
-    # The alert gate's memory: "<alert>/<severity>" of every alert raised and not yet cleared.
-    # Folding AlertRaised adds; `evaluate` (actors/monitor/_alerts.py) clears. See AlertGate.
-    raised: set[str] = field(default_factory=set)
+    # run id -> task_id -> (task type, agent), from its TaskReady, while the run is active: what
+    # a task's end counts for in the windows.
+    kinds: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+    # Security events by what: the alert a high or critical finding counts for, "minor_finding",
+    # "rejected_message" or "tool_refused"; one per kind of finding in an InputFlagged /
+    # EdgeFlagged / OutputFlagged, per MessageRejected and per ToolRefused.
+    security: dict[str, int] = field(default_factory=dict)
+    # The alerts raised and not resolved yet, by `alert_key`, folded from AlertRaised / AlertResolved.
+    open_alerts: dict[str, RecentAlert] = field(default_factory=dict)
+    clock: float = 0.0  # the latest event ts folded, epoch seconds: the windows end there
+    windows: Windows = field(default_factory=Windows)
 
     def __post_init__(self) -> None:
         # A state decoded from a snapshot (actors/_snapshot.py) gets plain deques: bound them again.
@@ -136,7 +170,6 @@ class MetricsState:
         self.latencies = deque(self.latencies, maxlen=LATENCY_WINDOW)
         self.ends = deque(self.ends, maxlen=ENDS_WINDOW)
         self.alerts = deque(self.alerts, maxlen=ALERTS_KEPT)
-        self.security = deque(self.security, maxlen=SECURITY_KEPT)
 
     @property
     def failure_rate(self) -> float:
@@ -144,10 +177,6 @@ class MetricsState:
         if not self.ends:
             return 0.0
         return sum(outcome != "succeeded" for _, outcome in self.ends) / len(self.ends)
-
-    @property
-    def recent_timeouts(self) -> int:
-        return sum(outcome == "timed_out" for _, outcome in self.ends)
 
     @property
     def recent_quality_mean(self) -> float | None:
@@ -166,6 +195,8 @@ class Metrics:
 
     def apply(self, state: MetricsState, event: Event) -> MetricsState:
         kind = type(event)
+        if kind in _PASSED_OVER:
+            return state
         run = _run_key(state, event)
         if isinstance(event, (TaskStarted, TaskSucceeded, TaskFailed, TaskTimedOut)):
             began, first_end = _attempt_seen(state, event, run)
@@ -180,40 +211,103 @@ class Metrics:
             _track_workflow(state, event, run)
         if kind in _TASK_COUNTS:
             state.tasks[_TASK_COUNTS[kind]] += 1
+        ts = event.ts.timestamp()
+        if ts > state.clock:
+            state.clock = ts
         match event:
             case TaskReady() | TaskStarted() if run in state.active:
                 state.active[run] = "running"
+                if isinstance(event, TaskReady) and event.spec is not None:
+                    state.kinds.setdefault(run, {})[event.task_id] = (event.spec.type or NONE,
+                                                                      event.spec.agent or NONE)
             case TaskSucceeded():
                 state.latencies.append(event.duration_ms)
                 _end(state, (run, event.task_id, event.attempt), "succeeded")
                 if event.model is not None:
                     _count_call(state.models.setdefault(event.model, ModelStats()), event)
+                bin_, cost = latency_bin(event.duration_ms), event.cost_usd or 0.0
+                for stats in state.windows.stats(ts, _task_keys(state, run, event)):
+                    stats.succeeded += 1
+                    stats.latency[bin_] = stats.latency.get(bin_, 0) + 1
+                    stats.cost_usd += cost
             case TaskFailed():
                 _end(state, (run, event.task_id, event.attempt), "failed")
+                for stats in state.windows.stats(ts, _task_keys(state, run, event)):
+                    stats.failed += 1
             case TaskTimedOut():
                 _end(state, (run, event.task_id, event.attempt), "timed_out")
+                for stats in state.windows.stats(ts, _task_keys(state, run, event)):
+                    stats.timed_out += 1
             case TaskAssessed():
                 state.assessed += 1
                 state.overall_sum += event.overall
                 state.recent_quality.append(event.overall)
+                keys = dimension_keys(event.workflow_id, event.task_type, event.agent, event.model)
+                for stats in state.windows.stats(ts, keys):
+                    add_scores(stats, event)
+            case WorkflowCompleted() | WorkflowFailed():
+                for stats in state.windows.stats(ts, (("workflow", event.workflow_id),)):
+                    if isinstance(event, WorkflowCompleted):
+                        stats.completed += 1
+                    else:
+                        stats.run_failed += 1
             case InputFlagged() | EdgeFlagged() | OutputFlagged():
                 # A high or critical finding counts for its alert; any other for the total alone.
-                at = event.ts.timestamp()
-                alerts = sorted({f.alert if f.severity in ("high", "critical") else "minor_finding"
-                                 for f in event.findings})
-                state.security.extend((at, alert, event.workflow_id) for alert in alerts)
+                _security(state, ts, sorted({f.alert if f.severity in ("high", "critical") else "minor_finding"
+                                             for f in event.findings}), event.workflow_id)
             case MessageRejected():
-                state.security.append((event.ts.timestamp(), "rejected_message", event.workflow_id))
+                _security(state, ts, ("rejected_message",), event.workflow_id)
             case ToolRefused():
-                state.security.append((event.ts.timestamp(), "tool_refused", event.workflow_id))
+                _security(state, ts, ("tool_refused",), event.workflow_id)
             case AlertRaised():
                 # The monitor folds its own alerts; a second copy of one changes nothing.
                 if all(seen.id != event.id for seen in state.alerts):
-                    state.alerts.append(RecentAlert(event.id, event.alert, event.severity, event.message))
-                state.raised.add(f"{event.alert}/{event.severity}")
+                    raised = RecentAlert(event.id, event.alert, event.severity, event.message, ts, event.subject)
+                    state.alerts.append(raised)
+                    state.open_alerts[raised.key] = raised
+            case AlertResolved():
+                key = alert_key(event.alert, event.subject)
+                if key in state.open_alerts and state.open_alerts[key].id == event.raised_id:
+                    del state.open_alerts[key]
+                for i, seen in enumerate(state.alerts):
+                    if seen.id == event.raised_id and seen.resolved is None:
+                        state.alerts[i] = RecentAlert(seen.id, seen.alert, seen.severity, seen.message, seen.ts,
+                                                      seen.subject, ts)
             case _:
                 pass
         return state
+
+
+def _security(state: MetricsState, ts: float, whats: Iterable[str], workflow: str) -> None:
+    whats = list(whats)
+    for what in whats:
+        state.security[what] = state.security.get(what, 0) + 1
+    state.windows.security(ts, whats, workflow)
+
+
+def _task_keys(state: MetricsState, run: str, event: TaskSucceeded | TaskFailed | TaskTimedOut
+               ) -> list[tuple[str, str]]:
+    kind = state.kinds.get(run, {}).get(event.task_id, (NONE, NONE))
+    return _keys(event.workflow_id, kind, None if isinstance(event, TaskTimedOut) else event.model)
+
+
+def dimension_keys(workflow: str, task_type: str, agent: str | None, model: str | None) -> list[tuple[str, str]]:
+    """The (dimension, key)s a task's event counts for besides all tasks; a provider is its model's prefix."""
+    return _keys(workflow, (task_type or NONE, agent or NONE), model)
+
+
+def add_scores(stats: Stats, event: TaskAssessed) -> None:
+    scores = (event.accuracy, event.completeness, event.consistency, event.efficiency, event.maintainability,
+              event.overall)
+    stats.assessed += 1
+    stats.scores = [a + b for a, b in zip(stats.scores, scores, strict=True)] if stats.scores else list(scores)
+
+
+def _keys(workflow: str, kind: tuple[str, str], model: str | None) -> list[tuple[str, str]]:
+    """The (dimension, key)s an event counts for besides all tasks."""
+    provider = model.split("/", 1)[0] if model and "/" in model else NONE
+    return [("workflow", workflow), ("task_type", kind[0]), ("agent", kind[1]), ("model", model or NONE),
+            ("provider", provider)]
 
 
 def _attempt_seen(state: MetricsState, event: TaskStarted | TaskSucceeded | TaskFailed | TaskTimedOut,
@@ -250,6 +344,7 @@ def _track_workflow(state: MetricsState, event: Event, run: str) -> None:
     if isinstance(event, RUN_ENDS):
         state.active.pop(run, None)
         state.attempts.pop(run, None)
+        state.kinds.pop(run, None)
         if state.latest_run.get(event.workflow_id) == run:
             del state.latest_run[event.workflow_id]
     elif isinstance(event, WorkflowSubmitted):
@@ -259,8 +354,9 @@ def _track_workflow(state: MetricsState, event: Event, run: str) -> None:
 
 
 def _end(state: MetricsState, attempt: tuple[str, str, int], outcome: str) -> None:
-    # An attempt ends once in the window: a late TaskFailed after its TaskTimedOut is not a second end.
-    if all(key != attempt for key, _ in state.ends):
+    # An attempt ends once in the window: a late TaskFailed after its TaskTimedOut is not a second
+    # end. In an active run `_attempt_seen` said so already; outside one, look.
+    if attempt[0] in state.active or all(key != attempt for key, _ in state.ends):
         state.ends.append((attempt, outcome))
 
 
@@ -282,43 +378,3 @@ def percentile(values: deque[float] | list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def report(state: MetricsState, *, active: bool = True) -> dict[str, Any]:
-    """The monitoring report: totals, current gauges, quality, latency, models and recent alerts.
-
-    Workflow counts are totals of each event, except `running` and `active`, which are how
-    many workflows are in that state now.
-    """
-    running = sum(status == "running" for status in state.active.values())
-    recent = state.recent_quality_mean
-    p50, p95 = percentile(state.latencies, 0.5), percentile(state.latencies, 0.95)
-    return {
-        "monitoring_status": "active" if active else "inactive",
-        "workflows": {**state.workflows, "running": running, "active": len(state.active)},
-        "tasks": dict(state.tasks),
-        "quality": {
-            "assessed": state.assessed,
-            "mean_overall": round(state.overall_sum / state.assessed, 4) if state.assessed else None,
-            "recent_mean": round(recent, 4) if recent is not None else None,
-        },
-        "latency_ms": {
-            "p50": round(p50, 3) if p50 is not None else None,
-            "p95": round(p95, 3) if p95 is not None else None,
-        },
-        "failure_rate": round(state.failure_rate, 4),
-        "models": {
-            name: {
-                "calls": stats.calls,
-                "total_duration_ms": round(stats.total_duration_ms, 3),
-                "mean_duration_ms": round(stats.total_duration_ms / stats.calls, 3) if stats.calls else None,
-                "cost_usd": round(stats.total_cost_usd, 6),
-                "tokens": stats.total_tokens,
-            }
-            for name, stats in sorted(state.models.items())
-        },
-        "alerts": [
-            {"alert": a.alert, "severity": a.severity, "message": a.message} for a in state.alerts
-        ],
-        "security_events": dict(Counter(what for _, what, _ in state.security)),
-    }

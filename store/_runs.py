@@ -18,7 +18,9 @@ import msgspec
 
 from events import (
     RUN_ENDS,
+    CancelRefused,
     CancelRequested,
+    CheckResult,
     Event,
     Problem,
     TaskAssessed,
@@ -87,6 +89,8 @@ class TaskRun(msgspec.Struct):
     duration_ms: float | None = None
     model: str | None = None
     cost_usd: float | None = None
+    # The outcome checks of its latest attempt that got as far as them (TaskSucceeded/TaskFailed.checks).
+    checks: list[CheckResult] = []
 
 
 class Run(msgspec.Struct):
@@ -181,6 +185,8 @@ def _apply(run: Run, event: Event) -> None:
         run.estimated_parallel_speedup = event.estimated_parallel_speedup
     elif isinstance(event, CancelRequested):
         run.cancel_requested = event.reason or "cancelled on request"
+    elif isinstance(event, CancelRefused):
+        run.cancel_requested = None  # not the asker's to cancel: the run goes on
     elif isinstance(event, (WorkflowCompleted, WorkflowFailed)):
         _end(run, event)
     elif isinstance(event, WorkflowCancelled):
@@ -212,12 +218,14 @@ def _apply_task(task: TaskRun, event: Event) -> None:
         # passed the task's checks in the executor.
         if event.attempt == task.attempts and task.state in _IN_FLIGHT:
             task.state, task.duration_ms, task.reason = "succeeded", event.duration_ms, None
-            task.model, task.cost_usd = event.model, event.cost_usd
+            task.model, task.cost_usd, task.checks = event.model, event.cost_usd, list(event.checks)
     elif isinstance(event, (TaskFailed, TaskTimedOut)):
         # Only the attempt in flight can fail; a late report of an earlier one changes nothing.
         if event.attempt == task.attempts and task.state in _IN_FLIGHT:
             reason = event.error if isinstance(event, TaskFailed) else event.reason
             task.failures.append(AttemptFailure(event.attempt, reason))
+            if isinstance(event, TaskFailed) and event.checks:
+                task.checks = list(event.checks)
             retryable = event.retryable if isinstance(event, TaskFailed) else True
             final = not retryable or event.attempt >= task.max_attempts
             task.state, task.reason = ("failed", reason) if final else ("retrying", None)

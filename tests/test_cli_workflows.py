@@ -38,7 +38,9 @@ def test_run_executes_the_example_on_the_embedded_defaults_and_stores_every_even
 
     status = ymera("status", "pipeline-1", env=env)
     assert status.stdout.splitlines()[0].startswith("workflow pipeline-1: completed, overall quality 1.00, ")
-    assert status.stdout.splitlines()[2:] == lines[-4:]  # the summary `run` printed, task by task
+    # The summary `run` printed, task by task (with clean's outcome checks under it)
+    assert status.stdout.splitlines()[2:] == lines[-5:]
+    assert lines[-3] == "    checks: contains ✓, max_length ✓"
     missing = ymera("status", "nope", env=env)
     assert (missing.returncode, missing.stderr) == (1, "ymera: no workflow nope in the stream\n")
 
@@ -106,6 +108,7 @@ def test_a_failed_outcome_check_a_timeout_and_a_skip_each_show_their_reason(tmp_
     assert summary[2:] == [
         f"  task check failed: {check}",
         f"  check: failed (attempts 2), {check}",
+        "    checks: contains ✗ (expected the output to contain 'bye')",
         "  slow: failed (attempts 2), timed out after 0.3s",
         "  after: skipped, dependency slow did not succeed",
     ]

@@ -38,7 +38,7 @@ def one_of_each() -> list[events.Event]:
         "rating": 0.5, "stream": "YMERA", "head_seq": 1, "head_hash": "ab", "key_id": "k", "public_key": "p",
         "signature": "s", "submission_id": "sub-1", "findings": [], "refused": False, "redacted": False,
         "from_task": "t0", "blocked": False, "tool": "files", "epoch": "0123456789ab", "first": 0,
-        "leaves": b"\x00" * 16, "call": 1, "name": "git_log",
+        "leaves": b"\x00" * 16, "call": 1, "name": "git_log", "raised_id": "a1",
     }
     out = []
     for cls in events.EVENT_TYPES.values():

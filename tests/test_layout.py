@@ -19,7 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("actors", "bus", "config", "events", "guard", "llm", "store", "tools", "ymera")
 OURS = frozenset({*PACKAGES, "runner", "llm", "guard", "tools", "web"})
-ACTOR_PACKAGES = frozenset(p.name for p in (ROOT / "actors").iterdir() if (p / "__init__.py").exists())
+# Every package in actors/ is an actor's, but those whose name starts with "_": what actors
+# share (actors/_checks), which any of them may import.
+ACTOR_PACKAGES = frozenset(p.name for p in (ROOT / "actors").iterdir()
+                           if (p / "__init__.py").exists() and not p.name.startswith("_"))
 # A NATS subject or filter of Ymera's stream: `ymera.wf.…`, `ymera.task.…`, `ymera.>`, `ymera.*.…`
 # (a logger name like "ymera.actor" is none).
 SUBJECT = re.compile(r"^ymera\.(wf|task|sec|alert|fb|\*|>)(\.|$)")

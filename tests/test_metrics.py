@@ -1,4 +1,5 @@
-"""The monitor's metrics fold, its report, and each alert: its exact message, raised once until it clears."""
+"""The monitor's metrics fold and its report: totals, gauges, time windows per dimension (alert rules:
+tests/test_monitor_rules.py; the replayed log: tests/test_monitor_replay.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import events
-from actors.monitor import Alert, evaluate, firing
-from config import Settings
 from store import Metrics, MetricsState, report
 
 METRICS = Metrics()
-DEFAULTS = Settings()
 
 
 def _common(workflow_id: str) -> dict[str, Any]:
@@ -62,10 +60,10 @@ def assessed(overall: float, wf: str = "w", task: str = "t") -> events.Event:
                                consistency=overall, efficiency=overall, maintainability=overall, overall=overall)
 
 
-def raised(alert: Alert) -> events.AlertRaised:
-    return events.AlertRaised(**_common(events.NO_WORKFLOW), actor="monitor", alert=alert.alert,
-                              severity=alert.severity, message=alert.message, metric=alert.metric,
-                              value=alert.value, threshold=alert.threshold)
+def raised(alert: str, severity: str = "warning", message: str = "m", subject: str | None = None
+           ) -> events.AlertRaised:
+    return events.AlertRaised(**_common(events.NO_WORKFLOW), actor="monitor", alert=alert,
+                              severity=severity, message=message, subject=subject)  # type: ignore[arg-type]
 
 
 def fold(items: Iterable[events.Event], state: MetricsState | None = None) -> MetricsState:
@@ -101,7 +99,9 @@ def realistic() -> list[events.Event]:
 
 
 def test_report_of_a_realistic_run() -> None:
-    assert report(fold(realistic())) == {
+    out = report(fold(realistic()))
+    window, per_hour = out.pop("window"), out.pop("per_hour")
+    assert out == {
         "monitoring_status": "active",
         "workflows": {"submitted": 5, "admitted": 3, "refused": 1, "validated": 2, "invalid": 1, "completed": 1,
                       "failed": 0, "cancelled": 0, "running": 1, "active": 2},
@@ -116,9 +116,24 @@ def test_report_of_a_realistic_run() -> None:
             "llama": {"calls": 1, "total_duration_ms": 80.0, "mean_duration_ms": 80.0, "cost_usd": 0.0,
                       "tokens": 7},
         },
+        "open_alerts": [],
         "alerts": [],
         "security_events": {"rejected_message": 1},
     }
+    # Every event of the run happened within the last 300 s: the window holds all of it. Its
+    # percentiles are the middles of histogram bins, within 5% of the samples' (80 and 120 ms).
+    assert window["all"] == {
+        "attempts": 5, "success_rate": 0.6, "error_rate": 0.2, "timeout_rate": 0.2,
+        "latency_ms": {"p50": 79.479, "p95": 122.573}, "runs": {"completed": 1, "failed": 0, "success_rate": 1.0},
+        "quality": {"assessed": 2, "accuracy": 0.8, "completeness": 0.8, "consistency": 0.8, "efficiency": 0.8,
+                    "maintainability": 0.8, "overall": 0.8},
+        "cost_usd": 0.03, "security_events": 1}
+    assert sorted(window["by"]["model"]) == ["-", "gpt-x", "llama"]
+    assert window["by"]["model"]["gpt-x"]["attempts"] == 2
+    [(kind, by_kind)] = window["by"]["task_type"].items()  # no TaskReady here carries its spec
+    assert (kind, by_kind["attempts"], by_kind["quality"]) == ("-", 5, window["all"]["quality"])
+    assert window["by"]["workflow"]["wf-done"]["runs"]["completed"] == 1
+    assert sum(hour["attempts"] for hour in per_hour) == 5
 
 
 def test_report_of_nothing_when_inactive() -> None:
@@ -135,110 +150,17 @@ def test_an_attempt_that_timed_out_and_then_failed_ends_once() -> None:
     assert (state.tasks["timed_out"], state.tasks["failed"]) == (1, 1)
 
 
-def test_a_copy_of_an_alert_is_listed_once() -> None:
-    event = raised(Alert(alert="latency", severity="warning", message="slow", metric="m", value=1.0, threshold=0.5))
-    assert report(fold([event, event]))["alerts"] == [{"alert": "latency", "severity": "warning", "message": "slow"}]
-
-
-def _fires_once_until_cleared(trigger: list[events.Event], clear: list[events.Event], again: list[events.Event],
-                              expected: Alert, settings: Settings = DEFAULTS) -> None:
-    state = fold(trigger)
-    assert evaluate(state, settings) == [expected]
-    assert evaluate(state, settings) == []  # still firing, already raised
-    fold([raised(expected)], state)  # the monitor reads its own AlertRaised back
-    assert evaluate(state, settings) == []
-    fold(clear, state)
-    assert firing(state, settings) == []
-    assert evaluate(state, settings) == []
-    assert state.raised == set()
-    fold(again, state)
-    assert [a.alert for a in evaluate(state, settings)] == [expected.alert]  # cleared, so it may fire again
-
-
-def test_quality_degradation_alert() -> None:
-    _fires_once_until_cleared(
-        [assessed(0.52)] * 5,
-        [assessed(1.0)] * 5,
-        [assessed(0.52)] * 5,
-        Alert(alert="quality_degradation", severity="warning",
-              message="recent quality 0.52 is below the 0.70 threshold (last 5 assessed tasks)",
-              metric="quality.recent_mean", value=0.52, threshold=0.7),
-    )
-
-
-def test_quality_critical_below_threshold_minus_0_2() -> None:
-    alerts = evaluate(fold([assessed(0.4)] * 5), DEFAULTS)
-    assert alerts == [Alert(alert="quality_degradation", severity="critical",
-                            message="recent quality 0.40 is below the 0.50 critical threshold (last 5 assessed tasks)",
-                            metric="quality.recent_mean", value=0.4, threshold=0.5)]
-
-
-def test_quality_needs_five_assessed_tasks_and_the_setting() -> None:
-    assert firing(fold([assessed(0.1)] * 4), DEFAULTS) == []
-    assert firing(fold([assessed(0.1)] * 5), Settings(alert_on_quality_degradation=False)) == []
-
-
-def test_quality_escalating_to_critical_is_raised_again() -> None:
-    state = fold([assessed(0.6)] * 5)
-    assert [a.severity for a in evaluate(state, DEFAULTS)] == ["warning"]
-    fold([assessed(0.0)] * 5, state)
-    assert [a.severity for a in evaluate(state, DEFAULTS)] == ["critical"]
-    assert state.raised == {"quality_degradation/critical"}
-
-
-def test_failure_rate_alert() -> None:
-    _fires_once_until_cleared(
-        [succeeded(task=f"ok{i}") for i in range(6)] + [failed(task=f"bad{i}") for i in range(2)],
-        [succeeded(task="later")],  # 2 of 9
-        [failed(task="again")],  # 3 of 10
-        Alert(alert="failure_rate", severity="warning",
-              message="recent failure rate 0.25 is at or above the 0.25 threshold (last 8 task ends)",
-              metric="failure_rate", value=0.25, threshold=0.25),
-    )
-
-
-def test_failure_rate_critical_and_minimum_sample() -> None:
-    assert firing(fold([succeeded(task=f"ok{i}") for i in range(5)] + [failed(), failed(task="u")]), DEFAULTS) == []
-    state = fold([succeeded(task=f"ok{i}") for i in range(4)] + [failed(task=f"bad{i}") for i in range(4)])
-    assert evaluate(state, DEFAULTS) == [
-        Alert(alert="failure_rate", severity="critical",
-              message="recent failure rate 0.50 is at or above the 0.50 critical threshold (last 8 task ends)",
-              metric="failure_rate", value=0.5, threshold=0.5)]
-
-
-def test_latency_alert() -> None:
-    settings = Settings(task_timeout_seconds=10)
-    _fires_once_until_cleared(
-        [succeeded(task=f"slow{i}", duration_ms=9000.0) for i in range(20)],
-        [succeeded(task=f"fast{i}", duration_ms=10.0) for i in range(380)],  # 20 slow of 400: p95 is fast
-        [succeeded(task=f"again{i}", duration_ms=9000.0) for i in range(20)],
-        Alert(alert="latency", severity="warning",
-              message="p95 latency 9000 ms is above 8000 ms, 80% of the 10 s task timeout (last 20 tasks)",
-              metric="latency_ms.p95", value=9000.0, threshold=8000.0),
-        settings,
-    )
-    assert firing(fold([succeeded(task=f"s{i}", duration_ms=9000.0) for i in range(19)]), settings) == []
-
-
-def test_task_timeouts_alert() -> None:
-    _fires_once_until_cleared(
-        [timed_out(task=f"t{i}") for i in range(3)],
-        [succeeded(task=f"ok{i}") for i in range(50)],
-        [timed_out(task=f"again{i}") for i in range(3)],
-        Alert(alert="task_timeouts", severity="warning",
-              message="3 of the last 3 task ends timed out (threshold 3)",
-              metric="tasks.recent_timeouts", value=3.0, threshold=3.0),
-    )
-
-
-def test_a_monitor_rebuilt_from_the_log_does_not_raise_again() -> None:
-    log = [assessed(0.5)] * 5
-    live = fold(log)
-    alerts = evaluate(live, DEFAULTS)
-    log += [raised(a) for a in alerts]
-    rebuilt = fold(log)
-    assert evaluate(rebuilt, DEFAULTS) == []
-    assert rebuilt.raised == live.raised == {"quality_degradation/warning"}
+def test_a_copy_of_an_alert_is_listed_once_and_open_until_resolved() -> None:
+    event = raised("response_time", message="slow", subject="openai")
+    state = fold([event, event])
+    [listed] = report(state)["alerts"]
+    assert (listed["alert"], listed["subject"], listed["message"], listed["resolved"]) == (
+        "response_time", "openai", "slow", None)
+    assert [a["alert"] for a in report(state)["open_alerts"]] == ["response_time"]
+    fold([events.AlertResolved(**_common(events.NO_WORKFLOW), actor="monitor", alert="response_time",
+                               subject="openai", raised_id=event.id, message="back")], state)
+    assert report(state)["open_alerts"] == []
+    assert report(state)["alerts"][0]["resolved"] is not None
 
 
 # Any sequence of events a monitor may see, with task attempts colliding on purpose.
@@ -255,8 +177,7 @@ any_event = st.one_of(
     st.builds(assessed, st.floats(0, 1), _wf, _task),
     st.builds(lambda wf: events.WorkflowCompleted(**_common(wf)), _wf),
     st.builds(lambda wf: events.WorkflowCancelled(**_common(wf)), _wf),
-    st.builds(lambda sev: raised(Alert(alert="x", severity=sev, message="m", metric="m", value=1.0,
-                                       threshold=0.0)), st.sampled_from(["warning", "critical"])),
+    st.builds(lambda sev: raised("x", sev), st.sampled_from(["warning", "critical"])),
 )
 
 
@@ -314,37 +235,13 @@ def test_a_result_after_its_attempt_timed_out_is_late_and_a_timeout_after_a_resu
     assert state.attempts == {}  # forgotten with the workflow
 
 
-def _flagged(wf: str, alert: str, at: float) -> events.Event:
-    finding = events.SecurityFinding(kind="secret" if alert == "secret_leak" else "injection", type="t",
-                                     severity="critical", field="output", span=(0, 1), reason="r", alert=alert)
-    ts = events.now().fromtimestamp(at, events.now().tzinfo)
-    return events.OutputFlagged(id=events.new_id(), ts=ts, workflow_id=wf, run_id="r", task_id="t", attempt=1,
-                                findings=[finding, finding], redacted=True)
-
-
-def test_a_security_finding_raises_its_critical_alert_once_and_clears_an_hour_later() -> None:
-    state = fold([_flagged("wf-leak", "secret_leak", 1000.0)])
-    [alert] = evaluate(state, DEFAULTS, at=1001.0)
-    assert (alert.alert, alert.severity, alert.message, alert.value) == (
-        "secret_leak", "critical", "1 secret leak finding(s) in the last hour, the latest in workflow wf-leak", 1.0)
-    assert evaluate(state, DEFAULTS, at=1002.0) == []  # raised already
-    assert firing(state, DEFAULTS, at=1000.0 + 3600) == []  # out of the window: it clears
-    assert evaluate(state, DEFAULTS, at=1000.0 + 3600) == []
-
-
-def test_more_security_events_in_an_hour_than_allowed_raise_a_warning() -> None:
-    state = fold([events.MessageRejected(**_common(events.NO_WORKFLOW), subject="ymera.x", reason="forged",
-                                         excerpt="{", size=1) for _ in range(11)])
-    [alert] = firing(state, DEFAULTS)
-    assert (alert.alert, alert.severity, alert.value, alert.threshold) == ("security_events", "warning", 11.0, 10.0)
-    assert report(state)["security_events"] == {"rejected_message": 11}
-
-
-def test_tool_refusals_count_as_security_events() -> None:
-    refused = [events.ToolRefused(**_common("wf-tools"), task_id="t", attempt=1, tool="files",
+def test_security_events_are_counted_by_what() -> None:
+    rejected: list[events.Event] = [events.MessageRejected(**_common(events.NO_WORKFLOW), subject="ymera.x",
+                                                           reason="forged", excerpt="{", size=1) for _ in range(11)]
+    refused: list[events.Event] = [events.ToolRefused(**_common("wf-tools"), task_id="t", attempt=1, tool="files",
                                   reason="files: path '../x' goes up with '..'; it must stay inside the workspace")
-               for _ in range(11)]
-    state = fold(refused)
-    [alert] = firing(state, DEFAULTS)
-    assert (alert.alert, alert.value) == ("security_events", 11.0)
-    assert report(state)["security_events"] == {"tool_refused": 11}
+               for _ in range(2)]
+    out = report(fold(rejected + refused))
+    assert out["security_events"] == {"rejected_message": 11, "tool_refused": 2}
+    assert out["window"]["all"]["security_events"] == 13
+    assert out["window"]["by"]["workflow"]["wf-tools"]["security_events"] == 2

@@ -320,13 +320,16 @@ async def engine(nats_bus: bus.Bus, tmp_path: Path, llm: OpenAIServer) -> AsyncI
 
 async def test_a_short_answer_is_re_run_and_its_dependent_gets_the_fuller_one(
         nats_bus: bus.Bus, engine: Settings, llm: OpenAIServer) -> None:
-    # The description asks for about 100 characters (docs/quality.md, completeness): "short"
-    # scores 0.905, a full answer 1.0.
+    # "short" uses none of the task's words (docs/quality.md, "Scores"): off the task, capped
+    # at 0.4; the full answer uses 7 of its 8 and scores 1.0.
+    full = ("A token bucket rate limiter holds up to a fixed number of tokens. It refills them at a steady "
+            "rate, and it rejects a request when no token is left.")
     llm.reply("short")
-    llm.reply("a full answer " * 10)
+    llm.reply(full)
     sub = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf-rerun", tasks=[
-        events.TaskSpec(id="ask", type="llm", description="x" * 400, parameters={"prompt": "answer fully"},
-                        retry=events.RetryPolicy(max_attempts=1)),
+        events.TaskSpec(id="ask", type="llm", parameters={"prompt": "answer fully"},
+                        description="Explain what a token bucket rate limiter does, how it refills, and when it "
+                                    "rejects a request.", retry=events.RetryPolicy(max_attempts=1)),
         events.TaskSpec(id="use", type="echo", parameters={"text": "{{ tasks.ask.output }}"}, dependencies=["ask"])],
         rerun_below_quality=0.95)
     client = WorkflowClient(nats_bus)
@@ -334,12 +337,13 @@ async def test_a_short_answer_is_re_run_and_its_dependent_gets_the_fuller_one(
     seen = await all_events(nats_bus, f"ymera.*.{sub.workflow_id}.>")
     assert isinstance(end, events.WorkflowCompleted), end
     assessed = [e for e in only(seen, events.TaskAssessed) if e.task_id == "ask"]
-    assert [(e.attempt, e.overall) for e in assessed] == [(1, 0.905), (2, 1.0)]
+    assert [(e.attempt, e.overall) for e in assessed] == [(1, 0.4), (2, 1.0)]
+    assert assessed[0].reasons["overall"][-1] == "capped at 0.4: off the task (relevance 0.00)"
     model = assessed[0].model  # as the executor names it
     assert model is not None
     assert model.endswith("test-model")
     [retry] = only(seen, events.TaskRetryScheduled)
-    reason = f"quality 0.905 of attempt 1 ({model}) is below 0.95: re-run once on a stronger model"
+    reason = f"quality 0.4 of attempt 1 ({model}) is below 0.95: re-run once on a stronger model"
     assert (retry.task_id, retry.attempt, retry.reason) == ("ask", 2, reason)
     readies = only(seen, events.TaskReady)
     assert [(r.task_id, r.attempt, r.tried_models, r.upgrade) for r in readies] == [
@@ -348,7 +352,7 @@ async def test_a_short_answer_is_re_run_and_its_dependent_gets_the_fuller_one(
     order = [e.id for e in seen]
     assert order.index(assessed[1].id) < order.index(readies[2].id)
     [use] = [e for e in only(seen, events.TaskSucceeded) if e.task_id == "use"]
-    assert use.output == "a full answer " * 10
+    assert use.output == full
     ask = {r.task_id: r for r in end.results}["ask"]
     assert (ask.status, ask.attempts, ask.quality) == ("succeeded", 2, 1.0)
     assert len(llm.requests) == 2

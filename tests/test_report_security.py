@@ -160,7 +160,7 @@ async def test_the_report_counts_every_finding_rejection_refusal_alert_and_check
         "outputs": {"flagged_attempts": 1, "redacted": 1}, "tools": {"refused": 0, "limit": 0, "by_tool": {}},
         "rejected_messages": {"total": 2, "forged": 1, "malformed": 1,
                               "by_reason": dict(sorted([(FORGERY[:60], 1), (malformed.reason[:60], 1)]))},
-        "refusals": {"total": 1, "for_input": 1},
+        "refusals": {"total": 1, "for_input": 1}, "cancels_refused": {"total": 0, "by_principal": {}},
         "alerts": [{"ts": iso(ts), "alert": a.alert, "severity": "critical", "message": a.message}
                    for ts, a in alerts],
         "checkpoints": {"count": len(checkpoints), "latest_seq": max(c.head_seq for _, c in checkpoints)},
@@ -204,8 +204,8 @@ async def test_an_empty_log_has_no_security_events(tmp_path: Path) -> None:
         "inputs": {"flagged_submissions": 0, "refused": 0}, "outputs": {"flagged_attempts": 0, "redacted": 0},
         "tools": {"refused": 0, "limit": 0, "by_tool": {}},
         "rejected_messages": {"total": 0, "forged": 0, "malformed": 0, "by_reason": {}},
-        "refusals": {"total": 0, "for_input": 0}, "alerts": [], "checkpoints": {"count": 0, "latest_seq": None},
-        "recent": []}
+        "refusals": {"total": 0, "for_input": 0}, "cancels_refused": {"total": 0, "by_principal": {}}, "alerts": [],
+        "checkpoints": {"count": 0, "latest_seq": None}, "recent": []}
     assert (report["since"], report["until"]) == ("2025-06-02T07:30:00+00:00", "2025-06-02T10:00:00+00:00")
     assert security_text(report) == "no security events in the last 2.5 hours"
 

@@ -321,15 +321,21 @@ OUTCOMES: list[tuple[str, Expectations, Any, list[str]]] = [
 ]
 
 
+async def failed_checks(spec: TaskSpec, output: Any) -> list[str]:
+    """Each failed check as "check: reason" (tests/test_outcome_checks.py has the rest)."""
+    return [f"{c.check}: {c.reason}" for c in await check_outcome(spec, output) if not c.passed]
+
+
 @pytest.mark.parametrize(("expect", "output", "expected"), [c[1:] for c in OUTCOMES], ids=[c[0] for c in OUTCOMES])
-def test_an_outcome_is_checked_against_each_expectation(expect: Expectations, output: Any, expected: list[str]) -> None:
-    assert check_outcome(task(expect=expect), output) == expected
+async def test_an_outcome_is_checked_against_each_expectation(expect: Expectations, output: Any,
+                                                              expected: list[str]) -> None:
+    assert await failed_checks(task(expect=expect), output) == expected
 
 
 @pytest.mark.parametrize("output", ['{"a": 1}', [1], {"a": 1}, "[]"])
-def test_json_outputs_pass_the_json_expectation(output: Any) -> None:
-    assert check_outcome(task(expect=Expectations(json=True)), output) == []
+async def test_json_outputs_pass_the_json_expectation(output: Any) -> None:
+    assert await failed_checks(task(expect=Expectations(json=True)), output) == []
 
 
-def test_an_outcome_without_expectations_always_passes() -> None:
-    assert check_outcome(task(), None) == []
+async def test_an_outcome_without_expectations_always_passes() -> None:
+    assert await check_outcome(task(), None) == []

@@ -6,8 +6,8 @@
 """
 
 from ._api import Task, TaskPriority, WorkflowMonitor, WorkflowOrchestrator
-from ._client import WorkflowClient, result_of
+from ._client import CancelDenied, WorkflowClient, result_of
 from ._deadline import GaveUpWaiting
 
-__all__ = ["GaveUpWaiting", "Task", "TaskPriority", "WorkflowClient", "WorkflowMonitor", "WorkflowOrchestrator",
-           "result_of"]
+__all__ = ["CancelDenied", "GaveUpWaiting", "Task", "TaskPriority", "WorkflowClient", "WorkflowMonitor",
+           "WorkflowOrchestrator", "result_of"]

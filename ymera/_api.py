@@ -25,6 +25,7 @@ from ._deadline import wait_or_give_up
 from ._feedback import check_rating, feedback_given, find_result
 from ._file import rerun_threshold
 from ._report import check_hours, security_report
+from ._report_monitor import quality_report
 
 __all__ = ["Task", "TaskPriority", "WorkflowMonitor", "WorkflowOrchestrator"]
 
@@ -62,15 +63,19 @@ class Task:
 
 
 class WorkflowMonitor:
-    """Live metrics folded from the stream; `get_monitoring_report()` as in the guide."""
+    """Live metrics folded from the stream; `get_monitoring_report()` as in the guide: its
+    `monitoring_status`, totals, the last window per workflow, agent, task type, model and
+    provider, each hour, open and recent alerts (store/_metrics_report.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, window_seconds: float = 300.0, *, monitoring: bool = True) -> None:
         self._live: LiveProjection[MetricsState] | None = None
+        self._window_seconds = window_seconds
+        self._monitoring = monitoring
 
     def get_monitoring_report(self) -> dict[str, Any]:
         if self._live is None:
-            return report(Metrics().initial(), active=False)
-        return report(self._live.state, active=True)
+            return report(Metrics().initial(), active=False, window_seconds=self._window_seconds)
+        return report(self._live.state, active=self._monitoring, window_seconds=self._window_seconds)
 
 
 class WorkflowOrchestrator:
@@ -78,7 +83,8 @@ class WorkflowOrchestrator:
         """`run_actors`: start every actor in this process (default: only when nothing else runs them)."""
         self.settings = settings or load_settings()
         self.run_actors = run_actors
-        self.monitor = WorkflowMonitor()
+        self.monitor = WorkflowMonitor(self.settings.alerts.performance.window_seconds,
+                                       monitoring=self.settings.enable_continuous_monitoring)
         self._bus: Bus | None = None
         self._server: EmbeddedServer | None = None
         self._stop = asyncio.Event()
@@ -182,6 +188,16 @@ class WorkflowOrchestrator:
             await store_caught_up(self._bus)
         async with SqliteEventLog(self.settings.log_path, readonly=True) as log:
             return await security_report(log, hours)
+
+    async def get_quality_report(self, hours: float = 24) -> dict[str, Any]:
+        """Quality scores in the last `hours`, as `ymera report quality --json` prints them: overall,
+        per model, provider, task type and agent, per hour, and the quality alerts
+        (ymera/_report_monitor.py). Read from the log as `get_security_report` reads it."""
+        check_hours(hours)
+        if self._bus is not None and self._runs_actors and not self._closed:
+            await store_caught_up(self._bus)
+        async with SqliteEventLog(self.settings.log_path, readonly=True) as log:
+            return await quality_report(log, hours)
 
     async def close(self) -> None:
         """Stop the actors this orchestrator started, then the server. Safe to call twice."""

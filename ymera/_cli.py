@@ -16,7 +16,7 @@ from actors import ACTOR_NAMES, Settings, client_access, run_all, run_named
 from actors.validator import plan, validate_workflow
 from bus import Bus, open_local
 
-from ._client import WorkflowClient, describe_problem, history, run_view, store_caught_up
+from ._client import CANCEL_ANSWER_SECONDS, WorkflowClient, describe_problem, history, run_view, store_caught_up
 from ._deadline import wait_or_give_up
 from ._file import read_workflow
 from ._progress import Progress, runs_table, summary
@@ -208,9 +208,11 @@ async def _head(path: Path) -> tuple[int, bytes] | None:
         return log.head_seq, log.head_hash
 
 
-async def _runs(settings: Settings, workflow_id: str, cancel_reason: str | None = None) -> tuple[store.Runs, str]:
+async def _runs(settings: Settings, workflow_id: str, cancel_reason: str | None = None,
+                ) -> tuple[store.Runs, str, events.Event | None]:
     """Every run of one workflow, folded from the stream (an error if it has none); with
-    `cancel_reason`, also ask to cancel its active run (an error if it has none) and return its id."""
+    `cancel_reason`, also ask to cancel its active run (an error if it has none, `CancelDenied`
+    if the distributor refuses) and return its id and the run's end (None: no answer yet)."""
     events.check_workflow_id(workflow_id)
     connection, server = await open_local(settings, "ymera-status", client_access(settings))
     try:
@@ -221,15 +223,15 @@ async def _runs(settings: Settings, workflow_id: str, cancel_reason: str | None 
         if not runs.of(workflow_id):
             raise events.YmeraError(f"no workflow {workflow_id} in the stream")
         if cancel_reason is None:
-            return runs, ""
+            return runs, "", None
         active = runs.active(workflow_id)
         if active is None:
             latest = runs.latest(workflow_id)
             assert latest is not None
             raise events.YmeraError(f"workflow {workflow_id} has no active run to cancel "
                                     f"(its latest run {latest.run_id} ended {latest.state})")
-        await WorkflowClient(connection).cancel(workflow_id, cancel_reason, active.run_id)
-        return runs, active.run_id
+        end = await WorkflowClient(connection).cancel(workflow_id, cancel_reason, active.run_id)
+        return runs, active.run_id, end
     finally:
         await connection.close()
         if server is not None:
@@ -247,7 +249,7 @@ def _pick_run(runs: store.Runs, workflow_id: str, prefix: str) -> store.Run:
 
 
 async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    runs, _ = await _runs(settings, args.workflow_id)
+    runs, _, _ = await _runs(settings, args.workflow_id)
     run = _pick_run(runs, args.workflow_id, args.run) if args.run else runs.latest(args.workflow_id)
     assert run is not None
     print(summary(run))
@@ -255,14 +257,15 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
-    runs, _ = await _runs(settings, args.workflow_id)
+    runs, _, _ = await _runs(settings, args.workflow_id)
     print(runs_table(runs.of(args.workflow_id)))
     return 0
 
 
 async def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    _, run_id = await _runs(settings, args.workflow_id, cancel_reason=args.reason)
-    print(f"cancellation of {args.workflow_id} run {run_id} requested")
+    _, run_id, end = await _runs(settings, args.workflow_id, cancel_reason=args.reason)
+    late = "" if end is not None else f" (no answer within {CANCEL_ANSWER_SECONDS:g}s: is the distributor running?)"
+    print(f"cancellation of {args.workflow_id} run {run_id} requested{late}")
     return 0
 
 

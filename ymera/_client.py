@@ -17,6 +17,7 @@ from bus import ATTEST_SECONDS, Bus
 from events import (
     RUN_ENDS,
     BlobError,
+    CancelRefused,
     CancelRequested,
     Event,
     MalformedEvent,
@@ -30,9 +31,11 @@ from events import (
 from store import Run, WorkflowRuns
 
 __all__ = [
+    "CANCEL_ANSWER_SECONDS",
     "END_STATUS",
     "END_TYPES",
     "UNSHOWN",
+    "CancelDenied",
     "WorkflowClient",
     "describe_problem",
     "history",
@@ -49,6 +52,19 @@ END_STATUS: dict[type, str] = {kind: kind.verb for kind in RUN_ENDS}  # complete
 END_TYPES = RUN_ENDS
 # What a client never shows, left in its blobs: task outputs and inputs may be large.
 UNSHOWN = frozenset({"TaskSucceeded.output", "TaskReady.inputs", "TaskReady.spec"})
+# How long `cancel` waits for the distributor's answer: the run's end, or a refusal.
+CANCEL_ANSWER_SECONDS = 10.0
+
+
+class CancelDenied(YmeraError):
+    """The distributor refused a cancel (`CancelRefused`): neither the run's submitter nor an
+    admin asked. The run goes on."""
+
+    def __init__(self, refusal: CancelRefused) -> None:
+        super().__init__(refusal.reason)
+        self.run_id = refusal.run_id
+        self.principal = refusal.principal
+        self.submitted_by = refusal.submitted_by
 
 
 class WorkflowClient:
@@ -65,10 +81,26 @@ class WorkflowClient:
         ack = await self.bus.publish(submission)
         return int(ack.seq)
 
-    async def cancel(self, workflow_id: str, reason: str = "", run_id: str = "") -> None:
-        """Ask to cancel run `run_id` of the workflow (without one: whichever run is active)."""
-        await self.bus.publish(CancelRequested(id=new_id(), ts=now(), workflow_id=workflow_id, run_id=run_id,
-                                               reason=reason))
+    async def cancel(self, workflow_id: str, reason: str = "", run_id: str = "", *,
+                     wait: float | None = CANCEL_ANSWER_SECONDS) -> Event | None:
+        """Ask to cancel run `run_id` of the workflow (without one: whichever run is active), as
+        this client's principal; then wait up to `wait` seconds for the answer. The run's end
+        (`WorkflowCancelled`, or how it ended meanwhile) is returned; a refusal (another principal's
+        run, docs/security.md "Who may cancel a run") raises `CancelDenied`; None: no answer in time
+        (no distributor running, or the run had already ended), or `wait` None (not waited for)."""
+        request = CancelRequested(id=new_id(), ts=now(), workflow_id=workflow_id, run_id=run_id, reason=reason,
+                                  principal=self.bus.principal)
+        ack = await self.bus.publish(request)
+        if wait is None:
+            return None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                async for event in self.events(workflow_id, int(ack.seq)):
+                    if isinstance(event, CancelRefused) and event.causation_id == request.id:
+                        raise CancelDenied(event)
+                    if isinstance(event, END_TYPES) and run_of(event) == (run_id or run_of(event)):
+                        return event
+        return None
 
     async def events(self, workflow_id: str, start_seq: int = 1) -> AsyncIterator[Event]:
         """Every event of one workflow (all its runs) from `start_seq`, live, forever; each id once (a

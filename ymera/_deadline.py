@@ -52,7 +52,8 @@ async def _fate(client: WorkflowClient, workflow_id: str, seq: int, timeout: flo
                 run_id: str | None) -> str:
     if not in_process:
         return f"it goes on (ymera status {workflow_id} to follow it, ymera cancel {workflow_id} to stop it)"
-    await client.cancel(workflow_id, f"gave up waiting after {timeout:g}s", run_id or "")
+    # Its own submission, so its own to cancel: the end is waited for below, from the run's start.
+    await client.cancel(workflow_id, f"gave up waiting after {timeout:g}s", run_id or "", wait=None)
     try:
         end, _ = await client.wait(workflow_id, seq, timeout=CANCEL_WAIT_SECONDS, run_id=run_id)
     except YmeraError:

@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from events import (
+    CancelRefused,
     CancelRequested,
+    CheckResult,
     Event,
     TaskAssessed,
     TaskFailed,
@@ -23,6 +25,7 @@ from events import (
     TaskStarted,
     TaskSucceeded,
     TaskTimedOut,
+    Verdict,
     WorkflowSubmitted,
     WorkflowValidated,
     run_of,
@@ -31,9 +34,10 @@ from store import Run, Runs, TaskRun, WorkflowRuns
 
 from ._client import describe_problem
 
-__all__ = ["Progress", "run_lines", "runs_table", "summary"]
+__all__ = ["Progress", "checks_line", "judged_line", "run_lines", "runs_table", "summary"]
 
 _DONE = ("succeeded", "failed", "skipped", "cancelled")
+_GIST_CHARS = 80  # of a check's reason, in its line
 
 
 class Progress:
@@ -95,6 +99,8 @@ def _line(run: Run, e: Event) -> str | None:
                 f"estimated speedup {e.estimated_parallel_speedup:.2f}x")
     if isinstance(e, CancelRequested):
         return f"cancel requested: {run.cancel_requested}"
+    if isinstance(e, CancelRefused):  # not the asker's run to cancel: it goes on
+        return f"cancel refused: {e.reason}"
     if task is None or run.ended:
         return None
     if isinstance(e, TaskReady):
@@ -104,12 +110,15 @@ def _line(run: Run, e: Event) -> str | None:
     if isinstance(e, TaskSucceeded):
         if task.state != "succeeded" or e.attempt != task.attempts:
             return None  # a late result: not the task's
-        return f"  {task_id}: succeeded in {task.duration_ms or 0:.0f} ms" + (f" on {task.model}" if task.model
-                                                                               else "")
+        return (f"  {task_id}: succeeded in {task.duration_ms or 0:.0f} ms" + (f" on {task.model}" if task.model
+                                                                                else "")
+                + (f"\n    {checks_line(e.checks)}" if e.checks else "")
+                + (f"\n    {judged_line(e.judged, e.unjudged)}" if e.judged is not None or e.unjudged else ""))
     if isinstance(e, TaskFailed | TaskTimedOut):
         what = f"failed ({e.kind}): {e.error}" if isinstance(e, TaskFailed) else f"timed out: {e.reason}"
         final = ", no attempts left" if task.state == "failed" else ""
-        return f"  {task_id}: attempt {e.attempt} {what}{final}"
+        checks = f"\n    {checks_line(e.checks)}" if isinstance(e, TaskFailed) and e.checks else ""
+        return f"  {task_id}: attempt {e.attempt} {what}{final}{checks}"
     if isinstance(e, TaskRetryScheduled):
         return f"  {task_id}: attempt {e.attempt} scheduled for {e.not_before:%H:%M:%S}"
     if isinstance(e, TaskSkipped):
@@ -149,8 +158,32 @@ def _task_lines(task_id: str, task: TaskRun) -> list[str]:
     if details:
         # A reason reads after a comma: "failed (attempts 3), timed out after 0.3s".
         line += (", " if task.reason else " ") + "; ".join(details)
+    checks = [f"    {checks_line(task.checks)}"] if task.checks else []
     # Earlier attempts' failures, where the task's own reason does not already say them.
-    return [line] + [f"    attempt {f.attempt} failed: {f.reason}" for f in task.failures if f.reason != task.reason]
+    return [line, *checks] + [f"    attempt {f.attempt} failed: {f.reason}" for f in task.failures
+                              if f.reason != task.reason]
+
+
+def checks_line(checks: list[CheckResult]) -> str:
+    """An attempt's outcome checks on one line, each passed (✓) or failed (✗) with the summary of
+    its reason (the part before the first "; "): `checks: parses:python ✓, lint:ruff ✗ (2 findings: F401, F841)`."""
+    return "checks: " + ", ".join(
+        f"{c.check} {'✓' if c.passed else '✗'}" + (f" ({_gist(c.reason)})" if c.reason else "") for c in checks)
+
+
+def judged_line(judged: Verdict | None, unjudged: str) -> str:
+    """The judge's verdict on one line (docs/quality.md, "LLM judge"), or why there is none:
+    `judged by openai/gpt-4o-mini: relevance 0.90, correctness 1.00, completeness 0.80 (It names Paris.)`."""
+    if judged is None:
+        return f"not judged: {_gist(unjudged)}"
+    reason = f" ({_gist(judged.reasons[0])})" if judged.reasons else ""
+    return (f"judged by {judged.model}: relevance {judged.relevance:.2f}, correctness {judged.correctness:.2f}, "
+            f"completeness {judged.completeness:.2f}{reason}")
+
+
+def _gist(reason: str) -> str:
+    first = reason.split("; ", 1)[0]
+    return first if len(first) <= _GIST_CHARS else first[: _GIST_CHARS - 1] + "…"
 
 
 def run_lines(run: Run) -> str:

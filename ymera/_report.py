@@ -2,7 +2,8 @@
 
 A report is a fold of some event types over a window of the log (the rows whose `ts` falls in
 it) into one dict, for JSON and a text summary. Each kind is a `Report` in `REPORTS`, a reader
-and a renderer, so one command and one window serve them all. `security` counts what the
+and a renderer, so one command and one window serve them all (`quality` and `monitoring`:
+ymera/_report_monitor.py). `security` counts what the
 security actor, the executor's scans, the store writer and the monitor said: findings in
 submissions, in untrusted content bound for a prompt and in outputs, tool calls refused or
 stopped at a limit, rejected (forged or malformed) messages, refusals, alerts and the writer's
@@ -13,11 +14,10 @@ signed checkpoints. It holds no output text, and a finding's reason never quotes
 from __future__ import annotations
 
 import argparse
-import math
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -27,6 +27,7 @@ import store
 from actors import Settings
 from events import (
     AlertRaised,
+    CancelRefused,
     ChainCheckpoint,
     EdgeFlagged,
     InputFlagged,
@@ -34,81 +35,23 @@ from events import (
     OutputFlagged,
     ToolRefused,
     WorkflowRefused,
-    YmeraError,
 )
 
-from ._models import _table
+from ._report_monitor import monitoring_report, monitoring_text, quality_report, quality_text
+from ._report_window import InvalidHours, Window, check_hours, clock, hours_argument, indented, iso, period, rows
 
 __all__ = ["REPORTS", "SECURITY_ALERTS", "InvalidHours", "Report", "add_report_command", "check_hours", "cmd_report",
            "security_report", "security_text"]
 
-HOURS_RULE = "a positive number of hours"
-# The monitor's alerts about security (actors/monitor/_alerts.py); the others are about quality and load.
+# The monitor's alerts about security (config.SecurityRules, docs/quality.md "Alerts"); the others
+# are about quality and load.
 SECURITY_ALERTS = frozenset({"injection_attempt", "secret_leak", "harmful_content", "security_events"})
 _SECURITY_TYPES = ("InputFlagged", "EdgeFlagged", "OutputFlagged", "ToolRefused", "MessageRejected",
-                   "WorkflowRefused", "ChainCheckpoint", "AlertRaised")
+                   "WorkflowRefused", "CancelRefused", "ChainCheckpoint", "AlertRaised")
 RECENT_FINDINGS = 20
 TOP_REASONS = 10
 REASON_CHARS = 60
 _SEVERITIES = ("critical", "high", "medium", "low")
-
-
-class InvalidHours(YmeraError, ValueError):
-    """A window that is not a positive, finite number of hours (a ValueError too, for Python callers)."""
-
-    def __init__(self, value: object) -> None:
-        super().__init__(f"hours {value!r} is not {HOURS_RULE}")
-        self.value = value
-
-
-def check_hours(value: object) -> float:
-    """`value` as a window's length in hours, or `InvalidHours`."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidHours(value)
-    hours = float(value)
-    if not math.isfinite(hours) or hours <= 0:
-        raise InvalidHours(value)
-    return hours
-
-
-def _hours_argument(text: str) -> float:
-    try:
-        return check_hours(float(text))
-    except ValueError:  # not a number, or InvalidHours
-        raise argparse.ArgumentTypeError(f"{text!r} is not {HOURS_RULE}") from None
-
-
-# ---- the window ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Window:
-    hours: float
-    since: datetime
-    until: datetime
-
-    @classmethod
-    def ending(cls, hours: float, now: datetime | None) -> Window:
-        until = events.now() if now is None else now
-        return cls(hours, until - timedelta(hours=hours), until)
-
-    def header(self) -> dict[str, Any]:
-        return {"hours": self.hours, "since": self.since.isoformat(), "until": self.until.isoformat()}
-
-
-async def _rows(log: store.EventLog, types: Collection[str], window: Window,
-                earlier: Collection[str] = ()) -> AsyncIterator[tuple[float, events.Event]]:
-    """(ts, event) of the rows of `types` in the window, in log order; and of the `earlier` types
-    before it too (what a report needs to know of what led up to the window)."""
-    since, until = window.since.timestamp(), window.until.timestamp()
-    async for chunk in log.scan("ts, type, data", types=types):
-        for ts, kind, data in chunk:
-            if ts <= until and (ts >= since or kind in earlier):
-                yield ts, events.decode(data)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def _ranked(counts: Counter[str], order: Collection[str] = ()) -> dict[str, int]:
@@ -139,6 +82,7 @@ class _SecurityFold:
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> count
     forged: int = 0
     refusals: list[str] = field(default_factory=list)  # the refused runs
+    cancels_refused: Counter[str] = field(default_factory=Counter)  # who asked -> cancels of others' runs refused
     alerts: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: int = 0
     latest_checkpoint: int | None = None
@@ -167,8 +111,10 @@ class _SecurityFold:
                 self.forged += event.kind == "untrusted"
             case WorkflowRefused():
                 self.refusals.append(event.run_id)
+            case CancelRefused():
+                self.cancels_refused[event.principal or "-"] += 1
             case AlertRaised() if event.alert in SECURITY_ALERTS:
-                self.alerts.append({"ts": _iso(ts), "alert": event.alert, "severity": event.severity,
+                self.alerts.append({"ts": iso(ts), "alert": event.alert, "severity": event.severity,
                                     "message": event.message})
             case ChainCheckpoint():
                 self.checkpoints += 1
@@ -198,6 +144,7 @@ class _SecurityFold:
                                   "by_reason": dict(list(_ranked(reasons).items())[:TOP_REASONS])},
             "refusals": {"total": len(self.refusals),
                          "for_input": sum(run in self.refused_runs for run in self.refusals)},
+            "cancels_refused": {"total": self.cancels_refused.total(), "by_principal": _ranked(self.cancels_refused)},
             "alerts": self.alerts,
             "checkpoints": {"count": self.checkpoints, "latest_seq": self.latest_checkpoint},
             "recent": self._recent(),
@@ -209,7 +156,7 @@ class _SecurityFold:
         for ts, event in reversed(self.flagged):
             stage = "input" if isinstance(event, InputFlagged) else "output" if isinstance(event, OutputFlagged) \
                 else "edge"
-            recent += [{"ts": _iso(ts), "workflow_id": event.workflow_id, "run_id": _run(event),
+            recent += [{"ts": iso(ts), "workflow_id": event.workflow_id, "run_id": _run(event),
                         "task_id": None if isinstance(event, InputFlagged) else event.task_id,
                         "stage": stage, "type": f.type, "severity": f.severity,
                         "field": f.field, "reason": f.reason} for f in event.findings]
@@ -226,7 +173,7 @@ async def security_report(log: store.EventLog, hours: float, *, now: datetime | 
     window = Window.ending(check_hours(hours), now)
     fold = _SecurityFold()
     since = window.since.timestamp()
-    async for ts, event in _rows(log, _SECURITY_TYPES, window, earlier=("InputFlagged",)):
+    async for ts, event in rows(log, _SECURITY_TYPES, window, earlier=("InputFlagged",)):
         fold.add(ts, event, ts >= since)
     return fold.as_dict(window)
 
@@ -238,14 +185,6 @@ def _plural(n: int, thing: str) -> str:
     return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
-def _period(hours: float) -> str:
-    return "the last hour" if hours == 1 else f"the last {hours:g} hours"
-
-
-def _clock(iso: str) -> str:
-    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {n}" for k, n in counts.items()) or "-"
 
@@ -253,10 +192,12 @@ def _counts(counts: dict[str, int]) -> str:
 def security_text(report: dict[str, Any]) -> str:
     """`security_report`'s dict as a person reads it at a terminal."""
     findings, rejected, refusals = report["findings"], report["rejected_messages"], report["refusals"]
-    period = _period(report["hours"])
+    when = period(report["hours"])
     tools = report["tools"]
-    if not (findings["total"] or rejected["total"] or refusals["total"] or report["alerts"] or tools["by_tool"]):
-        return f"no security events in {period}"
+    cancels = report["cancels_refused"]
+    if not (findings["total"] or rejected["total"] or refusals["total"] or report["alerts"] or tools["by_tool"]
+            or cancels["total"]):
+        return f"no security events in {when}"
     inputs, outputs, checkpoints = report["inputs"], report["outputs"], report["checkpoints"]
     severities = ", ".join(f"{n} {severity}" for severity, n in findings["by_severity"].items())
     summary = [
@@ -267,31 +208,29 @@ def security_text(report: dict[str, Any]) -> str:
         ("outputs", f"{_plural(outputs['flagged_attempts'], 'attempt')} flagged, {outputs['redacted']} redacted"),
         ("rejected messages", f"{rejected['total']}: {rejected['forged']} forged, {rejected['malformed']} malformed"),
         ("refusals", f"{_plural(refusals['total'], 'workflow')} refused, {refusals['for_input']} for their input"),
+        *([("cancels", f"{cancels['total']} refused (asked by {_counts(cancels['by_principal'])})")]
+          if cancels["total"] else []),
         ("tool calls", f"{tools['refused']} refused, {tools['limit']} stopped at a limit"
                        + (f" ({_counts(tools['by_tool'])})" if tools["by_tool"] else "")),
         ("checkpoints", f"{checkpoints['count']} signed, the latest at seq {checkpoints['latest_seq']}"
                         if checkpoints["count"] else "none signed"),
     ]
-    out = [f"security in {period} ({_clock(report['since'])} to {_clock(report['until'])} UTC)", ""]
+    out = [f"security in {when} ({clock(report['since'])} to {clock(report['until'])} UTC)", ""]
     out += [f"{label:<19}{value}" for label, value in summary]
     if rejected["by_reason"]:
         out += ["", "rejected messages by reason",
-                *_indented(["count", "reason"], [[str(n), r] for r, n in rejected["by_reason"].items()], right=(0,))]
+                *indented(["count", "reason"], [[str(n), r] for r, n in rejected["by_reason"].items()], right=(0,))]
     if report["alerts"]:
-        out += ["", "alerts", *_indented(["time", "alert", "severity", "message"],
-                                         [[_clock(a["ts"]), a["alert"], a["severity"], a["message"]]
+        out += ["", "alerts", *indented(["time", "alert", "severity", "message"],
+                                         [[clock(a["ts"]), a["alert"], a["severity"], a["message"]]
                                           for a in report["alerts"]])]
     if report["recent"]:
         out += ["", "recent findings (newest first)",
-                *_indented(["time", "workflow", "run", "task", "stage", "type", "severity", "field", "reason"],
-                           [[_clock(f["ts"]), f["workflow_id"], f["run_id"][:8] or "-", f["task_id"] or "-",
+                *indented(["time", "workflow", "run", "task", "stage", "type", "severity", "field", "reason"],
+                           [[clock(f["ts"]), f["workflow_id"], f["run_id"][:8] or "-", f["task_id"] or "-",
                              f["stage"], f["type"], f["severity"], f["field"], f["reason"]]
                             for f in report["recent"]])]
     return "\n".join(out)
-
-
-def _indented(header: list[str], rows: list[list[str]], right: Collection[int] = ()) -> list[str]:
-    return ["  " + line for line in _table(header, rows, right=list(right))]
 
 
 # ---- the command -----------------------------------------------------------------------------
@@ -302,14 +241,22 @@ class Report:
     """One kind of report: what `ymera report KIND` reads, and how it shows it."""
 
     help: str
-    read: Callable[[store.EventLog, float], Awaitable[dict[str, Any]]]
+    read: Callable[[store.EventLog, float, Settings], Awaitable[dict[str, Any]]]
     text: Callable[[dict[str, Any]], str]
 
 
 REPORTS: dict[str, Report] = {
     "security": Report(help="findings in submissions and outputs, rejected (forged or malformed) messages, "
                             "refusals, security alerts and signed checkpoints",
-                       read=security_report, text=security_text),
+                       read=lambda log, hours, _: security_report(log, hours), text=security_text),
+    "quality": Report(help="quality scores (five dimensions and overall) per model, task type and agent, per hour, "
+                           "and quality alerts",
+                      read=lambda log, hours, _: quality_report(log, hours), text=quality_text),
+    "monitoring": Report(help="the monitor's view from the log: totals, the last window per workflow, agent, task "
+                              "type, model and provider, each hour, open and recent alerts",
+                         read=lambda log, hours, settings: monitoring_report(
+                             log, hours, settings.alerts, active=settings.enable_continuous_monitoring),
+                         text=monitoring_text),
 }
 
 
@@ -319,7 +266,7 @@ def add_report_command(sub: argparse._SubParsersAction) -> None:  # type: ignore
     kinds = report.add_subparsers(dest="report", required=True, metavar="KIND")
     for name, kind in REPORTS.items():
         one = kinds.add_parser(name, help=kind.help)
-        one.add_argument("--hours", type=_hours_argument, default=24.0, metavar="N",
+        one.add_argument("--hours", type=hours_argument, default=24.0, metavar="N",
                          help="the last N hours (default 24)")
         one.add_argument("--json", action="store_true", help="one JSON object, for machines")
         one.set_defaults(fn=cmd_report)
@@ -328,6 +275,6 @@ def add_report_command(sub: argparse._SubParsersAction) -> None:  # type: ignore
 async def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     kind = REPORTS[args.report]
     async with store.SqliteEventLog(settings.log_path, readonly=True) as log:
-        report = await kind.read(log, args.hours)
+        report = await kind.read(log, args.hours, settings)
     print(msgspec.json.format(msgspec.json.encode(report), indent=2).decode() if args.json else kind.text(report))
     return 0

@@ -1,4 +1,4 @@
-"""The assessor: scores every checked task outcome, as five scores and their weighted mean."""
+"""The assessor: scores every task outcome from evidence, as five scores, their weighted mean and their reasons."""
 
 from ._actor import Assessor
 from ._scoring import Scores, score

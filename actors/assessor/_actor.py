@@ -1,4 +1,4 @@
-"""The assessor: scores every task's result, off the critical path (issue "quality" deepens the heuristics).
+"""The assessor: scores every task's result from evidence, off the critical path (docs/quality.md, "Scores").
 
 Listens to: WorkflowSubmitted (the task specs), TaskSucceeded (output, duration), TaskFailed
 and TaskTimedOut (an attempt that ended so: a success of it after that is late), the end of
@@ -11,6 +11,13 @@ it for quality: the first scored success of a task keeps the id it always had
 (run, "TaskAssessed", task), a later one's id names its attempt too. The distributor releases
 dependents on the success itself (or, for a model task of a workflow that re-runs low
 quality, on its score) and ends a workflow once every success is scored.
+
+It keeps each scored success of a run that another task depends on, by reference (its output
+stays a blob reference when it is one), the better of a task's two when it was re-run for
+quality as the distributor decides: the outputs a task's dependents were given, which the scorer compares their answers
+with. Before scoring it has ruff lint the Python in the output (`_lint`), so the scorer
+itself stays pure; the judge's verdict, when the executor got one, is in the success itself.
+A run's end forgets all of it.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from events import (
     run_of,
 )
 
+from ._lint import lint_answer
 from ._scoring import score
 
 __all__ = ["Assessor"]
@@ -45,9 +53,11 @@ class Assessor(Actor):
     own: ClassVar[tuple[type[Event], ...]] = (TaskAssessed,)
     state_fields: ClassVar[dict[str, Any]] = {
         "specs": dict[str, dict[str, TaskSpec]], "ended_attempts": dict[str, set[tuple[str, int]]],
-        "to_assess": dict[tuple[str, str, int], TaskSucceeded], "assessed": dict[str, dict[str, set[int]]]}
-    # 3: scores the success itself (the executor checks outcomes); 4: per attempt (quality re-runs)
-    state_version: ClassVar[int] = 4
+        "to_assess": dict[tuple[str, str, int], TaskSucceeded], "assessed": dict[str, dict[str, set[int]]],
+        "outputs": dict[str, dict[str, tuple[float, TaskSucceeded]]], "depended": dict[str, set[str]]}
+    # 3: scores the success itself (the executor checks outcomes); 4: per attempt (quality re-runs);
+    # 5: keeps the scored successes, whose outputs the scorer compares their dependents with
+    state_version: ClassVar[int] = 5
     # Held until assessed, and only then loaded (`_assess`): a rebuild loads no past outputs.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
@@ -60,11 +70,17 @@ class Assessor(Actor):
         # (run, task, attempt) -> its result, until scored
         self.to_assess: dict[tuple[str, str, int], TaskSucceeded] = {}
         self.assessed: dict[str, dict[str, set[int]]] = {}  # run -> task -> its attempts scored
+        # run -> task -> (overall, success) of the success that stands: its dependents' input
+        self.outputs: dict[str, dict[str, tuple[float, TaskSucceeded]]] = {}
+        # run -> the tasks some task depends on: only their outputs are kept (up to 64 KiB each inline)
+        self.depended: dict[str, set[str]] = {}
 
     def apply(self, event: Event) -> None:
         run = run_of(event)
         if isinstance(event, WorkflowSubmitted):
-            self.specs.setdefault(run, {t.id: t for t in event.tasks})
+            if run not in self.specs:
+                self.specs[run] = {t.id: t for t in event.tasks}
+                self.depended[run] = {dep for t in event.tasks for dep in t.dependencies}
         elif isinstance(event, TaskSucceeded):
             if (run in self.specs and event.attempt not in self.assessed.get(run, {}).get(event.task_id, ())
                     and (event.task_id, event.attempt) not in self.ended_attempts.get(run, ())):
@@ -74,13 +90,20 @@ class Assessor(Actor):
                 self.ended_attempts.setdefault(run, set()).add((event.task_id, event.attempt))
         elif isinstance(event, TaskAssessed):
             self.assessed.setdefault(run, {}).setdefault(event.task_id, set()).add(event.attempt)
-            self.to_assess.pop((run, event.task_id, event.attempt), None)
+            succeeded = self.to_assess.pop((run, event.task_id, event.attempt), None)
+            kept = self.outputs.get(run, {}).get(event.task_id)
+            # The distributor's rule: of a task's two scored successes the better stands, the re-run on a tie.
+            if succeeded is not None and event.task_id in self.depended.get(run, ()) and (
+                    kept is None or event.overall >= kept[0]):
+                self.outputs.setdefault(run, {})[event.task_id] = (event.overall, succeeded)
         elif isinstance(event, RUN_ENDS):
             self.specs.pop(run, None)
             for key in [k for k in self.to_assess if k[0] == run]:
                 del self.to_assess[key]
             self.assessed.pop(run, None)
             self.ended_attempts.pop(run, None)
+            self.outputs.pop(run, None)
+            self.depended.pop(run, None)
 
     async def react(self, event: Event) -> list[Event]:
         if isinstance(event, TaskSucceeded):
@@ -99,10 +122,12 @@ class Assessor(Actor):
             if succeeded is None or spec is None:
                 continue
             succeeded = await self.resolve(succeeded)
+            inputs = await self._inputs(run, spec)
+            lint = await lint_answer(succeeded.output)  # None: no Python in it, or no ruff
             # A success passed the task's checks: the executor reports one that fails them as failed.
             s = score(spec, succeeded.output, duration_ms=succeeded.duration_ms,
                       timeout_seconds=spec.timeout_seconds or self.settings.task_timeout_seconds,
-                      outcome_passed=True, outcome_problems=())
+                      checks=succeeded.checks, inputs=inputs, lint=lint, judged=succeeded.judged)
             # The task's first score keeps the id it always had; a re-run's names its attempt.
             parts = (task_id, attempt) if self.assessed.get(run, {}).get(task_id) else (task_id,)
             assessed = TaskAssessed(
@@ -111,7 +136,22 @@ class Assessor(Actor):
                 actor=self.name, task_id=task_id, attempt=attempt, task_type=spec.type, agent=spec.agent,
                 model=succeeded.model, replay_of=succeeded.replay_of, accuracy=s.accuracy,
                 completeness=s.completeness, consistency=s.consistency, efficiency=s.efficiency,
-                maintainability=s.maintainability, overall=s.overall)
+                maintainability=s.maintainability, overall=s.overall, reasons=s.reasons)
             self.apply(assessed)
             out.append(assessed)
         return out
+
+    async def _inputs(self, run: str, spec: TaskSpec) -> dict[str, object]:
+        """The outputs of the task's dependencies, as it was given them: each one's success that
+        stands (or, not scored yet, its latest success waiting to be)."""
+        inputs: dict[str, object] = {}
+        kept = self.outputs.get(run, {})
+        for dep in dict.fromkeys(spec.dependencies):
+            if dep in kept:
+                event: TaskSucceeded | None = kept[dep][1]
+            else:
+                waiting = [k for k in self.to_assess if k[0] == run and k[1] == dep]
+                event = self.to_assess[max(waiting)] if waiting else None
+            if event is not None:
+                inputs[dep] = (await self.resolve(event)).output
+        return inputs

@@ -7,7 +7,8 @@ Emits: TaskReady (by priority, within the workflow and workflow-count caps),
 TaskRetryScheduled (exponential backoff with jitter; or, once, a quality re-run of a model
 task scored below the workflow's `rerun_below_quality`), TaskTimedOut (past the time limit, or
 heartbeats stopped), TaskSkipped (a dependency failed), WorkflowCompleted / WorkflowFailed /
-WorkflowCancelled, each exactly once.
+WorkflowCancelled, each exactly once; CancelRefused (a cancel from neither the run's submitter nor an
+admin, where principals are read off client keys: the run goes on).
 Decides: from its folded state only (`_decide.py`); the clock is read only on timer passes.
 Its state is keyed by run: every event it emits carries the run's id, and every id it
 derives is derived from the run (the submission), so a second run's events are its own.
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 from actors._runtime import Actor
 from config import Settings
 from events import (
+    CancelRefused,
     CancelRequested,
     Event,
     TaskAssessed,
@@ -65,13 +67,13 @@ class Distributor(Actor):
         TaskHeartbeat, TaskSucceeded, TaskFailed, TaskAssessed, TaskTimedOut,
     )
     own: ClassVar[tuple[type[Event], ...]] = (
-        WorkflowCompleted, WorkflowFailed, WorkflowCancelled, TaskReady, TaskRetryScheduled, TaskSkipped)
+        WorkflowCompleted, WorkflowFailed, WorkflowCancelled, TaskReady, TaskRetryScheduled, TaskSkipped, CancelRefused)
     tick_seconds: ClassVar[float | None] = 0.25
     state_fields: ClassVar[dict[str, Any]] = {"state": DistributorState, "read_until": datetime | None}
     # 2: late results and timeouts in stream order (fencing); 3: ended runs bounded; 4: a success
     # releases its dependents (the executor checks outcomes); 5: tried models, quality re-runs, replays;
-    # 6: untrusted outputs
-    state_version: ClassVar[int] = 6
+    # 6: untrusted outputs; 7: cancels judged by who asked (the run's principal, cancels not yet decided)
+    state_version: ClassVar[int] = 7
     # A large output is passed on to dependents as a reference, which the executor loads.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 
@@ -131,13 +133,21 @@ class Distributor(Actor):
             wf = self.state.workflows.get(run)
             if wf is None:
                 break
-            fresh = [e for e in decide(self.state, wf, self.settings, at, cause, read_until) if e.id not in seen]
+            fresh = [e for e in decide(self.state, wf, self.settings, at, cause, read_until, admins=self._admins())
+                     if e.id not in seen]
             if not fresh:
                 break
             seen.update(e.id for e in fresh)
             self._fold(fresh)
             out.extend(fresh)
         return out
+
+    def _admins(self) -> frozenset[str] | None:
+        """Who besides a run's submitter may cancel it, where a cancel's principal is the client key
+        that signed it: this connection rejects a client's event naming another (bus/_seal.py).
+        None elsewhere: a principal is what a client says, and every cancel is honoured."""
+        seals = self.bus.seals if self.bus is not None else None
+        return frozenset(self.settings.admins) if seals is not None and seals.clients_sign else None
 
     def _fold(self, decided: list[Event]) -> None:
         for event in decided:

@@ -8,6 +8,7 @@ after a crash, emits the same ids, so the copy is dropped by the stream and by t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from config import Settings
 from events import (
     PRIORITY_RANK,
     BlobRef,
+    CancelRefused,
     Event,
     TaskReady,
     TaskResult,
@@ -28,9 +30,9 @@ from events import (
     now,
 )
 
-from ._state import FINAL, DistributorState, TaskState, WorkflowState, can_retry
+from ._state import FINAL, CancelAsk, DistributorState, TaskState, WorkflowState, can_retry
 
-__all__ = ["activate_queued", "decide", "retry_delay", "timers"]
+__all__ = ["activate_queued", "cancel_refusal", "decide", "retry_delay", "timers"]
 
 ACTOR = "distributor"
 # Grace past an attempt's own time limit before the distributor gives up on it.
@@ -54,15 +56,18 @@ def retry_delay(wf: WorkflowState, task: TaskState) -> float:
 
 
 def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: datetime | None,
-           cause: str | None, read_until: datetime | None = None) -> list[Event]:
+           cause: str | None, read_until: datetime | None = None, *, admins: Collection[str] | None = None,
+           ) -> list[Event]:
     """Events one workflow needs now. `at` is given only on timer passes (retries due, timeouts);
-    `read_until`, when the distributor is behind the stream, is how far its reading has got."""
+    `read_until`, when the distributor is behind the stream, is how far its reading has got;
+    `admins`, where a cancel's principal is its key's, who besides the run's own may cancel it
+    (None: principals are what clients say, and every cancel is honoured)."""
     key = settings.id_key
-    if wf.cancel_reason is not None:
-        return [_end(wf, cause, "cancelled", key=key)]
+    out, cancelled = _judge_cancels(wf, admins, at, key)
+    if cancelled is not None:
+        return [*out, _end(wf, cause, "cancelled", key=key, reason=cancelled)]
     if not wf.activated:
-        return []
-    out: list[Event] = []
+        return out
     for task in wf.tasks.values():
         if task.status == "attempt_failed" and can_retry(task):
             assert task.failed_at is not None
@@ -91,6 +96,38 @@ def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: d
     return out
 
 
+def cancel_refusal(wf: WorkflowState, ask: CancelAsk, admins: Collection[str] | None) -> str | None:
+    """Why `ask` may not cancel the run, or None when it may: from its submitter or one of
+    `admins` (YMERA_ADMINS). `admins` None: a principal is whatever a client says (the reader
+    checks no client's signature: YMERA_NATS_AUTH or signing off), and any cancel is honoured."""
+    if admins is None:
+        return None
+    if ask.principal is not None and (ask.principal == wf.principal or ask.principal in admins):
+        return None
+    refused = f"cancel of run {wf.submission_id} of workflow {wf.workflow_id} refused"
+    if ask.principal is None:
+        return (f"{refused}: the cancel names no principal, and only its submitter {wf.principal!r} or an admin "
+                "(YMERA_ADMINS) may cancel it")
+    return (f"{refused}: it was submitted by {wf.principal!r}, and {ask.principal!r} may cancel only its own runs "
+            "(YMERA_ADMINS names the principals that may cancel any)")
+
+
+def _judge_cancels(wf: WorkflowState, admins: Collection[str] | None, at: datetime | None,
+                   key: bytes | None) -> tuple[list[Event], str | None]:
+    """The refusals of the cancels asked for, in order, up to the first one honoured, and that
+    one's reason (None: none is). A refusal folded forgets its cancel; an honoured one ends the run."""
+    refusals: list[Event] = []
+    for ask in wf.cancels:
+        reason = cancel_refusal(wf, ask, admins)
+        if reason is None:
+            return refusals, ask.reason
+        refusals.append(CancelRefused(
+            id=derive_id(wf.submission_id, "CancelRefused", ask.id, key=key), ts=_now(at),
+            workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=ask.id, actor=ACTOR,
+            principal=ask.principal or "", submitted_by=wf.principal, reason=reason))
+    return refusals, None
+
+
 def activate_queued(state: DistributorState, settings: Settings, at: datetime | None) -> list[Event]:
     """Start validated workflows, oldest first, while workflow slots are free."""
     free = settings.max_concurrent_workflows - state.active_slots
@@ -98,7 +135,7 @@ def activate_queued(state: DistributorState, settings: Settings, at: datetime | 
     if free <= 0:
         return out
     queued = sorted((w for w in state.workflows.values() if w.validated_seq is not None and not w.activated
-                     and w.cancel_reason is None), key=lambda w: w.validated_seq or 0)
+                     and not w.cancels), key=lambda w: w.validated_seq or 0)
     for wf in queued[:free]:
         released = _release(wf, settings, at, None, activating=True)
         out.extend(released)
@@ -200,7 +237,7 @@ def _maybe_end(wf: WorkflowState, cause: str | None, at: datetime | None, key: b
 
 
 def _end(wf: WorkflowState, cause: str | None, how: str, at: datetime | None = None, *,
-         key: bytes | None = None) -> Event:
+         key: bytes | None = None, reason: str = "") -> Event:
     # One id for every way a workflow can end: it ends exactly once.
     common: dict[str, Any] = {
         "id": derive_id(wf.submission_id, "WorkflowEnded", key=key), "ts": _now(at), "workflow_id": wf.workflow_id,
@@ -213,7 +250,7 @@ def _end(wf: WorkflowState, cause: str | None, how: str, at: datetime | None = N
     if how == "cancelled":
         return WorkflowCancelled(id=common["id"], ts=common["ts"], workflow_id=wf.workflow_id,
                                  run_id=wf.submission_id, causation_id=cause,
-                                 actor=ACTOR, reason=wf.cancel_reason or "")
+                                 actor=ACTOR, reason=reason)
     if how == "completed":
         return WorkflowCompleted(**common, overall_quality=quality, duration_ms=elapsed)
     first = min((t for t in wf.tasks.values() if t.status != "succeeded" and t.status != "skipped"),

@@ -20,6 +20,7 @@ from actors import registry
 from events import (
     RUN_ENDS,
     BlobRef,
+    CancelRefused,
     CancelRequested,
     Event,
     TaskAssessed,
@@ -38,7 +39,7 @@ from events import (
 )
 from store import Recent
 
-__all__ = ["ENDED_KEPT", "DistributorState", "KeptResult", "TaskState", "WorkflowState", "can_retry"]
+__all__ = ["ENDED_KEPT", "CancelAsk", "DistributorState", "KeptResult", "TaskState", "WorkflowState", "can_retry"]
 
 ENDED_KEPT = 100_000  # ended runs remembered (store.Recent): as many as the once-gate's ids
 
@@ -109,6 +110,16 @@ def can_retry(task: TaskState) -> bool:
 
 
 @dataclass
+class CancelAsk:
+    """A cancel of a run not decided yet: the distributor honours it (the run ends cancelled) or
+    refuses it (`CancelRefused`, which folded removes it) by who asked (`_decide.cancel_refusal`)."""
+
+    id: str  # the CancelRequested's
+    principal: str | None
+    reason: str
+
+
+@dataclass
 class WorkflowState:
     """One run of a workflow; `submission_id` is its run id."""
 
@@ -120,7 +131,8 @@ class WorkflowState:
     max_parallel: int | None
     validated_seq: int | None = None  # queue position among validated workflows
     activated: bool = False  # has released a task: it holds a workflow slot
-    cancel_reason: str | None = None
+    principal: str = ""  # who submitted it (the submission's; its client key's where clients sign)
+    cancels: list[CancelAsk] = field(default_factory=list)  # asked for, in stream order, not yet decided
     budget_usd: float | None = None  # what its model calls may spend (the submission's)
     rerun_below: float | None = None  # a model task scored below this is re-run once (the submission's)
     replay_of: str | None = None  # the run whose recorded responses answer its model calls ...
@@ -183,7 +195,10 @@ class DistributorState:
                 self._validations += 1
                 wf.validated_seq = self._validations
         elif isinstance(event, CancelRequested):
-            wf.cancel_reason = event.reason or "cancelled on request"
+            if all(ask.id != event.id for ask in wf.cancels):
+                wf.cancels.append(CancelAsk(event.id, event.principal, event.reason or "cancelled on request"))
+        elif isinstance(event, CancelRefused):
+            wf.cancels = [ask for ask in wf.cancels if ask.id != event.causation_id]
         else:
             task_id = getattr(event, "task_id", None)
             task = wf.tasks.get(task_id) if task_id is not None else None
@@ -203,7 +218,7 @@ def _new_workflow(event: WorkflowSubmitted) -> WorkflowState:
         for dep in set(spec.dependencies):
             dependents.setdefault(dep, []).append(spec.id)
     return WorkflowState(event.workflow_id, event.id, event.ts, tasks, dependents, event.max_parallel_tasks,
-                         budget_usd=event.budget_usd, rerun_below=event.rerun_below_quality,
+                         principal=event.principal, budget_usd=event.budget_usd, rerun_below=event.rerun_below_quality,
                          replay_of=event.replay_of, live_tasks=set(event.live_tasks))
 
 

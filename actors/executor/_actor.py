@@ -53,6 +53,7 @@ from bus import (
 from config import Settings
 from events import (
     BlobError,
+    CheckResult,
     EdgeFlagged,
     Event,
     EventTooLarge,
@@ -72,10 +73,11 @@ from events import (
     subject_filter,
 )
 
+from .._checks import check_outcome, failure_line
 from .._outcome import TaskError
 from ._edges import Edge, blocking_reason, scan_edges
-from ._expect import check_outcome
 from ._fence import Attempt, Fence, run_key
+from ._judge import judge
 from ._kinds import context, run_task
 from ._mcp import record as record_tool_calls
 from ._measures import Measures
@@ -340,10 +342,9 @@ class Executor:
             return self._failed(attempt, t0, f"{type(exc).__name__}: {exc}", "error", True, None)
         # The outcome check is part of the attempt: an output that fails it is a failed attempt,
         # and the task's retry policy decides what follows.
-        problems = check_outcome(ready.spec, outcome.output)
-        if problems:
-            return self._failed(attempt, t0, "outcome check failed: " + "; ".join(problems), "outcome", True, None,
-                                outcome.model)
+        checks = await check_outcome(ready.spec, outcome.output)
+        if not all(check.passed for check in checks):
+            return self._failed(attempt, t0, failure_line(checks), "outcome", True, None, outcome.model, checks)
         # What flows on is scanned first: secrets and personal data redacted (`_screen.py`).
         output, found = await screen(outcome.output)
         if found.findings:
@@ -352,12 +353,20 @@ class Executor:
                 ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id, actor=self.name,
                 task_id=ready.task_id, attempt=ready.attempt, findings=found.findings, redacted=found.redacted,
                 truncated=found.truncated))
+        # A model task's answer is graded by the judge, where one is configured (`_judge.py`).
+        judged, unjudged = None, ""
+        if kind is not None and kind.llm and self.settings.judge.model is not None:
+            # Within the attempt's own time limit, which the distributor holds the result to.
+            left = (ready.timeout_seconds or self.settings.task_timeout_seconds) - (time.perf_counter() - t0)
+            with llm.recording_again(record, "judge"):
+                judged, unjudged = await judge(ready.spec, inputs, output, self.settings, ctx.llm, left)
         return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt,
                                           key=self.settings.id_key),
                              **self._common(attempt), output=output,
                              duration_ms=(time.perf_counter() - t0) * 1000, model=outcome.model,
                              cost_usd=outcome.cost_usd, usage=outcome.usage,
-                             replay_of=ready.replay_of if attempt.calls else None)
+                             replay_of=ready.replay_of if attempt.calls else None, checks=checks,
+                             judged=judged, unjudged=unjudged)
 
     def _edge_flagged(self, attempt: Attempt, edge: Edge) -> EdgeFlagged:
         ready = attempt.ready
@@ -374,12 +383,13 @@ class Executor:
                 "executor": self.executor_id, "started_at": attempt.started_at}
 
     def _failed(self, attempt: Attempt, t0: float, error: str, kind: str, retryable: bool,
-                retry_after: float | None, model: str | None = None) -> TaskFailed:
+                retry_after: float | None, model: str | None = None,
+                checks: list[CheckResult] | None = None) -> TaskFailed:
         ready = attempt.ready
         return TaskFailed(id=derive_id(run_key(ready), "TaskFailed", ready.task_id, ready.attempt,
                                        key=self.settings.id_key),
                           **self._common(attempt), error=error[:MAX_ERROR_CHARS], retryable=retryable, kind=kind,
-                          retry_after_seconds=retry_after, model=model,
+                          retry_after_seconds=retry_after, model=model, checks=checks or [],
                           duration_ms=(time.perf_counter() - t0) * 1000 if t0 else 0.0)
 
     async def _inputs(self, bus: Bus, ready: TaskReady) -> dict[str, Any]:

@@ -1,15 +1,15 @@
-"""The monitor: folds every event into the metrics projection (`store.Metrics`) and raises
-alerts on them."""
+"""The monitor: folds every event into the metrics projection (`store.Metrics`) and raises and
+resolves alerts on it, by the rules of alerts.yaml (`config.AlertRules`)."""
 
 from ._actor import Monitor
-from ._alerts import DEFAULT_THRESHOLDS, Alert, AlertGate, Thresholds, evaluate, firing
+from ._book import AlertBook, Change, OpenAlert
+from ._rules import Reading, readings
 
 __all__ = [
-    "DEFAULT_THRESHOLDS",
-    "Alert",
-    "AlertGate",
+    "AlertBook",
+    "Change",
     "Monitor",
-    "Thresholds",
-    "evaluate",
-    "firing",
+    "OpenAlert",
+    "Reading",
+    "readings",
 ]

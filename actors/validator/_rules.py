@@ -14,6 +14,7 @@ import msgspec
 
 import llm
 from actors import registry
+from actors._checks import LANGUAGES, schema_problem, test_names
 from config import Settings
 from events import InvalidId, Problem, RetryPolicy, TaskSpec, WorkflowSubmitted, check_workflow_id
 
@@ -227,6 +228,51 @@ def _check_expectations(task: TaskSpec, i: int, found: _Found) -> None:
         except re.error as exc:
             _add(found, i, task, "expect.pattern",
                  f"expect.pattern {expect.pattern!r} is not a valid regular expression: {exc}")
+    if expect.json_schema is not None and (problem := schema_problem(expect.json_schema)) is not None:
+        _add(found, i, task, "expect.json_schema", f"expect.json_schema is not a valid JSON Schema: {problem}")
+    if expect.sections:
+        _check_sections(task, i, expect.sections, found)
+    _check_code_expectations(task, i, found)
+
+
+def _check_sections(task: TaskSpec, i: int, sections: list[str], found: _Found) -> None:
+    seen: set[str] = set()
+    for n, name in enumerate(sections):
+        key = " ".join(name.split()).casefold()
+        if not key:
+            _add(found, i, task, f"expect.sections[{n}]", f"expect.sections[{n}] is empty: name a heading")
+        elif key in seen:
+            _add(found, i, task, f"expect.sections[{n}]", f"expect.sections names {name.strip()!r} twice")
+        seen.add(key)
+
+
+def _check_code_expectations(task: TaskSpec, i: int, found: _Found) -> None:
+    """`language` one the checks parse; `lint` and `tests` only for Python, the tests themselves
+    Python that parses and defines a test function."""
+    expect = task.expect
+    assert expect is not None
+    language = expect.language
+    if language is not None and language not in LANGUAGES:
+        _add(found, i, task, "expect.language",
+             f"expect.language {language!r} is not one the checks parse; known: {', '.join(sorted(LANGUAGES))}")
+    given = f"expect.language is {language!r}" if language is not None else "expect.language is not set"
+    if expect.lint and language != "python":
+        _add(found, i, task, "expect.lint",
+             f"expect.lint needs expect.language: python (ruff lints Python code); {given}")
+    if expect.tests is None:
+        return
+    if language != "python":
+        _add(found, i, task, "expect.tests",
+             f"expect.tests needs expect.language: python (the tests run against Python code); {given}")
+    try:
+        names = test_names(expect.tests)
+    except SyntaxError as exc:
+        _add(found, i, task, "expect.tests",
+             f"expect.tests does not parse as Python: {exc.msg} at line {exc.lineno}")
+        return
+    if not names:
+        _add(found, i, task, "expect.tests",
+             "expect.tests defines no test function: write top-level functions named test_… that assert")
 
 
 def _check_dependencies(task: TaskSpec, i: int, first: dict[str, int], found: _Found) -> None:
