@@ -39,6 +39,7 @@ _MAX_EXPECTED_CHARS = 400  # a long description asks for a fuller answer, up to 
 _EFFICIENT_SHARE = 0.1  # of the time limit: up to here a task is as efficient as it gets
 _EFFICIENCY_FLOOR = 0.2
 _OFF_TOPIC = 0.35  # relevance below this: the answer is about something else
+_FAILED_CHECKS = 0.5  # the most an output failing its outcome checks scores overall
 _DESCRIPTION_SHARE = 0.3  # of relevance, with dependency outputs given; the rest is agreement with them
 _FAITHFUL = 0.6  # a summary with fewer of its content words in its source says things the source does not
 _COMFORTABLE_LINE, _LONG_LINE, _COMFORTABLE_FUNCTION, _SMALL_CODE = 80, 120, 40, 5
@@ -108,7 +109,8 @@ def score(
     rounded = {name: round(_clamp(value), 4) for name, value in parts.items()}
     weighted = sum(WEIGHTS[name] * value for name, value in rounded.items())
     reasons["overall"] = [f"weighted mean {weighted:.4f}"]
-    cap = _cap(spec, ev, relevance, written)
+    failed = [c.check for c in checks if not c.passed] or (["expect"] if not outcome_passed else [])
+    cap = _cap(spec, ev, relevance, written, failed)
     if cap is not None and cap[0] < weighted:
         weighted = cap[0]
         reasons["overall"].append(f"capped at {cap[0]}: {cap[1]}")
@@ -330,16 +332,21 @@ def _maintainability(ev: Evidence, lint: Sequence[str] | None, reasons: dict[str
 
 
 def _cap(spec: TaskSpec, ev: Evidence, relevance: tuple[float, list[str]] | None,
-         written: bool) -> tuple[float, str] | None:
-    """The most an answer with a disqualifying mark can score overall, and the mark."""
+         written: bool, failed: list[str]) -> tuple[float, str] | None:
+    """The most an output with a disqualifying mark can score overall, and the mark. Failing the
+    task's own outcome checks (`failed`: their names) is one for any output: it is not what was
+    asked, whatever else is right about it."""
+    failing = (_FAILED_CHECKS, f"fails its outcome checks: {', '.join(failed)}") if failed else None
     if not written:
-        return None
+        return failing
     if relevance is None:
         return 0.0, "no answer"
     marks = [(applies, round(0.1 + most / 2, 4), reason) for applies, most, reason in _marks(spec, ev)]
     marks.append((ev.cut is not None, 0.3, ev.cut or ""))
     marks.append((relevance[0] < _OFF_TOPIC, 0.4, f"off the task (relevance {relevance[0]:.2f})"))
     found = [(most, reason) for applies, most, reason in marks if applies]
+    if failing is not None:
+        found.append(failing)
     return min(found) if found else None
 
 
