@@ -86,6 +86,9 @@ class Once(msgspec.Struct):
     # workflow-less events, and of events dropped for having no run.
     loose: Recent = msgspec.field(default_factory=lambda: Recent(LOOSE_KEPT))
     rejected_through: int = 0  # the highest stream seq a folded MessageRejected named
+    # workflow id -> how many of its runs are active (more than one only while a second
+    # submission of it waits to be refused): a run's end looks for another only if there is one.
+    active: dict[str, int] = msgspec.field(default_factory=dict)
 
     def admit(self, event: Event) -> bool:
         """Whether to fold `event`; remembers that it was. (On every fold's path: kept lean.)"""
@@ -108,6 +111,7 @@ class Once(msgspec.Struct):
             if submitted:
                 self.runs[key] = Run(event.workflow_id, {event_id})
                 self.latest[event.workflow_id] = key
+                self.active[event.workflow_id] = self.active.get(event.workflow_id, 0) + 1
                 return True
             self.loose.add(event_id)
             return not key  # outside any run (alerts): once; of a run not active: not folded
@@ -117,12 +121,16 @@ class Once(msgspec.Struct):
         ids.add(event_id)
         if kind in _ENDS:
             del self.runs[key]
-            if self.latest.get(run.workflow_id) == key:  # another of its runs may still be active
-                others = [k for k, r in self.runs.items() if r.workflow_id == run.workflow_id]
+            workflow = run.workflow_id
+            left = self.active.pop(workflow, 1) - 1
+            if left:
+                self.active[workflow] = left
+            if self.latest.get(workflow) == key:  # another of its runs may still be active
+                others = [k for k, r in self.runs.items() if r.workflow_id == workflow] if left else []
                 if others:
-                    self.latest[run.workflow_id] = others[-1]
+                    self.latest[workflow] = others[-1]
                 else:
-                    del self.latest[run.workflow_id]
+                    del self.latest[workflow]
             self._forget_into_loose(ids)
         return True
 

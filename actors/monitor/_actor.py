@@ -55,7 +55,8 @@ class Monitor(Actor):
                                               "outbox": list[AlertRaised | AlertResolved]}
     # 2: the once-gate of fencing in the state; 3: loose ids in a store.Recent; 4: attempts that began;
     # 5: security events
-    state_version: ClassVar[int] = 6  # 6: time windows, alert rules decided on event time
+    # 6: time windows, alert rules decided on event time; 7: the once-gate counts active runs per workflow
+    state_version: ClassVar[int] = 7
     by_reference: ClassVar[frozenset[str]] = Metrics.by_reference
 
     def __init__(self, settings: Settings) -> None:
