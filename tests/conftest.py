@@ -19,6 +19,8 @@ import guard
 import store
 from actors import Settings, load_settings
 
+from .llm_server import OpenAIServer
+
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[bus.EmbeddedServer]:
@@ -43,6 +45,13 @@ async def nats_bus(nats_server: bus.EmbeddedServer) -> AsyncIterator[bus.Bus]:
 async def event_log(tmp_path: Path) -> AsyncIterator[store.SqliteEventLog]:
     async with store.SqliteEventLog(tmp_path / "events.db") as log:
         yield log
+
+
+@pytest.fixture
+def llm() -> Iterator[OpenAIServer]:
+    """A local server speaking OpenAI's wire format, serving `test-model` (YMERA_LLM_BASE_URL)."""
+    with OpenAIServer(model="test-model") as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -20,12 +20,6 @@ from .support import next_msg
 
 
 @pytest.fixture
-def llm() -> OpenAIServer:
-    with OpenAIServer(model="test-model") as server:
-        yield server
-
-
-@pytest.fixture
 async def engine(nats_server: bus.EmbeddedServer, tmp_path: Path, llm: OpenAIServer):  # type: ignore[no-untyped-def]
     env = engine_env(tmp_path / "data", nats_server.url, YMERA_LLM_BASE_URL=llm.base_url,
                      YMERA_LLM_MODEL="test-model", YMERA_PYTHON_MODULES="tests.pytasks")

@@ -6,7 +6,7 @@ OpenAI's wire format, which answers the task's call first and the judge's second
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -25,12 +25,6 @@ from .engine import all_events, in_process
 from .llm_server import OpenAIServer
 
 GOOD = '{"relevance": 0.9, "correctness": 1, "completeness": 0.8, "reasons": ["It names Paris.", "It is brief."]}'
-
-
-@pytest.fixture
-def llm() -> Iterator[OpenAIServer]:
-    with OpenAIServer(model="test-model") as server:
-        yield server
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ process against a real nats-server and a local OpenAI-format server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -302,12 +302,6 @@ def test_a_workflow_file_s_true_is_quality_threshold_s_default_without_settings(
 
 
 # ---- end to end -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def llm() -> Iterator[OpenAIServer]:
-    with OpenAIServer(model="test-model") as server:
-        yield server
 
 
 @pytest.fixture

@@ -27,12 +27,6 @@ from .engine import all_events
 from .llm_server import OpenAIServer
 
 
-@pytest.fixture
-def llm() -> OpenAIServer:
-    with OpenAIServer(model="test-model") as server:
-        yield server
-
-
 def settings_for(tmp_path: Path, llm: OpenAIServer) -> Settings:
     return load_settings({"YMERA_DATA_DIR": str(tmp_path / "data"), "YMERA_HEARTBEAT_SECONDS": "0.2",
                           "YMERA_LLM_BASE_URL": llm.base_url, "YMERA_LLM_MODEL": "test-model"}, dotenv=None)
