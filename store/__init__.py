@@ -1,4 +1,4 @@
-"""The append-only, hash-chained event log, its writer, replay, projections and audit."""
+"""The append-only, hash-chained event log, its writer, replay, projections, audit and reports."""
 
 from ._audit import AuditReport, Break, check_row, verify
 from ._chain import GENESIS, NewEvent, StoredEvent, link
@@ -9,6 +9,8 @@ from ._metrics_report import iso, report, summary
 from ._once import Once, Recent
 from ._projection import LiveProjection, Projection, rebuild
 from ._projections import EventCounts, WorkflowStatus
+from ._reports import HOURS_RULE, InvalidHours, check_hours, monitoring_report, quality_report
+from ._reports_security import SECURITY_ALERTS, security_report
 from ._runs import TERMINAL, AttemptFailure, Run, Runs, TaskRun, WorkflowRuns
 from ._sqlite import SqliteEventLog
 from ._windows import DIMENSIONS, SCORES, Bucket, Stats, Tier, Windows, merged, percentile_ms
@@ -17,7 +19,9 @@ from ._writer import StoreWriter
 __all__ = [
     "DIMENSIONS",
     "GENESIS",
+    "HOURS_RULE",
     "SCORES",
+    "SECURITY_ALERTS",
     "TERMINAL",
     "AttemptFailure",
     "AuditReport",
@@ -26,6 +30,7 @@ __all__ = [
     "DuplicateEvent",
     "EventCounts",
     "EventLog",
+    "InvalidHours",
     "LiveProjection",
     "LogReader",
     "Metrics",
@@ -51,16 +56,20 @@ __all__ = [
     "WorkflowStatus",
     "add_scores",
     "alert_key",
+    "check_hours",
     "check_row",
     "completed",
     "dimension_keys",
     "iso",
     "link",
     "merged",
+    "monitoring_report",
     "percentile",
     "percentile_ms",
+    "quality_report",
     "rebuild",
     "report",
+    "security_report",
     "summary",
     "verify",
 ]

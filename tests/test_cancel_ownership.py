@@ -24,8 +24,9 @@ import guard
 import store
 from actors import Settings, load_settings
 from actors.distributor import Distributor
+from store import security_report
 from ymera import CancelDenied, WorkflowClient
-from ymera._report import security_report, security_text
+from ymera._report import security_text
 
 from .conftest import Secured, as_client, ymera, ymera_env
 from .engine import in_process

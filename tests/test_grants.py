@@ -22,9 +22,9 @@ from actors.executor._actor import CONSUMER, Executor
 from actors.executor._edges import prompt_sources
 from actors.validator import validate_workflow
 from config import LLMSettings
+from store import security_report
 from ymera import WorkflowClient
 from ymera._client import history, store_caught_up
-from ymera._report import security_report
 
 from .engine import in_process
 from .llm_server import OpenAIServer

@@ -14,8 +14,9 @@ import pytest
 import events
 import store
 from config import Settings
+from store import monitoring_report, quality_report
 from ymera import WorkflowOrchestrator
-from ymera._report_monitor import monitoring_report, monitoring_text, quality_report, quality_text
+from ymera._report_monitor import monitoring_text, quality_text
 
 from .conftest import ymera, ymera_env
 from .monitor_log import MODELS, Degradation, build_log

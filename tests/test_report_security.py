@@ -23,9 +23,10 @@ import events
 import runner
 import store
 from actors import Settings, load_settings
+from store import InvalidHours, security_report
 from ymera import WorkflowClient, WorkflowOrchestrator
 from ymera._client import store_caught_up
-from ymera._report import InvalidHours, security_report, security_text
+from ymera._report import security_text
 
 from .conftest import ymera, ymera_env
 from .engine import in_process

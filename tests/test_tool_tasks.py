@@ -19,8 +19,9 @@ import bus
 import events
 import store
 from actors.executor._tools_refusal import ToolRefusal, failure
+from store import security_report
 from tools import ToolError
-from ymera._report import security_report, security_text
+from ymera._report import security_text
 
 from .tool_deployment import (
     PLANNED,

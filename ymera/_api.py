@@ -18,14 +18,21 @@ from actors import Settings, client_access, load_settings
 from actors._supervisor import run_all
 from bus import Bus, EmbeddedServer, open_local
 from events import FeedbackGiven, TaskSpec, WorkflowSubmitted, YmeraError, check_task_id, check_workflow_id, new_id, now
-from store import LiveProjection, Metrics, MetricsState, SqliteEventLog, report
+from store import (
+    LiveProjection,
+    Metrics,
+    MetricsState,
+    SqliteEventLog,
+    check_hours,
+    quality_report,
+    report,
+    security_report,
+)
 
 from ._client import WorkflowClient, result_of, store_caught_up
 from ._deadline import wait_or_give_up
 from ._feedback import check_rating, feedback_given, find_result
 from ._file import rerun_threshold
-from ._report import check_hours, security_report
-from ._report_monitor import quality_report
 
 __all__ = ["Task", "TaskPriority", "WorkflowMonitor", "WorkflowOrchestrator"]
 
@@ -180,7 +187,7 @@ class WorkflowOrchestrator:
     async def get_security_report(self, hours: float = 24) -> dict[str, Any]:
         """What the event log says about security in the last `hours`, as `ymera report security
         --json` prints it: findings in submissions and outputs, rejected messages, refusals,
-        security alerts, signed checkpoints (ymera/_report.py). Reads the log only; when this
+        security alerts, signed checkpoints (store/_reports_security.py). Reads the log only; when this
         orchestrator runs the actors, after the store writer has caught up with the stream.
         Hours that are not a positive number are an `InvalidHours` (a ValueError)."""
         check_hours(hours)
@@ -192,7 +199,7 @@ class WorkflowOrchestrator:
     async def get_quality_report(self, hours: float = 24) -> dict[str, Any]:
         """Quality scores in the last `hours`, as `ymera report quality --json` prints them: overall,
         per model, provider, task type and agent, per hour, and the quality alerts
-        (ymera/_report_monitor.py). Read from the log as `get_security_report` reads it."""
+        (store/_reports.py). Read from the log as `get_security_report` reads it."""
         check_hours(hours)
         if self._bus is not None and self._runs_actors and not self._closed:
             await store_caught_up(self._bus)

@@ -28,14 +28,15 @@ import store
 from actors import Settings
 from bus import Bus
 from events import YmeraError
+from store import check_hours
+from store import security_report as read_security_report
 
 from ._audit import audit, audit_lines
 from ._client import WorkflowClient, run_result, store_caught_up
 from ._file import read_workflow
 from ._mcp_serve_reads import audit_dict, outputs, quality, read_run, workflow_text
 from ._progress import summary
-from ._report import check_hours, security_text
-from ._report import security_report as read_security_report
+from ._report import security_text
 
 __all__ = ["Deployment", "build_server"]
 

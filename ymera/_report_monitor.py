@@ -1,59 +1,19 @@
-"""`ymera report quality` and `ymera report monitoring`: what the log says of quality per hour
-and per model, task type and agent; and the monitor's view (store.Metrics) folded from the log.
-
-Both fold the same per-hour buckets the monitor keeps (store/_windows.py), so a report and the
-live monitor count alike.
+"""The text of `ymera report quality` and `ymera report monitoring`: the dicts of
+store.quality_report (scores per hour and per model, provider, task type and agent) and
+store.monitoring_report (the monitor's view, folded from the log) as a person reads them.
 """
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
 from typing import Any
 
 import store
-from config import AlertRules
-from events import AlertRaised, AlertResolved, TaskAssessed
 
-from ._report_window import Window, check_hours, clock, indented, iso, period, rows
+from ._report_text import clock, indented, period
 
-__all__ = ["monitoring_report", "monitoring_text", "quality_report", "quality_text"]
+__all__ = ["monitoring_text", "quality_text"]
 
-_QUALITY_DIMENSIONS = ("model", "provider", "task_type", "agent")
-_QUALITY_ALERTS = ("quality_low", "quality_degradation")
 TOP_KEYS = 10  # rows per dimension in the monitoring report's text
-
-
-def _quality(stats: store.Stats) -> dict[str, Any]:
-    return dict(store.summary(stats)["quality"])
-
-
-async def quality_report(log: store.EventLog, hours: float, *, now: datetime | None = None) -> dict[str, Any]:
-    """Scores in the `hours` up to `now` (default: now): overall, per model, provider, task type
-    and agent, per hour; and the quality alerts raised and resolved."""
-    window = Window.ending(check_hours(hours), now)
-    tier = store.Tier(3600, math.ceil(hours) + 1)
-    alerts: list[dict[str, Any]] = []
-    async for ts, event in rows(log, ("TaskAssessed", "AlertRaised", "AlertResolved"), window):
-        if isinstance(event, TaskAssessed):
-            bucket = tier.at(ts)
-            if bucket is not None:
-                keys = store.dimension_keys(event.workflow_id, event.task_type, event.agent, event.model)
-                for stats in bucket.keys(k for k in keys if k[0] != "workflow"):
-                    store.add_scores(stats, event)
-        elif isinstance(event, AlertRaised | AlertResolved) and event.alert in _QUALITY_ALERTS:
-            alerts.append({"ts": iso(ts), "alert": event.alert, "subject": event.subject,
-                           "state": "raised" if isinstance(event, AlertRaised) else "resolved",
-                           "message": event.message})
-    buckets = tier.between(window.since.timestamp() - 3600, window.until.timestamp() + 1)
-    return {
-        **window.header(),
-        "overall": _quality(store.merged(buckets).get("all", store.Stats())),
-        "by": {dim: {key: _quality(stats) for key, stats in sorted(store.merged(buckets, dim).items())}
-               for dim in _QUALITY_DIMENSIONS},
-        "per_hour": [{"hour": iso(i * tier.width), **_quality(b.all)} for i, b in sorted(tier.buckets.items())],
-        "alerts": alerts,
-    }
 
 
 def _score(value: float | None) -> str:
@@ -68,7 +28,7 @@ _SCORE_HEADER = ["assessed", "accuracy", "complete", "consistent", "efficient", 
 
 
 def quality_text(report: dict[str, Any]) -> str:
-    """`quality_report`'s dict as a person reads it at a terminal."""
+    """`store.quality_report`'s dict as a person reads it at a terminal."""
     when = period(report["hours"])
     overall = report["overall"]
     if not overall["assessed"] and not report["alerts"]:
@@ -86,19 +46,6 @@ def quality_text(report: dict[str, Any]) -> str:
                                                 [[clock(a["ts"]), a["alert"], a["state"], a["subject"] or "-",
                                                   a["message"]] for a in report["alerts"]])]
     return "\n".join(out)
-
-
-async def monitoring_report(log: store.EventLog, hours: float, rules: AlertRules, *,
-                            active: bool = True) -> dict[str, Any]:
-    """The monitor's report folded from the whole log: as of its last event, with the hours of
-    the last `hours` (at most the 24 the monitor keeps, and the one under way)."""
-    check_hours(hours)
-    state, _ = await store.rebuild(store.Metrics(), log)
-    report = store.report(state, active=active, window_seconds=rules.performance.window_seconds)
-    first = state.clock - hours * 3600
-    report["per_hour"] = [h for h in report["per_hour"]
-                          if datetime.fromisoformat(h["hour"]).timestamp() + 3600 > first]
-    return {"hours": hours, **report}
 
 
 def _rate(value: float | None) -> str:
@@ -119,7 +66,7 @@ _LOAD_HEADER = ["attempts", "success", "errors", "p50 ms", "p95 ms", "quality", 
 
 
 def monitoring_text(report: dict[str, Any]) -> str:
-    """`monitoring_report`'s dict as a person reads it at a terminal."""
+    """`store.monitoring_report`'s dict as a person reads it at a terminal."""
     window = report["window"]
     if window["until"] is None:
         return "the log holds no event yet"
