@@ -116,7 +116,7 @@ class Actors:
     def stop(self) -> list[int | None]:
         for p in self.procs:
             p.send_signal(signal.SIGTERM)
-        codes = []
+        codes: list[int | None] = []
         for p in self.procs:
             try:
                 codes.append(p.wait(30))
