@@ -6,64 +6,13 @@ well the scores rank the whole set is bench/quality_eval.py's to measure, not a 
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from typing import Any
-
-import msgspec
 import pytest
-import yaml
-from hypothesis import given
-from hypothesis import strategies as st
 
 import events
-from actors import Settings
 from actors._checks import ruff_binary
-from actors.assessor import Assessor, Scores, score
 from actors.assessor._lint import lint_answer_blocking, lint_blocking
-from actors.registry import agent_task_types
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "quality.md"
-DATA = ROOT / "tests" / "data" / "quality"
-FIELDS = ("accuracy", "completeness", "consistency", "efficiency", "maintainability", "overall")
-
-
-def _labelled() -> dict[str, dict[str, Any]]:
-    pairs: dict[str, dict[str, Any]] = {}
-    for path in sorted(DATA.glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text())
-        for pair in doc["pairs"]:
-            pair["inputs"] = {dep: doc["inputs"][name] for dep, name in pair.get("dependencies", {}).items()}
-            pair["file"] = path.name
-            pairs[pair["id"]] = pair
-    return pairs
-
-
-PAIRS = _labelled()
-
-
-def _spec(type_: str = "llm", description: str = "", parameters: dict[str, Any] | None = None,
-          dependencies: list[str] | None = None, **expect: Any) -> events.TaskSpec:
-    return events.TaskSpec(id="t", type=type_, description=description, parameters=parameters or {},
-                           dependencies=dependencies or [],
-                           expect=events.Expectations(**expect) if expect else None)
-
-
-def _score(spec: events.TaskSpec, output: Any, *, duration_ms: float = 100.0, timeout_seconds: float = 10.0,
-           **evidence: Any) -> Scores:
-    return score(spec, output, duration_ms=duration_ms, timeout_seconds=timeout_seconds, **evidence)
-
-
-def pair_scores(pair_id: str, **evidence: Any) -> Scores:
-    pair = PAIRS[pair_id]
-    spec = _spec(pair["type"], pair["description"], pair.get("parameters"), list(pair["inputs"]))
-    return _score(spec, pair["answer"], inputs=pair["inputs"], **evidence)
-
-
-def reasons_text(scores: Scores, dimension: str) -> str:
-    return " | ".join(scores.reasons[dimension])
-
+from .quality_pairs import PAIRS, pair_scores, reasons_text, scored, task_spec, verdict
 
 # ---- the order a reviewer would put answers in ------------------------------------------------
 
@@ -108,24 +57,19 @@ def test_an_off_topic_answer_scores_low_though_the_task_sets_no_expect() -> None
 
 
 def test_relevance_counts_the_task_s_words_by_stem_and_the_identifiers_it_names() -> None:
-    spec = _spec("code_generation", "Write a Python function slugify(text) that turns a title into a URL slug.")
-    named = _score(spec, "```python\ndef slugify(text):\n    return text.lower().replace(' ', '-')\n```")
-    unnamed = _score(spec, "```python\ndef make_url(value):\n    return value.lower()\n```")
+    spec = task_spec("code_generation", "Write a Python function slugify(text) that turns a title into a URL slug.")
+    named = scored(spec, "```python\ndef slugify(text):\n    return text.lower().replace(' ', '-')\n```")
+    unnamed = scored(spec, "```python\ndef make_url(value):\n    return value.lower()\n```")
     assert named.accuracy == 1.0  # names the one identifier the task names
     assert unnamed.accuracy == 0.25
     assert "at most 0.25: none of them" in reasons_text(unnamed, "accuracy")
 
 
-def verdict(relevance: float, correctness: float = 1.0, completeness: float = 1.0) -> events.Verdict:
-    return events.Verdict(model="local/judge", relevance=relevance, correctness=correctness,
-                          completeness=completeness, reasons=["answers the question"])
-
-
 def test_a_judge_s_relevance_replaces_the_lexical_one() -> None:
     off_topic = PAIRS["research-jitter-off-topic"]
-    spec = _spec("research", off_topic["description"])
-    judged = _score(spec, off_topic["answer"], judged=verdict(0.9))
-    lexical = _score(spec, off_topic["answer"])
+    spec = task_spec("research", off_topic["description"])
+    judged = scored(spec, off_topic["answer"], judged=verdict(0.9))
+    lexical = scored(spec, off_topic["answer"])
     assert (judged.accuracy, lexical.accuracy) == (0.9, 0.2083)
     assert judged.reasons["accuracy"] == ["relevance 0.90, judged by local/judge", "answers the question"]
     assert judged.overall > 0.9 > lexical.overall
@@ -134,9 +78,9 @@ def test_a_judge_s_relevance_replaces_the_lexical_one() -> None:
 def test_a_judge_s_correctness_and_completeness_bound_accuracy_and_completeness() -> None:
     """The case lexical evidence cannot see: a review, on the right code, of defects it does not have."""
     wrong = PAIRS["held-review-retry-wrong"]
-    spec = _spec(wrong["type"], wrong["description"], dependencies=list(wrong["inputs"]))
-    unjudged = _score(spec, wrong["answer"], inputs=wrong["inputs"])
-    judged = _score(spec, wrong["answer"], inputs=wrong["inputs"], judged=verdict(0.9, correctness=0.1,
+    spec = task_spec(wrong["type"], wrong["description"], dependencies=list(wrong["inputs"]))
+    unjudged = scored(spec, wrong["answer"], inputs=wrong["inputs"])
+    judged = scored(spec, wrong["answer"], inputs=wrong["inputs"], judged=verdict(0.9, correctness=0.1,
                                                                                    completeness=0.5))
     assert unjudged.overall > 0.85
     assert (judged.accuracy, judged.completeness) == (0.1, 0.5)
@@ -147,8 +91,8 @@ def test_a_judge_s_correctness_and_completeness_bound_accuracy_and_completeness(
 
 def test_a_judge_cannot_lift_a_refusal() -> None:
     refused = PAIRS["analysis-refused"]
-    spec = _spec(refused["type"], refused["description"], dependencies=list(refused["inputs"]))
-    scores = _score(spec, refused["answer"], inputs=refused["inputs"], judged=verdict(1.0))
+    spec = task_spec(refused["type"], refused["description"], dependencies=list(refused["inputs"]))
+    scores = scored(spec, refused["answer"], inputs=refused["inputs"], judged=verdict(1.0))
     assert (scores.accuracy, scores.overall) == (0.0, 0.1)
 
 
@@ -174,15 +118,15 @@ def test_an_answer_that_cannot_be_good_is_capped_and_says_why(pair_id: str, over
 
 
 def test_python_cut_off_inside_an_expression_is_truncated_not_merely_broken() -> None:
-    spec = _spec("code_generation", "Write a Python function area(r) for a circle.")
-    cut = _score(spec, "def area(r):\n    return 3.14159 * (r * r")
+    spec = task_spec("code_generation", "Write a Python function area(r) for a circle.")
+    cut = scored(spec, "def area(r):\n    return 3.14159 * (r * r")
     assert "its Python stops mid-way: '(' was never closed (line 2)" in reasons_text(cut, "overall")
     assert cut.completeness == 0.3
 
 
 def test_an_apology_followed_by_a_full_answer_is_not_a_refusal() -> None:
     answer = "Sorry, I can't run code here, but this will do it:\n\n" + PAIRS["codegen-slugify-good"]["answer"] * 3
-    scores = _score(_spec("code_generation", PAIRS["codegen-slugify-good"]["description"]), answer)
+    scores = scored(task_spec("code_generation", PAIRS["codegen-slugify-good"]["description"]), answer)
     assert "refusal" not in reasons_text(scores, "overall")
     assert scores.overall > 0.9
 
@@ -248,11 +192,12 @@ def test_completeness_wants_the_part_an_agent_type_s_brief_asks_for() -> None:
     [(0.0, 1.0), (0.05, 1.0), (0.1, 1.0), (0.325, 0.8), (0.55, 0.6), (0.775, 0.4), (1.0, 0.2), (3.0, 0.2)],
 )
 def test_efficiency_falls_linearly_from_10_percent_to_the_limit(share_of_limit: float, efficiency: float) -> None:
-    assert _score(_spec("echo"), "x", duration_ms=share_of_limit * 60_000, timeout_seconds=60).efficiency == efficiency
+    scores = scored(task_spec("echo"), "x", duration_ms=share_of_limit * 60_000, timeout_seconds=60)
+    assert scores.efficiency == efficiency
 
 
 def test_efficiency_without_a_time_limit_is_full() -> None:
-    assert _score(_spec("echo"), "x", duration_ms=10**9, timeout_seconds=0).efficiency == 1.0
+    assert scored(task_spec("echo"), "x", duration_ms=10**9, timeout_seconds=0).efficiency == 1.0
 
 
 def test_maintainability_falls_with_complexity_nesting_and_lint_findings() -> None:
@@ -288,166 +233,13 @@ def test_prose_has_no_code_to_maintain() -> None:
 
 def test_outcome_checks_are_evidence_in_accuracy() -> None:
     pair = PAIRS["codegen-token-bucket-python-mediocre"]
-    spec = _spec(pair["type"], pair["description"], pair["parameters"])
+    spec = task_spec(pair["type"], pair["description"], pair["parameters"])
     checks = [events.CheckResult(check="parses:python", passed=True), events.CheckResult(check="tests", passed=True,
                                                                                            reason="4 passed")]
-    plain, tested = _score(spec, pair["answer"]), _score(spec, pair["answer"], checks=checks)
+    plain, tested = scored(spec, pair["answer"]), scored(spec, pair["answer"], checks=checks)
     assert plain.accuracy < 0.9 == tested.accuracy
     assert tested.reasons["accuracy"][-3:] == ["check parses:python passed", "check tests passed: 4 passed",
                                                "its tests pass: at least 0.9"]
-    failed = _score(spec, pair["answer"], outcome_passed=False, outcome_problems=["too short", "missing 'lock'"])
+    failed = scored(spec, pair["answer"], outcome_passed=False, outcome_problems=["too short", "missing 'lock'"])
     assert failed.accuracy == round(plain.accuracy * 0.5, 4)
     assert "outcome check failed (too short; missing 'lock'): -50%" in reasons_text(failed, "accuracy")
-
-
-# ---- what is not a model's answer keeps the plain rules -----------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("case", "spec", "output", "expected"),
-    [
-        ("noop with no output", _spec("noop"), None, (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)),
-        ("sleep with empty output", _spec("sleep", "wait a while"), "", (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)),
-        ("echo of a short text", _spec("echo", "Explain sorting."), "Sorting puts things in order.",
-         (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)),
-        ("empty echo", _spec("echo", "Explain sorting."), "  ", (1.0, 0.0, 1.0, 1.0, 1.0, 0.8)),
-        ("a quarter of the asked minimum length", _spec("echo", min_length=100), "x" * 25,
-         (1.0, 0.25, 1.0, 1.0, 1.0, 0.85)),
-        ("structured output", _spec("python", "d" * 800), {"answer": 4}, (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)),
-        ("json asked, fenced", _spec("echo", json=True), 'Here:\n```json\n{"a": 1}\n```',
-         (1.0, 1.0, 0.5, 1.0, 1.0, 0.925)),
-        ("json asked, prose given", _spec("echo", json=True), "no json", (1.0, 1.0, 0.0, 1.0, 1.0, 0.85)),
-    ],
-    ids=lambda value: value if isinstance(value, str) and " " in value else "",
-)
-def test_outputs_no_model_wrote_are_scored_on_form_only(case: str, spec: events.TaskSpec, output: Any,
-                                                        expected: tuple[float, ...]) -> None:
-    scores = _score(spec, output)
-    assert tuple(getattr(scores, f) for f in FIELDS) == expected, case
-
-
-def test_an_empty_model_answer_scores_zero() -> None:
-    scores = _score(_spec("llm", "Explain sorting."), "  ")
-    assert (scores.accuracy, scores.completeness, scores.overall) == (0.0, 0.0, 0.0)
-    assert scores.reasons["overall"][-1] == "capped at 0.0: no answer"
-
-
-def test_weights_in_the_docs_match_the_code() -> None:
-    text = DOCS.read_text()
-    for name, weight in [("accuracy", "0.35"), ("completeness", "0.20"), ("consistency", "0.15"),
-                         ("efficiency", "0.10"), ("maintainability", "0.20")]:
-        assert re.search(rf"\|\s*{name}\s*\|\s*{weight}\s*\|", text), name
-
-
-def test_scoring_twice_gives_the_same_scores_and_reasons() -> None:
-    for pair_id in ("review-user-repo-good", "summary-incident-vague", "codegen-csv-json-tangled"):
-        assert pair_scores(pair_id) == pair_scores(pair_id)
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
-    max_leaves=12,
-)
-answers = st.sampled_from([p["answer"] for p in list(PAIRS.values())[::5]] + ["", "```", "```python\ndef f(:\n"])
-task_types = st.sampled_from(["noop", "sleep", "echo", "llm", *agent_task_types()])
-expectations = st.none() | st.builds(events.Expectations, min_length=st.none() | st.integers(0, 500),
-                                     json=st.booleans())
-
-
-@given(
-    type_=task_types,
-    description=st.text(max_size=300),
-    expect=expectations,
-    output=json_values | answers | st.text(max_size=400),
-    given_output=st.none() | answers | st.text(max_size=200),
-    duration_ms=st.floats(),  # negative, infinite and NaN included
-    timeout_seconds=st.floats(min_value=0, allow_nan=False, allow_infinity=True),
-    passed=st.booleans(),
-    problems=st.lists(st.text(max_size=10), max_size=6),
-)
-def test_every_score_is_between_0_and_1_and_overall_at_most_the_weighted_mean(
-        type_: str, description: str, expect: events.Expectations | None, output: Any, given_output: str | None,
-        duration_ms: float, timeout_seconds: float, passed: bool, problems: list[str]) -> None:
-    spec = events.TaskSpec(id="t", type=type_, description=description, expect=expect,
-                           dependencies=["d"] if given_output is not None else [])
-    scores = score(spec, output, duration_ms=duration_ms, timeout_seconds=timeout_seconds,
-                   outcome_passed=passed, outcome_problems=problems,
-                   inputs={"d": given_output} if given_output is not None else None)
-    values = [getattr(scores, f) for f in FIELDS]
-    assert all(0.0 <= v <= 1.0 for v in values)
-    assert all(round(v, 4) == v for v in values)
-    weighted = sum(w * getattr(scores, f) for f, w in
-                   zip(FIELDS, (0.35, 0.2, 0.15, 0.1, 0.2), strict=False))
-    capped = any(r.startswith("capped at") for r in scores.reasons["overall"])
-    assert scores.overall <= weighted + 0.00005 + 1e-12
-    assert capped or abs(scores.overall - weighted) <= 0.00005 + 1e-12
-    # The scores and reasons fit the event they are published in.
-    events.TaskAssessed(id="a", ts=events.now(), workflow_id="w", task_id="t", attempt=1,
-                        **{f: getattr(scores, f) for f in Scores.__struct_fields__})
-
-
-# ---- the assessor gives the scorer what the task was given --------------------------------------
-
-
-async def test_the_assessor_scores_a_review_against_the_code_of_the_task_it_depends_on() -> None:
-    code = PAIRS["review-user-repo-good"]["inputs"]["implement"]
-    sub = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf", tasks=[
-        events.TaskSpec(id="implement", type="code_generation", agent="coder", description="Write get_user."),
-        events.TaskSpec(id="review", type="code_review", agent="reviewer", dependencies=["implement"],
-                        description="Review the code given for correctness and security.")])
-    common = {"ts": events.now(), "workflow_id": "wf", "run_id": sub.id, "duration_ms": 10.0}
-    assessor = Assessor(Settings())
-    stream: list[events.Event] = [sub]
-    scored: list[events.TaskAssessed] = []
-    for task, output in [("implement", code), ("review", PAIRS["review-user-repo-good"]["answer"])]:
-        success = events.TaskSucceeded(id=events.new_id(), task_id=task, attempt=1, output=output, **common,
-                                       judged=verdict(0.8) if task == "implement" else None)
-        stream.append(success)
-        for event in [sub, success] if task == "implement" else [success]:
-            assessor.apply(event)
-        out = await assessor.react(success)
-        scored += [e for e in out if isinstance(e, events.TaskAssessed)]
-        stream += out
-    assert scored[0].reasons["accuracy"][0] == "relevance 0.80, judged by local/judge"  # the success's verdict
-    review = scored[1]
-    assert "mentions 7 of the 8 names in task implement's code" in " ".join(review.reasons["consistency"])
-    assert review.overall == pair_scores("review-user-repo-good").overall  # as the bench scores it
-    # A rebuild holds the same outputs; the run's end forgets them.
-    rebuilt = Assessor(Settings())
-    for event in stream:
-        rebuilt.apply(event)
-    assert rebuilt.outputs == assessor.outputs
-    assert set(rebuilt.outputs[sub.id]) == {"implement"}  # no task depends on the review: its output is not kept
-    rebuilt.apply(events.WorkflowCompleted(id=events.new_id(), ts=events.now(), workflow_id="wf", run_id=sub.id))
-    assert rebuilt.outputs == {}
-    assert rebuilt.to_assess == {}
-
-
-# ---- the labelled set ---------------------------------------------------------------------------
-
-
-def test_the_labelled_set_is_well_formed_with_60_pairs_or_more_and_every_label() -> None:
-    required = {"id", "type", "description", "label", "why", "answer"}
-    allowed = required | {"parameters", "dependencies", "expect"}
-    ids: list[str] = []
-    for path in sorted(DATA.glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text())
-        assert set(doc) == {"inputs", "pairs"}, path.name
-        for pair in doc["pairs"]:
-            where = f"{path.name}: {pair.get('id')}"
-            assert required <= set(pair) <= allowed, where
-            assert pair["type"] in agent_task_types(), where
-            assert pair["label"] in ("good", "mediocre", "bad"), where
-            assert all(isinstance(pair[k], str) and pair[k].strip() for k in ("description", "why", "answer")), where
-            for dep, name in pair.get("dependencies", {}).items():
-                assert re.fullmatch(r"[A-Za-z0-9_-]+", dep), where
-                assert name in doc["inputs"], where
-            if "expect" in pair:
-                msgspec.convert(pair["expect"], events.Expectations)
-            ids.append(pair["id"])
-    assert len(ids) == len(set(ids)) >= 60
-    labels = {p["label"] for p in PAIRS.values()}
-    assert labels == {"good", "mediocre", "bad"}
-    assert {p["type"] for p in PAIRS.values()} >= {"code_generation", "code_review", "testing", "summarization",
-                                                     "analysis", "documentation", "design"}

@@ -57,15 +57,12 @@ from events import (
     EdgeFlagged,
     Event,
     EventTooLarge,
-    LLMCalled,
     MalformedEvent,
-    ModelChosen,
     OutputFlagged,
     TaskFailed,
     TaskReady,
     TaskSucceeded,
     TaskTimedOut,
-    ToolCalled,
     WorkflowCancelled,
     derive_id,
     load_blob,
@@ -82,6 +79,7 @@ from ._kinds import context, run_task
 from ._mcp import record as record_tool_calls
 from ._measures import Measures
 from ._pools import SharedPools
+from ._records import called, tool_called
 from ._replay import RecordedRuns
 from ._screen import screen
 from ._tools_refusal import ToolRefusal, refused_event
@@ -218,9 +216,9 @@ class Executor:
             return
         # The attempt's LLM calls go first, pipelined with the result: a reader of the result
         # finds what it cost in the stream before it.
-        calls = await bus.send(self._called(attempt)) if attempt.calls or attempt.choices else None
+        calls = await bus.send(called(attempt, *self._who)) if attempt.calls or attempt.choices else None
         try:
-            await bus.publish_many([*self._tool_called(attempt), *attempt.flagged, result])
+            await bus.publish_many([*tool_called(attempt, *self._who), *attempt.flagged, result])
         except EventTooLarge as exc:  # an output over the blob limit: no retry makes it smaller
             await bus.publish(self._failed(attempt, 0.0, f"the result cannot be published: {exc}", "error", False,
                                            None))
@@ -228,41 +226,15 @@ class Executor:
             await calls
         await attempt.ack()
 
-    def _called(self, attempt: Attempt) -> list[Event]:
-        """The attempt's choices of model and its calls' records, each choice before its call."""
-        ready = attempt.ready
-        assert ready.spec is not None
-        common: dict[str, Any] = {"workflow_id": ready.workflow_id, "run_id": ready.run_id, "causation_id": ready.id,
-                  "actor": self.name, "task_id": ready.task_id, "attempt": ready.attempt, "executor": self.executor_id}
-        out: list[Event] = [
-            ModelChosen(id=derive_id(run_key(ready), "ModelChosen", ready.task_id, ready.attempt, i, self.executor_id,
-                                     key=self.settings.id_key),
-                        ts=attempt.calls[call - 1].ts if call <= len(attempt.calls) else now(), **common, call=call,
-                        task_type=ready.spec.type, agent=ready.spec.agent, model=choice.target.ref,
-                        candidates=list(choice.candidates), reason=choice.reason)
-            for i, (call, choice) in enumerate(attempt.choices, 1)]
-        out.extend(LLMCalled(id=derive_id(run_key(ready), "LLMCalled", ready.task_id, ready.attempt, n,
-                                          self.executor_id, key=self.settings.id_key),
-                             **common, call=n, task_type=ready.spec.type, replay_of=ready.replay_of,
-                             **msgspec.structs.asdict(call))
-                   for n, call in enumerate(attempt.calls, 1))
-        return out
-
-    def _tool_called(self, attempt: Attempt) -> list[ToolCalled]:
-        """The attempt's MCP calls (`_mcp.py`), one event each, before its result."""
-        ready = attempt.ready
-        return [ToolCalled(id=derive_id(run_key(ready), "ToolCalled", ready.task_id, ready.attempt, n,
-                                        self.executor_id, key=self.settings.id_key),
-                           ts=now(), workflow_id=ready.workflow_id, run_id=ready.run_id, causation_id=ready.id,
-                           actor=self.name, task_id=ready.task_id, attempt=ready.attempt, call=n, tool=call.tool,
-                           name=call.name, arguments=call.arguments, is_error=call.is_error, result=call.result,
-                           duration_ms=call.duration_ms)
-                for n, call in enumerate(attempt.tool_calls, 1)]
+    @property
+    def _who(self) -> tuple[str, str, bytes | None]:
+        """What an attempt's records name: this actor, this executor, the deployment's id key."""
+        return self.name, self.executor_id, self.settings.id_key
 
     async def _publish_calls(self, bus: Bus, attempt: Attempt) -> None:
         if attempt.calls or attempt.choices:
             try:
-                await bus.publish_many(self._called(attempt))
+                await bus.publish_many(called(attempt, *self._who))
             except BusError as exc:
                 _log.warning("LLM calls not recorded", task=attempt.ready.task_id, error=str(exc))
 
