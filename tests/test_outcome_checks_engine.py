@@ -4,7 +4,6 @@ Real nats-server, real SQLite, a local OpenAI-format server for the model."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,11 +12,11 @@ import yaml
 
 import bus
 import events
-from actors import Settings, load_settings, run_all
+from actors import Settings, load_settings
 from ymera import WorkflowClient
 
 from .conftest import ymera, ymera_env
-from .engine import all_events
+from .engine import all_events, in_process
 from .llm_server import OpenAIServer
 
 TESTS = "def test_add():\n    assert add(2, 3) == 5\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n"
@@ -26,29 +25,17 @@ CLEAN = "Here it is:\n\n```python\ndef add(a, b):\n    return a + b\n```\n"
 
 
 @pytest.fixture
-def model() -> OpenAIServer:
-    with OpenAIServer(model="test-model") as server:
-        yield server
-
-
-@pytest.fixture
-async def engine(nats_bus: bus.Bus, tmp_path: Path, model: OpenAIServer) -> AsyncIterator[Settings]:
+async def engine(nats_bus: bus.Bus, tmp_path: Path, llm: OpenAIServer) -> AsyncIterator[Settings]:
     settings = load_settings({"YMERA_DATA_DIR": str(tmp_path / "data"), "YMERA_HEARTBEAT_SECONDS": "0.2",
-                              "YMERA_LLM_BASE_URL": model.base_url, "YMERA_LLM_MODEL": "test-model"}, dotenv=None)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    running = asyncio.create_task(run_all(settings, nats_bus, stop, ready))
-    await asyncio.wait_for(ready.wait(), 30)
-    try:
+                              "YMERA_LLM_BASE_URL": llm.base_url, "YMERA_LLM_MODEL": "test-model"}, dotenv=None)
+    async with in_process(settings, nats_bus):
         yield settings
-    finally:
-        stop.set()
-        await running
 
 
 async def test_a_lint_failure_is_a_failed_attempt_with_every_check_and_the_retry_passes_them_all(
-        nats_bus: bus.Bus, engine: Settings, model: OpenAIServer) -> None:
-    model.reply(LINTED)
-    model.reply(CLEAN)
+        nats_bus: bus.Bus, engine: Settings, llm: OpenAIServer) -> None:
+    llm.reply(LINTED)
+    llm.reply(CLEAN)
     task = events.TaskSpec(id="gen", type="llm", parameters={"prompt": "write add(a, b) in Python"},
                            expect=events.Expectations(language="python", lint=True, tests=TESTS),
                            retry=events.RetryPolicy(max_attempts=2, initial_delay_seconds=0.01))

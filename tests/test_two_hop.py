@@ -9,7 +9,6 @@ scored. Real nats-server, every actor in this process, a local OpenAI-format ser
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,13 +16,13 @@ import pytest
 
 import bus
 import events
-from actors import Settings, load_settings, run_all
+from actors import Settings, load_settings
 from actors.distributor import DistributorState
 from actors.distributor._decide import decide
 from actors.executor._actor import CONSUMER
 from ymera import WorkflowClient
 
-from .engine import all_events
+from .engine import all_events, in_process
 from .llm_server import OpenAIServer
 
 
@@ -35,14 +34,8 @@ def settings_for(tmp_path: Path, llm: OpenAIServer) -> Settings:
 @pytest.fixture
 async def engine(nats_bus: bus.Bus, tmp_path: Path, llm: OpenAIServer) -> AsyncIterator[Settings]:
     settings = settings_for(tmp_path, llm)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    running = asyncio.create_task(run_all(settings, nats_bus, stop, ready))
-    await asyncio.wait_for(ready.wait(), 30)
-    try:
+    async with in_process(settings, nats_bus):
         yield settings
-    finally:
-        stop.set()
-        await running
 
 
 def submission(workflow_id: str, *tasks: events.TaskSpec) -> events.WorkflowSubmitted:
