@@ -97,7 +97,7 @@ _TASK_COUNTS: dict[type, str] = {
 
 # Events the metrics count nothing of (they are the AI layer's, the store's, the executor's
 # liveness): passed over first, as they are half of what an engine emits.
-_PASSED_OVER = frozenset({TaskHeartbeat, LLMCalled, CallReserved, ModelChosen, ChainCheckpoint, Attested})
+_PASSED_OVER = frozenset({TaskReady, TaskHeartbeat, LLMCalled, CallReserved, ModelChosen, ChainCheckpoint, Attested})
 
 
 @dataclass
@@ -152,8 +152,8 @@ class MetricsState:
     # active: a second end of an attempt is a late result (after a timeout) or a moot timeout
     # (after a result).
     attempts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
-    # run id -> task_id -> (task type, agent), from its TaskReady, while the run is active: what
-    # a task's end counts for in the windows.
+    # run id -> task_id -> (task type, agent), from the run's WorkflowSubmitted, while the run is
+    # active: what a task's end counts for in the windows.
     kinds: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     # Security events by what: the alert a high or critical finding counts for, "minor_finding",
     # "rejected_message" or "tool_refused"; one per kind of finding in an InputFlagged /
@@ -187,8 +187,10 @@ class Metrics:
     """Projection "metrics": every event folded into a `MetricsState`, updated in place."""
 
     name = "metrics"
-    # It reads no large field: every blob-held value stays in its blob.
-    by_reference = frozenset(f"{name}.{field}" for name, kind in EVENT_TYPES.items() for field in kind.blob_fields)
+    # It reads no large field but a submission's tasks (their type and agent): every other
+    # blob-held value stays in its blob.
+    by_reference = frozenset(f"{name}.{field}" for name, kind in EVENT_TYPES.items() for field in kind.blob_fields
+                             if (name, field) != ("WorkflowSubmitted", "tasks"))
 
     def initial(self) -> MetricsState:
         return MetricsState()
@@ -202,6 +204,8 @@ class Metrics:
             began, first_end = _attempt_seen(state, event, run)
             if began:
                 state.tasks["started"] += 1
+                if run in state.active:
+                    state.active[run] = "running"  # a run runs once one of its attempts began
             if not first_end:
                 if isinstance(event, (TaskSucceeded, TaskFailed)):
                     state.tasks["late"] += 1  # a result after its attempt was timed out: not the task's
@@ -215,11 +219,8 @@ class Metrics:
         if ts > state.clock:
             state.clock = ts
         match event:
-            case TaskReady() | TaskStarted() if run in state.active:
-                state.active[run] = "running"
-                if isinstance(event, TaskReady) and event.spec is not None:
-                    state.kinds.setdefault(run, {})[event.task_id] = (event.spec.type or NONE,
-                                                                      event.spec.agent or NONE)
+            case WorkflowSubmitted() if run in state.active and isinstance(event.tasks, list):
+                state.kinds[run] = {spec.id: (spec.type or NONE, spec.agent or NONE) for spec in event.tasks}
             case TaskSucceeded():
                 state.latencies.append(event.duration_ms)
                 _end(state, (run, event.task_id, event.attempt), "succeeded")

@@ -1,6 +1,6 @@
 """The monitor: folds every event into live metrics and raises and resolves alerts on them.
 
-Listens to: everything on `ymera.>`.
+Listens to: everything on `ymera.>` but TaskReady.
 Emits: AlertRaised when a rule's metric crosses its threshold, AlertResolved when it has been
 back past it by the margin for a while (`_book.py`); the rules are `Settings.alerts`
 (alerts.yaml, docs/quality.md "Alerts").
@@ -31,6 +31,7 @@ from events import (
     Event,
     InputFlagged,
     OutputFlagged,
+    TaskReady,
     derive_id,
 )
 from store import Metrics, MetricsState, Once
@@ -49,14 +50,17 @@ _SECURITY = (InputFlagged, EdgeFlagged, OutputFlagged)
 
 class Monitor(Actor):
     name: ClassVar[str] = "monitor"
-    reads: ClassVar[tuple[type[Event], ...]] = tuple(EVENT_TYPES.values())  # the whole stream
+    # The whole stream but TaskReady (a third of a run's events), which the metrics pass over: a
+    # task's type and agent come from its run's submission, a run runs once a task began.
+    reads: ClassVar[tuple[type[Event], ...]] = tuple(kind for kind in EVENT_TYPES.values() if kind is not TaskReady)
     tick_seconds: ClassVar[float | None] = 1.0
     state_fields: ClassVar[dict[str, Any]] = {"state": MetricsState, "once": Once, "book": AlertBook,
                                               "outbox": list[AlertRaised | AlertResolved]}
     # 2: the once-gate of fencing in the state; 3: loose ids in a store.Recent; 4: attempts that began;
     # 5: security events
-    # 6: time windows, alert rules decided on event time; 7: the once-gate counts active runs per workflow
-    state_version: ClassVar[int] = 7
+    # 6: time windows, alert rules decided on event time; 7: the once-gate counts active runs per workflow;
+    # 8: no TaskReady (kinds from the submission)
+    state_version: ClassVar[int] = 8
     by_reference: ClassVar[frozenset[str]] = Metrics.by_reference
 
     def __init__(self, settings: Settings) -> None:
