@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("actors", "bus", "config", "events", "guard", "llm", "store", "tools", "ymera")
+PACKAGES = ("actors", "bus", "config", "events", "guard", "llm", "store", "tools", "web", "ymera")
 OURS = frozenset({*PACKAGES, "runner", "llm", "guard", "tools", "web"})
 # Every package in actors/ is an actor's, but those whose name starts with "_": what actors
 # share (actors/_checks), which any of them may import.
@@ -129,3 +129,14 @@ def test_the_rules_see_what_they_look_for() -> None:
     assert not SUBJECT.match("ymera.actor")
     assert {"distributor", "executor", "monitor"} <= ACTOR_PACKAGES
     assert "config" in {m for _, m in imported(ROOT / "bus" / "_local.py")}
+
+
+def test_every_package_is_installed() -> None:
+    # setuptools installs the packages pyproject.toml lists, no others: a package missing there
+    # works in an editable install and is absent from a wheel (actors._checks once was).
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for name in PACKAGES for p in (ROOT / name).rglob("__init__.py")}
+    assert found - listed == set(), "packages missing from [tool.setuptools] packages"
+    assert listed - found == set(), "listed packages that do not exist"
