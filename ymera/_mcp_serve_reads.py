@@ -12,10 +12,10 @@ from typing import Any
 
 import events
 import store
+from actors._audit import audit_dict
 from bus import Bus
 from events import Event, TaskAssessed, TaskSucceeded, YmeraError, run_of, workflow_filter
 
-from ._audit import Audit
 from ._cli import _pick_run
 from ._client import UNSHOWN, stored
 from ._file import parse_workflow
@@ -84,22 +84,3 @@ def quality(read: RunRead, threshold: float) -> dict[str, Any]:
             "overall_quality": run.overall_quality, "quality_threshold": threshold,
             "below_threshold": run.overall_quality is not None and run.overall_quality < threshold,
             "tasks": tasks, "unscored": [t for t in run.tasks if t not in scored]}
-
-
-# ---- the audit, as `ymera audit verify` says it ------------------------------------------------
-
-
-def audit_dict(result: Audit) -> dict[str, Any]:
-    report = result.chain
-    return {
-        "ok": result.ok, "rows": report.rows, "blobs": report.blobs, "head_seq": report.head_seq,
-        "head_hash": report.head_hash,
-        "broken": None if report.broken is None else {"seq": report.broken.seq, "event_id": report.broken.event_id,
-                                                      "reason": report.broken.reason},
-        "findings": [{"kind": f.kind, "first_seq": f.seqs[0], "last_seq": f.seqs[1], "detail": f.detail}
-                     for f in result.findings],
-        "checkpoints_verified": result.checkpoints, "latest_checkpoint": result.latest_checkpoint,
-        "rows_compared_with_stream": result.compared,
-        "stream_range": list(result.stream_range) if result.stream_range is not None else None,
-        "stream_error": result.stream_error, "not_yet_stored": result.not_yet_stored,
-    }
