@@ -22,6 +22,8 @@ import bus
 import events
 import store
 from actors import Settings, load_settings
+from web._export import add_metrics_command
+from web._serve import add_serve_command, add_tokens_command
 from ymera._audit import cmd_audit_verify
 from ymera._cli import add_workflow_commands, stop_on_signals
 from ymera._clients import add_clients_command
@@ -164,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_command(sub)
     add_clients_command(sub)
     add_report_command(sub)
+    add_metrics_command(sub)
+    add_serve_command(sub)
+    add_tokens_command(sub)
 
     audit = sub.add_parser("audit", help="audit the event log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
@@ -225,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        _configure_logging(settings.log_level or ("info" if args.command in ("up", "actor") else "warning"),
+        _configure_logging(settings.log_level or ("info" if args.command in ("up", "actor", "serve") else "warning"),
                            settings.env)
         result = args.fn(settings, args)
         if asyncio.iscoroutine(result):

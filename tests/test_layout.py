@@ -137,6 +137,7 @@ def test_every_package_is_installed() -> None:
     import tomllib
 
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(ROOT).parts) for name in PACKAGES for p in (ROOT / name).rglob("__init__.py")}
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for name in PACKAGES for p in (ROOT / name).rglob("__init__.py")}
     assert found - listed == set(), "packages missing from [tool.setuptools] packages"
     assert listed - found == set(), "listed packages that do not exist"
