@@ -225,7 +225,7 @@ async def test_two_views_answer_the_same_and_a_new_one_folds_what_the_stream_add
                 await _run_one(web, "wf-web", tasks=2)
                 await store_caught_up(nats_bus)
                 await other.wait_for((await nats_bus.stream_state()).last_seq)
-                app = create_app(other, Tokens.of(web.settings.data_dir))
+                app = create_app(other, Tokens.of(web.settings.data_dir), refresh=0)
                 async with (running(app, "127.0.0.1", 0) as url, web.client("admin") as one,
                             httpx.AsyncClient(base_url=url, headers=web.headers("admin")) as two):
                     paths = [*SAME, f"/api/workflows/wf-web/runs/{first.id}"]
@@ -344,7 +344,7 @@ async def test_stopping_the_server_ends_the_live_streams(tmp_path: Path, nats_bu
         other_bus, _ = await bus.open_local(web.settings, "ymera-web-stop", client_access(web.settings))
         try:
             async with View(web.settings, other_bus, extra=[]) as view:
-                app = create_app(view, Tokens.of(web.settings.data_dir))
+                app = create_app(view, Tokens.of(web.settings.data_dir), refresh=0)
                 server = running(app, "127.0.0.1", 0)
                 url = await server.__aenter__()
                 async with httpx.AsyncClient(base_url=url, headers=web.headers("read"), timeout=60) as http, \

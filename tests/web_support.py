@@ -108,7 +108,7 @@ async def serving(tmp_path: Path, nats_bus: bus.Bus, *, auth: bool = True, engin
         view = View(settings, view_bus)
         await _started(view)
         stack.push_async_callback(view.stop)
-        url = await stack.enter_async_context(running(create_app(view, tokens), "127.0.0.1", 0))
+        url = await stack.enter_async_context(running(create_app(view, tokens, refresh=0), "127.0.0.1", 0))
         served = Served(url, settings, nats_bus, view, texts)
         yield served
 

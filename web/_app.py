@@ -37,6 +37,7 @@ import store
 from events import YmeraError
 
 from ._auth import Tokens
+from ._fresh import REFRESH_SECONDS
 from ._health import MAX_LAG, health_routes
 from ._live import live_routes
 from ._metrics import metrics_routes
@@ -162,10 +163,11 @@ def _page_routes() -> list[Any]:
     return [index, openapi, static]
 
 
-def create_app(view: View, tokens: Tokens) -> Litestar:
-    """The app over `view` (started by the caller), letting in what `tokens` says."""
+def create_app(view: View, tokens: Tokens, *, refresh: float = REFRESH_SECONDS) -> Litestar:
+    """The app over `view` (started by the caller), letting in what `tokens` says; the answers that read
+    the log recomputed at most every `refresh` seconds while events arrive (web/_fresh.py)."""
     audit = AuditCache(view)
-    handlers = [*workflow_routes(view), *report_routes(view), *model_routes(view), *audit_routes(audit),
+    handlers = [*workflow_routes(view), *report_routes(view, refresh), *model_routes(view), *audit_routes(audit),
                 *health_routes(view), *live_routes(view.hub), *metrics_routes(view), *_page_routes()]
     openapi = OpenAPIConfig(
         title="Ymera", version="1", path="/schema", render_plugins=[JsonRenderPlugin()],  # and /openapi.json

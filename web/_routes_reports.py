@@ -3,7 +3,8 @@
 `/dashboard` is `dashboard(view, hours)` (web/_dashboard.py); `/quality/metrics` and
 `/security/events` are the quality and security reports of `ymera report` over the last `hours`
 up to now (`store.quality_report`, `store.security_report`: one code path for the command, the
-Python API and this API); `/api/alerts` is the monitor's open and recent alerts.
+Python API and this API); `/api/alerts` is the monitor's open and recent alerts. The three that
+read the log are computed at most once a second while events arrive (web/_fresh.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from litestar.params import QueryParameter
 import store
 
 from ._dashboard import dashboard
+from ._fresh import REFRESH_SECONDS, Fresh
 
 if TYPE_CHECKING:
     from litestar.handlers import HTTPRouteHandler
@@ -29,21 +31,26 @@ Hours = Annotated[float, QueryParameter(gt=0, le=MAX_HOURS,
                                    description=f"the last N hours, more than 0, at most {MAX_HOURS}")]
 
 
-def report_routes(view: View) -> list[HTTPRouteHandler]:
+def report_routes(view: View, refresh: float = REFRESH_SECONDS) -> list[HTTPRouteHandler]:
+    """The routes; the dashboard and the reports recomputed at most every `refresh` seconds (web/_fresh.py)."""
+    fresh = Fresh(lambda: view.last_seq, refresh)
+
     @get("/dashboard", summary="The dashboard: system status, workflows, tasks, quality, cost, models, alerts, "
                                "security",
          description="One dict with the guide's sections, as of the latest event the view folded (`system_status."
                      "as_of`); the windowed parts cover the last `hours` up to then.")
     async def get_dashboard(hours: Hours = 24.0) -> dict[str, Any]:
-        return await dashboard(view, hours)
+        return await fresh.get(("dashboard", hours), lambda: dashboard(view, hours), same_seq_same_answer=True)
 
     @get("/quality/metrics", summary="Quality scores over the last hours (`ymera report quality --json`)")
     async def quality_metrics(hours: Hours = 24.0) -> dict[str, Any]:
-        return await store.quality_report(view.log, hours)
+        return await fresh.get(("quality", hours), lambda: store.quality_report(view.log, hours),
+                               same_seq_same_answer=False)
 
     @get("/security/events", summary="Security events over the last hours (`ymera report security --json`)")
     async def security_events(hours: Hours = 24.0) -> dict[str, Any]:
-        return await store.security_report(view.log, hours)
+        return await fresh.get(("security", hours), lambda: store.security_report(view.log, hours),
+                               same_seq_same_answer=False)
 
     @get("/api/alerts", summary="The monitor's open alerts and the latest raised",
          description="`open`: raised and not resolved, by alert; `recent`: the latest raised (resolved ones say "
