@@ -168,7 +168,7 @@ def create_app(view: View, tokens: Tokens, *, refresh: float = REFRESH_SECONDS) 
     the log recomputed at most every `refresh` seconds while events arrive (web/_fresh.py)."""
     audit = AuditCache(view)
     handlers = [*workflow_routes(view), *report_routes(view, refresh), *model_routes(view), *audit_routes(audit),
-                *health_routes(view), *live_routes(view.hub), *metrics_routes(view), *_page_routes()]
+                *health_routes(view), *live_routes(view.hub), *metrics_routes(view, refresh), *_page_routes()]
     openapi = OpenAPIConfig(
         title="Ymera", version="1", path="/schema", render_plugins=[JsonRenderPlugin()],  # and /openapi.json
         description="The read-only API of `ymera serve` over projections of the event log (docs/web.md).",

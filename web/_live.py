@@ -9,8 +9,8 @@ others or the view back: its oldest entries are dropped and its next entry says 
 `id: <seq>`, `event: <type>`, `data: <the event as JSON>`; `event: lagged` with
 `{"dropped": N}` before the first entry after a drop; a comment line every
 `KEEPALIVE_SECONDS` while nothing happens, so proxies keep the connection open. Each event is
-encoded once, however many clients read it, and a client that is behind gets what it missed
-in one write rather than one per event.
+encoded once, however many clients read it, and a client gets what arrived since its last
+write in one write, at most one every `LINGER_SECONDS` (0.1 s), rather than one per event.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 import events
 from events import Event
 
-__all__ = ["BATCH", "KEEPALIVE_SECONDS", "QUEUE_SIZE", "Entry", "Hub", "Listener", "live_routes"]
+__all__ = ["BATCH", "KEEPALIVE_SECONDS", "LINGER_SECONDS", "QUEUE_SIZE", "Entry", "Hub", "Listener", "live_routes"]
 
 # Entries a client may fall behind by before the oldest are dropped.
 QUEUE_SIZE = 1000
@@ -40,6 +40,10 @@ QUEUE_SIZE = 1000
 KEEPALIVE_SECONDS = 15.0
 # Entries written to a client in one write, at most.
 BATCH = 256
+# How long a client's stream waits after a write before it writes again: what arrives meanwhile
+# goes out in the next write. A busy engine emits thousands of events a second; written one by
+# one to each of hundreds of clients, they would cost the server more than the engine's work.
+LINGER_SECONDS = 0.1
 # How long the browser waits before it reconnects after the connection drops (milliseconds).
 RETRY_MS = 2000
 
@@ -172,12 +176,13 @@ class _Frames(ServerSentEventMessage):
         return self.frames
 
 
-async def _stream(hub: Hub, listener: Listener, keepalive: float) -> AsyncIterator[ServerSentEventMessage]:
+async def _stream(hub: Hub, listener: Listener, keepalive: float, linger: float
+                  ) -> AsyncIterator[ServerSentEventMessage]:
     try:
         # At once, so the client knows it is connected (and how soon to come back if cut off).
         yield ServerSentEventMessage(data=None, comment="ymera live", retry=RETRY_MS)
         while True:
-            got = await listener.batch(keepalive)
+            got = await listener.batch(keepalive, listener.size)
             if got is None:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
                 continue
@@ -187,6 +192,7 @@ async def _stream(hub: Hub, listener: Listener, keepalive: float) -> AsyncIterat
                 yield _Frames(data=None, frames=b"".join(head + [e.frame for e in entries]))
             if listener.closed:
                 return
+            await asyncio.sleep(linger)
     finally:
         hub.leave(listener)
 
@@ -198,7 +204,8 @@ it should reload what it shows. A comment line comes every 15 s while nothing ha
 EventSource cannot send headers: it passes its token as `?token=`."""
 
 
-def live_routes(hub: Hub, keepalive: float = KEEPALIVE_SECONDS) -> list[HTTPRouteHandler]:
+def live_routes(hub: Hub, keepalive: float = KEEPALIVE_SECONDS, linger: float = LINGER_SECONDS
+                ) -> list[HTTPRouteHandler]:
     """`GET /api/live` over `hub`, optionally for one workflow (`?workflow_id=`)."""
 
     @get("/api/live", summary="Live events (Server-Sent Events)", description=_DESCRIPTION,
@@ -214,7 +221,8 @@ def live_routes(hub: Hub, keepalive: float = KEEPALIVE_SECONDS) -> list[HTTPRout
             except events.InvalidId as e:
                 raise ValidationException(detail=str(e)) from None
         listener = hub.listen(workflow_id)
-        return ServerSentEvent(_stream(hub, listener, keepalive), background=BackgroundTask(hub.leave, listener))
+        return ServerSentEvent(_stream(hub, listener, keepalive, linger),
+                               background=BackgroundTask(hub.leave, listener))
 
     return [live]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from prometheus_client.exposition import choose_encoder
 from bus import ACTOR_ROLES, BusError, ConsumerState
 from store import SCORES, EventLog, StoreError
 
+from ._fresh import REFRESH_SECONDS, Fresh
 from ._prometheus import (
     DURATION_BUCKETS,
     OTHER,
@@ -210,14 +211,14 @@ def _counter(name: str, doc: str, labels: tuple[str, ...], values: Iterable[tupl
     return family
 
 
-def _encoded(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
-    """The registry in the format `accept` asks for (prometheus-client's choice), and its media type.
-    An Accept header prometheus-client cannot read (a version that is no version) gets the text format."""
+def _encoder(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
+    """The format `accept` asks for (prometheus-client's choice) and its media type. An Accept header
+    prometheus-client cannot read (a version that is no version) gets the text format."""
     try:
         encode, content_type = choose_encoder(accept)
     except (TypeError, ValueError):
         encode, content_type = generate_latest, CONTENT_TYPE_PLAIN_0_0_4
-    return encode(registry), _uncharset(content_type)
+    return encode, _uncharset(content_type)
 
 
 def _uncharset(content_type: str) -> str:
@@ -225,20 +226,28 @@ def _uncharset(content_type: str) -> str:
     return "; ".join(p for p in content_type.split("; ") if not p.startswith("charset="))
 
 
-def metrics_routes(view: View) -> list[HTTPRouteHandler]:
-    """`GET /metrics`: the Prometheus text format, over a registry of its own (not the global one)."""
+def metrics_routes(view: View, refresh: float = REFRESH_SECONDS) -> list[HTTPRouteHandler]:
+    """`GET /metrics`: the Prometheus text format, over a registry of its own (not the global one),
+    rendered at most every `refresh` seconds per format while events arrive (web/_fresh.py: the
+    consumers' state is a request to NATS for each actor)."""
     registry = CollectorRegistry(auto_describe=False)
     collector = ViewCollector(view)
     registry.register(collector)
     head = StoreHead(view.log)
+    fresh = Fresh(lambda: view.last_seq, refresh)
 
     @get("/metrics", media_type=CONTENT_TYPE_PLAIN_0_0_4, tags=["metrics"], summary="Prometheus metrics",
          description="Workflow runs and tasks by state, task durations, LLM calls, tokens and cost, quality, alerts, "
          "security findings, and where the view, stream, store and consumers stand (docs/web.md). The Prometheus "
          "text format, or OpenMetrics when the Accept header asks for it.")
     async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-        collector.live = await live(view, head)
-        body, media_type = _encoded(registry, request.headers.get("accept", ""))
+        encode, media_type = _encoder(request.headers.get("accept", ""))
+
+        async def render() -> bytes:
+            collector.live = await live(view, head)
+            return encode(registry)
+
+        body = await fresh.get(media_type, render, same_seq_same_answer=False)
         return Response(body, media_type=media_type)
 
     return [metrics]

@@ -147,13 +147,14 @@ def workflow_routes(view: View) -> list[HTTPRouteHandler]:
         async with contextlib.aclosing(scan) as rows:
             async for chunk in rows:
                 for seq, data in chunk:
-                    event = decode(data)
-                    if run_id is not None and run_of(event) != run_id:
+                    if run_id is not None and run_of(decode(data)) != run_id:
                         continue
                     if len(found) == limit:
                         more = True
                         break
-                    found.append({"seq": seq, "event": msgspec.to_builtins(event)})
+                    # The row's JSON is the event's (the store writer encoded it): sent as it is,
+                    # not decoded and encoded again.
+                    found.append({"seq": seq, "event": msgspec.Raw(data)})
                 if more:
                     break
         return {"events": found, "next_after_seq": found[-1]["seq"] if more else None, "limit": limit}
