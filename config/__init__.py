@@ -5,6 +5,7 @@ Below `bus/` and `store/`: every layer may take the settings; nothing else reads
 
 from ._agents import BUILTIN_AGENTS, Agent, AgentCatalogue, AgentsFileError, load_agents
 from ._alerts import MINUTES_KEPT, AlertRules, AlertsFileError, load_alert_rules
+from ._hosts import is_loopback
 from ._settings import (
     ENVS,
     MAX_TIMEOUT_SECONDS,
@@ -35,6 +36,7 @@ __all__ = [
     "SettingsError",
     "ToolSettings",
     "ToolSettingsError",
+    "is_loopback",
     "load_agents",
     "load_alert_rules",
     "load_settings",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from actors import Settings, client_access
 from bus import open_local
+from config import is_loopback
 from events import YmeraError
 
 from ._auth import ROLES, TokenError, Tokens
@@ -31,18 +31,9 @@ if TYPE_CHECKING:
     import uvicorn
     from litestar import Litestar
 
-__all__ = ["add_serve_command", "add_tokens_command", "cmd_serve", "is_loopback", "running"]
+__all__ = ["add_serve_command", "add_tokens_command", "cmd_serve", "running"]
 
 DEFAULT_PORT = 8080
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _server(app: Litestar, host: str, port: int) -> uvicorn.Server:

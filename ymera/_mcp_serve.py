@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import sys
@@ -23,6 +22,7 @@ import uvicorn
 
 from actors import Settings, client_access, run_all
 from bus import open_local
+from config import is_loopback
 from events import YmeraError
 
 from ._cli import ENGINE_STOP_SECONDS, stop_on_signals
@@ -46,15 +46,6 @@ def http_address(text: str) -> HttpAddress:
     if not host or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT, e.g. 8765 or 127.0.0.1:8765")
     return HttpAddress(host, int(port))
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def serve(settings: Settings, http: HttpAddress | None, actors: bool | None) -> int:
@@ -134,7 +125,7 @@ async def _serve_http(app: Any, host: str, sock: socket.socket, stop: asyncio.Ev
     """Serve `app` on `sock`, saying on stdout where."""
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    if not _loopback(host):
+    if not is_loopback(host):
         print(f"ymera: warning: {host} is not a loopback address: whoever reaches it can submit workflows as "
               f"this host's client; the MCP endpoint has no authentication", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
