@@ -113,6 +113,8 @@ class Run(msgspec.Struct):
     levels: list[list[str]] = []
     critical_path: list[str] = []
     estimated_parallel_speedup: float | None = None
+    # What its model calls may spend (`WorkflowSubmitted.budget_usd`); None: no budget of its own.
+    budget_usd: float | None = None
 
     @property
     def ended(self) -> bool:
@@ -153,7 +155,8 @@ class WorkflowRuns:
             if event.id not in state.runs:
                 state.runs[event.id] = Run(
                     workflow_id=event.workflow_id, run_id=event.id, submitted_at=event.ts, principal=event.principal,
-                    tasks={t.id: TaskRun(max_attempts=t.retry.max_attempts) for t in event.tasks})
+                    tasks={t.id: TaskRun(max_attempts=t.retry.max_attempts) for t in event.tasks},
+                    budget_usd=event.budget_usd)
                 state.by_workflow.setdefault(event.workflow_id, []).append(event.id)
             return state
         run = state.runs.get(run_of(event) or _latest(state, event.workflow_id))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 import bus
 import events
@@ -51,8 +52,9 @@ async def _answers(http: httpx.AsyncClient, paths: list[str]) -> dict[str, Any]:
     return out
 
 
-async def _run_one(web: Served, workflow_id: str = "wf-web", tasks: int = 3) -> events.WorkflowSubmitted:
-    submission = echo_workflow(workflow_id, tasks)
+async def _run_one(web: Served, workflow_id: str = "wf-web", tasks: int = 3,
+                   budget_usd: float | None = None) -> events.WorkflowSubmitted:
+    submission = msgspec.structs.replace(echo_workflow(workflow_id, tasks), budget_usd=budget_usd)
     end = await web.submit(submission)
     assert isinstance(end, events.WorkflowCompleted), end
     return submission
@@ -60,7 +62,7 @@ async def _run_one(web: Served, workflow_id: str = "wf-web", tasks: int = 3) -> 
 
 async def test_a_run_shows_with_its_tasks_states_and_dag(tmp_path: Path, nats_bus: bus.Bus) -> None:
     async with serving(tmp_path, nats_bus) as web, web.client() as http:
-        submission = await _run_one(web)
+        submission = await _run_one(web, budget_usd=2.5)
         listed = (await http.get("/api/workflows")).json()
         assert listed["total"] == 1
         assert listed["next_offset"] is None
@@ -68,6 +70,7 @@ async def test_a_run_shows_with_its_tasks_states_and_dag(tmp_path: Path, nats_bu
         assert (row["workflow_id"], row["runs"]) == ("wf-web", 1)
         assert row["latest"]["state"] == "completed"
         assert row["latest"]["tasks_by_state"] == {"succeeded": 3}
+        assert (row["latest"]["budget_usd"], row["latest"]["cost_usd"]) == (2.5, 0.0)  # echo tasks cost nothing
 
         detail = (await http.get("/api/workflows/wf-web")).json()
         latest = detail["latest"]

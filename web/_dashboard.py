@@ -32,7 +32,8 @@ def run_summary(run: store.Run) -> dict[str, Any]:
             "submitted_at": run.submitted_at.isoformat(),
             "ended_at": run.ended_at.isoformat() if run.ended_at is not None else None,
             "duration_ms": run.duration_ms, "overall_quality": run.overall_quality, "reason": run.reason,
-            "tasks": len(run.tasks), "tasks_by_state": dict(sorted(counts.items()))}
+            "tasks": len(run.tasks), "tasks_by_state": dict(sorted(counts.items())),
+            "cost_usd": round(sum(t.cost_usd or 0.0 for t in run.tasks.values()), 6), "budget_usd": run.budget_usd}
 
 
 def _status(open_alerts: list[dict[str, Any]]) -> str:
