@@ -4,7 +4,9 @@ answer anyone on a non-loopback address. Real nats-server, SQLite, engine and uv
 from __future__ import annotations
 
 import json
+import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,26 @@ async def test_no_token_a_wrong_token_and_a_read_token_on_an_admin_route(tmp_pat
         r = await http.get("/api/workflows", headers=read)
         assert (r.status_code, r.json()["error"]) == (401, "unknown or revoked token")
         assert (await http.get("/api/workflows", headers=admin)).status_code == 200
+
+        # A token file that cannot be read: every request refused (503), saying why.
+        path = web.settings.data_dir / "web_tokens.json"
+        good = path.read_bytes()
+        path.write_bytes(b"{not json")
+        r = await http.get("/api/workflows", headers=admin)
+        assert r.status_code == 503
+        assert r.json()["error"].startswith(f"the token file {path} cannot be read: ")
+        path.write_bytes(good)
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 1000))  # a new stamp, whatever the clock's grain
+        assert (await http.get("/api/workflows", headers=admin)).status_code == 200
+
+        # Every token revoked, then the file deleted: the server stays shut, it never opens.
+        Tokens.of(web.settings.data_dir).revoke("admin")
+        (web.settings.data_dir / "web_tokens.json").unlink()
+        for headers in ({}, admin):
+            r = await http.get("/api/workflows", headers=headers)
+            assert r.status_code == 401, r.text
+        assert (await http.get("/api/workflows")).json()["error"] == (
+            "this route needs a token: send `Authorization: Bearer TOKEN` (`ymera tokens add NAME` makes one)")
 
 
 async def test_without_tokens_every_request_is_let_in(tmp_path: Path, nats_bus: bus.Bus) -> None:

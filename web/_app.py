@@ -36,7 +36,7 @@ from litestar.static_files import create_static_files_router
 import store
 from events import YmeraError
 
-from ._auth import Tokens
+from ._auth import TokenError, Tokens
 from ._fresh import REFRESH_SECONDS
 from ._health import MAX_LAG, health_routes
 from ._live import live_routes
@@ -139,6 +139,9 @@ def _ours(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         return _error(404, str(exc))
     if isinstance(exc, store.StoreError):
         _log.warning("the event log could not be read", error=str(exc))
+        return _error(503, str(exc))
+    if isinstance(exc, TokenError):  # the server's token file, not the request, is wrong: refused, said why
+        _log.warning("the token file could not be read", error=str(exc))
         return _error(503, str(exc))
     if isinstance(exc, BadRequest | YmeraError):
         return _error(400, str(exc))

@@ -5,7 +5,8 @@
 sha256 of its text, never the text: `ymera tokens add NAME --role read|admin` prints the text
 once. A request carries `Authorization: Bearer TOKEN`; `GET /api/live` may carry `?token=TOKEN`
 instead (a browser's EventSource cannot set a header). With no token in the file, every request
-is let in, and `ymera serve` binds to loopback only.
+is let in, and `ymera serve` binds to loopback only; once a server has seen a token, it asks
+for one until it stops, even if every token is revoked.
 
 The server reads the file again when it changes, so `ymera tokens revoke NAME` takes effect on
 the next request, without a restart.
@@ -66,6 +67,7 @@ class Tokens:
         self.path = path
         self._stamp: tuple[int, int] | None = None
         self._tokens: list[Token] = []
+        self._once_required = False
         self._load()
 
     @classmethod
@@ -94,8 +96,13 @@ class Tokens:
 
     @property
     def required(self) -> bool:
-        """Whether requests must carry a token: the file holds one or more."""
-        return bool(self.entries)
+        """Whether requests must carry a token: the file holds one or more, or did once since this
+        object read it first. A server that started with tokens, or saw one added, never lets
+        requests in without one again: revoking every token (or deleting the file) shuts it,
+        never opens it."""
+        if self.entries:
+            self._once_required = True
+        return self._once_required
 
     def check(self, text: str) -> Token | None:
         """The token whose text this is, or None."""
