@@ -84,6 +84,11 @@ class EventLog(Protocol):
 
     async def count(self) -> int: ...
 
+    async def head(self) -> tuple[int, bytes]:
+        """The last row's seq and hash as the log holds them now ((0, GENESIS) when empty): a
+        reader's `head_seq` is where the log stood when it opened, and a writer elsewhere goes on."""
+        ...
+
 
 def completed(coro: Coroutine[Any, Any, T]) -> T:
     """The result of a coroutine that never suspends (one awaiting only `LogReader.get_blob`),

@@ -286,6 +286,12 @@ class SqliteEventLog:
             raise BlobError(ref.digest, f"not in the event log {self.path}")
         return data
 
+    async def head(self) -> tuple[int, bytes]:
+        with self._translated("read"):
+            async with self.db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1") as cur:
+                row = await cur.fetchone()
+        return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+
     async def count(self) -> int:
         with self._translated("read"):
             async with self.db.execute("SELECT count(*) FROM events") as cur:

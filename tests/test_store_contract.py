@@ -96,3 +96,12 @@ async def test_the_head_survives_reopening(log: EventLog) -> None:
     await log.close()
     await log.open()
     assert (log.head_seq, log.head_hash) == head
+
+
+async def test_a_reader_reads_the_head_a_writer_moved(log: EventLog, tmp_path: Path) -> None:
+    reader = store.SqliteEventLog(log.path, readonly=True)
+    async with reader:
+        assert await reader.head() == (0, GENESIS)
+        await log.append([row(1), row(2)])
+        assert reader.head_seq == 0  # where it stood when it opened
+        assert await reader.head() == (2, log.head_hash) == await log.head()

@@ -35,7 +35,7 @@ from events import (
     WorkflowSubmitted,
     WorkflowValidated,
 )
-from web._metrics import OTHER, SERIES_KEPT, Prometheus, PrometheusState, StoreHead
+from web._metrics import OTHER, SERIES_KEPT, Prometheus, PrometheusState
 
 from .conftest import ymera, ymera_env
 from .llm_server import OpenAIServer
@@ -333,25 +333,3 @@ def test_label_values_are_bounded_whatever_the_log_holds() -> None:
     assert len(state.llm_cost_usd) == SERIES_KEPT + 1
     assert state.llm_calls[(OTHER, OTHER, OTHER)] == 50
     assert sum(state.llm_calls.values()) == SERIES_KEPT + 50
-
-
-async def test_the_store_head_is_found_whether_the_writer_is_near_the_view_or_far_behind(tmp_path: Path) -> None:
-    def rows(seqs: range) -> list[store.NewEvent]:
-        out = []
-        for seq in seqs:
-            event = AlertRaised(id=events.new_id(), ts=_at(seq), workflow_id=events.NO_WORKFLOW, alert="a",
-                                severity="info", message="m")
-            out.append(store.NewEvent(seq, event.id, "AlertRaised", events.subject_of(event), event.workflow_id,
-                                      event.ts.timestamp(), events.encode(event)))
-        return out
-
-    async with store.SqliteEventLog(tmp_path / "events.db") as writer:
-        await writer.append(rows(range(1, 4)))
-        async with store.SqliteEventLog(tmp_path / "events.db", readonly=True) as log:
-            head = StoreHead(log)
-            assert await head.read(near=3) == 3
-            await writer.append(rows(range(4, 8)))
-            assert await head.read(near=7) == 7  # near the view's seq
-            await writer.append(rows(range(8, 10)))
-            assert await head.read(near=50_000) == 9  # the writer far behind the view
-            assert await head.read(near=0) == 9

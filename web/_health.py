@@ -15,6 +15,7 @@ from litestar import Response, get
 from litestar.params import QueryParameter
 
 from bus import BusError
+from store import StoreError
 
 if TYPE_CHECKING:
     from litestar.handlers import HTTPRouteHandler
@@ -28,15 +29,11 @@ MAX_LAG = 10_000  # messages the view may be behind the stream and still be heal
 
 async def _store_head(view: View) -> tuple[int, str] | str:
     """The log's head (seq, hash hex), read now; or why it could not be read."""
-    db = getattr(view.log, "db", None)
-    if db is None:
-        return view.log.head_seq, view.log.head_hash.hex()
     try:
-        async with db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1") as cur:
-            row = await cur.fetchone()
-    except Exception as exc:  # sqlite3's errors, or a log closed under us
+        seq, digest = await view.log.head()
+    except StoreError as exc:
         return f"the event log {view.log.path} cannot be read: {exc}"
-    return (0, "") if row is None else (int(row[0]), bytes(row[1]).hex())
+    return (seq, digest.hex()) if seq else (0, "")
 
 
 async def health(view: View, max_lag: int = MAX_LAG) -> tuple[bool, dict[str, Any]]:

@@ -27,7 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 
 from bus import ACTOR_ROLES, BusError, ConsumerState
-from store import SCORES, EventLog, StoreError
+from store import SCORES, StoreError
 
 from ._fresh import REFRESH_SECONDS, Fresh
 from ._prometheus import (
@@ -50,14 +50,11 @@ __all__ = [
     "Live",
     "Prometheus",
     "PrometheusState",
-    "StoreHead",
     "ViewCollector",
     "live",
     "metrics_routes",
 ]
 
-SCAN_BATCH = 50_000  # seqs read at a time when following the log's head
-NEAR_SEQS = 10_000  # how far behind the view's seq the log's head is looked for first
 
 
 @dataclass
@@ -69,32 +66,11 @@ class Live:
     consumers: dict[str, ConsumerState] = field(default_factory=dict)
 
 
-class StoreHead:
-    """The log's last seq, read at each scrape through the log protocol (which knows the head only
-    as of its opening): the seqs stored from near the view's seq on, where the store writer
-    usually is; else, a writer further behind, those stored since the last look."""
-
-    def __init__(self, log: EventLog) -> None:
-        self.log = log
-        self.seq: int | None = None
-
-    async def read(self, near: int) -> int:
-        if self.seq is None:
-            self.seq = self.log.head_seq  # where it stood when the view opened it
-        for start in dict.fromkeys((max(self.seq, near - NEAR_SEQS), self.seq)):
-            async with contextlib.aclosing(self.log.scan("seq", start + 1, batch=SCAN_BATCH)) as chunks:
-                async for rows in chunks:
-                    self.seq = max(self.seq, int(rows[-1][0]))
-            if self.seq > start:
-                break
-        return self.seq
-
-
-async def live(view: View, head: StoreHead) -> Live:
+async def live(view: View) -> Live:
     """Where the stream, the store and each actor's durable consumer stand now."""
     out = Live()
     with contextlib.suppress(StoreError):
-        out.store_head_seq = await head.read(view.last_seq)
+        out.store_head_seq = (await view.log.head())[0]
     if view.bus is None:
         return out
     try:
@@ -233,7 +209,6 @@ def metrics_routes(view: View, refresh: float = REFRESH_SECONDS) -> list[HTTPRou
     registry = CollectorRegistry(auto_describe=False)
     collector = ViewCollector(view)
     registry.register(collector)
-    head = StoreHead(view.log)
     fresh = Fresh(lambda: view.last_seq, refresh)
 
     @get("/metrics", media_type=CONTENT_TYPE_PLAIN_0_0_4, tags=["metrics"], summary="Prometheus metrics",
@@ -244,7 +219,7 @@ def metrics_routes(view: View, refresh: float = REFRESH_SECONDS) -> list[HTTPRou
         encode, media_type = _encoder(request.headers.get("accept", ""))
 
         async def render() -> bytes:
-            collector.live = await live(view, head)
+            collector.live = await live(view)
             return encode(registry)
 
         body = await fresh.get(media_type, render, same_seq_same_answer=False)
