@@ -255,6 +255,9 @@ async def test_health_says_where_each_part_stands_and_503_without_nats(tmp_path:
         assert body["nats"]["reachable"] is True
         assert body["view"]["last_seq"] == last
         assert body["view"]["lag"] == 0
+        lag = body["nats"]["consumer_lag"]
+        assert {"store", "distributor", "executor", "monitor"} <= set(lag)
+        assert all(set(one) == {"pending", "ack_pending"} and min(one.values()) >= 0 for one in lag.values())
         async with store.SqliteEventLog(web.settings.log_path, readonly=True) as log:
             assert (body["store"]["head_seq"], body["store"]["head_hash"]) == (log.head_seq, log.head_hash.hex())
         r = await http.get("/healthz?max_lag=-1")

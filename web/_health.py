@@ -3,18 +3,20 @@
 200 when NATS answers, the view follows the stream and is at most `max_lag` messages behind it
 (default `MAX_LAG`), and the stream is the one the log was stored from (it does not end before
 what the view folded); else 503, `error` naming every reason. Either way the body says where the
-stream, the view and the store stand: the stream's last seq, the view's last folded seq and its
-lag, the log's head seq and hash.
+stream, the view and the store stand: the stream's last seq, each actor's durable consumer's
+backlog (`consumer_lag`: shown, not judged), the view's last folded seq and its lag, the log's
+head seq and hash.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Response, get
 from litestar.params import QueryParameter
 
-from bus import BusError
+from bus import ACTOR_ROLES, BusError
 from store import StoreError
 
 if TYPE_CHECKING:
@@ -45,6 +47,11 @@ async def health(view: View, max_lag: int = MAX_LAG) -> tuple[bool, dict[str, An
         try:
             state = await view.bus.stream_state()
             nats = {"reachable": True, "stream_last_seq": state.last_seq, "stream_first_seq": state.first_seq}
+            consumers = await asyncio.gather(*(view.bus.consumer_state(name) for name in ACTOR_ROLES))
+            # What each actor has still to read (and has read, not acked): the engine's backlog,
+            # shown, not judged (this instance answers whatever the engine's pace).
+            nats["consumer_lag"] = {name: {"pending": c.num_pending, "ack_pending": c.num_ack_pending}
+                                    for name, c in zip(ACTOR_ROLES, consumers, strict=True) if c is not None}
         except BusError as exc:
             reasons.append(f"NATS is not reachable: {exc}")
     lag = max(0, nats["stream_last_seq"] - view.last_seq) if nats["stream_last_seq"] is not None else None
