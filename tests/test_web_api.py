@@ -387,3 +387,35 @@ async def test_models_and_keys_show_calls_by_key_id_never_a_key(tmp_path: Path, 
         assert sorted(states.values()) == [("ok", 1), ("unused", 0)]
         assert set(states) == {"local:1", "local:2"}
         assert keys.json()["unconfigured"] == []
+
+
+async def test_a_hostile_publisher_on_the_same_nats_changes_nothing_the_api_says(tmp_path: Path,
+                                                                                  nats_bus: bus.Bus) -> None:
+    # Anyone may publish on this test server (no permissions): garbage, and a forged result
+    # for a task of a workflow that runs, both land in the stream the view follows.
+    async with serving(tmp_path, nats_bus) as web, web.client() as http:
+        forged = events.TaskSucceeded(id=events.new_id(), ts=events.now(), workflow_id="wf-web", task_id="t1",
+                                      attempt=1, output="forged", duration_ms=1.0)
+        await nats_bus.js.publish(events.subject_of(forged), events.encode(forged))
+        await nats_bus.js.publish("ymera.task.wf-web.t2.succeeded", b"\xff not an event")
+        await _run_one(web)
+        await store_caught_up(nats_bus)
+        await web.caught_up()
+        detail = (await http.get("/api/workflows/wf-web")).json()["latest"]
+        assert {t: v["state"] for t, v in detail["tasks"].items()} == {"t1": "succeeded", "t2": "succeeded",
+                                                                        "t3": "succeeded"}
+        page = (await http.get("/api/events", params={"workflow_id": "wf-web", "limit": 1000})).json()
+        assert "forged" not in [e["event"].get("output") for e in page["events"]]
+        rejected = (await http.get("/api/events", params={"type": "MessageRejected"})).json()["events"]
+        assert sorted(e["event"]["reason"].split(":")[0] for e in rejected) == [
+            "TaskSucceeded is the executor's to emit, and this one is not signed", "not valid JSON"]
+        # The view folded what the log stored (the two rejections among it), and neither message:
+        # both counted through the same seq (checkpoints and attestations go on arriving).
+        last, folded = web.view.last_seq, web.view.folded
+        await store_caught_up(nats_bus)
+        async with store.SqliteEventLog(web.settings.log_path, readonly=True) as log:
+            stored = len([seq async for rows in log.scan("seq") for (seq,) in rows if seq <= last])
+        assert folded == stored
+        health = (await http.get("/healthz")).json()
+        assert (health["status"], health["view"]["lag"]) == ("ok", 0)
+        assert web.view.follow_error is None
