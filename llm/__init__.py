@@ -21,7 +21,7 @@ from ._ledger import Budgets, Hold, Ledger, Refusal, Reservation, hold_id, hold_
 from ._models import NO_LLM, Models, Target
 from ._providers import LOCAL, PROVIDERS, Endpoint, Provider, endpoints
 from ._selector import CAPABILITY, PRIOR_QUALITY, Choice, Need, Selector
-from ._tracker import MODEL_FAILURES, Measure, Tracker
+from ._tracker import KEY_ANSWERED, MODEL_FAILURES, Measure, Tracker, model_ref
 from ._transport import http_client
 from ._types import Finish, HttpRequest, Message, Reply, Request
 from .wire import WIRES, Wire, retry_after_seconds
@@ -29,6 +29,7 @@ from .wire import WIRES, Wire, retry_after_seconds
 __all__ = [
     "CAPABILITY",
     "DEFAULT_COOLDOWN_SECONDS",
+    "KEY_ANSWERED",
     "LOCAL",
     "MIN_ANSWER_TOKENS",
     "MODEL_FAILURES",
@@ -78,6 +79,7 @@ __all__ = [
     "hold_id",
     "hold_of",
     "http_client",
+    "model_ref",
     "recording",
     "recording_again",
     "retry_after_seconds",

@@ -14,10 +14,25 @@ from collections import deque
 
 import msgspec
 
-__all__ = ["MODEL_FAILURES", "Measure", "Tracker"]
+from ._providers import PROVIDERS
+
+__all__ = ["KEY_ANSWERED", "MODEL_FAILURES", "Measure", "Tracker", "model_ref"]
 
 # The call outcomes that count against a model (the rest are about keys, budgets or requests).
 MODEL_FAILURES = frozenset({"server_error", "timeout", "cut_off", "content_filtered"})
+# The call outcomes that say a key works (an answer came): what tells a refused key works again.
+KEY_ANSWERED = frozenset({"ok", "cut_off", "content_filtered", "context_too_long", "bad_request"})
+
+
+def model_ref(named: str | None, called: str | None = None) -> str | None:
+    """The ref of a model a score or rating names: the name itself if it is a ref (its first part a
+    known provider; some providers' own names hold a '/', `meta-llama/...`), else the ref of the
+    call that produced it, else the name as it is."""
+    if named:
+        provider, _, rest = named.partition("/")
+        if rest and provider in PROVIDERS:
+            return named
+    return called or named or None
 _LATENCIES_KEPT = 200  # the latest calls' latencies a median is taken over
 
 

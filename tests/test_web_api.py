@@ -23,6 +23,7 @@ from web._health import health
 from web._serve import running
 from web._view import View
 from ymera._client import store_caught_up
+from ymera._models import as_json, read_models
 
 from .conftest import ymera_env
 from .llm_server import OpenAIServer
@@ -380,6 +381,19 @@ async def test_models_and_keys_show_calls_by_key_id_never_a_key(tmp_path: Path, 
         [model] = [m for m in models["models"] if m["calls"]]
         assert (model["model"], model["calls"], model["failures"], model["configured"]) == (
             "local/test-model", 1, 0, True)
+        # The same measures as `ymera models --json`, which folds the log its own way.
+        await store_caught_up(nats_bus)
+        await web.caught_up()
+        command = as_json(await read_models(web.settings))
+
+        def same(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            keys = ("model", "task_type", "calls", "failures", "latency_ms", "cost_usd", "quality", "scored",
+                    "rating", "rated")
+            return sorted(({k: r.get(k) for k in keys} for r in rows), key=lambda r: (r["model"], r["task_type"] or ""))
+
+        assert same(models["models"]) == same(command["models"])
+        assert same(models["by_task_type"]) == same(command["by_task_type"])
+        assert models["by_task_type"][0]["quality"] is not None  # the task's score counts for its model
         keys = await http.get("/api/keys")
         assert "sk-first" not in keys.text
         assert "sk-second" not in keys.text

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["KeyHealth", "ModelCalls", "ModelCallsState", "model_routes"]
 
-# Outcomes that say a key works (an answer came), as `ymera models` reads them.
-_KEY_WORKS = frozenset({"ok", "cut_off", "content_filtered", "context_too_long", "bad_request"})
 
 
 @dataclass
@@ -41,8 +39,9 @@ class KeyHealth:
 class ModelCallsState:
     tracker: llm.Tracker = field(default_factory=llm.Tracker)
     keys: dict[str, KeyHealth] = field(default_factory=dict)
-    # (run, task) -> the ref of its last call, for a score or rating that names no provider
-    called: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (run, task) -> the ref and task type of its last call, for a score or rating that names no
+    # provider or no task type
+    called: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
 
 class ModelCalls:
@@ -57,38 +56,32 @@ class ModelCalls:
     def apply(self, state: ModelCallsState, event: Event) -> ModelCallsState:
         if isinstance(event, LLMCalled):
             ref = f"{event.provider}/{event.model}"
-            state.called[(event.run_id, event.task_id)] = ref
+            state.called[(event.run_id, event.task_id)] = (ref, event.task_type)
             if event.replay_of is None:
                 state.tracker.called(ref, event.task_type, event.outcome, event.latency_ms, event.cost_usd)
             if event.key_id is not None:
                 key = state.keys.setdefault(event.key_id, KeyHealth())
                 ts = event.ts.timestamp()
                 key.calls += 1
-                key.failures += event.outcome not in _KEY_WORKS
+                key.failures += event.outcome not in llm.KEY_ANSWERED
                 key.last_outcome, key.last_call = event.outcome, ts
                 if event.outcome == "auth":
                     key.last_refused = ts
-                elif event.outcome in _KEY_WORKS:
+                elif event.outcome in llm.KEY_ANSWERED:
                     key.last_answered = ts
         elif isinstance(event, TaskAssessed | FeedbackGiven):
-            rated = _ref(event.model, state.called.get((event.run_id, event.task_id)))
+            # As `ymera models` rates (ymera/_models.py): the model a score names, else its call's;
+            # its task type, else its call's.
+            call_ref, call_type = state.called.get((event.run_id, event.task_id), (None, ""))
+            rated, task_type = llm.model_ref(event.model, call_ref), event.task_type or call_type
             if rated is None:
                 return state
             if isinstance(event, TaskAssessed):
                 if event.replay_of is None:
-                    state.tracker.assessed(rated, event.task_type, event.overall)
+                    state.tracker.assessed(rated, task_type, event.overall)
             else:
-                state.tracker.rated(event.agent, rated, event.task_type, event.rating)
+                state.tracker.rated(event.agent, rated, task_type, event.rating)
         return state
-
-
-def _ref(named: str | None, called: str | None) -> str | None:
-    """The model a score names: a `<provider>/<name>` ref as it is, else its task's last call's."""
-    if named:
-        provider, _, rest = named.partition("/")
-        if rest and provider in llm.PROVIDERS:
-            return named
-    return called or named or None
 
 
 def _measure(m: llm.Measure) -> dict[str, Any]:

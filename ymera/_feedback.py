@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 import events
+import llm
 import store
 from actors import Settings, client_access
 from bus import open_bus
@@ -38,7 +39,6 @@ from events import (
 
 from ._cli import _pick_run
 from ._client import UNSHOWN
-from ._models import model_ref
 
 __all__ = ["RATING_RULE", "InvalidRating", "RatedResult", "add_feedback_command", "check_rating", "cmd_feedback",
            "feedback_given", "find_result"]
@@ -118,7 +118,7 @@ async def find_result(log: store.SqliteEventLog, task_id: str, *, workflow_id: s
     task_type, agent = found.specs.get(chosen.run_id, ("", None))
     return RatedResult(workflow_id=workflow_id, run_id=chosen.run_id, task_id=task_id, attempt=task.attempts,
                        state=task.state, result_id=None if result is None else result.id, task_type=task_type,
-                       agent=agent, model=model_ref(named, found.calls.get((chosen.run_id, task.attempts))))
+                       agent=agent, model=llm.model_ref(named, found.calls.get((chosen.run_id, task.attempts))))
 
 
 async def _workflow_of(log: store.SqliteEventLog, task_id: str, run: str | None, where: str) -> str:

@@ -25,24 +25,11 @@ import store
 from actors import Settings
 from events import CallReserved, FeedbackGiven, LLMCalled, TaskAssessed
 
-__all__ = ["KNOWN_PROVIDERS", "ModelsReport", "add_models_command", "cmd_models", "model_ref", "read_models"]
+__all__ = ["KNOWN_PROVIDERS", "ModelsReport", "add_models_command", "cmd_models", "read_models"]
 
 KNOWN_PROVIDERS = frozenset(llm.PROVIDERS)
 DAY_SECONDS = 86_400.0  # a key's longest limit window: the pools fold the last day, as the executors do
 _TYPES = ("LLMCalled", "TaskAssessed", "FeedbackGiven", "CallReserved")
-# Record outcomes that say something of a key (for whether a refused key works again).
-_KEY_WORKS = frozenset({"ok", "cut_off", "content_filtered", "context_too_long", "bad_request"})
-
-
-def model_ref(named: str | None, called: str | None = None) -> str | None:
-    """The ref of a model a result names: the name itself if it is a ref (its first part a known
-    provider; some providers' own names hold a '/', `meta-llama/...`), else the ref of the call
-    that produced it, else the name as it is."""
-    if named:
-        provider, _, rest = named.partition("/")
-        if rest and provider in KNOWN_PROVIDERS:
-            return named
-    return called or named or None
 
 
 @dataclass
@@ -112,7 +99,7 @@ async def _fold(report: ModelsReport, log: store.SqliteEventLog, since: float) -
 def _rated_model(called: dict[tuple[str, str], tuple[str, str]], run_id: str, task_id: str, model: str | None,
                  task_type: str) -> tuple[str | None, str]:
     ref, call_type = called.get((run_id, task_id), (None, ""))
-    return model_ref(model, ref), task_type or call_type
+    return llm.model_ref(model, ref), task_type or call_type
 
 
 def _note_key(report: ModelsReport, event: LLMCalled, ts: float) -> None:
@@ -121,7 +108,7 @@ def _note_key(report: ModelsReport, event: LLMCalled, ts: float) -> None:
     refused, worked = report.refusals.get(event.key_id, (0.0, 0.0))
     if event.outcome == "auth":
         refused = ts
-    elif event.outcome in _KEY_WORKS:
+    elif event.outcome in llm.KEY_ANSWERED:
         worked = ts
     report.refusals[event.key_id] = (refused, worked)
 
