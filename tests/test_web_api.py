@@ -17,7 +17,7 @@ import bus
 import events
 import store
 from actors import client_access
-from web._app import create_app
+from web._app import SECURITY_HEADERS, create_app
 from web._auth import Tokens
 from web._health import health
 from web._serve import running
@@ -182,6 +182,9 @@ async def test_the_guides_routes_and_their_errors(tmp_path: Path, nats_bus: bus.
                 assert r.json()["error"] == (f"query parameter hours must be a number of hours more than 0 and at "
                                              f"most 87840; got '{hours}'")
         assert (await http.get("/api/alerts")).json() == {"open": [], "recent": [], "as_of_seq": web.view.last_seq}
+        for path in ("/", "/dashboard", "/api/nothing"):  # the page, an answer, an error: each with the headers
+            headers = (await http.get(path)).headers
+            assert {k: headers.get(k) for k in SECURITY_HEADERS} == SECURITY_HEADERS, path
         gone = await http.get("/api/nothing")
         assert gone.status_code == 404
         assert gone.json() == {

@@ -82,6 +82,10 @@ async def browser_page(test: str) -> AsyncIterator[tuple[Page, list[str]]]:
             page.set_default_timeout(WAIT_MS)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # What the server's Content-Security-Policy refused (an inline style or script, another
+            # site's file): the page must need none of it.
+            page.on("console", lambda msg: errors.append(msg.text)
+                    if msg.type == "error" and "Content Security Policy" in msg.text else None)
             try:
                 yield page, errors
             finally:

@@ -47,7 +47,7 @@ from ._routes_models import model_routes
 from ._routes_reports import MAX_HOURS, report_routes
 from ._view import View
 
-__all__ = ["PARAMETER_RULES", "STATIC_DIR", "create_app"]
+__all__ = ["PARAMETER_RULES", "SECURITY_HEADERS", "STATIC_DIR", "create_app"]
 
 _log = structlog.get_logger("ymera.web")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -98,12 +98,25 @@ def _guard(tokens: Tokens) -> Any:
     return guard
 
 
+# Sent with every answer. The page loads its own files only and writes no HTML from data (every
+# value becomes text), so a workflow id, an output or a finding holding `<script>` stays text; the
+# policy says so to the browser too, and no other site may frame the page or read its referrer.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 # ---- errors ---------------------------------------------------------------------------------
 
 
 def _error(status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response({"error": message, "detail": detail}, status_code=status, headers=headers,
-                    media_type="application/json")
+    # An error skips `after_request`: it carries the security headers itself.
+    return Response({"error": message, "detail": detail}, status_code=status,
+                    headers={**SECURITY_HEADERS, **(headers or {})}, media_type="application/json")
 
 
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -152,6 +165,12 @@ def _ours(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 # ---- the app --------------------------------------------------------------------------------
 
 
+async def _secured(response: Response[Any]) -> Response[Any]:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+
 def _page_routes() -> list[Any]:
     @get("/", include_in_schema=False, opt={"role": None}, sync_to_thread=False)
     def index() -> File:
@@ -186,7 +205,7 @@ def create_app(view: View, tokens: Tokens, *, refresh: float = REFRESH_SECONDS) 
 
     app = Litestar(route_handlers=handlers, guards=[_guard(tokens)], openapi_config=openapi,
                    exception_handlers={HTTPException: _http, Exception: _ours}, on_startup=[startup],
-                   on_shutdown=[shutdown], debug=False)
+                   on_shutdown=[shutdown], after_request=_secured, debug=False)
     app.state["view"] = view
     app.state["audit"] = audit
     return app

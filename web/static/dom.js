@@ -6,6 +6,7 @@ export function h(tag, attrs = {}, ...children) {
     if (v == null || v === false) continue;
     if (k === "class") node.className = v;
     else if (k === "testid") node.setAttribute("data-testid", v);
+    else if (k === "style") Object.assign(node.style, v); // properties, not an attribute: the CSP allows no inline style
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : v);
   }

@@ -98,7 +98,7 @@ export async function loadQuality(page) {
     points: perHour.map((p) => [new Date(p.hour).getTime(), p[name] ?? null]) }));
   lineChart(page.querySelector("[data-testid=quality-chart]"), series, { empty: "no task scored in this window" });
   page.querySelector("[data-testid=quality-legend]").replaceChildren(...series.map((s) =>
-    h("span", { class: "key" }, h("i", { style: `background:${s.colour}` }), s.name)));
+    h("span", { class: "key" }, h("i", { style: { background: s.colour } }), s.name)));
   const overall = q.overall || {};
   page.querySelector("[data-testid=quality-assessed]").textContent =
     `${num(overall.assessed)} tasks scored · overall ${score(overall.overall)}`;
