@@ -163,42 +163,69 @@ def submission(workflow_id: str, n: int, chained: bool) -> events.WorkflowSubmit
                                     principal="bench", tasks=tasks)
 
 
-async def run_workflows(engine: Engine, subs: Sequence[events.WorkflowSubmitted]) -> tuple[float, int]:
-    """(seconds from the first submit until the log holds every event, events the run caused)."""
+async def run_workflows(engine: Engine, subs: Sequence[events.WorkflowSubmitted], *, interval: float = 0.0,
+                        latencies: list[float] | None = None) -> tuple[float, int]:
+    """(seconds from the first submit until the log holds every event, events the run caused).
+    Every workflow is submitted at once; with `interval`, one every `interval` seconds (a pace).
+    `latencies`: appended each workflow's ms from its submission to its end."""
     pending, failed, done = {s.workflow_id for s in subs}, [], asyncio.Event()
+    sent: dict[str, float] = {}
+    ended: dict[str, float] = {}
 
     async def on_end(msg: Msg) -> None:
+        workflow = msg.subject.split(".")[2]
+        if workflow not in pending:
+            return
+        ended[workflow] = time.perf_counter()
         if not msg.subject.endswith(".completed"):
             failed.append(msg.subject)
-        pending.discard(msg.subject.split(".")[2])
+        pending.discard(workflow)
         if not pending:
             done.set()
 
     nc, js, stream = engine.bus.nc, engine.bus.js, engine.bus.stream.name
     watching = [await nc.subscribe(f"ymera.wf.*.{verb}", cb=on_end) for verb in ENDS]
     await nc.flush()
-    reader = sqlite3.connect(f"file:{engine.db}?mode=ro", uri=True)
     try:
         first = (await js.stream_info(stream)).state.last_seq
         t0 = time.perf_counter()
         principal = engine.bus.principal  # where clients sign, a submission names the client's key
         if principal is not None:
             subs = [msgspec.structs.replace(s, principal=principal) for s in subs]
-        await engine.bus.publish_many(subs)
-        await asyncio.wait_for(done.wait(), 300)
+        if interval:
+            for i, sub in enumerate(subs):
+                wait = t0 + i * interval - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                sent[sub.workflow_id] = time.perf_counter()
+                await engine.bus.publish(sub)
+        else:
+            sent = dict.fromkeys((s.workflow_id for s in subs), t0)
+            await engine.bus.publish_many(subs)
+        await asyncio.wait_for(done.wait(), 300 + interval * len(subs))
         if failed:
             raise RuntimeError(f"workflows did not complete: {failed[:3]}")
         last = (await js.stream_info(stream)).state.last_seq
-        deadline = time.monotonic() + 120
-        while reader.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0] < last:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the store writer did not reach seq {last} within 120s")
-            await asyncio.sleep(0.002)
+        await stored_through(engine.db, last)
+        if latencies is not None:
+            latencies += [(ended[w] - sent[w]) * 1000 for w in sent]
         return time.perf_counter() - t0, last - first
     finally:
-        reader.close()
         for sub in watching:
             await sub.unsubscribe()
+
+
+async def stored_through(db: Path, seq: int, timeout: float = 120.0) -> None:
+    """Until the log in `db` holds stream seq `seq` (read through a read-only sqlite3 connection)."""
+    reader = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while reader.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0] < seq:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the store writer did not reach seq {seq} within {timeout:g}s")
+            await asyncio.sleep(0.002)
+    finally:
+        reader.close()
 
 
 def chain_steps(db: Path, workflow_id: str) -> tuple[list[float], dict[str, float]]:

@@ -11,7 +11,7 @@ process per actor):
 - **under load**: the same, while `python -m runner serve` (its own process, on the engine's data
   dir and server) serves `--clients` Server-Sent Events clients on `/api/live` and an open-loop
   `--rate` API requests a second, a round robin of `/dashboard`, `/api/workflows`, `/api/events`
-  and `/metrics`. The clients run in a process of their own (this script, `--load-client`), so
+  and `/metrics`. The clients run in a process of their own (bench/web_load_client.py), so
   the engine's clock is not theirs; they start before the workload and run through it.
 
 It prints the engine's tasks/s both ways (median over `--repeat`) with each workflow's time from
@@ -29,36 +29,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import resource
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import aiohttp
 import msgspec
 import structlog
 from cpu import cpu_snapshot, cpu_used
 from report import machine, pct, write_section
-from throughput import ENDS, Engine, engine, run_workflows, submission
+from throughput import Engine, engine, run_workflows, submission
+from web_load_client import MAX_IN_FLIGHT, ROUTES, Load
 
-import events
-
-if TYPE_CHECKING:
-    from nats.aio.msg import Msg
-
-ROUTES = ("/dashboard", "/api/workflows", "/api/events", "/metrics")
-MAX_IN_FLIGHT = 500  # requests the load client keeps open at most; a request past it is counted as not sent
 SERVE_START_SECONDS = 120.0
 
 
@@ -73,68 +62,12 @@ async def measure(ymera: Engine, args: argparse.Namespace, label: str, rep: int)
     await run_workflows(ymera, [submission(f"warm-{tag}-{rep}", 20, False)])
     n, per = int(args.tasks), int(args.per_workflow)
     subs = [submission(f"wide-{tag}-{rep}-{i:04d}", min(per, n - i * per), False) for i in range(-(-n // per))]
-    if args.pace:
-        seconds, latencies = await run_paced(ymera, subs, per / args.pace)
-    else:
-        (seconds, _), latencies = await run_workflows(ymera, subs), []
+    latencies: list[float] = []
+    seconds, _ = await run_workflows(ymera, subs, interval=per / args.pace if args.pace else 0.0,
+                                     latencies=latencies)
     rate = n / seconds
     print(f"    {label}: {n:,} tasks in {seconds:.2f} s, {rate:,.0f} tasks/s", file=sys.stderr)
-    return rate, latencies
-
-
-async def run_paced(ymera: Engine, subs: Sequence[events.WorkflowSubmitted], interval: float
-                    ) -> tuple[float, list[float]]:
-    """Submit a workflow every `interval` s; (seconds from the first submission until the log holds
-    every event, each workflow's ms from its submission to its end)."""
-    sent: dict[str, float] = {}
-    ended: dict[str, float] = {}
-    failed: list[str] = []
-    done = asyncio.Event()
-
-    async def on_end(msg: Msg) -> None:
-        workflow = msg.subject.split(".")[2]
-        if workflow in sent and workflow not in ended:
-            ended[workflow] = time.perf_counter()
-            if not msg.subject.endswith(".completed"):
-                failed.append(msg.subject)
-            if len(ended) == len(subs):
-                done.set()
-
-    nc, js, stream = ymera.bus.nc, ymera.bus.js, ymera.bus.stream.name
-    watching = [await nc.subscribe(f"ymera.wf.*.{verb}", cb=on_end) for verb in ENDS]
-    await nc.flush()
-    principal = ymera.bus.principal  # where clients sign, a submission names the client's key
-    if principal is not None:
-        subs = [msgspec.structs.replace(s, principal=principal) for s in subs]
-    try:
-        t0 = time.perf_counter()
-        for i, sub in enumerate(subs):
-            wait = t0 + i * interval - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            sent[sub.workflow_id] = time.perf_counter()
-            await ymera.bus.publish(sub)
-        await asyncio.wait_for(done.wait(), 600)
-        if failed:
-            raise RuntimeError(f"workflows did not complete: {failed[:3]}")
-        last = (await js.stream_info(stream)).state.last_seq
-        await stored_through(ymera.db, last)
-        return time.perf_counter() - t0, [(ended[w] - sent[w]) * 1000 for w in sent]
-    finally:
-        for sub in watching:
-            await sub.unsubscribe()
-
-
-async def stored_through(db: Path, seq: int, timeout: float = 120.0) -> None:
-    reader = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while reader.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0] < seq:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the store writer did not reach seq {seq} within {timeout:g}s")
-            await asyncio.sleep(0.005)
-    finally:
-        reader.close()
+    return rate, latencies if args.pace else []
 
 
 def spawn_serve(data: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -167,10 +100,11 @@ async def serving(data: Path, url: str, log: Path) -> AsyncIterator[tuple[str, i
 
 @contextlib.asynccontextmanager
 async def loading(base: str, args: argparse.Namespace) -> AsyncIterator[Report]:
-    """The load client (this script, `--load-client`) for the block; yields its `Report` (its pid; what it
-    did, once it has stopped)."""
+    """The load client (bench/web_load_client.py, a process of its own) for the block; yields its
+    `Report` (its pid; what it did, once it has stopped)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--load-client", base, "--clients", str(args.clients), "--rate", str(args.rate),
+        sys.executable, str(Path(__file__).with_name("web_load_client.py")), base, "--clients", str(args.clients),
+        "--rate", str(args.rate),
         stdin=subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     report = Report(proc.pid)
@@ -188,22 +122,6 @@ async def loading(base: str, args: argparse.Namespace) -> AsyncIterator[Report]:
             report.load = msgspec.json.decode(out, type=Load)
 
 
-# ---- the load client (its own process) -------------------------------------------------------
-
-
-class Load(msgspec.Struct):
-    """What the load client did, as it reports it when stopped."""
-
-    seconds: float
-    sent: int
-    not_sent: int
-    latencies_ms: dict[str, list[float]]
-    errors: dict[str, int]
-    sse_clients: int
-    sse_connected_at_end: int
-    sse_events: list[int]
-
-
 class Report:
     """The load client's process, and its `Load` once it has stopped."""
 
@@ -215,95 +133,6 @@ class Report:
         if self.load is None:
             raise RuntimeError("the load client reported nothing")
         return self.load
-
-
-async def load_client(base: str, clients: int, rate: float) -> Load:
-    """`clients` SSE readers of /api/live and `rate` requests/s round-robin over ROUTES, until SIGTERM."""
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    latencies: dict[str, list[float]] = {r: [] for r in ROUTES}
-    errors: dict[str, int] = {}
-    received = [0] * clients
-    all_connected = asyncio.Event()
-    connected = [False] * clients
-    dropped = 0
-
-    def error(what: str) -> None:
-        errors[what] = errors.get(what, 0) + 1
-
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-    connector = aiohttp.TCPConnector(limit=0)  # the SSE streams hold one connection each
-    async with aiohttp.ClientSession(base, timeout=timeout, connector=connector) as http:
-
-        async def sse(i: int) -> None:
-            try:
-                async with http.get("/api/live") as response:
-                    if response.status != 200:
-                        error(f"SSE HTTP {response.status}")
-                        return
-                    connected[i] = True
-                    if all(connected):
-                        all_connected.set()
-                    # Counted in whatever chunks arrive (a frame's `data:` line starts a line; the
-                    # stream starts with a comment): one line at a time would cost this client more
-                    # than the server spends writing them.
-                    tail = b""  # a marker split between two chunks counts once: 5 bytes can't hold all 6
-                    async for chunk in response.content.iter_any():
-                        joined = tail + chunk
-                        received[i] += joined.count(b"\ndata:")
-                        tail = joined[-5:]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # counted: a dropped stream is a result
-                error(f"SSE {type(exc).__name__}")
-            finally:
-                connected[i] = False
-
-        async def request(route: str) -> None:
-            t0 = time.perf_counter()
-            try:
-                async with http.get(route, timeout=aiohttp.ClientTimeout(total=30)) as response:
-                    await response.read()
-                    if response.status != 200:
-                        error(f"{route} HTTP {response.status}")
-                        return
-            except Exception as exc:
-                error(f"{route} {type(exc).__name__}")
-                return
-            latencies[route].append((time.perf_counter() - t0) * 1000)
-
-        streams = [asyncio.create_task(sse(i)) for i in range(clients)]
-        if clients:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(all_connected.wait(), 60)
-        print("ready", flush=True)
-        in_flight: set[asyncio.Task[None]] = set()
-        start, sent = time.perf_counter(), 0
-        routes = itertools.cycle(ROUTES)
-        while not stop.is_set():
-            due = start + sent / rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
-                continue
-            sent += 1
-            route = next(routes)
-            if len(in_flight) >= MAX_IN_FLIGHT:
-                dropped += 1
-                continue
-            task = asyncio.create_task(request(route))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-        seconds = time.perf_counter() - start
-        still_connected = sum(connected)
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=30)
-        for t in streams:
-            t.cancel()
-        await asyncio.gather(*streams, return_exceptions=True)
-    return Load(seconds=seconds, sent=sent, not_sent=dropped, latencies_ms=latencies, errors=errors,
-                sse_clients=clients, sse_connected_at_end=still_connected, sse_events=received)
 
 
 # ---- the report -------------------------------------------------------------------------------
@@ -395,7 +224,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="repetitions of both runs; medians shown (default 3)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory and print its path")
     p.add_argument("--write", action="store_true", help="also record the results in BENCHMARKS.md")
-    p.add_argument("--load-client", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.tasks < 1 or args.per_workflow < 1 or args.clients < 0 or args.rate <= 0 or args.repeat < 1 \
             or args.pace < 0:
@@ -415,9 +243,6 @@ def more_files() -> None:
 async def main() -> None:
     args = parse_args()
     more_files()
-    if args.load_client:
-        sys.stdout.buffer.write(msgspec.json.encode(await load_client(args.load_client, args.clients, args.rate)))
-        return
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     header = machine()
     print(header + "\n")
