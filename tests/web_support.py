@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 import bus
@@ -127,3 +128,11 @@ async def web(tmp_path: Path, nats_bus: bus.Bus) -> AsyncIterator[Served]:
     """`serving(tmp_path, nats_bus)`: engine, view and server with a read and an admin token."""
     async with serving(tmp_path, nats_bus) as served:
         yield served
+
+async def run_echo(web: Served, workflow_id: str = "wf-web", tasks: int = 3,
+                   budget_usd: float | None = None) -> events.WorkflowSubmitted:
+    """Run a chain of `tasks` echo tasks to its end (it must complete); the submission."""
+    submission = msgspec.structs.replace(echo_workflow(workflow_id, tasks), budget_usd=budget_usd)
+    end = await web.submit(submission)
+    assert isinstance(end, events.WorkflowCompleted), end
+    return submission
