@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from litestar import Response, get
 from litestar.params import QueryParameter
 
-from bus import ACTOR_ROLES, BusError
+from bus import ACTOR_ROLES, Bus, BusError, ConsumerState
 from store import StoreError
 
 if TYPE_CHECKING:
@@ -24,9 +24,15 @@ if TYPE_CHECKING:
 
     from ._view import View
 
-__all__ = ["MAX_LAG", "health", "health_routes"]
+__all__ = ["MAX_LAG", "consumer_states", "health", "health_routes"]
 
 MAX_LAG = 10_000  # messages the view may be behind the stream and still be healthy
+
+
+async def consumer_states(bus: Bus) -> dict[str, ConsumerState]:
+    """Each actor's durable consumer's state, by actor (those that have one yet); `BusError` if NATS does not answer."""
+    states = await asyncio.gather(*(bus.consumer_state(name) for name in ACTOR_ROLES))
+    return {name: state for name, state in zip(ACTOR_ROLES, states, strict=True) if state is not None}
 
 
 async def _store_head(view: View) -> tuple[int, str] | str:
@@ -47,11 +53,10 @@ async def health(view: View, max_lag: int = MAX_LAG) -> tuple[bool, dict[str, An
         try:
             state = await view.bus.stream_state()
             nats = {"reachable": True, "stream_last_seq": state.last_seq, "stream_first_seq": state.first_seq}
-            consumers = await asyncio.gather(*(view.bus.consumer_state(name) for name in ACTOR_ROLES))
             # What each actor has still to read (and has read, not acked): the engine's backlog,
             # shown, not judged (this instance answers whatever the engine's pace).
             nats["consumer_lag"] = {name: {"pending": c.num_pending, "ack_pending": c.num_ack_pending}
-                                    for name, c in zip(ACTOR_ROLES, consumers, strict=True) if c is not None}
+                                    for name, c in (await consumer_states(view.bus)).items()}
         except BusError as exc:
             reasons.append(f"NATS is not reachable: {exc}")
     lag = max(0, nats["stream_last_seq"] - view.last_seq) if nats["stream_last_seq"] is not None else None

@@ -8,7 +8,6 @@ collector reads the projection's state when Prometheus scrapes; the gauges of th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,10 +25,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from bus import ACTOR_ROLES, BusError, ConsumerState
+from bus import BusError, ConsumerState
 from store import SCORES, StoreError
 
 from ._fresh import REFRESH_SECONDS, Fresh
+from ._health import consumer_states
 from ._prometheus import (
     DURATION_BUCKETS,
     OTHER,
@@ -75,10 +75,9 @@ async def live(view: View) -> Live:
         return out
     try:
         out.stream_last_seq = (await view.bus.stream_state()).last_seq
-        states = await asyncio.gather(*(view.bus.consumer_state(name) for name in ACTOR_ROLES))
+        out.consumers = await consumer_states(view.bus)
     except BusError:
         return out
-    out.consumers = {name: s for name, s in zip(ACTOR_ROLES, states, strict=True) if s is not None}
     return out
 
 
