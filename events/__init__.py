@@ -14,7 +14,7 @@ from ._blobs import (
     offload,
     resolve,
 )
-from ._catalog import ANY_ACTOR, CLIENT, EMITTED_BY, EVENT_TYPES, Event
+from ._catalog import ANY_ACTOR, BLOB_FIELDS, CLIENT, EMITTED_BY, EVENT_TYPES, Event
 from ._codec import MAX_EVENT_BYTES, decode, decode_message, encode, excerpt, one_line
 from ._envelope import (
     ID_RULE,
@@ -93,6 +93,7 @@ from ._workflow import (
 __all__ = [
     "ALL_SUBJECTS",
     "ANY_ACTOR",
+    "BLOB_FIELDS",
     "CALL_OUTCOMES",
     "CLIENT",
     "EMITTED_BY",

@@ -33,7 +33,7 @@ from ._workflow import (
     WorkflowValidated,
 )
 
-__all__ = ["ANY_ACTOR", "CLIENT", "EMITTED_BY", "EVENT_TYPES", "Event"]
+__all__ = ["ANY_ACTOR", "BLOB_FIELDS", "CLIENT", "EMITTED_BY", "EVENT_TYPES", "Event"]
 
 Event: TypeAlias = (
     WorkflowSubmitted
@@ -73,6 +73,9 @@ Event: TypeAlias = (
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in Event.__args__}
+# Every field a large value of may travel in a blob, as `"<type>.<field>"`: what a reader that
+# reads none of them names to leave them there (a projection's `by_reference`).
+BLOB_FIELDS = frozenset(f"{name}.{field}" for name, kind in EVENT_TYPES.items() for field in kind.blob_fields)
 
 CLIENT = "client"  # what a client's events name as their actor (the envelope's default)
 ANY_ACTOR = "any actor"  # an event every actor emits of its own, proving itself: `Attested`

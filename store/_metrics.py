@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from events import (
-    EVENT_TYPES,
+    BLOB_FIELDS,
     RUN_ENDS,
     AlertRaised,
     AlertResolved,
@@ -189,8 +189,7 @@ class Metrics:
     name = "metrics"
     # It reads no large field but a submission's tasks (their type and agent): every other
     # blob-held value stays in its blob.
-    by_reference = frozenset(f"{name}.{field}" for name, kind in EVENT_TYPES.items() for field in kind.blob_fields
-                             if (name, field) != ("WorkflowSubmitted", "tasks"))
+    by_reference = BLOB_FIELDS - {"WorkflowSubmitted.tasks"}
 
     def initial(self) -> MetricsState:
         return MetricsState()

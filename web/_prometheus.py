@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from events import (
-    EVENT_TYPES,
+    BLOB_FIELDS,
     RUN_ENDS,
     AlertRaised,
     AlertResolved,
@@ -77,7 +77,7 @@ STAGES: dict[type, str] = {InputFlagged: "input", EdgeFlagged: "edge", OutputFla
 
 # The blob-held values the fold never reads: a submission's tasks and a run's results it does.
 _READ = frozenset({"WorkflowSubmitted.tasks", "WorkflowCompleted.results", "WorkflowFailed.results"})
-_BY_REFERENCE = frozenset(f"{name}.{f}" for name, kind in EVENT_TYPES.items() for f in kind.blob_fields) - _READ
+_BY_REFERENCE = BLOB_FIELDS - _READ
 # Events nothing here counts: the store's, the executor's bookkeeping of calls.
 _PASSED_OVER = frozenset({ModelChosen, CallReserved, ChainCheckpoint, Attested})
 _TASK_MOVES = frozenset({TaskReady, TaskStarted, TaskHeartbeat, TaskSucceeded, TaskFailed, TaskTimedOut,

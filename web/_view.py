@@ -31,17 +31,15 @@ import structlog
 import store
 from actors import Settings
 from bus import Bus, BusError, Delivery, stream_seq
-from events import EVENT_TYPES, BlobError, BlobRef, Event, MalformedEvent, WorkflowSubmitted, decode, resolve
+from events import BLOB_FIELDS, BlobError, BlobRef, Event, MalformedEvent, WorkflowSubmitted, decode, resolve
 
 from ._live import Hub
 from ._routes_models import ModelCalls
 
-__all__ = ["ALL_BLOB_FIELDS", "Dags", "View"]
+__all__ = ["Dags", "View"]
 
 _log = structlog.get_logger("ymera.web")
 
-# Every blob-held field of every event type: what a projection that reads none of them leaves in its blob.
-ALL_BLOB_FIELDS = frozenset(f"{name}.{field}" for name, kind in EVENT_TYPES.items() for field in kind.blob_fields)
 # What the runs projection reads: the tasks, the plan, the problems and the results; not the task
 # outputs, inputs and specs, the tools' results, the model responses.
 _RUNS_READ = frozenset({"WorkflowSubmitted.tasks", "WorkflowValidated.levels", "WorkflowValidated.critical_path",
@@ -56,7 +54,7 @@ class Dags:
     """Projection "dags": run id -> task id -> the ids of the tasks it depends on, from each submission."""
 
     name = "dags"
-    by_reference = ALL_BLOB_FIELDS - {"WorkflowSubmitted.tasks"}
+    by_reference = BLOB_FIELDS - {"WorkflowSubmitted.tasks"}
 
     def initial(self) -> dict[str, dict[str, list[str]]]:
         return {}
@@ -70,7 +68,7 @@ class Dags:
 class _Runs(store.WorkflowRuns):
     """`store.WorkflowRuns`, told which blob-held fields it never reads (so a live fold fetches none of them)."""
 
-    by_reference = ALL_BLOB_FIELDS - _RUNS_READ
+    by_reference = BLOB_FIELDS - _RUNS_READ
 
 
 def default_extra() -> list[store.Projection[Any]]:
