@@ -69,6 +69,9 @@ class Actor:
     own_subjects: ClassVar[tuple[str, ...]]
     # How often `reconcile` runs while live (timers: retries, timeouts); None: only at start.
     tick_seconds: ClassVar[float | None] = None
+    # How long a small batch waits for more (`bus.PullBatches`): for an actor off a step's
+    # critical path, which then wakes once for events that trickle in, not once for each.
+    linger_seconds: ClassVar[float] = 0.0
     # The attributes that hold the folded state, with their types: what a snapshot saves and
     # restores (actors/_snapshot.py). Bump `state_version` when `apply` changes meaning.
     state_fields: ClassVar[dict[str, Any]] = {}
@@ -200,7 +203,7 @@ class ActorWorker:
         self.applied = await rebuild(actor, bus, self.snapshots)
         await _publish(bus, await actor.reconcile(now()))
         batches = await bus.reader(actor.name, policy, subjects=actor.subjects, start_seq=self.applied + 1,
-                                   ack_all=True, batch=500, poll=POLL_SECONDS)
+                                   ack_all=True, batch=500, poll=POLL_SECONDS, linger=actor.linger_seconds)
         _log.info("actor started", actor=actor.name, resume_at=self.applied + 1)
         self.next_tick = time.monotonic() + (actor.tick_seconds or 0)
         return batches

@@ -9,7 +9,7 @@ from ._errors import BusError, BusUnavailable, ConsumerConfigError, Fenced, Serv
 from ._limits import RATE_BUCKET, RateWindows
 from ._local import Access, connect_when_up, open_bus, open_local
 from ._publish import PubAck
-from ._pull import PullBatches, deliveries, resume, stream_seq
+from ._pull import LINGER_BELOW, PullBatches, deliveries, resume, stream_seq
 from ._reading import ConsumerState, Delivery, Follower, StreamState, Subscription, ack, nak, pending_after
 from ._seal import SEAL_HEADER, Keyring, MacKeys, SealCheck, Signer, Unattested, UntrustedEvent, leaf, seal, seal_of
 from ._server import EmbeddedServer, find_binary, free_port, reload_running, running_server
@@ -53,6 +53,7 @@ __all__ = [
     "Keyring",
     "MacKeys",
     "PubAck",
+    "LINGER_BELOW",
     "PullBatches",
     "RateWindows",
     "SealCheck",

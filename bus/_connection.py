@@ -278,20 +278,22 @@ class Bus:
 
     async def reader(self, name: str, policy: ConsumerPolicy, *, subjects: Sequence[str] = (ALL_SUBJECTS,),
                      start_seq: int | None = None, new_only: bool = False, ack_all: bool = False,
-                     shared: bool = False, batch: int = 1000, poll: float = 0.1) -> PullBatches:
+                     shared: bool = False, batch: int = 1000, poll: float = 0.1,
+                     linger: float = 0.0) -> PullBatches:
         """Batches from durable consumer `name`. A single reader's consumer is made anew at
         `start_seq` (it resumes where its own state reached); a `shared` one (executors) is made
-        once and joined by every other reader."""
+        once and joined by every other reader. `linger`: how long a small batch waits for more
+        (`PullBatches`)."""
         config = consumer_config(name, policy, subjects=subjects, start_seq=start_seq, new_only=new_only,
                                  ack_all=ack_all)
         try:
             if not shared:
-                return await resume(self.nc, self.stream.name, name, config, batch=batch, poll=poll)
+                return await resume(self.nc, self.stream.name, name, config, batch=batch, poll=poll, linger=linger)
             try:
                 await self.js.add_consumer(self.stream.name, config)
             except nats.js.errors.BadRequestError:
                 pass  # it exists: its readers share it
-            batches = PullBatches(self.nc, self.stream.name, name, batch=batch, poll=poll)
+            batches = PullBatches(self.nc, self.stream.name, name, batch=batch, poll=poll, linger=linger)
             await batches.start()
             return batches
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:

@@ -6,6 +6,12 @@ nats-py's `fetch` hands every message through `next_msg`, which costs a task and
 collect in a list as they arrive (on the client's direct path, `_client.py`: no queue, task
 or header parse per message), so a reader gets everything that came while it was busy in one
 `next()`: batching follows load by itself.
+
+A reader off the critical path may `linger`: a batch smaller than `LINGER_BELOW` waits that
+long once for more to join it. When events trickle in (a chain of tasks, one event at a time),
+the store writer otherwise spent a transaction and its thread round trips on every event, and
+with the monitor and the assessor woke for each one, taking the CPU the next step waits for
+(BENCHMARKS.md, "Throughput").
 """
 
 from __future__ import annotations
@@ -25,20 +31,23 @@ from ._client import Client
 from ._errors import BusError
 from ._reading import Delivery
 
-__all__ = ["PullBatches", "deliveries", "resume", "stream_seq"]
+__all__ = ["LINGER_BELOW", "PullBatches", "deliveries", "resume", "stream_seq"]
 
 _STATUS = "Status"
 _HEARTBEAT = "100"
+LINGER_BELOW = 64  # a batch this large or larger goes at once: a burst needs no wait to be worth a batch
 
 
 class PullBatches:
     """Batches of messages from durable consumer `durable` on `stream`, in delivery order."""
 
-    def __init__(self, nc: Client, stream: str, durable: str, *, batch: int = 1000, poll: float = 0.1) -> None:
+    def __init__(self, nc: Client, stream: str, durable: str, *, batch: int = 1000, poll: float = 0.1,
+                 linger: float = 0.0) -> None:
         self.nc = nc
         self.durable = durable
         self.batch = batch
         self.poll = poll
+        self.linger = linger
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
         self._sub: Subscription | None = None
@@ -62,7 +71,8 @@ class PullBatches:
                 pass  # the connection is going: the subscription goes with it
 
     async def next(self, limit: int | None = None) -> list[Delivery]:
-        """What has arrived, waiting up to `poll` seconds for something; [] when idle.
+        """What has arrived, waiting up to `poll` seconds for something; [] when idle. With
+        `linger`, fewer than `LINGER_BELOW` messages wait that long once for more.
 
         `limit` caps a new pull request, for a reader that must not hold more messages than
         it can start at once (an executor with free slots); without it, `batch`.
@@ -79,6 +89,8 @@ class PullBatches:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll):
                     await self._arrived.wait()
+        if self.linger and 0 < len(self._buffer) < LINGER_BELOW:
+            await asyncio.sleep(self.linger)
         msgs, self._buffer = self._buffer, []
         self._arrived.clear()
         return msgs
@@ -104,7 +116,7 @@ class PullBatches:
 
 
 async def resume(nc: Client, stream: str, durable: str, config: ConsumerConfig, *, batch: int = 1000,
-                 poll: float = 0.1) -> PullBatches:
+                 poll: float = 0.1, linger: float = 0.0) -> PullBatches:
     """Recreate durable consumer `durable` as `config` says (a single reader resuming at the seq
     its own state reached) and read it in batches."""
     js = nc.jetstream()
@@ -113,7 +125,7 @@ async def resume(nc: Client, stream: str, durable: str, config: ConsumerConfig, 
     except nats.js.errors.NotFoundError:
         pass
     await js.add_consumer(stream, config)
-    batches = PullBatches(nc, stream, durable, batch=batch, poll=poll)
+    batches = PullBatches(nc, stream, durable, batch=batch, poll=poll, linger=linger)
     await batches.start()
     return batches
 

@@ -8,6 +8,7 @@ so the hot paths wrap nothing); `ack` and `nak` turn its errors into `BusError`s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -96,12 +97,15 @@ class Follower:
         except nats.errors.Error as exc:
             raise BusError(f"reading the stream failed: {exc}") from exc
 
-    async def batch(self, most: int, timeout: float) -> list[Delivery]:
-        """The messages waiting, up to `most`, once one has come; [] if none came within
-        `timeout` seconds. One wake-up for a burst, where `next` costs one a message."""
+    async def batch(self, most: int, timeout: float, linger: float = 0.0) -> list[Delivery]:
+        """The messages waiting, up to `most`, once one has come (and `linger` seconds more have
+        passed, for those that trickle in after it); [] if none came within `timeout` seconds.
+        One wake-up for a burst, where `next` costs one a message."""
         first = await self.next(timeout)
         if first is None:
             return []
+        if linger:
+            await asyncio.sleep(linger)
         msgs = [first]
         queue = self._sub._pending_queue  # what nats-py has read and not handed over yet
         while len(msgs) < most and not queue.empty():

@@ -56,6 +56,10 @@ __all__ = ["Signer", "StoreWriter"]
 _log = structlog.get_logger("ymera.store")
 # An idle writer re-polls this often; it bounds how long a stop request waits.
 POLL_SECONDS = 0.1
+# How long a small batch waits for more (`bus.PullBatches`): events that trickle in share a
+# transaction, so the log is at most this much behind the stream while the writer spends a
+# commit on several events, not on each (a chain's step: BENCHMARKS.md, "Throughput").
+LINGER_SECONDS = 0.01
 
 
 class Signer(Protocol):
@@ -72,11 +76,13 @@ class StoreWriter:
 
     def __init__(self, bus: Bus, log: EventLog, *, durable: str = "store",
                  batch: int = 1000, policy: ConsumerPolicy | None = None, signer: Signer | None = None,
-                 checkpoint_rows: int = 1000, checkpoint_seconds: float = 10.0) -> None:
+                 checkpoint_rows: int = 1000, checkpoint_seconds: float = 10.0,
+                 linger: float = LINGER_SECONDS) -> None:
         self.bus = bus
         self.log = log
         self.durable = durable
         self.batch = batch
+        self.linger = linger
         # The writer resumes from its own head, not from redelivery, so acks only report
         # progress; a long ack_wait keeps a slow commit from causing needless redelivery.
         self.policy = policy or fit_consumer(ConsumerPolicy(ack_wait=60.0, max_deliver=2), bus.stream)
@@ -102,7 +108,7 @@ class StoreWriter:
 
     async def start(self, bus: Bus) -> PullBatches:
         batches = await bus.reader(self.durable, self.policy, start_seq=self.log.head_seq + 1, ack_all=True,
-                                   batch=self.batch, poll=POLL_SECONDS)
+                                   batch=self.batch, poll=POLL_SECONDS, linger=self.linger)
         _log.info("store writer started", log=str(self.log.path), resume_at=self.log.head_seq + 1)
         return batches
 

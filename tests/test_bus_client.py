@@ -94,3 +94,20 @@ async def test_read_through_gives_what_the_subject_holds_when_the_read_begins_an
     assert read == [a.id for a in alerts]
     later = [nats_bus.decode_msg(m).id async for m in nats_bus.read_through(alerts_only, 3)]
     assert later == ["a2", "a3", "a4"]  # seqs 3-5
+
+
+async def test_a_small_batch_lingers_for_what_follows_it(nats_bus: bus.Bus) -> None:
+    await nats_bus.publish(started(task_id="a"))
+    batches = await nats_bus.reader("lingerer", bus.ConsumerPolicy(ack_wait=30.0, max_deliver=3), ack_all=True,
+                                    poll=5.0, linger=0.5)
+    try:
+        taking = asyncio.create_task(batches.next())
+        async with asyncio.timeout(5):  # the first is on its way to the reader before the others are sent
+            while (state := await nats_bus.consumer_state("lingerer")) is None or state.delivered_seq < 1:
+                await asyncio.sleep(0.01)
+        await nats_bus.publish_many([started(task_id=t) for t in ("b", "c", "d")])
+        msgs = await taking
+        assert [bus.stream_seq(m) for m in msgs] == [1, 2, 3, 4]
+    finally:
+        await batches.stop()
+

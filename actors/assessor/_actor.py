@@ -51,6 +51,9 @@ class Assessor(Actor):
     name: ClassVar[str] = "assessor"
     reads: ClassVar[tuple[type[Event], ...]] = (WorkflowSubmitted, *RUN_ENDS, TaskSucceeded, TaskFailed, TaskTimedOut)
     own: ClassVar[tuple[type[Event], ...]] = (TaskAssessed,)
+    # Off a step's critical path (a release waits for the success, not its score): a score may
+    # come 10 ms later for the assessor to wake once for a trickle of successes.
+    linger_seconds: ClassVar[float] = 0.01
     state_fields: ClassVar[dict[str, Any]] = {
         "specs": dict[str, dict[str, TaskSpec]], "ended_attempts": dict[str, set[tuple[str, int]]],
         "to_assess": dict[tuple[str, str, int], TaskSucceeded], "assessed": dict[str, dict[str, set[int]]],

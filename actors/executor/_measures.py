@@ -29,6 +29,9 @@ WINDOW = timedelta(days=30)  # how far back measurements count
 SUBJECTS = tuple(subject_filter(kind) for kind in (LLMCalled, TaskAssessed, FeedbackGiven))
 _WAIT = 5.0
 _BATCH = 1000
+# The tracker may learn of a call or a score this much later, for the executor to wake once for
+# a trickle of them, not for each: this process runs the attempts a step waits for.
+_LINGER = 0.05
 
 
 class Measures:
@@ -76,7 +79,7 @@ class Measures:
     async def _fold(self, bus: Bus, follower: Follower) -> None:
         while not self._stopping:
             try:
-                msgs = await follower.batch(_BATCH, _WAIT)
+                msgs = await follower.batch(_BATCH, _WAIT, _LINGER)
             except BusError as exc:
                 _log.warning("model measurements are no longer folded", error=str(exc))
                 return

@@ -54,6 +54,9 @@ class Monitor(Actor):
     # task's type and agent come from its run's submission, a run runs once a task began.
     reads: ClassVar[tuple[type[Event], ...]] = tuple(kind for kind in EVENT_TYPES.values() if kind is not TaskReady)
     tick_seconds: ClassVar[float | None] = 1.0
+    # It only folds and judges once a check interval: waking once for a trickle of events, not
+    # for each, costs its alerts nothing.
+    linger_seconds: ClassVar[float] = 0.01
     state_fields: ClassVar[dict[str, Any]] = {"state": MetricsState, "once": Once, "book": AlertBook,
                                               "outbox": list[AlertRaised | AlertResolved]}
     # 2: the once-gate of fencing in the state; 3: loose ids in a store.Recent; 4: attempts that began;
