@@ -28,7 +28,8 @@ from types import TracebackType
 
 from ._errors import ServerStartError
 
-__all__ = ["EmbeddedServer", "find_binary", "free_port", "go_max_procs", "reload_running", "running_server", "write_config"]
+__all__ = ["EmbeddedServer", "find_binary", "free_port", "go_max_procs", "reload_running", "running_server",
+           "write_config"]
 
 _PR_SET_PDEATHSIG = 1
 _MARKER = "nats-server.url"

@@ -102,9 +102,11 @@ async def test_a_small_batch_lingers_for_what_follows_it(nats_bus: bus.Bus) -> N
                                     poll=5.0, linger=0.5)
     try:
         taking = asyncio.create_task(batches.next())
-        async with asyncio.timeout(5):  # the first is on its way to the reader before the others are sent
-            while (state := await nats_bus.consumer_state("lingerer")) is None or state.delivered_seq < 1:
-                await asyncio.sleep(0.01)
+        for _ in range(500):  # until the first is on its way to the reader, before the others are sent
+            state = await nats_bus.consumer_state("lingerer")
+            if state is not None and state.delivered_seq >= 1:
+                break
+            await asyncio.sleep(0.01)
         await nats_bus.publish_many([started(task_id=t) for t in ("b", "c", "d")])
         msgs = await taking
         assert [bus.stream_seq(m) for m in msgs] == [1, 2, 3, 4]
