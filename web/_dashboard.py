@@ -49,8 +49,9 @@ async def dashboard(view: View, hours: float = 24) -> dict[str, Any]:
     monitoring = store.report(metrics, active=view.settings.enable_continuous_monitoring,
                               window_seconds=view.settings.alerts.performance.window_seconds)
     as_of = datetime.fromtimestamp(metrics.clock, UTC) if metrics.clock else None
-    quality = await store.quality_report(view.log, hours, now=as_of)
-    security = await store.security_report(view.log, hours, now=as_of)
+    log = await view.settled_log()
+    quality = await store.quality_report(log, hours, now=as_of)
+    security = await store.security_report(log, hours, now=as_of)
     runs = sorted(view.runs.runs.values(), key=lambda r: (r.submitted_at, r.run_id), reverse=True)
     per_hour = monitoring["per_hour"]
     since = metrics.clock - hours * 3600

@@ -44,13 +44,11 @@ def report_routes(view: View, refresh: float = REFRESH_SECONDS) -> list[HTTPRout
 
     @get("/quality/metrics", summary="Quality scores over the last hours (`ymera report quality --json`)")
     async def quality_metrics(hours: Hours = 24.0) -> dict[str, Any]:
-        return await fresh.get(("quality", hours), lambda: store.quality_report(view.log, hours),
-                               same_seq_same_answer=False)
+        return await fresh.get(("quality", hours), lambda: _quality(view, hours), same_seq_same_answer=False)
 
     @get("/security/events", summary="Security events over the last hours (`ymera report security --json`)")
     async def security_events(hours: Hours = 24.0) -> dict[str, Any]:
-        return await fresh.get(("security", hours), lambda: store.security_report(view.log, hours),
-                               same_seq_same_answer=False)
+        return await fresh.get(("security", hours), lambda: _security(view, hours), same_seq_same_answer=False)
 
     @get("/api/alerts", summary="The monitor's open alerts and the latest raised",
          description="`open`: raised and not resolved, by alert; `recent`: the latest raised (resolved ones say "
@@ -60,3 +58,11 @@ def report_routes(view: View, refresh: float = REFRESH_SECONDS) -> list[HTTPRout
         return {"open": report["open_alerts"], "recent": report["alerts"], "as_of_seq": view.last_seq}
 
     return [get_dashboard, quality_metrics, security_events, alerts]
+
+
+async def _quality(view: View, hours: float) -> dict[str, Any]:
+    return await store.quality_report(await view.settled_log(), hours)
+
+
+async def _security(view: View, hours: float) -> dict[str, Any]:
+    return await store.security_report(await view.settled_log(), hours)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -48,6 +49,9 @@ _RUNS_READ = frozenset({"WorkflowSubmitted.tasks", "WorkflowValidated.levels", "
 POLL_SECONDS = 0.2
 # How long it waits before following again after the stream could not be read.
 RETRY_SECONDS = 1.0
+# How long a read of the log waits for the store writer to reach what the view folded (`settled_log`).
+LOG_WAIT_SECONDS = 0.5
+STORE_CONSUMER = "store"  # the store writer's durable consumer
 
 
 class Dags:
@@ -118,6 +122,23 @@ class View:
     def offline(cls, settings: Settings, *, extra: Sequence[store.Projection[Any]] | None = None) -> View:
         """A view rebuilt from the log alone (`await view.start()` or `async with`), never following a stream."""
         return cls(settings, None, extra=extra)
+
+    async def settled_log(self, timeout: float = LOG_WAIT_SECONDS) -> store.EventLog:
+        """The log, once the store writer has handled every seq this view folded (waiting at most
+        `timeout`): what the windowed reports read from it is then as of the same event as the
+        projections, though the writer lets a small batch wait a moment for more
+        (`store.LINGER_SECONDS`). Offline, past the timeout, or with NATS not answering, the log
+        as it is (a writer that is behind shows on /healthz)."""
+        deadline = time.monotonic() + timeout
+        while self.bus is not None:
+            try:
+                state = await self.bus.consumer_state(STORE_CONSUMER)
+            except BusError:
+                break
+            if state is None or state.ack_floor_seq >= self.last_seq or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.005)
+        return self.log
 
     # ---- the projections' states ------------------------------------------------------------
 
