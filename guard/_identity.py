@@ -127,19 +127,26 @@ def id_key(keys_dir: Path) -> bytes:
 def _key_file(path: Path, new: Callable[[], bytes]) -> tuple[bytes | None, bool]:
     """The bytes the key file at `path` holds (base64 in the file; None when it is not base64),
     and whether it was made here, from `new()` (mode 0600, its directory 0700), for want of one.
-    O_EXCL: of two processes starting together, one makes it and the other reads it. A file
-    others may read is refused."""
+    Of processes starting together, one makes it and the others read it, whole: it is written to
+    a file of this process's own and then linked into place, which fails if another got there
+    first (a file created in place could be read empty before it was written). A file others
+    may read is refused."""
     made = False
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
             with os.fdopen(fd, "wb") as file:
                 file.write(base64.b64encode(new()) + b"\n")
+            os.link(partial, path)
             made = True
+        except FileExistsError:
+            pass  # another process made it: read theirs
+        except OSError as exc:
+            raise KeyFileError(f"key file {path}: cannot be made: {exc.strerror or exc}") from None
+        finally:
+            partial.unlink(missing_ok=True)
     try:
         mode = path.stat().st_mode
         text = path.read_bytes()

@@ -67,3 +67,23 @@ async def test_a_client_who_takes_a_results_unkeyed_id_first_no_longer_drops_the
                    if isinstance(e, events.TaskSucceeded)]
     key = guard.id_key(settings.keys_dir)
     assert succeeded.id == events.derive_id(sub.id, "TaskSucceeded", "nap", 1, key=key) != predicted
+
+
+def _first_start(keys: str) -> tuple[str, str]:
+    """What one actor process starting on a fresh keys dir reads: the id key and its identity."""
+    directory = Path(keys)
+    return guard.id_key(directory).hex(), guard.Identity.load_or_create(directory, "shared").public_key
+
+
+def test_processes_starting_together_all_read_the_one_key_made(tmp_path: Path) -> None:
+    # Actors started as separate processes at once (tests/test_chaos.py, systemd units) each make
+    # the keys they find missing: one makes each file, the others must read it whole, never empty.
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for attempt in range(10):
+        keys = str(tmp_path / f"keys-{attempt}")
+        with concurrent.futures.ProcessPoolExecutor(8, mp_context=context) as pool:
+            seen = set(pool.map(_first_start, [keys] * 8))
+        assert len(seen) == 1
