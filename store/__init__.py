@@ -14,12 +14,13 @@ from ._reports_security import SECURITY_ALERTS, security_report
 from ._runs import TERMINAL, AttemptFailure, Run, Runs, TaskRun, WorkflowRuns
 from ._sqlite import SqliteEventLog
 from ._windows import DIMENSIONS, SCORES, Bucket, Stats, Tier, Windows, merged, percentile_ms
-from ._writer import StoreWriter
+from ._writer import LINGER_SECONDS, StoreWriter
 
 __all__ = [
     "DIMENSIONS",
     "GENESIS",
     "HOURS_RULE",
+    "LINGER_SECONDS",
     "SCORES",
     "SECURITY_ALERTS",
     "TERMINAL",
