@@ -129,13 +129,14 @@ class View:
         projections, though the writer lets a small batch wait a moment for more
         (`store.LINGER_SECONDS`). Offline, past the timeout, or with NATS not answering, the log
         as it is (a writer that is behind shows on /healthz)."""
-        deadline = time.monotonic() + timeout
+        # The seq folded now, not what it folds meanwhile: under load that would be a moving target.
+        deadline, target = time.monotonic() + timeout, self.last_seq
         while self.bus is not None:
             try:
                 state = await self.bus.consumer_state(STORE_CONSUMER)
             except BusError:
                 break
-            if state is None or state.ack_floor_seq >= self.last_seq or time.monotonic() >= deadline:
+            if state is None or state.ack_floor_seq >= target or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.005)
         return self.log
