@@ -33,6 +33,8 @@ def model_ref(named: str | None, called: str | None = None) -> str | None:
         if rest and provider in PROVIDERS:
             return named
     return called or named or None
+
+
 _LATENCIES_KEPT = 200  # the latest calls' latencies a median is taken over
 
 

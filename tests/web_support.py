@@ -129,6 +129,7 @@ async def web(tmp_path: Path, nats_bus: bus.Bus) -> AsyncIterator[Served]:
     async with serving(tmp_path, nats_bus) as served:
         yield served
 
+
 async def run_echo(web: Served, workflow_id: str = "wf-web", tasks: int = 3,
                    budget_usd: float | None = None) -> events.WorkflowSubmitted:
     """Run a chain of `tasks` echo tasks to its end (it must complete); the submission."""

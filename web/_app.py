@@ -170,7 +170,6 @@ async def _secured(response: Response[Any]) -> Response[Any]:
     return response
 
 
-
 def _page_routes() -> list[Any]:
     @get("/", include_in_schema=False, opt={"role": None}, sync_to_thread=False)
     def index() -> File:

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["KeyHealth", "ModelCalls", "ModelCallsState", "model_routes"]
 
 
-
 @dataclass
 class KeyHealth:
     calls: int = 0

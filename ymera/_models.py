@@ -25,9 +25,8 @@ import store
 from actors import Settings
 from events import CallReserved, FeedbackGiven, LLMCalled, TaskAssessed
 
-__all__ = ["KNOWN_PROVIDERS", "ModelsReport", "add_models_command", "cmd_models", "read_models"]
+__all__ = ["ModelsReport", "add_models_command", "cmd_models", "read_models"]
 
-KNOWN_PROVIDERS = frozenset(llm.PROVIDERS)
 DAY_SECONDS = 86_400.0  # a key's longest limit window: the pools fold the last day, as the executors do
 _TYPES = ("LLMCalled", "TaskAssessed", "FeedbackGiven", "CallReserved")
 
