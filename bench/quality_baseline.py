@@ -1,5 +1,6 @@
-"""The scorer as it was before evidence-based scoring (actors/assessor/_scoring.py at commit 29b0787),
-kept verbatim below this docstring for bench/quality_eval.py to measure as the baseline. Not used by Ymera."""
+"""The scorer as it was before evidence-based scoring (actors/assessor/_scoring.py at commit 29b0787,
+since moved to actors/_quality/), kept verbatim below this docstring for bench/quality_eval.py to
+measure as the baseline. Not used by Ymera."""
 
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Calibrate the assessor's scores against the labelled set in tests/data/quality/.
 
 Each pair (a task, the outputs of its dependencies, an answer, a label good/mediocre/bad by
-the rubric in docs/quality.md) is scored by the scorer (`actors.assessor.score`, with ruff's
+the rubric in docs/quality.md) is scored by the scorer (`actors._quality.score`, with ruff's
 findings when ruff is installed) and by the baseline, the scorer before evidence-based scoring
 (bench/quality_baseline.py, a verbatim copy of it). Printed: Spearman's rank correlation
 (ties given their average rank) of overall and of each dimension against the labels
@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import events  # noqa: E402
-from actors.assessor import score  # noqa: E402
-from actors.assessor._lint import lint_answer_blocking  # noqa: E402
+from actors._quality import lint_answer_blocking, score  # noqa: E402
 from bench import quality_baseline  # noqa: E402
 from bench.report import machine, write_section  # noqa: E402
 

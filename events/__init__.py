@@ -57,6 +57,7 @@ from ._system import (
 from ._task import (
     CheckResult,
     OutcomeChecked,
+    Quality,
     TaskAssessed,
     TaskFailed,
     TaskHeartbeat,
@@ -67,6 +68,7 @@ from ._task import (
     TaskSucceeded,
     TaskTimedOut,
     Verdict,
+    assessment_of,
 )
 from ._tools import ToolCalled
 from ._workflow import (
@@ -137,6 +139,7 @@ __all__ = [
     "OutputFlagged",
     "Priority",
     "Problem",
+    "Quality",
     "RetryPolicy",
     "SecurityFinding",
     "TaskAssessed",
@@ -163,6 +166,7 @@ __all__ = [
     "WorkflowSubmitted",
     "WorkflowValidated",
     "YmeraError",
+    "assessment_of",
     "attested_bytes",
     "blob_ref",
     "check_blob",

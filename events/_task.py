@@ -17,6 +17,7 @@ from ._workflow import TaskSpec
 __all__ = [
     "CheckResult",
     "OutcomeChecked",
+    "Quality",
     "TaskAssessed",
     "TaskFailed",
     "TaskHeartbeat",
@@ -27,6 +28,7 @@ __all__ = [
     "TaskSucceeded",
     "TaskTimedOut",
     "Verdict",
+    "assessment_of",
 ]
 
 Attempt = Annotated[int, msgspec.Meta(ge=1)]
@@ -50,6 +52,21 @@ class Verdict(msgspec.Struct, frozen=True, omit_defaults=True):
     correctness: Score  # is what it says (or the code it gives) right
     completeness: Score  # does it do all the task asked
     reasons: list[str] = []  # the judge's own words, a few short sentences
+
+
+class Quality(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The score of an output no model wrote, computed in its attempt by the rules the assessor
+    applies (docs/quality.md, "Scores"): what its `TaskAssessed` would say."""
+
+    task_type: str
+    agent: str | None = None
+    accuracy: Score
+    completeness: Score
+    consistency: Score
+    efficiency: Score
+    maintainability: Score
+    overall: Score
+    reasons: dict[str, list[str]] = {}
 
 
 class _TaskEvent(EventBase, frozen=True, kw_only=True):
@@ -128,6 +145,10 @@ class TaskSucceeded(_TaskEvent, frozen=True, kw_only=True):
     # gave none, `unjudged` says why (the assessor then scores relevance lexically).
     judged: Verdict | None = None
     unjudged: str = ""
+    # Its score, for a kind no model writes (noop, echo, python, the tools, MCP): a pure function
+    # of the task and this success, computed in the attempt; no `TaskAssessed` follows it. None:
+    # a model wrote the output, and the assessor scores it.
+    quality: Quality | None = None
 
 
 class TaskFailed(_TaskEvent, frozen=True, kw_only=True):
@@ -207,3 +228,20 @@ class TaskAssessed(_TaskEvent, frozen=True, kw_only=True):
     overall: Score
     # Why each score is what it is, per dimension ("accuracy", ..., "overall"): short sentences.
     reasons: dict[str, list[str]] = {}
+
+
+def assessment_of(event: object) -> TaskAssessed | None:
+    """The score an event gives a task attempt, in one shape for every reader of quality: a
+    `TaskAssessed` itself, or what a success scored in its attempt (`TaskSucceeded.quality`)
+    says, as the assessment it stands for (its id and time the success's); else None."""
+    if isinstance(event, TaskAssessed):
+        return event
+    if not isinstance(event, TaskSucceeded) or event.quality is None:
+        return None
+    q = event.quality
+    return TaskAssessed(
+        id=event.id, ts=event.ts, workflow_id=event.workflow_id, run_id=event.run_id, causation_id=event.id,
+        actor=event.actor, task_id=event.task_id, attempt=event.attempt, task_type=q.task_type, agent=q.agent,
+        model=event.model, replay_of=event.replay_of, accuracy=q.accuracy, completeness=q.completeness,
+        consistency=q.consistency, efficiency=q.efficiency, maintainability=q.maintainability, overall=q.overall,
+        reasons=q.reasons)

@@ -46,6 +46,7 @@ from events import (
     WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
+    assessment_of,
     run_of,
 )
 
@@ -230,6 +231,9 @@ class Metrics:
                     stats.succeeded += 1
                     stats.latency[bin_] = stats.latency.get(bin_, 0) + 1
                     stats.cost_usd += cost
+                scored = assessment_of(event)  # what no model wrote is scored in its attempt
+                if scored is not None:
+                    _scored(state, ts, scored)
             case TaskFailed():
                 _end(state, (run, event.task_id, event.attempt), "failed")
                 for stats in state.windows.stats(ts, _task_keys(state, run, event)):
@@ -239,12 +243,7 @@ class Metrics:
                 for stats in state.windows.stats(ts, _task_keys(state, run, event)):
                     stats.timed_out += 1
             case TaskAssessed():
-                state.assessed += 1
-                state.overall_sum += event.overall
-                state.recent_quality.append(event.overall)
-                keys = dimension_keys(event.workflow_id, event.task_type, event.agent, event.model)
-                for stats in state.windows.stats(ts, keys):
-                    add_scores(stats, event)
+                _scored(state, ts, event)
             case WorkflowCompleted() | WorkflowFailed():
                 for stats in state.windows.stats(ts, (("workflow", event.workflow_id),)):
                     if isinstance(event, WorkflowCompleted):
@@ -276,6 +275,14 @@ class Metrics:
             case _:
                 pass
         return state
+
+
+def _scored(state: MetricsState, ts: float, event: TaskAssessed) -> None:
+    state.assessed += 1
+    state.overall_sum += event.overall
+    state.recent_quality.append(event.overall)
+    for stats in state.windows.stats(ts, dimension_keys(event.workflow_id, event.task_type, event.agent, event.model)):
+        add_scores(stats, event)
 
 
 def _security(state: MetricsState, ts: float, whats: Iterable[str], workflow: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import events
 from config import AlertRules
-from events import AlertRaised, AlertResolved, TaskAssessed, YmeraError
+from events import AlertRaised, AlertResolved, TaskTimedOut, YmeraError
 
 from ._log import EventLog
 from ._metrics import Metrics, add_scores, dimension_keys
@@ -90,13 +90,19 @@ async def quality_report(log: EventLog, hours: float, *, now: datetime | None = 
     window = Window.ending(check_hours(hours), now)
     tier = Tier(3600, math.ceil(hours) + 1)
     alerts: list[dict[str, Any]] = []
-    async for ts, event in rows(log, ("TaskAssessed", "AlertRaised", "AlertResolved"), window):
-        if isinstance(event, TaskAssessed):
+    timed_out: set[tuple[str, str, int]] = set()  # a success after its attempt's timeout is late: not scored
+    async for ts, event in rows(log, ("TaskAssessed", "TaskSucceeded", "TaskTimedOut", "AlertRaised",
+                                      "AlertResolved"), window):
+        if isinstance(event, TaskTimedOut):
+            timed_out.add((events.run_of(event), event.task_id, event.attempt))
+            continue
+        scored = events.assessment_of(event)  # a TaskAssessed, or a success scored in its attempt
+        if scored is not None:
             bucket = tier.at(ts)
-            if bucket is not None:
-                keys = dimension_keys(event.workflow_id, event.task_type, event.agent, event.model)
+            if bucket is not None and (events.run_of(scored), scored.task_id, scored.attempt) not in timed_out:
+                keys = dimension_keys(scored.workflow_id, scored.task_type, scored.agent, scored.model)
                 for stats in bucket.keys(k for k in keys if k[0] != "workflow"):
-                    add_scores(stats, event)
+                    add_scores(stats, scored)
         elif isinstance(event, AlertRaised | AlertResolved) and event.alert in _QUALITY_ALERTS:
             alerts.append({"ts": iso(ts), "alert": event.alert, "subject": event.subject,
                            "state": "raised" if isinstance(event, AlertRaised) else "resolved",

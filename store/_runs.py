@@ -222,6 +222,8 @@ def _apply_task(task: TaskRun, event: Event) -> None:
         if event.attempt == task.attempts and task.state in _IN_FLIGHT:
             task.state, task.duration_ms, task.reason = "succeeded", event.duration_ms, None
             task.model, task.cost_usd, task.checks = event.model, event.cost_usd, list(event.checks)
+            if event.quality is not None:  # no model wrote it: scored in its attempt
+                task.quality = event.quality.overall
     elif isinstance(event, (TaskFailed, TaskTimedOut)):
         # Only the attempt in flight can fail; a late report of an earlier one changes nothing.
         if event.attempt == task.attempts and task.state in _IN_FLIGHT:

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 import events
-from actors.assessor import Scores, score
+from actors._quality import Scores, score
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "quality.md"

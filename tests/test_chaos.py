@@ -147,12 +147,20 @@ async def test_workflows_end_exactly_once_through_kills_pauses_and_a_killed_serv
     ends = Counter((type(e).__name__, e.workflow_id) for e in stored
                    if isinstance(e, (events.WorkflowCompleted, events.WorkflowFailed, events.WorkflowCancelled)))
     assert ends == Counter({("WorkflowCompleted", s.workflow_id): 1 for s in submissions}), tails(logs)
-    # Each task has one result, the one the assessor scored; every other success in the log
-    # is a late result of an attempt that had already ended (docs/engine.md, "Fencing").
-    scored = Counter((e.workflow_id, e.task_id) for e in stored if isinstance(e, events.TaskAssessed))
-    assert scored == Counter({(s.workflow_id, t.id): 1 for s in submissions for t in s.tasks})
+    # Each task has one result, the one the distributor took, scored by its own success (no
+    # model writes these kinds: each is scored in its attempt, and no TaskAssessed follows);
+    # every other success in the log is a late result of an attempt that had already ended
+    # (docs/engine.md, "Fencing").
+    taken = {(e.workflow_id, r.task_id, r.attempts): r.quality for e in stored
+             if isinstance(e, events.WorkflowCompleted) for r in e.results}
+    assert sorted((wf, task) for wf, task, _ in taken) == sorted((s.workflow_id, t.id) for s in submissions
+                                                                  for t in s.tasks)
+    carried = {(e.workflow_id, e.task_id, e.attempt): e.quality.overall for e in stored
+               if isinstance(e, events.TaskSucceeded) and e.quality is not None}
+    assert {attempt: carried.get(attempt) for attempt in taken} == taken
+    assert [e for e in stored if isinstance(e, events.TaskAssessed)] == []
     successes = {(e.workflow_id, e.task_id) for e in stored if isinstance(e, events.TaskSucceeded)}
-    assert _uncounted_successes_not_late(stored) == []
+    assert _uncounted_successes_not_late(stored, set(taken)) == []
     state = DistributorState()
     for event in stored:
         state.apply(event)
@@ -170,8 +178,7 @@ async def test_workflows_end_exactly_once_through_kills_pauses_and_a_killed_serv
     effective = _effective_timeouts(stored)
     assert effective, "no attempt was timed out"
     assert {(e.workflow_id, e.task_id, e.attempt + 1) for e in effective} <= retried
-    taken = {(e.workflow_id, e.task_id, e.attempt) for e in stored if isinstance(e, events.TaskAssessed)}
-    retries_that_succeeded = {(e.workflow_id, e.task_id, e.attempt + 1) for e in effective} & released & taken
+    retries_that_succeeded = {(e.workflow_id, e.task_id, e.attempt + 1) for e in effective} & released & set(taken)
     assert retries_that_succeeded, "no timed-out attempt was retried to success"
 
     # Workflows were open when the server was SIGKILLed, and went on after it came back.
@@ -201,21 +208,17 @@ async def test_workflows_end_exactly_once_through_kills_pauses_and_a_killed_serv
                  if isinstance(e, (events.TaskSucceeded, events.TaskFailed)) and e.ts < at}
         assert held, f"the executor paused at {stopped:%H:%M:%S} had no attempt in flight"
 
-    # No timed-out attempt's result is a task's result: nothing is checked or scored for an
+    # No timed-out attempt's result is a task's result: nothing is taken or scored for an
     # attempt after the distributor gave up on it.
     gave_up: set[tuple[str, str, int]] = set()
     reported: set[tuple[str, str, int]] = set()  # a timeout after its attempt's result changes nothing
-    counted_late = []
     for event in stored:
         if isinstance(event, (events.TaskSucceeded, events.TaskFailed)):
             reported.add((event.workflow_id, event.task_id, event.attempt))
         elif isinstance(event, events.TaskTimedOut) and (
                 event.workflow_id, event.task_id, event.attempt) not in reported:
             gave_up.add((event.workflow_id, event.task_id, event.attempt))
-        elif isinstance(event, events.TaskAssessed) and (
-                event.workflow_id, event.task_id, event.attempt) in gave_up:
-            counted_late.append(f"{type(event).__name__} {event.workflow_id}/{event.task_id} attempt {event.attempt}")
-    assert counted_late == []
+    assert sorted(set(taken) & gave_up) == []
 
     # The monitor's report, folded live (by the monitor's own fold and by a live projection),
     # equals the one rebuilt from the log.
@@ -229,12 +232,12 @@ async def test_workflows_end_exactly_once_through_kills_pauses_and_a_killed_serv
     assert result.returncode == 0, result.stderr
 
 
-def _uncounted_successes_not_late(stored: list[events.Event]) -> list[str]:
-    """Successes that are not their task's scored result and yet came while their attempt
-    was still the task's running one (neither timed out, failed, nor superseded before)."""
+def _uncounted_successes_not_late(stored: list[events.Event], taken: set[tuple[str, str, int]]) -> list[str]:
+    """Successes that are not their task's result (`taken`: the attempts the distributor took)
+    and yet came while their attempt was still the task's running one (neither timed out,
+    failed, nor superseded before)."""
     ended: set[tuple[str, str, int]] = set()
     latest: dict[tuple[str, str], int] = {}
-    scored = {(e.workflow_id, e.task_id, e.attempt) for e in stored if isinstance(e, events.TaskAssessed)}
     out = []
     for event in stored:
         if isinstance(event, events.TaskReady):
@@ -244,7 +247,7 @@ def _uncounted_successes_not_late(stored: list[events.Event]) -> list[str]:
         elif isinstance(event, events.TaskSucceeded):
             attempt = (event.workflow_id, event.task_id, event.attempt)
             superseded = latest.get((event.workflow_id, event.task_id), 0) > event.attempt
-            if attempt not in scored and attempt not in ended and not superseded:
+            if attempt not in taken and attempt not in ended and not superseded:
                 out.append(f"{event.workflow_id}/{event.task_id} attempt {event.attempt}")
     return out
 

@@ -24,15 +24,19 @@ def test_run_executes_the_example_on_the_embedded_defaults_and_stores_every_even
     assert lines[0] == "validated: 4 tasks in 3 parallel groups, estimated speedup 1.33x"
     assert "workflow pipeline-1: completed, overall quality 1.00, " in run.stdout
     assert "  report: succeeded (attempts 1) quality 1.00" in lines
+    # An echo is scored in its attempt: its quality follows its success line.
+    succeeded = next(i for i, line in enumerate(lines) if line.startswith("  fetch: succeeded in "))
+    assert lines[succeeded + 1] == "  fetch: quality 1.00"
     assert run.stderr == ""
     assert bus.running_server(tmp_path / "data") is None  # the embedded server stopped with the run
 
     audit = ymera("audit", "verify", env=env)
     assert audit.returncode == 0
-    # 4 per run (submitted, admitted, validated, completed) and 3 per task (ready, succeeded, assessed),
-    # and the actors' attestations of them (docs/security.md, "Attested events")
+    # 4 per run (submitted, admitted, validated, completed) and 2 per task (ready, and succeeded
+    # with its score: no model writes these kinds), and the actors' attestations of them
+    # (docs/security.md, "Attested events")
     rows, attested = logged(tmp_path / "data" / "events.db")
-    assert rows - attested == 16
+    assert rows - attested == 12
     assert attested > 0
     assert audit.stdout.startswith(f"audit: ok, {rows} events and 0 blobs verified")
 
@@ -56,10 +60,10 @@ def test_the_readme_first_command_succeeds_twice_in_a_row_in_the_same_directory(
         assert "workflow pipeline-1: completed, overall quality 1.00, " in run.stdout
         audit = ymera("audit", "verify", env=env, cwd=tmp_path)
         assert audit.returncode == 0, audit.stderr
-        # 16 a run; from the second run on, the store writer's checkpoint of the run before,
+        # 12 a run; from the second run on, the store writer's checkpoint of the run before,
         # published as it stopped (the log's head, signed); and the attestations of them all.
         rows, attested = logged(tmp_path / ".ymera" / "events.db")
-        assert rows - attested == 16 * n + n - 1
+        assert rows - attested == 12 * n + n - 1
         assert audit.stdout.startswith(f"audit: ok, {rows} events and 0 blobs verified")
         if n == 2:
             # The stream holds both runs' checkpoints (the second run's is past the log's head).

@@ -60,6 +60,13 @@ def assessed(overall: float, wf: str = "w", task: str = "t") -> events.Event:
                                consistency=overall, efficiency=overall, maintainability=overall, overall=overall)
 
 
+def scored_success(wf: str, task: str, attempt: int, overall: float) -> events.Event:
+    """A success of a kind no model writes: its score computed in the attempt."""
+    quality = events.Quality(task_type="noop", accuracy=overall, completeness=overall, consistency=overall,
+                             efficiency=overall, maintainability=overall, overall=overall)
+    return events.TaskSucceeded(**_common(wf), task_id=task, attempt=attempt, duration_ms=3.0, quality=quality)
+
+
 def raised(alert: str, severity: str = "warning", message: str = "m", subject: str | None = None
            ) -> events.AlertRaised:
     return events.AlertRaised(**_common(events.NO_WORKFLOW), actor="monitor", alert=alert,
@@ -248,3 +255,14 @@ def test_security_events_are_counted_by_what() -> None:
     assert out["security_events"] == {"rejected_message": 11, "tool_refused": 2}
     assert out["window"]["all"]["security_events"] == 13
     assert out["window"]["by"]["workflow"]["wf-tools"]["security_events"] == 2
+
+
+def test_a_success_scored_in_its_attempt_counts_as_its_score_and_a_late_one_does_not() -> None:
+    wf = "wf-carried"
+    state = fold([submitted(wf), admitted(wf), validated(wf), ready(wf, "t1"), started(wf, "t1"),
+                  timed_out(wf, "t1"), ready(wf, "t1", 2), scored_success(wf, "t1", 2, 0.9),
+                  scored_success(wf, "t1", 1, 0.1)])  # the timed-out attempt's, late: not the task's
+    out = report(state)
+    assert out["quality"] == {"assessed": 1, "mean_overall": 0.9, "recent_mean": 0.9}
+    assert out["tasks"]["late"] == 1
+    assert out["window"]["by"]["task_type"]["noop"]["quality"]["overall"] == 0.9

@@ -99,3 +99,27 @@ async def test_the_python_api_reads_the_quality_report(data_dir: Path) -> None:
     with pytest.raises(ValueError, match="hours -1 is not a positive number of hours"):
         await orchestrator.get_quality_report(hours=-1)
     assert orchestrator.monitor.get_monitoring_report()["monitoring_status"] == "inactive"  # not started
+
+
+async def test_the_quality_report_counts_the_scores_successes_carry_but_not_a_late_ones(tmp_path: Path) -> None:
+    def common(**fields: object) -> dict[str, object]:
+        return {"id": events.new_id(), "ts": events.now(), "workflow_id": "wf-carried", "run_id": "r1", **fields}
+
+    def quality(overall: float) -> events.Quality:
+        return events.Quality(task_type="echo", accuracy=overall, completeness=overall, consistency=overall,
+                              efficiency=overall, maintainability=overall, overall=overall)
+
+    log = [
+        events.TaskSucceeded(**common(task_id="a", attempt=1), quality=quality(0.9)),  # type: ignore[arg-type]
+        events.TaskTimedOut(**common(task_id="b", attempt=1), reason="past its 1 s"),  # type: ignore[arg-type]
+        events.TaskSucceeded(**common(task_id="b", attempt=1), quality=quality(0.1)),  # type: ignore[arg-type]
+        events.TaskSucceeded(**common(task_id="c", attempt=1, model="openai/gpt-x")),  # type: ignore[arg-type]
+        events.TaskAssessed(**common(task_id="c", attempt=1, task_type="llm", model="openai/gpt-x"),  # type: ignore[arg-type]
+                            accuracy=0.5, completeness=0.5, consistency=0.5, efficiency=0.5, maintainability=0.5,
+                            overall=0.5),
+    ]
+    await _write(tmp_path / "events.db", log)
+    async with store.SqliteEventLog(tmp_path / "events.db", readonly=True) as sink:
+        report = await quality_report(sink, 1)
+    assert (report["overall"]["assessed"], report["overall"]["overall"]) == (2, 0.7)
+    assert {kind: stats["overall"] for kind, stats in report["by"]["task_type"].items()} == {"echo": 0.9, "llm": 0.5}

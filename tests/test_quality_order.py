@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors._checks import check_outcome
-from actors.assessor._scoring import Scores, score
+from actors._quality import Scores, score
 from events import CheckResult, Expectations, TaskSpec
 
 DESCRIPTION = ("Write a Python function slugify(text) that lowercases text, turns every run of characters "

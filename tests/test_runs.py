@@ -155,3 +155,26 @@ def test_an_event_that_names_no_run_belongs_to_the_latest_run_of_its_workflow() 
     for event in script.events:
         folded = statuses.apply(folded, event)
     assert folded == {WF: {old: "completed", latest: "submitted"}}
+
+
+def test_a_success_scored_in_its_attempt_gives_its_task_its_quality_and_a_late_one_does_not(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    script = Script()
+    run = script.submit("a", max_attempts=2)
+    script.start(run, "a")
+
+    def carried(overall: float) -> events.Quality:
+        return events.Quality(task_type="noop", accuracy=1.0, completeness=1.0, consistency=1.0, efficiency=overall,
+                              maintainability=1.0, overall=overall)
+
+    script.add(events.TaskTimedOut, run, task_id="a", attempt=1, reason="past its 1 s")
+    script.add(events.TaskReady, run, task_id="a", attempt=2)
+    script.add(events.TaskSucceeded, run, task_id="a", attempt=2, duration_ms=3.0, quality=carried(0.95))
+    script.add(events.TaskSucceeded, run, task_id="a", attempt=1, duration_ms=900.0, quality=carried(0.2))  # late
+    task = script.fold().runs[run].tasks["a"]
+    assert (task.state, task.attempts, task.quality) == ("succeeded", 2, 0.95)
+    progress = Progress(None, tty=False)
+    for event in script.events:
+        progress.update(event)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == ["  a: succeeded in 3 ms", "  a: quality 0.95"]

@@ -10,7 +10,7 @@ import pytest
 
 import events
 from actors._checks import ruff_binary
-from actors.assessor._lint import lint_answer_blocking, lint_blocking
+from actors._quality import lint_answer_blocking, lint_blocking
 
 from .quality_pairs import PAIRS, pair_scores, reasons_text, scored, task_spec, verdict
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 import events
 from actors import Settings
-from actors.assessor import Assessor, Scores, score
+from actors._quality import Scores, score
+from actors.assessor import Assessor
 from actors.registry import agent_task_types
 
 from .quality_pairs import DATA, DOCS, FIELDS, PAIRS, pair_scores, scored, task_spec, verdict
@@ -142,6 +143,31 @@ async def test_the_assessor_scores_a_review_against_the_code_of_the_task_it_depe
     rebuilt.apply(events.WorkflowCompleted(id=events.new_id(), ts=events.now(), workflow_id="wf", run_id=sub.id))
     assert rebuilt.outputs == {}
     assert rebuilt.to_assess == {}
+
+
+async def test_the_assessor_scores_no_success_scored_in_its_attempt_but_keeps_it_for_its_dependents() -> None:
+    code = PAIRS["review-user-repo-good"]["inputs"]["implement"]
+    sub = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf", tasks=[
+        events.TaskSpec(id="implement", type="echo", parameters={"text": code}),
+        events.TaskSpec(id="review", type="code_review", agent="reviewer", dependencies=["implement"],
+                        description="Review the code given for correctness and security.")])
+    common = {"ts": events.now(), "workflow_id": "wf", "run_id": sub.id, "duration_ms": 10.0}
+    carried = events.Quality(task_type="echo", accuracy=1.0, completeness=1.0, consistency=1.0, efficiency=1.0,
+                             maintainability=0.9, overall=0.98)
+    echoed = events.TaskSucceeded(id=events.new_id(), task_id="implement", attempt=1, output=code, quality=carried,
+                                  **common)
+    assessor = Assessor(Settings())
+    for event in (sub, echoed):
+        assessor.apply(event)
+    assert await assessor.react(echoed) == []  # it carries its score
+    assert assessor.to_assess == {}
+    review = events.TaskSucceeded(id=events.new_id(), task_id="review", attempt=1, **common,
+                                  output=PAIRS["review-user-repo-good"]["answer"])
+    assessor.apply(review)
+    [scored] = await assessor.react(review)
+    assert isinstance(scored, events.TaskAssessed)
+    # Compared with the code the echo passed on, as with a model's code (the test above).
+    assert "mentions 7 of the 8 names in task implement's code" in " ".join(scored.reasons["consistency"])
 
 
 # ---- the labelled set ---------------------------------------------------------------------------

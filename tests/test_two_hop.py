@@ -3,8 +3,9 @@
 The executor checks each output against its task's `expect` before reporting (a result that
 fails is a failed attempt, and the retry policy applies); an attempt that ends before its
 first heartbeat sends no TaskStarted (its result names the executor and when it began); the
-assessor scores off the critical path, and a workflow still ends only once every success is
-scored. Real nats-server, every actor in this process, a local OpenAI-format server.
+assessor scores a model's answer off the critical path, the executor scores in the attempt what
+no model wrote, and a workflow still ends only once every success is scored. Real nats-server,
+every actor in this process, a local OpenAI-format server.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 import bus
 import events
 from actors import Settings, load_settings
+from actors._quality import score
 from actors.distributor import DistributorState
 from actors.distributor._decide import decide
 from actors.executor._actor import CONSUMER
@@ -118,3 +120,54 @@ def test_a_success_releases_its_dependents_before_it_is_scored() -> None:
     # ... and the workflow ends only once that success is scored.
     assert not any(isinstance(e, events.WorkflowCompleted)
                    for e in decide(state, state.workflows[run_id], Settings(), None, None))
+
+
+def test_a_success_scored_in_its_attempt_settles_at_once() -> None:
+    sub = submission("wf-scored", events.TaskSpec(id="a", type="noop"))
+    run_id = sub.id
+    common = {"ts": events.now(), "workflow_id": sub.workflow_id, "run_id": run_id}
+    quality = events.Quality(task_type="noop", accuracy=1.0, completeness=1.0, consistency=1.0, efficiency=0.5,
+                             maintainability=1.0, overall=0.95)
+    state = DistributorState()
+    for event in [
+        sub,
+        events.WorkflowValidated(id=events.new_id(), **common, levels=[["a"]]),
+        events.TaskReady(id=events.new_id(), **common, task_id="a", attempt=1),
+        events.TaskSucceeded(id=events.new_id(), **common, task_id="a", attempt=1, quality=quality),
+    ]:
+        state.apply(event)
+    [end] = [e for e in decide(state, state.workflows[run_id], Settings(), None, None)
+             if isinstance(e, events.WorkflowCompleted)]
+    assert end.overall_quality == 0.95
+    assert [(r.task_id, r.quality) for r in end.results] == [("a", 0.95)]
+
+
+async def test_what_no_model_wrote_is_scored_in_its_attempt_and_the_assessor_scores_the_rest(
+        nats_bus: bus.Bus, engine: Settings, llm: OpenAIServer) -> None:
+    llm.reply("The greeting says hello to the world, a friendly first program.")
+    end, seen = await run(nats_bus, submission(
+        "wf-scorers", events.TaskSpec(id="quick", type="noop"),
+        events.TaskSpec(id="say", type="echo", parameters={"text": "hello world"}),
+        events.TaskSpec(id="ask", type="llm", parameters={"prompt": "explain the greeting: {{ tasks.say.output }}"},
+                        dependencies=["say"])))
+    assert isinstance(end, events.WorkflowCompleted), end
+    successes = {e.task_id: e for e in seen if isinstance(e, events.TaskSucceeded)}
+    assessed = [e for e in seen if isinstance(e, events.TaskAssessed)]
+    # The model's answer is the assessor's to score; the others carry their scores.
+    assert [(e.task_id, e.actor) for e in assessed] == [("ask", "assessor")]
+    assert successes["ask"].quality is None
+    specs = {t.id: t for t in next(e for e in seen if isinstance(e, events.WorkflowSubmitted)).tasks}
+    for task_id in ("quick", "say"):
+        carried = successes[task_id].quality
+        assert carried is not None
+        assert carried.task_type == specs[task_id].type
+        # A pure function of the spec and the success, so an audit can score it again.
+        again = score(specs[task_id], successes[task_id].output, duration_ms=successes[task_id].duration_ms,
+                      timeout_seconds=engine.task_timeout_seconds, checks=successes[task_id].checks)
+        assert (carried.overall, carried.reasons) == (again.overall, again.reasons)
+        assert events.assessment_of(successes[task_id]).overall == carried.overall  # type: ignore[union-attr]
+    qualities = {r.task_id: r.quality for r in end.results}
+    assert qualities == {"quick": successes["quick"].quality.overall,  # type: ignore[union-attr]
+                         "say": successes["say"].quality.overall,  # type: ignore[union-attr]
+                         "ask": assessed[0].overall}
+    assert end.overall_quality == round(sum(qualities.values()) / 3, 4)  # type: ignore[arg-type]

@@ -146,9 +146,11 @@ async def test_metrics_count_what_the_engine_did_and_a_rebuild_from_the_log_agre
     assert value(samples, "ymera_llm_tokens_total", direction="input", **labels) == call.tokens_in
     assert value(samples, "ymera_llm_tokens_total", direction="output", **labels) == call.tokens_out
 
-    # Quality: each of the four successes was assessed.
-    assessed = [e for e in stored if isinstance(e, events.TaskAssessed)]
+    # Quality: each of the four successes was scored, the model's answer by the assessor, the
+    # others in their attempts.
+    assessed = [scored for e in stored if (scored := events.assessment_of(e)) is not None]
     assert len(assessed) == 4
+    assert sum(isinstance(e, events.TaskAssessed) for e in stored) == 1
     assert value(samples, "ymera_quality_score_count", dimension="accuracy") == 4
     assert value(samples, "ymera_quality_score_sum", dimension="overall") == pytest.approx(
         sum(e.overall for e in assessed))

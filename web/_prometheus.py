@@ -41,6 +41,7 @@ from events import (
     TaskTimedOut,
     ToolRefused,
     WorkflowSubmitted,
+    assessment_of,
     run_of,
 )
 from store import SCORES, Runs, WorkflowRuns, alert_key
@@ -164,10 +165,7 @@ class Prometheus:
                 _add(state.llm_tokens, (*key, "output"), event.tokens_out)
                 _add(state.llm_cost_usd, key, event.cost_usd or 0.0)
             case TaskAssessed():
-                state.assessed += 1
-                for name in SCORES:
-                    state.quality_sum[name] += getattr(event, name)
-                state.overall.observe(event.overall, QUALITY_BUCKETS)
+                _scored(state, event)
             case AlertRaised():
                 _add(state.alerts_raised, (event.alert, event.severity), 1)
                 state.alerts_open[alert_key(event.alert, event.subject)] = (event.id, event.alert, event.severity)
@@ -236,6 +234,16 @@ class Prometheus:
                 state.durations.setdefault(key, Histogram.over(DURATION_BUCKETS)).observe(
                     event.duration_ms / 1000, DURATION_BUCKETS)
                 _add(state.task_cost_usd, key, event.cost_usd or 0.0)
+                scored = assessment_of(event)  # what no model wrote is scored in its attempt
+                if scored is not None:
+                    _scored(state, scored)
+
+
+def _scored(state: PrometheusState, event: TaskAssessed) -> None:
+    state.assessed += 1
+    for name in SCORES:
+        state.quality_sum[name] += getattr(event, name)
+    state.overall.observe(event.overall, QUALITY_BUCKETS)
 
 
 def _latest(runs: Runs, workflow_id: str) -> str:

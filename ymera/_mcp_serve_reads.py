@@ -2,19 +2,20 @@
 
 A run is folded from the stream by the one projection of runs (`store.WorkflowRuns`), as
 `ymera status` folds it, so a tool and the command cannot disagree; outputs and scores are
-the run's final attempts' (`TaskSucceeded`, `TaskAssessed`), late results passed over as
-`ymera run`'s progress passes them over. Nothing here knows MCP: `_mcp_serve_tools.py` shows it.
+the run's final attempts' (`TaskSucceeded`; `TaskAssessed`, or the success's own score), late
+results passed over as `ymera run`'s progress passes them over. Nothing here knows MCP: `_mcp_serve_tools.py` shows it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import events
 import store
 from actors._audit import audit_dict
 from bus import Bus
-from events import Event, TaskAssessed, TaskSucceeded, YmeraError, run_of, workflow_filter
+from events import Event, TaskSucceeded, YmeraError, run_of, workflow_filter
 
 from ._cli import _pick_run
 from ._client import UNSHOWN, stored
@@ -26,6 +27,7 @@ __all__ = ["QUALITY_SCORES", "RunRead", "audit_dict", "outputs", "quality", "rea
 QUALITY_SCORES = ("accuracy", "completeness", "consistency", "efficiency", "maintainability", "overall")
 # A result reads the outputs; the other reads leave them in their blobs, as every client does.
 _WITH_OUTPUTS = UNSHOWN - {"TaskSucceeded.output"}
+T = TypeVar("T")
 
 
 def workflow_text(text: str, quality_threshold: float) -> events.WorkflowSubmitted:
@@ -58,26 +60,32 @@ async def read_run(bus: Bus, workflow_id: str, run: str | None = None, *, with_o
     return RunRead(picked, [e for e in everything if run_of(e) == picked.run_id], runs)
 
 
-def _final(read: RunRead, kind: type[TaskSucceeded] | type[TaskAssessed]) -> dict[str, Any]:
-    """Per task, its final attempt's event of `kind` (a late attempt's is not the task's)."""
-    out: dict[str, Any] = {}
+def _final(read: RunRead, pick: Callable[[Event], T | None]) -> dict[str, T]:
+    """Per task, what `pick` reads off its final attempt's events (a late attempt's is not the task's)."""
+    out: dict[str, T] = {}
     for event in read.events:
-        if isinstance(event, kind):
-            task = read.run.tasks.get(event.task_id)
-            if task is not None and task.state == "succeeded" and event.attempt == task.attempts:
-                out[event.task_id] = event
+        picked = pick(event)
+        task_id, attempt = getattr(event, "task_id", ""), getattr(event, "attempt", 0)
+        task = read.run.tasks.get(task_id)
+        if picked is not None and task is not None and task.state == "succeeded" and attempt == task.attempts:
+            out[task_id] = picked
     return out
+
+
+def _success(event: Event) -> TaskSucceeded | None:
+    return event if isinstance(event, TaskSucceeded) else None
 
 
 def outputs(read: RunRead) -> dict[str, Any]:
     """The output of each task that succeeded, by task id."""
-    return {task_id: event.output for task_id, event in _final(read, TaskSucceeded).items()}
+    return {task_id: event.output for task_id, event in _final(read, _success).items()}
 
 
 def quality(read: RunRead, threshold: float) -> dict[str, Any]:
-    """The run's overall quality against QUALITY_THRESHOLD, and each scored task's scores."""
+    """The run's overall quality against QUALITY_THRESHOLD, and each scored task's scores (a
+    `TaskAssessed`'s, or, for what no model wrote, its success's: `events.assessment_of`)."""
     run = read.run
-    scored = _final(read, TaskAssessed)
+    scored = _final(read, events.assessment_of)
     tasks = {task_id: {"model": event.model, **{s: getattr(event, s) for s in QUALITY_SCORES}}
              for task_id, event in scored.items()}
     return {"workflow_id": run.workflow_id, "run_id": run.run_id, "status": run.state,

@@ -113,7 +113,9 @@ def _line(run: Run, e: Event) -> str | None:
         return (f"  {task_id}: succeeded in {task.duration_ms or 0:.0f} ms" + (f" on {task.model}" if task.model
                                                                                 else "")
                 + (f"\n    {checks_line(e.checks)}" if e.checks else "")
-                + (f"\n    {judged_line(e.judged, e.unjudged)}" if e.judged is not None or e.unjudged else ""))
+                + (f"\n    {judged_line(e.judged, e.unjudged)}" if e.judged is not None or e.unjudged else "")
+                # What no model wrote was scored in its attempt: no TaskAssessed follows.
+                + (f"\n  {task_id}: quality {e.quality.overall:.2f}" if e.quality is not None else ""))
     if isinstance(e, TaskFailed | TaskTimedOut):
         what = f"failed ({e.kind}): {e.error}" if isinstance(e, TaskFailed) else f"timed out: {e.reason}"
         final = ", no attempts left" if task.state == "failed" else ""

@@ -1,6 +1,6 @@
-"""The assessor: scores every task outcome from evidence, as five scores, their weighted mean and their reasons."""
+"""The assessor: scores every output a model wrote from evidence, as five scores, their weighted
+mean and their reasons (the rules are `actors._quality`'s)."""
 
 from ._actor import Assessor
-from ._scoring import Scores, score
 
-__all__ = ["Assessor", "Scores", "score"]
+__all__ = ["Assessor"]

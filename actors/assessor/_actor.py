@@ -1,22 +1,25 @@
-"""The assessor: scores every task's result from evidence, off the critical path (docs/quality.md, "Scores").
+"""The assessor: scores every answer a model wrote from evidence, off the critical path (docs/quality.md, "Scores").
 
 Listens to: WorkflowSubmitted (the task specs), TaskSucceeded (output, duration), TaskFailed
 and TaskTimedOut (an attempt that ended so: a success of it after that is late), the end of
 a run (to forget; refusals and invalid runs included), all keyed by run, and, when
 rebuilding, its own TaskAssessed.
-Emits: TaskAssessed, once per attempt that succeeded, for the success the distributor takes:
-the first of an attempt not ended before it, in stream order (its rule, so the two agree
-live and in every rebuild). A task has one such success, or two when the distributor re-runs
-it for quality: the first scored success of a task keeps the id it always had
-(run, "TaskAssessed", task), a later one's id names its attempt too. The distributor releases
-dependents on the success itself (or, for a model task of a workflow that re-runs low
-quality, on its score) and ends a workflow once every success is scored.
+Emits: TaskAssessed, once per attempt that succeeded with an answer a model wrote, for the
+success the distributor takes: the first of an attempt not ended before it, in stream order
+(its rule, so the two agree live and in every rebuild). A task has one such success, or two
+when the distributor re-runs it for quality: the first scored success of a task keeps the id
+it always had (run, "TaskAssessed", task), a later one's id names its attempt too. A success of
+a kind no model writes carries its score, computed in the attempt by the same rules
+(`TaskSucceeded.quality`), and gets no TaskAssessed. The distributor releases dependents on
+the success itself (or, for a model task of a workflow that re-runs low quality, on its
+score) and ends a workflow once every success is scored.
 
 It keeps each scored success of a run that another task depends on, by reference (its output
 stays a blob reference when it is one), the better of a task's two when it was re-run for
-quality as the distributor decides: the outputs a task's dependents were given, which the scorer compares their answers
-with. Before scoring it has ruff lint the Python in the output (`_lint`), so the scorer
-itself stays pure; the judge's verdict, when the executor got one, is in the success itself.
+quality as the distributor decides: the outputs a task's dependents were given, which the
+scorer compares their answers with. Before scoring it has ruff lint the Python in the output
+(`actors._quality`), so the scorer itself stays pure; the judge's verdict, when the executor
+got one, is in the success itself.
 A run's end forgets all of it.
 """
 
@@ -41,8 +44,7 @@ from events import (
     run_of,
 )
 
-from ._lint import lint_answer
-from ._scoring import score
+from .._quality import lint_answer, score
 
 __all__ = ["Assessor"]
 
@@ -85,9 +87,15 @@ class Assessor(Actor):
                 self.specs[run] = {t.id: t for t in event.tasks}
                 self.depended[run] = {dep for t in event.tasks for dep in t.dependencies}
         elif isinstance(event, TaskSucceeded):
-            if (run in self.specs and event.attempt not in self.assessed.get(run, {}).get(event.task_id, ())
-                    and (event.task_id, event.attempt) not in self.ended_attempts.get(run, ())):
+            if (run not in self.specs or event.attempt in self.assessed.get(run, {}).get(event.task_id, ())
+                    or (event.task_id, event.attempt) in self.ended_attempts.get(run, ())):
+                return
+            if event.quality is None:
                 self.to_assess.setdefault((run, event.task_id, event.attempt), event)
+            elif event.task_id in self.depended[run]:
+                # Scored in its attempt (no model wrote it, so it is never re-run for quality):
+                # the first success not ended before it stands, as the distributor takes it.
+                self.outputs.setdefault(run, {}).setdefault(event.task_id, (event.quality.overall, event))
         elif isinstance(event, (TaskFailed, TaskTimedOut)):
             if run in self.specs and (run, event.task_id, event.attempt) not in self.to_assess:
                 self.ended_attempts.setdefault(run, set()).add((event.task_id, event.attempt))
@@ -109,7 +117,7 @@ class Assessor(Actor):
             self.depended.pop(run, None)
 
     async def react(self, event: Event) -> list[Event]:
-        if isinstance(event, TaskSucceeded):
+        if isinstance(event, TaskSucceeded) and event.quality is None:
             return await self._assess([(run_of(event), event.task_id, event.attempt)], now())
         return []
 

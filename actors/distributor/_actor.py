@@ -1,8 +1,9 @@
 """The distributor: the one owner of each workflow's state machine and the only retry authority.
 
 Listens to: workflow submissions, refusals, validations, cancellations; task starts,
-heartbeats, successes (whose outputs passed their checks in the executor), failures and
-assessments, its own timeouts (and, when rebuilding, its other own events).
+heartbeats, successes (whose outputs passed their checks in the executor; a kind no model
+writes scored in the attempt too), failures and assessments (of the answers models wrote),
+its own timeouts (and, when rebuilding, its other own events).
 Emits: TaskReady (by priority, within the workflow and workflow-count caps),
 TaskRetryScheduled (exponential backoff with jitter; or, once, a quality re-run of a model
 task scored below the workflow's `rerun_below_quality`), TaskTimedOut (past the time limit, or

@@ -225,7 +225,7 @@ def _skip_dependents(wf: WorkflowState, failed: TaskState, cause: str | None, at
 
 def _settled(task: TaskState) -> bool:
     if task.status == "succeeded":
-        return task.quality is not None  # wait for the assessor's score
+        return task.quality is not None  # wait for the assessor's score, if the success had none
     return task.status in FINAL or finally_failed(task)
 
 

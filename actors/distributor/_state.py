@@ -248,6 +248,8 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
             if task.gated:
                 task.status = "scoring"  # its dependents wait for the score
             else:
+                if event.quality is not None:  # scored in its attempt: no TaskAssessed follows
+                    task.quality = event.quality.overall
                 _succeed(wf, task)
         elif not _counted(task, event.attempt):
             task.late.append(event.attempt)

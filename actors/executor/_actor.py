@@ -3,7 +3,8 @@
 Listens to: TaskReady, through the consumer `executor` that every executor process shares,
 so adding processes scales execution out.
 Emits: TaskSucceeded (the output met the task's `expect`) or TaskFailed (it did not, or the
-attempt failed), each naming the executor and when the attempt began; for an attempt that
+attempt failed), each naming the executor and when the attempt began, a success of a kind no
+model writes with its score (`TaskSucceeded.quality`, by the assessor's rules: `.._quality`); for an attempt that
 outlives its first heartbeat, TaskStarted and then a TaskHeartbeat per interval (one batch
 for all its attempts, `_fence.py`); before an attempt's result, a ModelChosen for each
 choice of model (`llm.Selector`: which, among which candidates, why) and an LLMCalled for
@@ -72,6 +73,7 @@ from events import (
 
 from .._checks import check_outcome, failure_line
 from .._outcome import TaskError
+from .._quality import score_in_attempt
 from ._edges import Edge, blocking_reason, scan_edges
 from ._fence import Attempt, Fence, run_key
 from ._judge import judge
@@ -332,13 +334,17 @@ class Executor:
             left = (ready.timeout_seconds or self.settings.task_timeout_seconds) - (time.perf_counter() - t0)
             with llm.recording_again(record, "judge"):
                 judged, unjudged = await judge(ready.spec, inputs, output, self.settings, ctx.llm, left)
+        duration_ms = (time.perf_counter() - t0) * 1000
+        # What no model wrote is scored here, by the assessor's rules: no `TaskAssessed` follows.
+        limit = ready.spec.timeout_seconds or self.settings.task_timeout_seconds
+        quality = await score_in_attempt(ready.spec, output, duration_ms=duration_ms, checks=checks,
+                                         timeout_seconds=limit)
         return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt,
                                           key=self.settings.id_key),
-                             **self._common(attempt), output=output,
-                             duration_ms=(time.perf_counter() - t0) * 1000, model=outcome.model,
+                             **self._common(attempt), output=output, duration_ms=duration_ms, model=outcome.model,
                              cost_usd=outcome.cost_usd, usage=outcome.usage,
                              replay_of=ready.replay_of if attempt.calls else None, checks=checks,
-                             judged=judged, unjudged=unjudged)
+                             judged=judged, unjudged=unjudged, quality=quality)
 
     def _edge_flagged(self, attempt: Attempt, edge: Edge) -> EdgeFlagged:
         ready = attempt.ready

@@ -231,6 +231,7 @@ function foldTask(run, t, event) {
         setTask(t, "succeeded", null);
         Object.assign(t, { durationMs: event.duration_ms ?? null, model: event.model ?? null,
           cost: event.cost_usd ?? null });
+        if (event.quality) t.quality = event.quality.overall ?? t.quality; // no model wrote it: scored in its attempt
         run.cost += event.cost_usd || 0;
       }
       break;

@@ -1,4 +1,4 @@
-"""How the assessor scores one task's output: five scores from evidence, each with its reasons,
+"""How a task's output is scored: five scores from evidence, each with its reasons,
 and their weighted mean, capped when the answer cannot be good whatever its form.
 
 Every score is a pure function of the task, its output, the outputs of its dependencies, its

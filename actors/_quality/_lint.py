@@ -1,10 +1,11 @@
 """Lint findings for the Python in an answer, from ruff when it is installed.
 
-The scorer stays pure: the assessor runs ruff here (a subprocess, before scoring) and hands the
-findings in. Without ruff the findings are None and the scorer says the code was not linted;
-scores then differ from a machine with ruff by the lint part of maintainability only.
-The rules are fixed (`--isolated`: no project configuration is read), so the same code and the
-same ruff version give the same findings.
+The scorer stays pure: whoever scores (the assessor, or the executor for an output no model
+wrote) runs ruff here (a subprocess, before scoring) and hands the findings in. Without ruff
+the findings are None and the scorer says the code was not linted; scores then differ from
+a machine with ruff by the lint part of maintainability only. The rules are fixed
+(`--isolated`: no project configuration is read), so the same code and the same ruff version
+give the same findings.
 """
 
 from __future__ import annotations
@@ -61,6 +62,6 @@ def lint_answer_blocking(output: Any) -> list[str] | None:
 
 
 async def lint_answer(output: Any) -> list[str] | None:
-    """`lint_answer_blocking` for the assessor, without blocking its event loop."""
+    """`lint_answer_blocking` without blocking the event loop."""
     blocks = _python_of(output)
     return _merge([await lint(code) for code in blocks]) if blocks else None
