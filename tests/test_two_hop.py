@@ -171,3 +171,17 @@ async def test_what_no_model_wrote_is_scored_in_its_attempt_and_the_assessor_sco
                          "say": successes["say"].quality.overall,  # type: ignore[union-attr]
                          "ask": assessed[0].overall}
     assert end.overall_quality == round(sum(qualities.values()) / 3, 4)  # type: ignore[arg-type]
+
+
+async def test_a_success_the_attempt_could_not_score_is_scored_by_the_assessor(
+        nats_bus: bus.Bus, engine: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the scorer")
+
+    monkeypatch.setattr("actors._quality.score", broken)  # the executor's entry only: the assessor holds its own
+    end, seen = await run(nats_bus, submission("wf-unscored", events.TaskSpec(id="quick", type="noop")))
+    assert isinstance(end, events.WorkflowCompleted), end
+    [success] = [e for e in seen if isinstance(e, events.TaskSucceeded)]
+    [assessed] = [e for e in seen if isinstance(e, events.TaskAssessed)]
+    assert success.quality is None
+    assert (assessed.task_id, assessed.actor, end.overall_quality) == ("quick", "assessor", assessed.overall)

@@ -336,9 +336,14 @@ class Executor:
                 judged, unjudged = await judge(ready.spec, inputs, output, self.settings, ctx.llm, left)
         duration_ms = (time.perf_counter() - t0) * 1000
         # What no model wrote is scored here, by the assessor's rules: no `TaskAssessed` follows.
+        # Should the scorer fail, the success goes without a score, and the assessor scores it.
         limit = ready.spec.timeout_seconds or self.settings.task_timeout_seconds
-        quality = await score_in_attempt(ready.spec, output, duration_ms=duration_ms, checks=checks,
-                                         timeout_seconds=limit)
+        try:
+            quality = await score_in_attempt(ready.spec, output, duration_ms=duration_ms, checks=checks,
+                                             timeout_seconds=limit)
+        except Exception:
+            _log.exception("scoring failed: left to the assessor", task=ready.task_id, workflow=ready.workflow_id)
+            quality = None
         return TaskSucceeded(id=derive_id(run_key(ready), "TaskSucceeded", ready.task_id, ready.attempt,
                                           key=self.settings.id_key),
                              **self._common(attempt), output=output, duration_ms=duration_ms, model=outcome.model,
