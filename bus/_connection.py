@@ -25,6 +25,7 @@ from ._access import Credentials
 from ._attest import Attester
 from ._blobs import BlobStore
 from ._client import Client
+from ._decoded import Decoded
 from ._errors import BusError
 from ._publish import PubAck, Publisher, abandon
 from ._pull import PullBatches, resume, stream_seq
@@ -61,6 +62,9 @@ class Bus:
         self.credentials = credentials
         self.enforced = credentials is not None and nc.auth_required
         self.denied: list[str] = []  # what the server refused this connection, newest last
+        # Shared with the connections opened from this one (`as_actor`): what one decoded, the
+        # others need not (_decoded.py).
+        self.decoded: Decoded | None = None
         self._sign_as(signer, keyring, mac_keys)
 
     @property
@@ -90,7 +94,7 @@ class Bus:
         """The event a message (or a log row) holds, checked against its subject and, with a
         keyring, against its signature `sealed` (`UntrustedEvent`: not its type's actor's); its
         blob-held fields still references. `MalformedEvent` says why it is none."""
-        event = decode_message(subject, data)
+        event = decode_message(subject, data) if self.decoded is None else self.decoded.decode(subject, data)
         if self.seals is not None:
             self.seals.check(type(event).__name__, subject, data, sealed, event)
         return event
@@ -351,6 +355,9 @@ class Bus:
         own = await connect(self.url, name=name, stream=self.stream, publish_timeout=self.publish_timeout,
                             signer=signer, keyring=keyring, mac_keys=mac_keys, credentials=credentials,
                             require_auth=self.enforced)
+        if self.decoded is None:
+            self.decoded = Decoded()
+        own.decoded = self.decoded  # actors in one process: each message decoded once
         try:
             yield own
         finally:
