@@ -96,6 +96,12 @@ class Actor:
         resolved: E = await resolve(event, self.bus.get_blob)  # type: ignore[assignment]
         return resolved
 
+    def passes_over(self, data: bytes) -> bool:
+        """Whether a message, by its bytes alone, holds nothing this actor would fold or react
+        to, so it need not be decoded and checked (the assessor: a success scored in its
+        attempt). Only what `apply` would change nothing for may be passed over."""
+        return False
+
     def apply(self, event: Event) -> None:
         """Fold one event into the state. Deterministic: no I/O, no clock."""
 
@@ -167,7 +173,7 @@ async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, 
             for msg in msgs:
                 if stream_seq(msg) > last:
                     return folded
-                if wanted is not None and not wanted(msg.subject):
+                if (wanted is not None and not wanted(msg.subject)) or actor.passes_over(msg.data):
                     continue
                 event = await _read(actor, bus, msg)
                 if event is not None:
@@ -218,6 +224,8 @@ class ActorWorker:
             if seq <= self.applied:
                 continue  # folded already (a redelivery)
             self.applied = seq
+            if self.actor.passes_over(msg.data):
+                continue
             event = await _read(self.actor, self.bus, msg)
             if event is not None:
                 batch.append(event)

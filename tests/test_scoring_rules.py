@@ -170,6 +170,29 @@ async def test_the_assessor_scores_no_success_scored_in_its_attempt_but_keeps_it
     assert "mentions 7 of the 8 names in task implement's code" in " ".join(scored.reasons["consistency"])
 
 
+def test_the_assessor_passes_over_unread_only_a_scored_success_no_task_of_its_run_depends_on() -> None:
+    sub = events.WorkflowSubmitted(id=events.new_id(), ts=events.now(), workflow_id="wf", tasks=[
+        events.TaskSpec(id="fetch", type="echo", parameters={"text": "x"}),
+        events.TaskSpec(id="alone", type="noop"),
+        events.TaskSpec(id="sum", type="summarization", description="Sum it up.", dependencies=["fetch"])])
+    assessor = Assessor(Settings())
+    assessor.apply(sub)
+    carried = events.Quality(task_type="echo", accuracy=1.0, completeness=1.0, consistency=1.0, efficiency=1.0,
+                             maintainability=1.0, overall=1.0)
+
+    def success(task: str, quality: events.Quality | None) -> bytes:
+        return events.encode(events.TaskSucceeded(id=events.new_id(), ts=events.now(), workflow_id="wf",
+                                                  run_id=sub.id, task_id=task, attempt=1, output="x",
+                                                  quality=quality))
+
+    assert assessor.passes_over(success("alone", carried))  # scored, and no one's input
+    assert not assessor.passes_over(success("fetch", carried))  # the summary is compared with it
+    assert not assessor.passes_over(success("sum", None))  # a model's answer: the assessor's to score
+    assert not assessor.passes_over(success("alone", carried).replace(b'"quality":{', b'"quality":null,"q":{'))
+    assert not assessor.passes_over(b"{not json")  # decoded in full, and rejected with its reason
+    assert not assessor.passes_over(events.encode(sub))
+
+
 # ---- the labelled set ---------------------------------------------------------------------------
 
 

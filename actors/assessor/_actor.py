@@ -28,6 +28,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
+import msgspec
+
 from actors._runtime import Actor
 from config import Settings
 from events import (
@@ -47,6 +49,18 @@ from events import (
 from .._quality import lint_answer, score
 
 __all__ = ["Assessor"]
+
+
+class _Peek(msgspec.Struct):
+    """What tells a success scored in its attempt, read before the whole event is decoded."""
+
+    type: str = ""
+    run_id: str = ""
+    task_id: str = ""
+    quality: msgspec.Raw = msgspec.Raw()  # left as it is: empty when there is none
+
+
+_PEEK = msgspec.json.Decoder(_Peek)
 
 
 class Assessor(Actor):
@@ -115,6 +129,15 @@ class Assessor(Actor):
             self.ended_attempts.pop(run, None)
             self.outputs.pop(run, None)
             self.depended.pop(run, None)
+
+    def passes_over(self, data: bytes) -> bool:
+        # Most successes carry their score: only those a task of their run depends on are kept.
+        try:
+            peek = _PEEK.decode(data)
+        except msgspec.DecodeError:
+            return False  # decoded in full, for the store writer's reason
+        scored = peek.type == "TaskSucceeded" and len(peek.quality) > 0 and bytes(peek.quality) != b"null"
+        return scored and peek.task_id not in self.depended.get(peek.run_id, ())
 
     async def react(self, event: Event) -> list[Event]:
         if isinstance(event, TaskSucceeded) and event.quality is None:
