@@ -4,9 +4,9 @@ Listens to: TaskReady, through the consumer `executor` that every executor proce
 so adding processes scales execution out.
 Emits: TaskSucceeded (the output met the task's `expect`) or TaskFailed (it did not, or the
 attempt failed), each naming the executor and when the attempt began, a success of a kind no
-model writes with its score (`TaskSucceeded.quality`, by the assessor's rules: `.._quality`); for an attempt that
-outlives its first heartbeat, TaskStarted and then a TaskHeartbeat per interval (one batch
-for all its attempts, `_fence.py`); before an attempt's result, a ModelChosen for each
+model writes with its score (`TaskSucceeded.quality`, by the assessor's rules: `.._quality`);
+for an attempt that outlives its first heartbeat, TaskStarted and then a TaskHeartbeat per
+interval (one batch for all its attempts, `_fence.py`); before an attempt's result, a ModelChosen for each
 choice of model (`llm.Selector`: which, among which candidates, why) and an LLMCalled for
 each call it made to a model (`llm/`), whatever came of it, and before each call a CallReserved
 (`_pools.py`: every executor folds every executor's reservations and records, so key pools
