@@ -173,7 +173,10 @@ async def _fold_stream(actor: Actor, bus: Bus, subjects: list[str], start: int, 
             for msg in msgs:
                 if stream_seq(msg) > last:
                     return folded
-                if (wanted is not None and not wanted(msg.subject)) or actor.passes_over(msg.data):
+                if wanted is not None and not wanted(msg.subject):
+                    continue
+                if actor.passes_over(msg.data):
+                    folded += 1  # read, and nothing in it to fold
                     continue
                 event = await _read(actor, bus, msg)
                 if event is not None:

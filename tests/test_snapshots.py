@@ -365,3 +365,21 @@ def test_subject_matching_follows_nats_wildcards() -> None:
     assert matches("ymera.task.a.t.started", "ymera.>")
     assert not matches("ymera", "ymera.>")
     assert not matches("ymera.wf.a.submitted.x", "ymera.wf.*.submitted")
+
+
+async def test_a_rebuild_counts_what_it_passed_over_unread_and_folds_the_same_state(
+        nats_bus: bus.Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sub = submission("wf-passed")  # a, then b and c on a's output
+    quality = events.Quality(task_type="noop", accuracy=1.0, completeness=1.0, consistency=1.0, efficiency=1.0,
+                             maintainability=1.0, overall=1.0)
+    common = {"ts": events.now(), "workflow_id": sub.workflow_id, "run_id": sub.id, "actor": "executor",
+              "attempt": 1, "quality": quality}
+    await nats_bus.publish_many([sub, *(events.TaskSucceeded(id=events.new_id(), task_id=t, **common)  # type: ignore[arg-type]
+                                        for t in ("a", "b"))])
+    for tail in (runtime.UNFILTERED_TAIL, 0):  # read unfiltered and filtered here, then with the server's filters
+        monkeypatch.setattr(runtime, "UNFILTERED_TAIL", tail)
+        assessor, line, _ = await restart(Assessor, settings_for(tmp_path, YMERA_SNAPSHOTS="false"), nats_bus)
+        assert line["events"] == await on_subjects(nats_bus, Assessor, 0) == 3
+        # a is kept (b and c are compared with it); b, passed over, is nowhere.
+        assert set(assessor.outputs[sub.id]) == {"a"}
+        assert assessor.to_assess == {}
