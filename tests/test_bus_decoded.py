@@ -48,3 +48,20 @@ def test_only_the_latest_events_are_kept() -> None:
     again = decoded.decode(*messages[0])  # the oldest was let go: decoded anew
     assert again is not first[0]
     assert again == first[0]
+
+
+def test_large_messages_are_bounded_by_their_bytes() -> None:
+    decoded = Decoded(most=100, most_bytes=3 * 1024)
+    messages = []
+    for task in ("a", "b", "c", "d"):
+        event = events.TaskSucceeded(id=events.new_id(), ts=events.now(), workflow_id="wf", task_id=task, attempt=1,
+                                     output="x" * 1000, actor="executor")
+        messages.append((events.subject_of(event), events.encode(event)))
+    first = [decoded.decode(*m) for m in messages]
+    assert decoded.held_bytes <= 3 * 1024
+    assert decoded.held_bytes == sum(len(m[1]) for m in messages[-2:])  # two fit, the older let go
+    assert decoded.decode(*messages[3]) is first[3]
+    assert decoded.decode(*messages[0]) is not first[0]
+    too_big = Decoded(most=100, most_bytes=100)
+    assert too_big.decode(*messages[0]) == first[0]  # decoded, and not kept at all
+    assert too_big.held_bytes == 0
