@@ -28,6 +28,7 @@ from events import (
     MessageRejected,
     ModelChosen,
     OutputFlagged,
+    Quality,
     TaskAssessed,
     TaskFailed,
     TaskHeartbeat,
@@ -46,7 +47,6 @@ from events import (
     WorkflowRefused,
     WorkflowSubmitted,
     WorkflowValidated,
-    assessment_of,
     run_of,
 )
 
@@ -231,9 +231,8 @@ class Metrics:
                     stats.succeeded += 1
                     stats.latency[bin_] = stats.latency.get(bin_, 0) + 1
                     stats.cost_usd += cost
-                scored = assessment_of(event)  # what no model wrote is scored in its attempt
-                if scored is not None:
-                    _scored(state, ts, scored)
+                if event.quality is not None:  # what no model wrote is scored in its attempt
+                    _scored(state, ts, event.workflow_id, event.model, event.quality)
             case TaskFailed():
                 _end(state, (run, event.task_id, event.attempt), "failed")
                 for stats in state.windows.stats(ts, _task_keys(state, run, event)):
@@ -243,7 +242,7 @@ class Metrics:
                 for stats in state.windows.stats(ts, _task_keys(state, run, event)):
                     stats.timed_out += 1
             case TaskAssessed():
-                _scored(state, ts, event)
+                _scored(state, ts, event.workflow_id, event.model, event)
             case WorkflowCompleted() | WorkflowFailed():
                 for stats in state.windows.stats(ts, (("workflow", event.workflow_id),)):
                     if isinstance(event, WorkflowCompleted):
@@ -277,12 +276,12 @@ class Metrics:
         return state
 
 
-def _scored(state: MetricsState, ts: float, event: TaskAssessed) -> None:
+def _scored(state: MetricsState, ts: float, workflow: str, model: str | None, scores: TaskAssessed | Quality) -> None:
     state.assessed += 1
-    state.overall_sum += event.overall
-    state.recent_quality.append(event.overall)
-    for stats in state.windows.stats(ts, dimension_keys(event.workflow_id, event.task_type, event.agent, event.model)):
-        add_scores(stats, event)
+    state.overall_sum += scores.overall
+    state.recent_quality.append(scores.overall)
+    for stats in state.windows.stats(ts, dimension_keys(workflow, scores.task_type, scores.agent, model)):
+        add_scores(stats, scores)
 
 
 def _security(state: MetricsState, ts: float, whats: Iterable[str], workflow: str) -> None:
@@ -303,7 +302,7 @@ def dimension_keys(workflow: str, task_type: str, agent: str | None, model: str 
     return _keys(workflow, (task_type or NONE, agent or NONE), model)
 
 
-def add_scores(stats: Stats, event: TaskAssessed) -> None:
+def add_scores(stats: Stats, event: TaskAssessed | Quality) -> None:
     scores = (event.accuracy, event.completeness, event.consistency, event.efficiency, event.maintainability,
               event.overall)
     stats.assessed += 1

@@ -30,6 +30,7 @@ from events import (
     MessageRejected,
     ModelChosen,
     OutputFlagged,
+    Quality,
     TaskAssessed,
     TaskFailed,
     TaskHeartbeat,
@@ -41,7 +42,6 @@ from events import (
     TaskTimedOut,
     ToolRefused,
     WorkflowSubmitted,
-    assessment_of,
     run_of,
 )
 from store import SCORES, Runs, WorkflowRuns, alert_key
@@ -234,16 +234,15 @@ class Prometheus:
                 state.durations.setdefault(key, Histogram.over(DURATION_BUCKETS)).observe(
                     event.duration_ms / 1000, DURATION_BUCKETS)
                 _add(state.task_cost_usd, key, event.cost_usd or 0.0)
-                scored = assessment_of(event)  # what no model wrote is scored in its attempt
-                if scored is not None:
-                    _scored(state, scored)
+                if event.quality is not None:  # what no model wrote is scored in its attempt
+                    _scored(state, event.quality)
 
 
-def _scored(state: PrometheusState, event: TaskAssessed) -> None:
+def _scored(state: PrometheusState, scores: TaskAssessed | Quality) -> None:
     state.assessed += 1
     for name in SCORES:
-        state.quality_sum[name] += getattr(event, name)
-    state.overall.observe(event.overall, QUALITY_BUCKETS)
+        state.quality_sum[name] += getattr(scores, name)
+    state.overall.observe(scores.overall, QUALITY_BUCKETS)
 
 
 def _latest(runs: Runs, workflow_id: str) -> str:

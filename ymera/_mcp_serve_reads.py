@@ -3,7 +3,8 @@
 A run is folded from the stream by the one projection of runs (`store.WorkflowRuns`), as
 `ymera status` folds it, so a tool and the command cannot disagree; outputs and scores are
 the run's final attempts' (`TaskSucceeded`; `TaskAssessed`, or the success's own score), late
-results passed over as `ymera run`'s progress passes them over. Nothing here knows MCP: `_mcp_serve_tools.py` shows it.
+results passed over as `ymera run`'s progress passes them over. Nothing here knows MCP:
+`_mcp_serve_tools.py` shows it.
 """
 
 from __future__ import annotations
