@@ -18,6 +18,7 @@ import bus
 import events
 import guard
 from actors import Settings, load_settings, run_all
+from actors.distributor import DistributorState
 from ymera._client import stored
 
 from .conftest import ymera_env
@@ -150,3 +151,14 @@ async def in_process(settings: Settings, connection: bus.Bus) -> AsyncIterator[S
     finally:
         stop.set()
         await running
+
+
+def assert_indexes_true(state: DistributorState) -> None:
+    """The distributor's indexes over each workflow's tasks say what a scan of the tasks says."""
+    for run, wf in state.workflows.items():
+        by_status: dict[str, set[str]] = {}
+        for task_id, task in wf.tasks.items():
+            by_status.setdefault(task.status, set()).add(task_id)
+        assert {status: ids for status, ids in wf.by_status.items() if ids} == by_status, run
+        assert wf.ready == {i for i, t in wf.tasks.items() if t.status == "waiting" and t.remaining_deps == 0}, run
+        assert wf.unscored == {i for i, t in wf.tasks.items() if t.status == "succeeded" and t.quality is None}, run

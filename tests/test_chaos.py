@@ -44,7 +44,7 @@ from .chaos import (
     unexpected_crashes,
 )
 from .conftest import ymera
-from .engine import Actors, connected, engine_env, settings_of, wait_for_actors
+from .engine import Actors, assert_indexes_true, connected, engine_env, settings_of, wait_for_actors
 from .support import wait_until
 
 
@@ -162,8 +162,9 @@ async def test_workflows_end_exactly_once_through_kills_pauses_and_a_killed_serv
     successes = {(e.workflow_id, e.task_id) for e in stored if isinstance(e, events.TaskSucceeded)}
     assert _uncounted_successes_not_late(stored, set(taken)) == []
     state = DistributorState()
-    for event in stored:
+    for event in stored:  # (its indexes over the tasks stay true through retries, timeouts and late results)
         state.apply(event)
+        assert_indexes_true(state)
     assert state.workflows == {}, "a workflow is still active after all ended"
     assert state.active_slots == 0
     started = {(e.workflow_id, e.task_id, e.attempt) for e in stored if isinstance(e, events.TaskStarted)}

@@ -26,7 +26,7 @@ from actors.distributor import Distributor, DistributorState
 from ymera import WorkflowClient
 from ymera._file import read_workflow
 
-from .engine import all_events, in_process
+from .engine import all_events, assert_indexes_true, in_process
 from .llm_server import OpenAIServer
 
 E = TypeVar("E", bound=events.EventBase)
@@ -58,6 +58,7 @@ class Run:
         self.stream.extend(given)
         decided = await self.distributor.handle(list(given))
         self.stream.extend(decided)
+        assert_indexes_true(self.state)
         return decided
 
     async def start(self) -> list[events.Event]:
@@ -67,6 +68,7 @@ class Run:
         """A timer pass (retries due, timeouts) `after` seconds from now."""
         decided = await self.distributor.reconcile(events.now() + timedelta(seconds=after))
         self.stream.extend(decided)
+        assert_indexes_true(self.state)
         return decided
 
     async def succeed(self, task: str, attempt: int, output: Any, model: str | None = None,

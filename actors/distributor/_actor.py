@@ -74,7 +74,8 @@ class Distributor(Actor):
     # 2: late results and timeouts in stream order (fencing); 3: ended runs bounded; 4: a success
     # releases its dependents (the executor checks outcomes); 5: tried models, quality re-runs, replays;
     # 6: untrusted outputs; 7: cancels judged by who asked (the run's principal, cancels not yet decided)
-    state_version: ClassVar[int] = 7
+    # 8: tasks indexed by status, an attempt's time limit its release's, a late attempt's score not the task's
+    state_version: ClassVar[int] = 8
     # A large output is passed on to dependents as a reference, which the executor loads.
     by_reference: ClassVar[frozenset[str]] = frozenset({"TaskSucceeded.output"})
 

@@ -30,13 +30,11 @@ from events import (
     now,
 )
 
-from ._state import FINAL, CancelAsk, DistributorState, TaskState, WorkflowState, can_retry
+from ._state import GRACE_SECONDS, CancelAsk, DistributorState, TaskState, TaskStatus, WorkflowState, can_retry
 
 __all__ = ["activate_queued", "cancel_refusal", "decide", "retry_delay", "timers"]
 
 ACTOR = "distributor"
-# Grace past an attempt's own time limit before the distributor gives up on it.
-GRACE_SECONDS = 5.0
 
 
 def finally_failed(task: TaskState) -> bool:
@@ -68,7 +66,7 @@ def decide(state: DistributorState, wf: WorkflowState, settings: Settings, at: d
         return [*out, _end(wf, cause, "cancelled", key=key, reason=cancelled)]
     if not wf.activated:
         return out
-    for task in wf.tasks.values():
+    for task in wf.having("attempt_failed", "below_quality", "failed"):
         if task.status == "attempt_failed" and can_retry(task):
             assert task.failed_at is not None
             not_before = task.failed_at + timedelta(seconds=retry_delay(wf, task))
@@ -146,9 +144,9 @@ def _release(wf: WorkflowState, settings: Settings, at: datetime | None, cause: 
              activating: bool = False) -> list[Event]:
     if not (wf.activated or activating) or wf.validated_seq is None:
         return []
-    candidates = [t for t in wf.tasks.values()
-                  if (t.status == "waiting" and t.remaining_deps == 0)
-                  or (t.status == "retry_wait" and at is not None and t.retry_at is not None and t.retry_at <= at)]
+    candidates = [wf.tasks[task_id] for task_id in wf.ready]
+    if at is not None:
+        candidates.extend(t for t in wf.having("retry_wait") if t.retry_at is not None and t.retry_at <= at)
     if not candidates:
         return []
     candidates.sort(key=lambda t: (PRIORITY_RANK[t.spec.priority], t.index))
@@ -184,24 +182,22 @@ def timers(wf: WorkflowState, settings: Settings, at: datetime, cause: str | Non
     Silence is measured up to `read_until` when given: a distributor behind the stream (a
     burst of 1,000 heartbeats, a slow host) has not read the latest heartbeats yet, and must
     not take its own lag for the executor's."""
-    out: list[Event] = []
     lost_after = timedelta(seconds=settings.lost_after_seconds)
     heard_until = at if read_until is None else min(at, read_until)
-    for task in wf.tasks.values():
-        if task.status != "running" or task.released_at is None or task.timing_out == task.attempt:
+    given_up: list[tuple[TaskState, str]] = []
+    for task_id in wf.by_status.get("running", ()):
+        task = wf.tasks[task_id]
+        if task.released_at is None or task.timing_out == task.attempt:
             continue
-        limit = task.spec.timeout_seconds or settings.task_timeout_seconds
-        reason = None
         if task.last_seen is not None and heard_until - task.last_seen > lost_after:
-            reason = f"executor lost: no heartbeat for {lost_after.total_seconds():g}s"
-        elif at - task.released_at > timedelta(seconds=limit + GRACE_SECONDS):
-            reason = f"no result within the {limit:g}s time limit"
-        if reason is not None:
-            out.append(TaskTimedOut(
-                id=derive_id(wf.submission_id, "TaskTimedOut", task.spec.id, task.attempt, key=settings.id_key), ts=at,
-                workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR,
-                task_id=task.spec.id, attempt=task.attempt, reason=reason))
-    return out
+            given_up.append((task, f"executor lost: no heartbeat for {lost_after.total_seconds():g}s"))
+        elif at > (task.due or task.released_at + timedelta(seconds=settings.task_timeout_seconds + GRACE_SECONDS)):
+            given_up.append((task, f"no result within the {task.limit or settings.task_timeout_seconds:g}s time limit"))
+    given_up.sort(key=lambda found: found[0].index)  # in the workflow's order (sorting only these)
+    return [TaskTimedOut(
+        id=derive_id(wf.submission_id, "TaskTimedOut", task.spec.id, task.attempt, key=settings.id_key), ts=at,
+        workflow_id=wf.workflow_id, run_id=wf.submission_id, causation_id=cause, actor=ACTOR,
+        task_id=task.spec.id, attempt=task.attempt, reason=reason) for task, reason in given_up]
 
 
 def _skip_dependents(wf: WorkflowState, failed: TaskState, cause: str | None, at: datetime | None,
@@ -223,14 +219,19 @@ def _skip_dependents(wf: WorkflowState, failed: TaskState, cause: str | None, at
     return out
 
 
-def _settled(task: TaskState) -> bool:
-    if task.status == "succeeded":
-        return task.quality is not None  # wait for the assessor's score, if the success had none
-    return task.status in FINAL or finally_failed(task)
+def _settled(wf: WorkflowState) -> bool:
+    """Every task succeeded and scored (a success without its score waits for the assessor's),
+    skipped, or failed for good."""
+    if wf.unscored or any(wf.by_status.get(status) for status in _UNSETTLED):
+        return False
+    return all(finally_failed(t) for t in wf.having("attempt_failed"))
+
+
+_UNSETTLED: tuple[TaskStatus, ...] = ("waiting", "running", "retry_wait", "scoring", "below_quality")
 
 
 def _maybe_end(wf: WorkflowState, cause: str | None, at: datetime | None, key: bytes | None) -> Event | None:
-    if not all(_settled(t) for t in wf.tasks.values()):
+    if not _settled(wf):
         return None
     failed = [t for t in wf.tasks.values() if t.status != "succeeded"]
     return _end(wf, cause, "failed" if failed else "completed", at, key=key)

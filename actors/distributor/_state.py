@@ -13,7 +13,7 @@ better of the two becomes its result (docs/engine.md, "Quality re-runs").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from actors import registry
@@ -39,9 +39,12 @@ from events import (
 )
 from store import Recent
 
-__all__ = ["ENDED_KEPT", "CancelAsk", "DistributorState", "KeptResult", "TaskState", "WorkflowState", "can_retry"]
+__all__ = ["ENDED_KEPT", "GRACE_SECONDS", "CancelAsk", "DistributorState", "KeptResult", "TaskState", "TaskStatus",
+           "WorkflowState", "can_retry"]
 
 ENDED_KEPT = 100_000  # ended runs remembered (store.Recent): as many as the once-gate's ids
+# Grace past an attempt's own time limit before the distributor gives up on it.
+GRACE_SECONDS = 5.0
 
 
 # "scoring": a success waiting for its score before it releases its dependents; "below_quality":
@@ -72,6 +75,10 @@ class TaskState:
     status: TaskStatus = "waiting"
     attempt: int = 0
     released_at: datetime | None = None
+    # The released attempt's time limit (its TaskReady's; None in a release from before it was
+    # carried, and then the setting's), and when the distributor gives up on it: released_at + limit + grace.
+    limit: float | None = None
+    due: datetime | None = None
     last_seen: datetime | None = None  # TaskStarted or the latest TaskHeartbeat
     retry_at: datetime | None = None
     failed_at: datetime | None = None
@@ -137,11 +144,22 @@ class WorkflowState:
     rerun_below: float | None = None  # a model task scored below this is re-run once (the submission's)
     replay_of: str | None = None  # the run whose recorded responses answer its model calls ...
     live_tasks: set[str] = field(default_factory=set)  # ... but for these tasks'
+    # Indexes over `tasks`, changed only where a status or a count changes (`_move`, `_succeed`):
+    # a decision looks at the tasks it may concern, not at every task of a 10,000-task workflow.
+    by_status: dict[TaskStatus, set[str]] = field(default_factory=dict)  # task ids by status
+    ready: set[str] = field(default_factory=set)  # waiting, with every dependency succeeded
+    unscored: set[str] = field(default_factory=set)  # succeeded, and its score not read yet
 
     @property
     def running(self) -> int:
         """Tasks holding one of the workflow's slots: released, and not ended yet."""
-        return sum(1 for t in self.tasks.values() if t.status == "running")
+        return len(self.by_status.get("running", ()))
+
+    def having(self, *statuses: TaskStatus) -> list[TaskState]:
+        """The tasks in any of `statuses`, in the workflow's order."""
+        found = [self.tasks[i] for status in statuses for i in self.by_status.get(status, ())]
+        found.sort(key=lambda t: t.index)
+        return found
 
 
 @dataclass
@@ -219,19 +237,41 @@ def _new_workflow(event: WorkflowSubmitted) -> WorkflowState:
             dependents.setdefault(dep, []).append(spec.id)
     return WorkflowState(event.workflow_id, event.id, event.ts, tasks, dependents, event.max_parallel_tasks,
                          principal=event.principal, budget_usd=event.budget_usd, rerun_below=event.rerun_below_quality,
-                         replay_of=event.replay_of, live_tasks=set(event.live_tasks))
+                         replay_of=event.replay_of, live_tasks=set(event.live_tasks),
+                         by_status={"waiting": set(tasks)},
+                         ready={task_id for task_id, task in tasks.items() if task.remaining_deps == 0})
+
+
+def _move(wf: WorkflowState, task: TaskState, status: TaskStatus) -> None:
+    """The one place a task's status changes, keeping the workflow's indexes true."""
+    was, task_id = task.status, task.spec.id
+    if was == status:
+        return
+    wf.by_status[was].discard(task_id)
+    wf.by_status.setdefault(status, set()).add(task_id)
+    if was == "waiting":
+        wf.ready.discard(task_id)
+    task.status = status
+
+
+def _score(wf: WorkflowState, task: TaskState, quality: float) -> None:
+    task.quality = quality
+    wf.unscored.discard(task.spec.id)
 
 
 def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
     if task.status in FINAL:
-        if isinstance(event, TaskAssessed) and not task.gated:  # a gated task's score was its last step
-            task.quality = event.overall
+        # The score of the attempt that succeeded (a gated task's score was its last step).
+        if isinstance(event, TaskAssessed) and not task.gated and event.attempt == task.attempt:
+            _score(wf, task, event.overall)
         return
     if isinstance(event, TaskReady):
         # A copy of the current attempt's release after its result changes nothing.
         if event.attempt > task.attempt or (event.attempt == task.attempt and task.status == "running"):
-            task.status, task.attempt = "running", event.attempt
+            _move(wf, task, "running")
+            task.attempt, task.limit = event.attempt, event.timeout_seconds or task.spec.timeout_seconds
             task.released_at, task.last_seen, task.retry_at = event.ts, None, None
+            task.due = None if task.limit is None else event.ts + timedelta(seconds=task.limit + GRACE_SECONDS)
             wf.activated = True
     elif isinstance(event, (TaskStarted, TaskHeartbeat)):
         if event.attempt == task.attempt and task.status == "running":
@@ -246,10 +286,10 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
             task.output, task.output_ref = event.output, event.blobs.get("output")
             task.duration_ms, task.model, task.cost_usd = event.duration_ms, event.model, event.cost_usd
             if task.gated:
-                task.status = "scoring"  # its dependents wait for the score
+                _move(wf, task, "scoring")  # its dependents wait for the score
             else:
                 if event.quality is not None:  # scored in its attempt: no TaskAssessed follows
-                    task.quality = event.quality.overall
+                    _score(wf, task, event.quality.overall)
                 _succeed(wf, task)
         elif not _counted(task, event.attempt):
             task.late.append(event.attempt)
@@ -261,7 +301,8 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
         elif not current:
             task.late.append(event.attempt)
         if current:
-            task.status, task.failed_at = "attempt_failed", event.ts
+            _move(wf, task, "attempt_failed")
+            task.failed_at = event.ts
             if isinstance(event, TaskFailed):
                 task.error, task.retryable, task.retry_after = event.error, event.retryable, event.retry_after_seconds
                 if event.model is not None:
@@ -273,12 +314,15 @@ def _apply_task(wf: WorkflowState, task: TaskState, event: Event) -> None:
                 _succeed(wf, task)
     elif isinstance(event, TaskRetryScheduled):
         if task.status in ("attempt_failed", "below_quality"):
-            task.status, task.retry_at = "retry_wait", event.not_before
+            _move(wf, task, "retry_wait")
+            task.retry_at = event.not_before
     elif isinstance(event, TaskSkipped):
-        task.status, task.error = "skipped", event.reason
+        _move(wf, task, "skipped")
+        task.error = event.reason
     elif isinstance(event, TaskAssessed):
         if not task.gated:
-            task.quality = event.overall
+            if event.attempt == task.attempt:  # not a score of an earlier attempt's late success
+                _score(wf, task, event.overall)
         elif task.status == "scoring" and event.attempt == task.attempt:
             _scored(wf, task, event)
 
@@ -290,9 +334,14 @@ def _counted(task: TaskState, attempt: int) -> bool:
 
 
 def _succeed(wf: WorkflowState, task: TaskState) -> None:
-    task.status = "succeeded"
-    for child in wf.dependents.get(task.spec.id, ()):
-        wf.tasks[child].remaining_deps -= 1
+    _move(wf, task, "succeeded")
+    if task.quality is None:
+        wf.unscored.add(task.spec.id)
+    for child_id in wf.dependents.get(task.spec.id, ()):
+        child = wf.tasks[child_id]
+        child.remaining_deps -= 1
+        if child.remaining_deps == 0 and child.status == "waiting":
+            wf.ready.add(child_id)
 
 
 def _scored(wf: WorkflowState, task: TaskState, event: TaskAssessed) -> None:
@@ -304,12 +353,13 @@ def _scored(wf: WorkflowState, task: TaskState, event: TaskAssessed) -> None:
     if kept is None and event.overall < threshold:
         task.kept = KeptResult(task.attempt, task.output, task.output_ref, task.duration_ms, task.model,
                                task.cost_usd, event.overall)
-        task.status, task.scored_at = "below_quality", event.ts
+        _move(wf, task, "below_quality")
+        task.scored_at = event.ts
         on = f" ({task.model})" if task.model else ""
         task.upgrade = (f"quality {event.overall:g} of attempt {task.attempt}{on} is below {threshold:g}: "
                         "re-run once on a stronger model")
         return
-    task.quality = event.overall
+    _score(wf, task, event.overall)
     if kept is not None and kept.quality > event.overall:
         _restore(task, kept)
     _succeed(wf, task)
