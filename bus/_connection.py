@@ -27,7 +27,7 @@ from ._blobs import BlobStore
 from ._client import Client
 from ._decoded import Decoded
 from ._errors import BusError
-from ._publish import PubAck, Publisher, abandon
+from ._publish import NoAnswer, PubAck, Publisher, abandon
 from ._pull import PullBatches, resume, stream_seq
 from ._reading import Callback, ConsumerState, Delivery, Follower, StreamState, Subscription
 from ._seal import Keyring, MacKeys, SealCheck, Signer, seal_of
@@ -55,7 +55,7 @@ class Bus:
         self.stream = stream
         self.publish_timeout = publish_timeout
         self.blobs = BlobStore(js, publish_timeout)  # large values, by digest (_blobs.py)
-        self._publisher = Publisher(nc)
+        self._publisher = Publisher(nc, publish_timeout)
         self.snapshots = SnapshotStore(js)  # actors' folded state (actors/_snapshot.py)
         # Who this connection authenticated as; with it, the server lets each actor publish its
         # own events only (bus/_access.py), so an actor need not check who sent what it reads.
@@ -169,10 +169,9 @@ class Bus:
         """Every ack, in order. No gather: a caller cancelled mid-wait (an executor's heartbeat, when
         its attempt ends) would leave a gathering future holding an exception nobody retrieves."""
         try:
-            async with asyncio.timeout(self.publish_timeout):
-                for future in futures:
-                    await future  # a refusal raises its BusError (bus/_publish.py)
-        except TimeoutError:
+            for future in futures:
+                await future  # a refusal raises its BusError, no answer in time NoAnswer (bus/_publish.py)
+        except NoAnswer:
             abandon(futures)
             refused = f"; the server refused: {self.denied[-1]}" if self.denied else ""
             raise BusError(f"nats: no ack from stream {self.stream.name} within "
@@ -381,3 +380,4 @@ class Bus:
             await asyncio.wait_for(self.nc.drain(), 5.0)
         except (TimeoutError, nats.errors.Error):
             await self.nc.close()
+        self._publisher.close()

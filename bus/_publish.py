@@ -19,7 +19,7 @@ from ._client import Client
 from ._errors import BusError, Fenced
 from ._seal import SEAL_HEADER
 
-__all__ = ["MSG_ID", "PubAck", "Publisher", "abandon"]
+__all__ = ["MSG_ID", "NoAnswer", "PubAck", "Publisher", "abandon"]
 
 MSG_ID = "Nats-Msg-Id"
 # Store the message only if the last one on the filter is still this seq (nats-server 2.11+).
@@ -37,6 +37,10 @@ class PubAck(msgspec.Struct, frozen=True):
     stream: str
     seq: int
     duplicate: bool = False
+
+
+class NoAnswer(BusError):
+    """The stream did not answer a publish within the publisher's `timeout`."""
 
 
 class _Refusal(msgspec.Struct):
@@ -57,15 +61,20 @@ _ANSWER = msgspec.json.Decoder(_Answer)
 
 class Publisher:
     """Publishes on `nc` whose futures resolve to the stream's `PubAck`, or fail with a
-    `BusError` saying why the stream refused the message."""
+    `BusError` saying why the stream refused the message, or, with a `timeout`, with `NoAnswer`
+    when it has not answered that many seconds after the publish. One watchdog times every
+    publish waiting for its answer (a timer for each would cost more than the publish)."""
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, timeout: float | None = None) -> None:
         self.nc = nc
+        self.timeout = timeout
         self._prefix = f"{nc.new_inbox()}."
-        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+        # token -> (its answer, when to give up on it); oldest first, and only those not answered yet
+        self._waiting: dict[str, tuple[asyncio.Future[PubAck], float]] = {}
         self._fences: dict[str, tuple[str, int]] = {}  # token -> the fence of a fenced publish
         self._count = 0
         self._sub: Subscription | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def publish(self, subject: str, data: bytes, msg_id: str, fence: tuple[str, int] | None = None,
                       sealed: str | None = None) -> asyncio.Future[PubAck]:
@@ -77,10 +86,16 @@ class Publisher:
             self._sub = await self.nc.subscribe_direct(f"{self._prefix}*", self._on_answer)
         self._count += 1
         token = str(self._count)
-        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = future
-        if len(self._waiting) > _PRUNE_AT:
-            self._prune()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[PubAck] = loop.create_future()
+        if self.timeout is None:
+            self._waiting[token] = (future, 0.0)
+            if len(self._waiting) > _PRUNE_AT:
+                self._prune()
+        else:
+            self._waiting[token] = (future, loop.time() + self.timeout)
+            if self._watchdog is None:
+                self._watchdog = asyncio.create_task(self._watch(self.timeout))
         headers = {MSG_ID: msg_id}
         if sealed is not None:
             headers[SEAL_HEADER] = sealed
@@ -96,15 +111,48 @@ class Publisher:
 
     def _prune(self) -> None:
         """Forget publishes abandoned without an answer (their caller gave up; the server died)."""
-        self._waiting = {token: f for token, f in self._waiting.items() if not f.done()}
+        self._waiting = {token: entry for token, entry in self._waiting.items() if not entry[0].done()}
         self._fences = {token: fence for token, fence in self._fences.items() if token in self._waiting}
+
+    async def _watch(self, timeout: float) -> None:
+        """While publishes wait for their answers, fail each one past its time with `NoAnswer`,
+        oldest first: they were sent in order, each given the same time."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                await asyncio.sleep(min(max(timeout / 4, 0.01), 1.0))
+                now = loop.time()
+                expired = []
+                for token, (_, deadline) in self._waiting.items():
+                    if deadline > now:
+                        break
+                    expired.append(token)
+                for token in expired:
+                    future, _ = self._waiting.pop(token)
+                    self._fences.pop(token, None)
+                    if not future.done():
+                        future.set_exception(NoAnswer(f"no answer from the stream within {timeout:g}s"))
+                        future.exception()  # raised to whoever awaits it; not logged if no one does
+        finally:
+            self._watchdog = None
+
+    def close(self) -> None:
+        """The connection closed: what still waits for an answer will get none."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        waiting, self._waiting, self._fences = self._waiting, {}, {}
+        for future, _ in waiting.values():
+            if not future.done():
+                future.set_exception(BusError("publish failed: the connection closed before the stream answered"))
+                future.exception()
 
     def _on_answer(self, msg: Msg) -> None:
         token = msg.subject[len(self._prefix):]
-        future = self._waiting.pop(token, None)
+        entry = self._waiting.pop(token, None)
         fence = self._fences.pop(token, None) if self._fences else None
-        if future is None or future.done():
+        if entry is None or entry[0].done():
             return
+        future = entry[0]
         if not msg.data:  # a status, not an answer: 503, no stream listens on the subject
             status = (msg.headers or {}).get(_STATUS, "no status")
             future.set_exception(BusError(f"publish failed: no stream takes the subject (status {status})"))

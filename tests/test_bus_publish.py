@@ -90,6 +90,36 @@ async def test_a_stream_that_does_not_answer_in_time_fails_the_publish(nats_serv
         await connection.close()
 
 
+async def test_one_watchdog_times_every_publish_and_stops_when_none_waits(
+        nats_server: bus.EmbeddedServer) -> None:
+    connection = await bus.connect(nats_server.url)
+    publisher = Publisher(connection.nc, timeout=0.3)
+    assert nats_server.pid is not None
+    try:
+        answered = await publisher.publish("ymera.task.w.a.started", events.encode(started()), "id-1")
+        assert (await asyncio.wait_for(answered, 5)).seq == 1
+        await wait_until(lambda: publisher._watchdog is None, 5, "the watchdog to stop once nothing waits")
+        os.kill(nats_server.pid, signal.SIGSTOP)
+        await wait_until(lambda: _state(nats_server.pid) in ("T", "t"), 5, "the server to stop")
+        try:
+            unanswered = [await publisher.publish("ymera.task.w.a.started", events.encode(started(task_id=f"t{i}")),
+                                                  f"id-t{i}") for i in range(3)]
+            for future in unanswered:
+                with pytest.raises(bus.BusError, match=r"^no answer from the stream within 0.3s$"):
+                    await asyncio.wait_for(future, 5)
+            assert publisher._waiting == {}
+            # Closed with a publish waiting: it fails at once, saying why.
+            waiting = await publisher.publish("ymera.task.w.a.started", events.encode(started(task_id="last")), "x")
+            publisher.close()
+            with pytest.raises(bus.BusError, match=r"^publish failed: the connection closed before the stream "
+                                                   r"answered$"):
+                await waiting
+        finally:
+            os.kill(nats_server.pid, signal.SIGCONT)
+    finally:
+        await connection.close()
+
+
 def _state(pid: int | None) -> str:
     """A process's state letter from /proc (R running, S sleeping, T stopped, ...)."""
     with open(f"/proc/{pid}/stat") as stat:
