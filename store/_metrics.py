@@ -227,12 +227,17 @@ class Metrics:
                 if event.model is not None:
                     _count_call(state.models.setdefault(event.model, ModelStats()), event)
                 bin_, cost = latency_bin(event.duration_ms), event.cost_usd or 0.0
-                for stats in state.windows.stats(ts, _task_keys(state, run, event)):
+                task_kind = _kind(state, run, event.task_id)
+                counted = state.windows.stats(ts, _keys(event.workflow_id, task_kind, event.model))
+                for stats in counted:
                     stats.succeeded += 1
                     stats.latency[bin_] = stats.latency.get(bin_, 0) + 1
                     stats.cost_usd += cost
                 if event.quality is not None:  # what no model wrote is scored in its attempt
-                    _scored(state, ts, event.workflow_id, event.model, event.quality)
+                    scored = event.quality
+                    # Counted where its success was, unless its score names another type or agent.
+                    same = task_kind == (scored.task_type or NONE, scored.agent or NONE)
+                    _scored(state, ts, event.workflow_id, event.model, scored, counted if same else None)
             case TaskFailed():
                 _end(state, (run, event.task_id, event.attempt), "failed")
                 for stats in state.windows.stats(ts, _task_keys(state, run, event)):
@@ -276,11 +281,15 @@ class Metrics:
         return state
 
 
-def _scored(state: MetricsState, ts: float, workflow: str, model: str | None, scores: TaskAssessed | Quality) -> None:
+def _scored(state: MetricsState, ts: float, workflow: str, model: str | None, scores: TaskAssessed | Quality,
+            counted: list[Stats] | None = None) -> None:
+    """Count a score; `counted`: the stats it counts in, when the caller has them already."""
     state.assessed += 1
     state.overall_sum += scores.overall
     state.recent_quality.append(scores.overall)
-    for stats in state.windows.stats(ts, dimension_keys(workflow, scores.task_type, scores.agent, model)):
+    if counted is None:
+        counted = state.windows.stats(ts, dimension_keys(workflow, scores.task_type, scores.agent, model))
+    for stats in counted:
         add_scores(stats, scores)
 
 
@@ -291,10 +300,14 @@ def _security(state: MetricsState, ts: float, whats: Iterable[str], workflow: st
     state.windows.security(ts, whats, workflow)
 
 
-def _task_keys(state: MetricsState, run: str, event: TaskSucceeded | TaskFailed | TaskTimedOut
-               ) -> list[tuple[str, str]]:
-    kind = state.kinds.get(run, {}).get(event.task_id, (NONE, NONE))
-    return _keys(event.workflow_id, kind, None if isinstance(event, TaskTimedOut) else event.model)
+def _task_keys(state: MetricsState, run: str, event: TaskFailed | TaskTimedOut) -> list[tuple[str, str]]:
+    model = None if isinstance(event, TaskTimedOut) else event.model
+    return _keys(event.workflow_id, _kind(state, run, event.task_id), model)
+
+
+def _kind(state: MetricsState, run: str, task_id: str) -> tuple[str, str]:
+    """The (type, agent) of a task of an active run, from its submission; (NONE, NONE) if unknown."""
+    return state.kinds.get(run, {}).get(task_id, (NONE, NONE))
 
 
 def dimension_keys(workflow: str, task_type: str, agent: str | None, model: str | None) -> list[tuple[str, str]]:
@@ -303,10 +316,18 @@ def dimension_keys(workflow: str, task_type: str, agent: str | None, model: str 
 
 
 def add_scores(stats: Stats, event: TaskAssessed | Quality) -> None:
-    scores = (event.accuracy, event.completeness, event.consistency, event.efficiency, event.maintainability,
-              event.overall)
     stats.assessed += 1
-    stats.scores = [a + b for a, b in zip(stats.scores, scores, strict=True)] if stats.scores else list(scores)
+    sums = stats.scores  # in SCORES order; added to in place, on the hot path of every success
+    if not sums:
+        stats.scores = [event.accuracy, event.completeness, event.consistency, event.efficiency,
+                        event.maintainability, event.overall]
+        return
+    sums[0] += event.accuracy
+    sums[1] += event.completeness
+    sums[2] += event.consistency
+    sums[3] += event.efficiency
+    sums[4] += event.maintainability
+    sums[5] += event.overall
 
 
 def _keys(workflow: str, kind: tuple[str, str], model: str | None) -> list[tuple[str, str]]:

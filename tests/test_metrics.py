@@ -266,3 +266,16 @@ def test_a_success_scored_in_its_attempt_counts_as_its_score_and_a_late_one_does
     assert out["quality"] == {"assessed": 1, "mean_overall": 0.9, "recent_mean": 0.9}
     assert out["tasks"]["late"] == 1
     assert out["window"]["by"]["task_type"]["noop"]["quality"]["overall"] == 0.9
+
+
+def test_a_carried_score_counts_under_its_own_type_when_the_run_s_submission_was_not_seen() -> None:
+    # The success counts under the type the monitor knows for the task (none, "-": it never saw
+    # the submission), its score under the type the score names; every window counts each once.
+    state = fold([scored_success("wf-unseen", "t1", 1, 0.7), scored_success("wf-unseen", "t2", 1, 0.9)])
+    window = report(state)["window"]
+    assert (window["all"]["attempts"], window["all"]["quality"]["assessed"]) == (2, 2)
+    assert window["all"]["quality"]["overall"] == 0.8
+    by_type = window["by"]["task_type"]
+    assert (by_type["-"]["attempts"], by_type["-"]["quality"]["assessed"]) == (2, 0)
+    assert (by_type["noop"]["attempts"], by_type["noop"]["quality"]["assessed"]) == (0, 2)
+    assert by_type["noop"]["quality"]["overall"] == 0.8
