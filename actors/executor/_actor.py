@@ -77,7 +77,7 @@ from .._quality import score_in_attempt
 from ._edges import Edge, blocking_reason, scan_edges
 from ._fence import Attempt, Fence, run_key
 from ._judge import judge
-from ._kinds import context, run_task
+from ._kinds import context, never_awaits, run_task
 from ._mcp import record as record_tool_calls
 from ._measures import Measures
 from ._pools import SharedPools
@@ -298,12 +298,17 @@ class Executor:
                 blocked = blocking_reason(edges)
                 if blocked is not None:
                     return self._failed(attempt, t0, blocked, "untrusted_input", False, None)
-            gate = self.shared.gate(bus, ready, self.settings) if self.shared is not None and replay is None else None
-            with (llm.recording(gate, replay, tried=tuple(ready.tried_models), upgrade=ready.upgrade) as record,
-                  record_tool_calls(attempt.tool_calls)):
-                attempt.calls, attempt.choices = record.calls, record.choices
-                outcome = await run_task(ready.spec, inputs, ctx,
-                                         timeout=ready.timeout_seconds or self.settings.task_timeout_seconds)
+            allowed = ready.timeout_seconds or self.settings.task_timeout_seconds
+            record: llm.Recording | None = None
+            if never_awaits(ready.spec.type):  # it calls no model and no tool: nothing to record
+                outcome = await run_task(ready.spec, inputs, ctx, timeout=allowed)
+            else:
+                gate = (self.shared.gate(bus, ready, self.settings) if self.shared is not None and replay is None
+                        else None)
+                with (llm.recording(gate, replay, tried=tuple(ready.tried_models), upgrade=ready.upgrade) as record,
+                      record_tool_calls(attempt.tool_calls)):
+                    attempt.calls, attempt.choices = record.calls, record.choices
+                    outcome = await run_task(ready.spec, inputs, ctx, timeout=allowed)
         except TaskError as exc:
             if isinstance(exc, ToolRefusal):
                 attempt.flagged.append(refused_event(exc, ready, self.name, self.settings.id_key))
@@ -330,8 +335,9 @@ class Executor:
         # A model task's answer is graded by the judge, where one is configured (`_judge.py`).
         judged, unjudged = None, ""
         if kind is not None and kind.llm and self.settings.judge.model is not None:
+            assert record is not None  # a model's kind awaits: its calls were recorded
             # Within the attempt's own time limit, which the distributor holds the result to.
-            left = (ready.timeout_seconds or self.settings.task_timeout_seconds) - (time.perf_counter() - t0)
+            left = allowed - (time.perf_counter() - t0)
             with llm.recording_again(record, "judge"):
                 judged, unjudged = await judge(ready.spec, inputs, output, self.settings, ctx.llm, left)
         duration_ms = (time.perf_counter() - t0) * 1000

@@ -23,13 +23,19 @@ from ..registry import HANDLERS, TASK_KINDS, Context, grant_problem, register
 from . import _llm, _mcp, _python, _templates
 from . import _tools as _tools  # registers the built-in tools' kinds
 
-__all__ = ["context", "run_task"]
+__all__ = ["context", "never_awaits", "run_task"]
 
 _SLEEP_SECONDS = next(p for p in TASK_KINDS["sleep"].params if p.name == "seconds")
 # Kinds whose handlers return without awaiting anything. A time limit takes effect only at an
 # await, so it could never interrupt them: none is set (a timer for each of 5,000 no-ops costs more
 # than the no-ops do).
 _NEVER_AWAIT = frozenset({"noop", "echo"})
+
+
+def never_awaits(task_type: str) -> bool:
+    """Whether the handler of `task_type` returns without awaiting anything: no time limit can
+    interrupt it, and it calls no model and no tool, so there is nothing of its calls to record."""
+    return task_type in _NEVER_AWAIT
 
 
 async def run_task(spec: TaskSpec, inputs: dict[str, Any], ctx: Context, *, timeout: float) -> Outcome:
@@ -41,7 +47,7 @@ async def run_task(spec: TaskSpec, inputs: dict[str, Any], ctx: Context, *, time
     ungranted = grant_problem(spec, TASK_KINDS[spec.type])
     if ungranted is not None:
         raise TaskError("not_granted", f"not run: {ungranted}", retryable=False)
-    if spec.type in _NEVER_AWAIT:
+    if never_awaits(spec.type):
         return await handler(spec, inputs, ctx)
     deadline = asyncio.timeout(timeout)
     try:
