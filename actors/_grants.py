@@ -45,6 +45,8 @@ def register_mcp_servers(names: Iterable[str]) -> None:
 def tools_used(task: TaskSpec, kind: TaskKind) -> tuple[str, ...]:
     """The tools an attempt of `task` uses, each of which it must be granted: its kind's, those its
     parameters call for (`TaskKind.extra_tools`), and the MCP server it names (`TaskKind.server_param`)."""
+    if kind.tool is None and kind.server_param is None and not kind.extra_tools:
+        return ()  # a kind that uses none (checked before every attempt)
     base = (kind.tool,) if kind.tool is not None else ()
     server = task.parameters.get(kind.server_param) if kind.server_param is not None else None
     mcp = (MCP_PREFIX + server,) if isinstance(server, str) else ()
