@@ -4,7 +4,7 @@ from ._audit import AuditReport, Break, check_row, verify
 from ._chain import GENESIS, NewEvent, StoredEvent, link
 from ._errors import DuplicateEvent, StoreError, StoreLocked
 from ._log import EventLog, LogReader, completed
-from ._metrics import Metrics, MetricsState, ModelStats, RecentAlert, add_scores, alert_key, dimension_keys, percentile
+from ._metrics import Metrics, MetricsState, ModelStats, RecentAlert, alert_key, percentile
 from ._metrics_report import iso, report, summary
 from ._once import Once, Recent
 from ._projection import LiveProjection, Projection, rebuild
@@ -13,7 +13,18 @@ from ._reports import HOURS_RULE, InvalidHours, check_hours, monitoring_report, 
 from ._reports_security import SECURITY_ALERTS, security_report
 from ._runs import TERMINAL, AttemptFailure, Run, Runs, TaskRun, WorkflowRuns
 from ._sqlite import SqliteEventLog
-from ._windows import DIMENSIONS, SCORES, Bucket, Stats, Tier, Windows, merged, percentile_ms
+from ._windows import (
+    DIMENSIONS,
+    SCORES,
+    Bucket,
+    Stats,
+    Tier,
+    Windows,
+    add_scores,
+    dimension_keys,
+    merged,
+    percentile_ms,
+)
 from ._writer import LINGER_SECONDS, StoreWriter
 
 __all__ = [

@@ -50,7 +50,7 @@ from events import (
     run_of,
 )
 
-from ._windows import Stats, Windows, latency_bin
+from ._windows import NONE, Stats, Windows, add_scores, dimension_keys, keys_of, latency_bin
 
 __all__ = [
     "ALERTS_KEPT",
@@ -61,9 +61,7 @@ __all__ = [
     "MetricsState",
     "ModelStats",
     "RecentAlert",
-    "add_scores",
     "alert_key",
-    "dimension_keys",
     "percentile",
 ]
 
@@ -71,7 +69,6 @@ QUALITY_WINDOW = 50  # last TaskAssessed overall scores
 LATENCY_WINDOW = 500  # last TaskSucceeded durations
 ENDS_WINDOW = 50  # last task attempt ends: succeeded, failed or timed_out
 ALERTS_KEPT = 20  # last AlertRaised events shown in the report
-NONE = "-"  # the key of a task with no agent, model or provider in the windows
 
 # Workflow events counted by type; the reported name of each.
 _WORKFLOW_COUNTS: dict[type, str] = {
@@ -228,7 +225,7 @@ class Metrics:
                     _count_call(state.models.setdefault(event.model, ModelStats()), event)
                 bin_, cost = latency_bin(event.duration_ms), event.cost_usd or 0.0
                 task_kind = _kind(state, run, event.task_id)
-                counted = state.windows.stats(ts, _keys(event.workflow_id, task_kind, event.model))
+                counted = state.windows.stats(ts, keys_of(event.workflow_id, task_kind, event.model))
                 for stats in counted:
                     stats.succeeded += 1
                     stats.latency[bin_] = stats.latency.get(bin_, 0) + 1
@@ -302,39 +299,12 @@ def _security(state: MetricsState, ts: float, whats: Iterable[str], workflow: st
 
 def _task_keys(state: MetricsState, run: str, event: TaskFailed | TaskTimedOut) -> list[tuple[str, str]]:
     model = None if isinstance(event, TaskTimedOut) else event.model
-    return _keys(event.workflow_id, _kind(state, run, event.task_id), model)
+    return keys_of(event.workflow_id, _kind(state, run, event.task_id), model)
 
 
 def _kind(state: MetricsState, run: str, task_id: str) -> tuple[str, str]:
     """The (type, agent) of a task of an active run, from its submission; (NONE, NONE) if unknown."""
     return state.kinds.get(run, {}).get(task_id, (NONE, NONE))
-
-
-def dimension_keys(workflow: str, task_type: str, agent: str | None, model: str | None) -> list[tuple[str, str]]:
-    """The (dimension, key)s a task's event counts for besides all tasks; a provider is its model's prefix."""
-    return _keys(workflow, (task_type or NONE, agent or NONE), model)
-
-
-def add_scores(stats: Stats, event: TaskAssessed | Quality) -> None:
-    stats.assessed += 1
-    sums = stats.scores  # in SCORES order; added to in place, on the hot path of every success
-    if not sums:
-        stats.scores = [event.accuracy, event.completeness, event.consistency, event.efficiency,
-                        event.maintainability, event.overall]
-        return
-    sums[0] += event.accuracy
-    sums[1] += event.completeness
-    sums[2] += event.consistency
-    sums[3] += event.efficiency
-    sums[4] += event.maintainability
-    sums[5] += event.overall
-
-
-def _keys(workflow: str, kind: tuple[str, str], model: str | None) -> list[tuple[str, str]]:
-    """The (dimension, key)s an event counts for besides all tasks."""
-    provider = model.split("/", 1)[0] if model and "/" in model else NONE
-    return [("workflow", workflow), ("task_type", kind[0]), ("agent", kind[1]), ("model", model or NONE),
-            ("provider", provider)]
 
 
 def _attempt_seen(state: MetricsState, event: TaskStarted | TaskSucceeded | TaskFailed | TaskTimedOut,

@@ -22,10 +22,10 @@ from config import AlertRules
 from events import AlertRaised, AlertResolved, TaskTimedOut, YmeraError
 
 from ._log import EventLog
-from ._metrics import Metrics, add_scores, dimension_keys
+from ._metrics import Metrics
 from ._metrics_report import iso, report, summary
 from ._projection import rebuild
-from ._windows import Stats, Tier, merged
+from ._windows import Stats, Tier, add_scores, dimension_keys, merged
 
 __all__ = ["HOURS_RULE", "InvalidHours", "Window", "check_hours", "monitoring_report", "quality_report", "rows"]
 

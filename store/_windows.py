@@ -21,9 +21,11 @@ from collections.abc import Iterable
 import msgspec
 
 from config import MINUTES_KEPT
+from events import Quality, TaskAssessed
 
-__all__ = ["DIMENSIONS", "HOURS_KEPT", "HOUR_DIMENSIONS", "KEYS_PER_DIMENSION", "MINUTES_KEPT", "OTHER", "SCORES",
-           "Bucket", "Stats", "Tier", "Windows", "merged", "percentile_ms"]
+__all__ = ["DIMENSIONS", "HOURS_KEPT", "HOUR_DIMENSIONS", "KEYS_PER_DIMENSION", "MINUTES_KEPT", "NONE", "OTHER",
+           "SCORES", "Bucket", "Stats", "Tier", "Windows", "add_scores", "dimension_keys", "keys_of", "merged",
+           "percentile_ms"]
 
 DIMENSIONS = ("workflow", "agent", "task_type", "model", "provider")
 HOUR_DIMENSIONS = DIMENSIONS[1:]  # an hour counts no workflow: thousands of them pass in an hour
@@ -31,6 +33,7 @@ SCORES = ("accuracy", "completeness", "consistency", "efficiency", "maintainabil
 HOURS_KEPT = 25  # the reports' 24 hours, and the hour under way
 KEYS_PER_DIMENSION = 100
 OTHER = "(other)"
+NONE = "-"  # the key of a task with no agent, model or provider in the windows
 # Latency bins: 8 per doubling from 1 ms (each within 4.5% of its middle), capped at ~1.5 days.
 _BINS_PER_DOUBLING = 8
 _STEP = math.log(2) / _BINS_PER_DOUBLING
@@ -68,6 +71,33 @@ class Stats(msgspec.Struct, array_like=True):
             self.assessed += other.assessed
         self.cost_usd += other.cost_usd
         self.security += other.security
+
+
+def dimension_keys(workflow: str, task_type: str, agent: str | None, model: str | None) -> list[tuple[str, str]]:
+    """The (dimension, key)s a task's event counts for besides all tasks; a provider is its model's prefix."""
+    return keys_of(workflow, (task_type or NONE, agent or NONE), model)
+
+
+def keys_of(workflow: str, kind: tuple[str, str], model: str | None) -> list[tuple[str, str]]:
+    """The (dimension, key)s an event of a task of `kind` (type, agent) counts for besides all tasks."""
+    provider = model.split("/", 1)[0] if model and "/" in model else NONE
+    return [("workflow", workflow), ("task_type", kind[0]), ("agent", kind[1]), ("model", model or NONE),
+            ("provider", provider)]
+
+
+def add_scores(stats: Stats, event: TaskAssessed | Quality) -> None:
+    stats.assessed += 1
+    sums = stats.scores  # in SCORES order; added to in place, on the hot path of every success
+    if not sums:
+        stats.scores = [event.accuracy, event.completeness, event.consistency, event.efficiency,
+                        event.maintainability, event.overall]
+        return
+    sums[0] += event.accuracy
+    sums[1] += event.completeness
+    sums[2] += event.consistency
+    sums[3] += event.efficiency
+    sums[4] += event.maintainability
+    sums[5] += event.overall
 
 
 class Bucket(msgspec.Struct):
